@@ -1,0 +1,108 @@
+import Crypto
+import Foundation
+
+/// Where a ciphertext belongs. It is bound into the authenticated data, so a ciphertext copied
+/// to another row, column or tenant fails to open.
+public struct SealContext: Sendable, Hashable {
+    public var table: String
+    public var rowID: String
+    public var column: String
+    public var orgID: String
+
+    public init(table: String, rowID: String, column: String, orgID: String?) {
+        self.table = table
+        self.rowID = rowID
+        self.column = column
+        self.orgID = orgID ?? "-"
+    }
+
+    var bytes: [UInt8] {
+        Array("flowstack.seal.v1\u{0}\(table)\u{0}\(rowID)\u{0}\(column)\u{0}\(orgID)".utf8)
+    }
+}
+
+/// Why a ciphertext did not open. Carries no plaintext and no key material.
+public struct SealError: Error, Sendable, Equatable, CustomStringConvertible {
+    public enum Code: Sendable, Equatable {
+        case malformed, unsupportedVersion, unknownKey, wrongPurpose, authenticationFailed
+    }
+    public let code: Code
+    public var description: String {
+        switch code {
+        case .malformed: "the sealed value is malformed"
+        case .unsupportedVersion: "the sealed value has an unsupported format version"
+        case .unknownKey: "the sealed value names a key that is not in the keyring"
+        case .wrongPurpose: "the sealed value was sealed for another purpose"
+        case .authenticationFailed: "the sealed value failed authentication (tampered, moved or wrong key)"
+        }
+    }
+}
+
+/// AES-256-GCM envelope encryption.
+///
+/// Every value gets its own random 256-bit data key, which the purpose's active key-encryption
+/// key wraps. Layout: `version(1) purpose(1) idLength(1) keyID wrappedKey(60) nonce(12) ciphertext tag(16)`.
+/// The header and the `SealContext` are the authenticated data of both encryptions.
+public struct Sealer: Sendable {
+    public static let formatVersion: UInt8 = 1
+    public let keyring: Keyring
+
+    public init(keyring: Keyring) {
+        self.keyring = keyring
+    }
+
+    public func seal(_ plaintext: some DataProtocol, purpose: KeyPurpose, context: SealContext) throws -> [UInt8] {
+        let kek = keyring.active(purpose)
+        let idBytes = Array(kek.id.utf8)
+        var header: [UInt8] = [Self.formatVersion, purpose.tag, UInt8(idBytes.count)]
+        header += idBytes
+        let aad = header + context.bytes
+        let dataKey = SymmetricKey(size: .bits256)
+        let wrapped = try AES.GCM.seal(dataKey.withUnsafeBytes { Array($0) }, using: kek.key, authenticating: aad)
+        let box = try AES.GCM.seal(plaintext, using: dataKey, authenticating: aad)
+        var out = header
+        out.reserveCapacity(header.count + 60 + 28 + plaintext.count)
+        out += wrapped.combined!
+        out += box.combined!
+        return out
+    }
+
+    public func seal(_ string: String, purpose: KeyPurpose = .data, context: SealContext) throws -> [UInt8] {
+        try seal(Array(string.utf8), purpose: purpose, context: context)
+    }
+
+    public func open(_ sealed: some Collection<UInt8>, purpose: KeyPurpose, context: SealContext) throws(SealError) -> [UInt8] {
+        let bytes = Array(sealed)
+        guard bytes.count >= 3 else { throw SealError(code: .malformed) }
+        guard bytes[0] == Self.formatVersion else { throw SealError(code: .unsupportedVersion) }
+        guard KeyPurpose(tag: bytes[1]) == purpose else { throw SealError(code: .wrongPurpose) }
+        let idLength = Int(bytes[2])
+        let headerLength = 3 + idLength
+        guard bytes.count >= headerLength + 60 + 28 else { throw SealError(code: .malformed) }
+        guard let keyID = String(bytes: bytes[3..<headerLength], encoding: .utf8),
+              let kek = keyring.key(id: keyID, purpose: purpose)
+        else { throw SealError(code: .unknownKey) }
+        let aad = Array(bytes[0..<headerLength]) + context.bytes
+        do {
+            let wrapped = try AES.GCM.SealedBox(combined: bytes[headerLength..<(headerLength + 60)])
+            let dataKey = SymmetricKey(data: try AES.GCM.open(wrapped, using: kek.key, authenticating: aad))
+            let box = try AES.GCM.SealedBox(combined: bytes[(headerLength + 60)...])
+            return Array(try AES.GCM.open(box, using: dataKey, authenticating: aad))
+        } catch {
+            throw SealError(code: .authenticationFailed)
+        }
+    }
+
+    public func openString(_ sealed: some Collection<UInt8>, purpose: KeyPurpose = .data, context: SealContext) throws(SealError) -> String {
+        let bytes = try open(sealed, purpose: purpose, context: context)
+        guard let string = String(bytes: bytes, encoding: .utf8) else { throw SealError(code: .malformed) }
+        return string
+    }
+
+    /// The key id a sealed value names, without opening it (for key status and rotation).
+    public static func keyID(of sealed: some Collection<UInt8>) -> String? {
+        let bytes = Array(sealed)
+        guard bytes.count >= 3, bytes.count >= 3 + Int(bytes[2]) else { return nil }
+        return String(bytes: bytes[3..<(3 + Int(bytes[2]))], encoding: .utf8)
+    }
+}

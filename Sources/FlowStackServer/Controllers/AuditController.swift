@@ -1,0 +1,48 @@
+import FlowStackCore
+import FlowStackStore
+import Foundation
+import Hummingbird
+
+/// The organization's audit trail (owners and admins, on plans that include audit logs).
+struct AuditController {
+    let api: API
+
+    func addRoutes(to group: RouterGroup<FlowStackRequestContext>) {
+        group.get("orgs/:orgId/audit-events", use: list)
+    }
+
+    private func date(_ request: Request, _ name: String) throws -> Date? {
+        guard let raw = request.query(name) else { return nil }
+        guard let date = try? Date(raw, strategy: .iso8601) else {
+            throw FlowStackError.badRequest("invalid_parameter", "'\(name)' must be an ISO 8601 date-time.", field: name)
+        }
+        return date
+    }
+
+    @Sendable func list(_ request: Request, context: FlowStackRequestContext) async throws -> Response {
+        let identity = try context.requireIdentity()
+        let orgID = try context.parameters.id("orgId", prefix: "org")
+        let access = try await api.access.org(orgID, .auditRead, identity)
+        var limit = 50
+        if let raw = request.query("limit") {
+            guard let value = Int(raw), (1...200).contains(value) else {
+                throw FlowStackError.badRequest("invalid_parameter", "'limit' must be between 1 and 200.", field: "limit")
+            }
+            limit = value
+        }
+        var cursor: Int64?
+        if let raw = request.query("cursor") {
+            guard let value = Int64(raw), value > 0 else { throw FlowStackError.badRequest("invalid_parameter", "'cursor' is not valid.", field: "cursor") }
+            cursor = value
+        }
+        var since = try date(request, "since")
+        if let days = Entitlements.of(access.plan).auditRetentionDays {
+            let horizon = api.now.addingTimeInterval(-Double(days) * 86_400)
+            since = max(since ?? horizon, horizon)
+        }
+        let filter = Store.AuditFilter(action: request.query("action"), actorID: request.query("actorId"),
+                                       resourceID: request.query("resourceId"), since: since, until: try date(request, "until"))
+        let page = try await api.store.auditEvents(orgID: orgID, filter: filter, cursor: cursor, limit: limit)
+        return try JSON.response(.ok, ListDTO(items: page.items.map(AuditEventDTO.init), nextCursor: page.nextCursor))
+    }
+}

@@ -1,0 +1,178 @@
+import Foundation
+import Hummingbird
+import NIOCore
+
+/// Serves the OpenAPI 3.1 document of the public API. It is written by hand next to the
+/// routes; `OpenAPITests` checks every router path against it and schemathesis checks the
+/// running server against it.
+struct OpenAPIController {
+    func addRoutes(to group: RouterGroup<FlowStackRequestContext>) {
+        let body = ByteBuffer(bytes: OpenAPIDocument.json)
+        group.get("openapi.json") { _, _ in
+            Response(status: .ok, headers: [.contentType: "application/json; charset=utf-8"], body: .init(byteBuffer: body))
+        }
+    }
+}
+
+/// The OpenAPI document, built from small helpers so each operation reads as one line of intent.
+enum OpenAPIDocument {
+    typealias Object = [String: Any]
+
+    static let json: Data = {
+        try! JSONSerialization.data(withJSONObject: document, options: [.sortedKeys, .withoutEscapingSlashes])
+    }()
+
+    static func ref(_ name: String) -> Object { ["$ref": "#/components/schemas/\(name)"] }
+    nonisolated(unsafe) static let string: Object = ["type": "string"]
+    nonisolated(unsafe) static let dateTime: Object = ["type": "string", "format": "date-time"]
+    static func nullable(_ schema: Object) -> Object { ["oneOf": [schema, ["type": "null"]]] }
+    static func object(_ properties: [String: Object], required: [String]? = nil) -> Object {
+        ["type": "object", "properties": properties, "required": required ?? Array(properties.keys).sorted()]
+    }
+    static func list(_ item: String) -> Object {
+        object(["items": ["type": "array", "items": ref(item)], "nextCursor": nullable(string)])
+    }
+    nonisolated(unsafe) static let nonEmpty: Object = ["type": "string", "minLength": 1, "pattern": "\\S"]
+
+    nonisolated(unsafe) static let schemas: [String: Object] = [
+        "Error": object(["error": object(["code": string, "message": string, "field": string], required: ["code", "message"])]),
+        "Status": object(["status": string]),
+        "User": object(["id": string, "email": string, "name": string, "createdAt": dateTime]),
+        "Organization": object(["id": string, "name": string, "plan": ["type": "string", "enum": ["free", "pro", "team", "enterprise"]],
+                                "role": string, "createdAt": dateTime], required: ["id", "name", "plan", "createdAt"]),
+        "Account": object(["user": ref("User"), "organization": ref("Organization")]),
+        "Login": object(["user": ref("User"), "csrfToken": string]),
+        "Me": object(["user": ref("User"), "organizations": ["type": "array", "items": ref("Organization")],
+                      "authentication": ["type": "string", "enum": ["session", "api_key"]]]),
+        "Member": object(["userId": string, "email": string, "name": string, "role": ref("OrgRole"), "locked": ["type": "boolean"], "joinedAt": dateTime]),
+        "OrgRole": ["type": "string", "enum": ["owner", "admin", "member", "viewer"]],
+        "ProjectRole": ["type": "string", "enum": ["editor", "runner", "viewer"]],
+        "Invitation": object(["id": string, "email": string, "role": ref("OrgRole"), "token": string, "expiresAt": dateTime]),
+        "InvitationAccepted": object(["organization": ref("Organization"), "user": ref("User")]),
+        "Project": object(["id": string, "orgId": string, "name": string, "description": string, "createdAt": dateTime, "updatedAt": dateTime]),
+        "ProjectMember": object(["userId": string, "email": string, "name": string, "role": ref("ProjectRole")]),
+        "APIKey": object(["id": string, "name": string, "prefix": string, "last4": string, "scope": ["type": "string", "enum": ["read", "write"]],
+                          "projectId": nullable(string), "createdAt": dateTime, "lastUsedAt": nullable(dateTime),
+                          "expiresAt": nullable(dateTime), "rotationDue": ["type": "boolean"]]),
+        "CreatedAPIKey": ["allOf": [ref("APIKey"), object(["key": string])]],
+        "AuditEvent": object(["id": string, "action": string, "actor": object(["type": string, "id": nullable(string)]),
+                              "resource": object(["type": string, "id": nullable(string)]), "outcome": string, "ip": string,
+                              "userAgent": string, "createdAt": dateTime, "details": ["type": "object", "additionalProperties": string]]),
+        "OrganizationList": list("Organization"),
+        "MemberList": list("Member"),
+        "ProjectList": list("Project"),
+        "ProjectMemberList": list("ProjectMember"),
+        "APIKeyList": list("APIKey"),
+        "AuditEventList": list("AuditEvent"),
+    ]
+
+    static func body(_ schema: Object, required: Bool = true) -> Object {
+        ["required": required, "content": ["application/json": ["schema": schema]]]
+    }
+
+    static func operation(_ id: String, _ summary: String, ok: Int, schema: String?, body requestBody: Object? = nil,
+                          parameters: [Object] = [], secured: Bool = true, tag: String) -> Object {
+        var responses: Object = ["default": ["description": "Error", "content": ["application/json": ["schema": ref("Error")]]]]
+        if let schema {
+            responses[String(ok)] = ["description": summary, "content": ["application/json": ["schema": ref(schema)]]]
+        } else {
+            responses[String(ok)] = ["description": summary]
+        }
+        var op: Object = ["operationId": id, "summary": summary, "responses": responses, "tags": [tag]]
+        if let requestBody { op["requestBody"] = requestBody }
+        if !parameters.isEmpty { op["parameters"] = parameters }
+        op["security"] = secured ? [["apiKey": [String]()], ["session": [String]()]] : [[String: [String]]()]
+        return op
+    }
+
+    static func path(_ name: String) -> Object {
+        ["name": name, "in": "path", "required": true, "schema": string]
+    }
+
+    static func query(_ name: String, _ schema: Object) -> Object {
+        ["name": name, "in": "query", "required": false, "schema": schema]
+    }
+
+    nonisolated(unsafe) static let paths: [String: Object] = [
+        "/healthz": ["get": operation("health", "Liveness", ok: 200, schema: "Status", secured: false, tag: "health")],
+        "/readyz": ["get": operation("ready", "Readiness (database reachable)", ok: 200, schema: "Status", secured: false, tag: "health")],
+        "/api/v1/openapi.json": ["get": ["operationId": "openapi", "summary": "This document", "tags": ["meta"],
+                                         "security": [[String: [String]]()],
+                                         "responses": ["200": ["description": "OpenAPI document", "content": ["application/json": ["schema": ["type": "object"]]]]]]],
+        "/api/v1/setup": ["post": operation("setup", "Create the owner with the one-time setup token", ok: 201, schema: "Account",
+            body: body(object(["token": string, "email": nonEmpty, "password": string, "name": nonEmpty, "organization": nonEmpty])),
+            secured: false, tag: "auth")],
+        "/api/v1/auth/signup": ["post": operation("signup", "Sign up (when enabled)", ok: 201, schema: "Account",
+            body: body(object(["email": nonEmpty, "password": string, "name": nonEmpty, "organization": nonEmpty])), secured: false, tag: "auth")],
+        "/api/v1/auth/login": ["post": operation("login", "Log in; sets the session cookie", ok: 200, schema: "Login",
+            body: body(object(["email": string, "password": string])), secured: false, tag: "auth")],
+        "/api/v1/auth/logout": ["post": operation("logout", "End the session", ok: 204, schema: nil, tag: "auth")],
+        "/api/v1/me": ["get": operation("getMe", "The caller", ok: 200, schema: "Me", tag: "auth")],
+        "/api/v1/me/password": ["post": operation("changePassword", "Change the password; ends other sessions", ok: 204, schema: nil,
+            body: body(object(["currentPassword": string, "newPassword": string])), tag: "auth")],
+        "/api/v1/orgs": ["get": operation("listOrganizations", "The caller's organizations", ok: 200, schema: "OrganizationList", tag: "orgs")],
+        "/api/v1/orgs/{orgId}": ["get": operation("getOrganization", "An organization", ok: 200, schema: "Organization", parameters: [path("orgId")], tag: "orgs")],
+        "/api/v1/orgs/{orgId}/members": ["get": operation("listMembers", "Members", ok: 200, schema: "MemberList", parameters: [path("orgId")], tag: "orgs")],
+        "/api/v1/orgs/{orgId}/members/{userId}": [
+            "patch": operation("changeMemberRole", "Change a member's role", ok: 200, schema: "Member",
+                               body: body(object(["role": ref("OrgRole")])), parameters: [path("orgId"), path("userId")], tag: "orgs"),
+            "delete": operation("removeMember", "Remove a member", ok: 204, schema: nil, parameters: [path("orgId"), path("userId")], tag: "orgs"),
+        ],
+        "/api/v1/orgs/{orgId}/members/{userId}/unlock": ["post": operation("unlockMember", "Unlock a locked account", ok: 204, schema: nil,
+            parameters: [path("orgId"), path("userId")], tag: "orgs")],
+        "/api/v1/orgs/{orgId}/invitations": ["post": operation("invite", "Invite someone by e-mail", ok: 201, schema: "Invitation",
+            body: body(object(["email": nonEmpty, "role": ref("OrgRole")])), parameters: [path("orgId")], tag: "orgs")],
+        "/api/v1/invitations/{token}/accept": ["post": operation("acceptInvitation", "Accept an invitation", ok: 200, schema: "InvitationAccepted",
+            body: body(object(["name": nonEmpty, "password": string], required: []), required: false), parameters: [path("token")], secured: false, tag: "orgs")],
+        "/api/v1/orgs/{orgId}/projects": [
+            "get": operation("listProjects", "Projects the caller can see", ok: 200, schema: "ProjectList", parameters: [path("orgId")], tag: "projects"),
+            "post": operation("createProject", "Create a project", ok: 201, schema: "Project",
+                              body: body(object(["name": nonEmpty, "description": ["type": "string", "maxLength": 2000]], required: ["name"])),
+                              parameters: [path("orgId")], tag: "projects"),
+        ],
+        "/api/v1/projects/{projectId}": [
+            "get": operation("getProject", "A project", ok: 200, schema: "Project", parameters: [path("projectId")], tag: "projects"),
+            "patch": operation("updateProject", "Rename or describe a project", ok: 200, schema: "Project",
+                               body: body(object(["name": nonEmpty, "description": ["type": "string", "maxLength": 2000]], required: [])),
+                               parameters: [path("projectId")], tag: "projects"),
+            "delete": operation("deleteProject", "Delete a project", ok: 204, schema: nil, parameters: [path("projectId")], tag: "projects"),
+        ],
+        "/api/v1/projects/{projectId}/members": ["get": operation("listProjectMembers", "Project members", ok: 200, schema: "ProjectMemberList",
+            parameters: [path("projectId")], tag: "projects")],
+        "/api/v1/projects/{projectId}/members/{userId}": [
+            "put": operation("setProjectMember", "Give a member a project role", ok: 200, schema: "ProjectMember",
+                             body: body(object(["role": ref("ProjectRole")])), parameters: [path("projectId"), path("userId")], tag: "projects"),
+            "delete": operation("removeProjectMember", "Remove a project member", ok: 204, schema: nil,
+                                parameters: [path("projectId"), path("userId")], tag: "projects"),
+        ],
+        "/api/v1/orgs/{orgId}/api-keys": [
+            "get": operation("listAPIKeys", "API keys", ok: 200, schema: "APIKeyList", parameters: [path("orgId")], tag: "api-keys"),
+            "post": operation("createAPIKey", "Create an API key (shown once)", ok: 201, schema: "CreatedAPIKey",
+                              body: body(object(["name": nonEmpty, "scope": ["type": "string", "enum": ["read", "write"]],
+                                                 "projectId": string, "expiresInDays": ["type": "integer", "minimum": 1, "maximum": 3650]],
+                                                required: ["name", "scope"])),
+                              parameters: [path("orgId")], tag: "api-keys"),
+        ],
+        "/api/v1/orgs/{orgId}/api-keys/{keyId}": ["delete": operation("revokeAPIKey", "Revoke an API key", ok: 204, schema: nil,
+            parameters: [path("orgId"), path("keyId")], tag: "api-keys")],
+        "/api/v1/orgs/{orgId}/audit-events": ["get": operation("listAuditEvents", "Audit events, newest first", ok: 200, schema: "AuditEventList",
+            parameters: [path("orgId"), query("action", string), query("actorId", string), query("resourceId", string),
+                         query("since", dateTime), query("until", dateTime), query("cursor", string),
+                         query("limit", ["type": "integer", "minimum": 1, "maximum": 200])], tag: "audit")],
+    ]
+
+    nonisolated(unsafe) static let document: Object = [
+        "openapi": "3.1.0",
+        "info": ["title": "FlowStack API", "version": "1.0.0",
+                 "description": "Self-hostable workflow automation. Authenticate with 'Authorization: Bearer fsk_…' or the session cookie plus X-CSRF-Token."],
+        "servers": [["url": "/"]],
+        "paths": paths,
+        "components": [
+            "schemas": schemas,
+            "securitySchemes": [
+                "apiKey": ["type": "http", "scheme": "bearer", "description": "An API key: fsk_…"],
+                "session": ["type": "apiKey", "in": "cookie", "name": "flowstack_session"],
+            ],
+        ],
+    ]
+}

@@ -1,0 +1,125 @@
+import FlowStackCore
+import FlowStackCrypto
+import FlowStackStore
+import Foundation
+import Hummingbird
+import HummingbirdTLS
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+/// What `flowstack serve` runs, and what it prints on start.
+public struct RunningServer: Sendable {
+    public let services: [any Service]
+    public let store: Store
+    public let setupToken: String?
+    public let certificateFingerprint: String
+    public let httpsURL: String
+}
+
+/// The composition root: builds the API router and the listeners from settings.
+public enum FlowStackApplication {
+    /// The public API's router, over an opened store. Tests drive it in-process.
+    public static func makeRouter(store: Store, settings: ServerSettings, logger: Logger) async throws -> Router<FlowStackRequestContext> {
+        let auth = try await AuthService(store: store, settings: settings, logger: logger)
+        let setupFile = (settings.dataDirectory as NSString).appendingPathComponent("setup-token")
+        let api = API(store: store, auth: auth, access: Access(store: store), settings: settings, logger: logger,
+                      setup: SetupService(store: store, tokenFile: setupFile))
+        let router = Router(context: FlowStackRequestContext.self)
+        router.add(middleware: ResponseMiddleware())
+        router.add(middleware: RequestGuardMiddleware(maxBodyBytes: settings.maxBodyBytes, trustedProxies: settings.trustedProxies))
+        router.add(middleware: AuthMiddleware(auth: auth))
+        HealthController(store: store).addRoutes(to: router)
+        let v1 = router.group("api/v1")
+        OpenAPIController().addRoutes(to: v1)
+        AuthController(api: api).addRoutes(to: v1)
+        OrganizationController(api: api).addRoutes(to: v1)
+        ProjectController(api: api).addRoutes(to: v1)
+        APIKeyController(api: api).addRoutes(to: v1)
+        AuditController(api: api).addRoutes(to: v1)
+        return router
+    }
+
+    /// Opens everything and returns the services to run: the HTTPS listener, the optional
+    /// plain-HTTP rejecter and housekeeping.
+    public static func build(settings: ServerSettings, logger: Logger, clock: any WallClock = SystemWallClock()) async throws -> RunningServer {
+        let store = try await Bootstrap.openStore(settings: settings, logger: logger, clock: clock)
+        let certificate = try Bootstrap.certificate(settings: settings, logger: logger)
+        let tls = try Bootstrap.tlsConfiguration(certificatePath: certificate.certificatePath, keyPath: certificate.keyPath)
+        let setupFile = (settings.dataDirectory as NSString).appendingPathComponent("setup-token")
+        let setupToken = try await SetupService(store: store, tokenFile: setupFile).prepare()
+        let router = try await makeRouter(store: store, settings: settings, logger: logger)
+        let displayHost = settings.host == "0.0.0.0" || settings.host == "::" ? "localhost" : settings.host
+        let httpsURL = "https://\(displayHost.contains(":") ? "[\(displayHost)]" : displayHost):\(settings.port)/"
+
+        // The closer comes first: a service group stops services in reverse order, so the
+        // database closes only after every listener has drained.
+        var services: [any Service] = [StoreCloser(store: store)]
+        services.append(Application(
+            router: router,
+            server: try .tls(.http1(), tlsConfiguration: tls),
+            configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: nil),
+            logger: logger
+        ))
+        if let httpPort = settings.httpPort {
+            services.append(Application(
+                router: HTTPRejecter.router(httpsURL: httpsURL),
+                configuration: .init(address: .hostname(settings.host, port: httpPort), serverName: nil),
+                logger: logger
+            ))
+        }
+        services.append(HousekeepingService(store: store, settings: settings, logger: logger))
+        return RunningServer(services: services, store: store, setupToken: setupToken,
+                             certificateFingerprint: certificate.fingerprint, httpsURL: httpsURL)
+    }
+}
+
+/// The plain-HTTP listener: every request gets 403 and a JSON error naming the HTTPS URL.
+/// No redirect (a redirect would invite clients to send credentials in clear first), no data,
+/// no cookies.
+enum HTTPRejecter {
+    struct Reject<Context: RequestContext>: RouterMiddleware {
+        let body: ByteBuffer
+        func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+            var headers = ResponseMiddleware<Context>.securityHeaders
+            headers[.contentType] = "application/json; charset=utf-8"
+            headers[.connection] = "close"
+            return Response(status: .forbidden, headers: headers, body: .init(byteBuffer: body))
+        }
+    }
+
+    static func router(httpsURL: String) -> Router<BasicRequestContext> {
+        let error = FlowStackError(status: 403, code: "https_required", message: "FlowStack only serves HTTPS; use \(httpsURL)")
+        let data = (try? JSON.encoder.encode(ErrorBody(error))) ?? Data()
+        let router = Router()
+        router.add(middleware: Reject(body: ByteBuffer(bytes: data)))
+        return router
+    }
+}
+
+/// Deletes expired sessions periodically.
+struct HousekeepingService: Service {
+    let store: Store
+    let settings: ServerSettings
+    let logger: Logger
+
+    func run() async throws {
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            do {
+                try await store.deleteExpiredSessions(idleTimeout: settings.sessionIdleTimeout)
+            } catch {
+                logger.warning("housekeeping failed", metadata: ["error": "\(String(describing: error).prefix(300))"])
+            }
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(600)) }
+        }
+    }
+}
+
+/// Closes the database after the listeners have stopped.
+struct StoreCloser: Service {
+    let store: Store
+    func run() async throws {
+        try? await gracefulShutdown()
+        await store.database.close()
+    }
+}

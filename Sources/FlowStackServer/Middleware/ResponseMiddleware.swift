@@ -1,0 +1,59 @@
+import FlowStackCore
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+
+/// The outermost middleware: turns every error into the JSON error shape (internal errors become
+/// a bare 500 that names only the request id), adds the security headers to every response, and
+/// logs one line per request without query string, body or credentials.
+struct ResponseMiddleware<Context: RequestContext>: RouterMiddleware {
+    /// Strict: the API serves JSON only and no page may be framed or run inline script.
+    static var securityHeaders: HTTPFields {
+        [
+            .strictTransportSecurity: "max-age=63072000; includeSubDomains",
+            HTTPField.Name("X-Content-Type-Options")!: "nosniff",
+            HTTPField.Name("Referrer-Policy")!: "no-referrer",
+            .contentSecurityPolicy: "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+            HTTPField.Name("X-Frame-Options")!: "DENY",
+            .cacheControl: "no-store",
+            HTTPField.Name("Cross-Origin-Opener-Policy")!: "same-origin",
+            HTTPField.Name("Cross-Origin-Resource-Policy")!: "same-origin",
+        ]
+    }
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let start = ContinuousClock.now
+        var response: Response
+        do {
+            response = try await next(request, context)
+        } catch let error as FlowStackError {
+            response = error.response()
+        } catch let error as any HTTPResponseError {
+            response = Self.translate(error.status)
+        } catch {
+            context.logger.error("internal error", metadata: ["error.type": "\(type(of: error))", "error": "\(String(describing: error).prefix(500))"])
+            response = FlowStackError(status: 500, code: "internal_error", message: "An internal error occurred (request \(context.id)).").response()
+        }
+        for field in Self.securityHeaders { response.headers[field.name] = field.value }
+        response.headers[HTTPField.Name("X-Request-Id")!] = context.id
+        let elapsed = ContinuousClock.now - start
+        context.logger.info("request", metadata: [
+            "method": "\(request.method.rawValue)",
+            "path": "\(String(request.uri.path.prefix(200)).encodingControlCharacters)",
+            "status": "\(response.status.code)",
+            "ms": "\(Double(elapsed.components.attoseconds / 1_000_000_000_000) / 1000 + Double(elapsed.components.seconds) * 1000)",
+        ])
+        return response
+    }
+
+    static func translate(_ status: HTTPResponse.Status) -> Response {
+        switch status.code {
+        case 404: FlowStackError(status: 404, code: "not_found", message: "No such endpoint.").response()
+        case 405: FlowStackError(status: 405, code: "method_not_allowed", message: "The endpoint does not support this method.").response()
+        case 413: FlowStackError(status: 413, code: "payload_too_large", message: "The request body is too large.").response()
+        case 400..<500: FlowStackError(status: Int(status.code), code: "bad_request", message: status.reasonPhrase).response()
+        default: FlowStackError(status: 500, code: "internal_error", message: "An internal error occurred.").response()
+        }
+    }
+}

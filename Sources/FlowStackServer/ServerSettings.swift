@@ -1,0 +1,44 @@
+import FlowStackCore
+import FlowStackStore
+import Foundation
+
+/// Everything `flowstack serve` can be configured with. Defaults are the security page's values;
+/// tests shorten the thresholds.
+public struct ServerSettings: Sendable {
+    public var dataDirectory: String = "./flowstack-data"
+    public var host: String = "127.0.0.1"
+    /// The HTTPS port; 0 picks a free port (tests).
+    public var port: Int = 8443
+    /// The optional plain-HTTP port that only rejects.
+    public var httpPort: Int?
+    /// nil: SQLite in the data directory.
+    public var database: DatabaseLocation?
+    public var allowSignup = false
+    public var tlsCertificatePath: String?
+    public var tlsKeyPath: String?
+    /// Path of a keyring file, or the keyring JSON itself (for secrets injected by environment).
+    public var keyringFile: String?
+    public var keyringJSON: String?
+
+    public var sessionIdleTimeout: TimeInterval = 24 * 3600
+    public var sessionAbsoluteLifetime: TimeInterval = 7 * 24 * 3600
+    public var lockoutThreshold = 10
+    public var lockoutDuration: TimeInterval = 30 * 60
+    /// Failed authentication attempts one IP may make per window before 429.
+    public var ipFailureLimit = 30
+    public var ipFailureWindow: TimeInterval = 15 * 60
+    public var apiKeyRotationDays = 90
+    public var invitationLifetime: TimeInterval = 7 * 24 * 3600
+    public var maxBodyBytes = 1 << 20
+    public var maxJSONDepth = 32
+    /// Peers whose X-Forwarded-For header is believed; nobody's by default.
+    public var trustedProxies: Set<String> = []
+    /// argon2id memory in KiB (≥ 19 MiB).
+    public var passwordHashMemoryKiB: UInt32 = 19 * 1024
+
+    public init() {}
+
+    public var resolvedDatabase: DatabaseLocation {
+        database ?? .sqlite(path: (dataDirectory as NSString).appendingPathComponent("flowstack.sqlite"))
+    }
+}

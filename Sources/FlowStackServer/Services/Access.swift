@@ -1,0 +1,45 @@
+import FlowStackCore
+import FlowStackStore
+
+/// Looks up what the policy needs and asks it. Every protected route goes through here.
+struct Access: Sendable {
+    let store: Store
+
+    struct OrgAccess: Sendable {
+        var orgID: String
+        var role: OrgRole
+        var plan: Plan
+    }
+
+    /// The caller's access to an organization for `action`, or the policy's refusal.
+    @discardableResult
+    func org(_ orgID: String, _ action: Action, _ identity: Identity, targetRole: OrgRole? = nil,
+             grantedRole: OrgRole? = nil, targetIsSelf: Bool = false) async throws -> OrgAccess {
+        if case .apiKey(let key) = identity.method, key.orgID != orgID { throw FlowStackError.notFound }
+        let access = try await store.access(orgID: orgID, userID: identity.user.id)
+        let request = AccessRequest(orgRole: access?.role, credential: identity.credential, plan: access?.plan ?? .free,
+                                    targetRole: targetRole, grantedRole: grantedRole, targetIsSelf: targetIsSelf)
+        if let error = Policy.decide(action, request).error { throw error }
+        return OrgAccess(orgID: orgID, role: access!.role, plan: access!.plan)
+    }
+
+    struct ProjectAccess: Sendable {
+        var project: Project
+        var orgRole: OrgRole
+        var role: ProjectRole
+    }
+
+    /// The caller's access to a project for `action`; a project the caller cannot see is 404.
+    @discardableResult
+    func project(_ projectID: String, _ action: Action, _ identity: Identity) async throws -> ProjectAccess {
+        guard let project = try await store.project(id: projectID) else { throw FlowStackError.notFound }
+        if case .apiKey(let key) = identity.method, key.orgID != project.orgID { throw FlowStackError.notFound }
+        let access = try await store.access(orgID: project.orgID, userID: identity.user.id)
+        let projectRole = try await store.projectRole(projectID: projectID, userID: identity.user.id)
+        let request = AccessRequest(orgRole: access?.role, projectRole: projectRole, credential: identity.credential,
+                                    plan: access?.plan ?? .free, projectId: projectID)
+        if let error = Policy.decide(action, request).error { throw error }
+        let role = Policy.effectiveProjectRole(orgRole: access!.role, projectRole: projectRole) ?? .viewer
+        return ProjectAccess(project: project, orgRole: access!.role, role: role)
+    }
+}

@@ -1,0 +1,147 @@
+import FlowStackCore
+import Logging
+import SQLKit
+
+/// One schema change. Statements use `{int}`, `{blob}` and `{serial}` for the column types that
+/// SQLite and PostgreSQL spell differently.
+public struct Migration: Sendable {
+    public let version: Int
+    public let name: String
+    public let statements: [String]
+
+    func sql(for kind: DatabaseKind) -> [String] {
+        statements.map { statement in
+            switch kind {
+            case .sqlite:
+                statement
+                    .replacingOccurrences(of: "{int}", with: "INTEGER")
+                    .replacingOccurrences(of: "{blob}", with: "BLOB")
+                    .replacingOccurrences(of: "{serial}", with: "INTEGER PRIMARY KEY AUTOINCREMENT")
+            case .postgres:
+                statement
+                    .replacingOccurrences(of: "{int}", with: "BIGINT")
+                    .replacingOccurrences(of: "{blob}", with: "BYTEA")
+                    .replacingOccurrences(of: "{serial}", with: "BIGSERIAL PRIMARY KEY")
+            }
+        }
+    }
+}
+
+/// The ordered, versioned migrations, applied at start. Never edit one that has shipped: add a
+/// new one.
+public enum Migrations {
+    public static let all: [Migration] = [
+        Migration(version: 1, name: "identity", statements: [
+            """
+            CREATE TABLE key_checks (
+                key_id TEXT PRIMARY KEY, purpose TEXT NOT NULL, sealed {blob} NOT NULL, created_at {int} NOT NULL)
+            """,
+            "CREATE TABLE instance_settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            """
+            CREATE TABLE users (
+                id TEXT PRIMARY KEY, email TEXT NOT NULL UNIQUE, name TEXT NOT NULL,
+                password_hash TEXT NOT NULL, failed_logins {int} NOT NULL DEFAULT 0, locked_until {int},
+                disabled {int} NOT NULL DEFAULT 0, created_at {int} NOT NULL, password_changed_at {int} NOT NULL)
+            """,
+            """
+            CREATE TABLE organizations (
+                id TEXT PRIMARY KEY, name TEXT NOT NULL, plan TEXT NOT NULL, created_at {int} NOT NULL)
+            """,
+            """
+            CREATE TABLE memberships (
+                org_id TEXT NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
+                user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                role TEXT NOT NULL, created_at {int} NOT NULL, PRIMARY KEY (org_id, user_id))
+            """,
+            "CREATE INDEX memberships_user ON memberships (user_id)",
+            """
+            CREATE TABLE projects (
+                id TEXT PRIMARY KEY, org_id TEXT NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
+                name TEXT NOT NULL, description_sealed {blob}, created_at {int} NOT NULL, updated_at {int} NOT NULL)
+            """,
+            "CREATE INDEX projects_org ON projects (org_id)",
+            """
+            CREATE TABLE project_members (
+                project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+                user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                role TEXT NOT NULL, created_at {int} NOT NULL, PRIMARY KEY (project_id, user_id))
+            """,
+            """
+            CREATE TABLE sessions (
+                id TEXT PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE,
+                user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                created_at {int} NOT NULL, last_seen_at {int} NOT NULL, expires_at {int} NOT NULL,
+                ip TEXT NOT NULL, user_agent TEXT NOT NULL)
+            """,
+            "CREATE INDEX sessions_user ON sessions (user_id)",
+            """
+            CREATE TABLE api_keys (
+                id TEXT PRIMARY KEY, org_id TEXT NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
+                project_id TEXT REFERENCES projects(id) ON DELETE CASCADE,
+                created_by TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                name TEXT NOT NULL, key_hash TEXT NOT NULL UNIQUE, prefix TEXT NOT NULL, last4 TEXT NOT NULL,
+                scope TEXT NOT NULL, created_at {int} NOT NULL, last_used_at {int}, expires_at {int}, revoked_at {int})
+            """,
+            "CREATE INDEX api_keys_org ON api_keys (org_id)",
+            """
+            CREATE TABLE invitations (
+                id TEXT PRIMARY KEY, org_id TEXT NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
+                token_hash TEXT NOT NULL UNIQUE, role TEXT NOT NULL, email_sealed {blob} NOT NULL,
+                invited_by TEXT NOT NULL, created_at {int} NOT NULL, expires_at {int} NOT NULL, accepted_at {int})
+            """,
+            """
+            CREATE TABLE audit_events (
+                seq {serial}, id TEXT NOT NULL UNIQUE, org_id TEXT, actor_type TEXT NOT NULL, actor_id TEXT,
+                action TEXT NOT NULL, resource_type TEXT NOT NULL, resource_id TEXT, outcome TEXT NOT NULL,
+                ip TEXT NOT NULL, user_agent TEXT NOT NULL, created_at {int} NOT NULL,
+                details_sealed {blob} NOT NULL, mac_key_id TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL)
+            """,
+            "CREATE INDEX audit_events_org ON audit_events (org_id, seq)",
+        ]),
+    ]
+
+    /// Applies the migrations not yet applied, in order, each in its own transaction.
+    public static func apply(to database: any Database, logger: Logger, migrations: [Migration] = all) async throws {
+        let kind = database.kind
+        try await database.write { db in
+            try await db.raw("""
+                CREATE TABLE IF NOT EXISTS schema_migrations (
+                    version \(unsafeRaw: kind == .sqlite ? "INTEGER" : "BIGINT") PRIMARY KEY,
+                    name TEXT NOT NULL, applied_at \(unsafeRaw: kind == .sqlite ? "INTEGER" : "BIGINT") NOT NULL)
+                """).run()
+        }
+        for migration in migrations.sorted(by: { $0.version < $1.version }) {
+            let applied: Bool = try await database.write { db in
+                if kind == .postgres {
+                    // Several replicas may start at once: one applies, the others wait and skip.
+                    try await db.raw("SELECT pg_advisory_xact_lock(\(literal: 7_310_001))").run()
+                }
+                let done = try await db.raw("SELECT version FROM schema_migrations WHERE version = \(bind: migration.version)").first()
+                if done != nil { return false }
+                for statement in migration.sql(for: kind) {
+                    try await db.raw(SQLQueryString(statement)).run()
+                }
+                try await db.raw("""
+                    INSERT INTO schema_migrations (version, name, applied_at)
+                    VALUES (\(bind: migration.version), \(bind: migration.name), \(bind: Date().millisecondsSince1970))
+                    """).run()
+                return true
+            }
+            if applied {
+                logger.info("applied migration", metadata: ["version": "\(migration.version)", "name": "\(migration.name)"])
+            }
+        }
+    }
+
+    /// Whether the database holds FlowStack tables already.
+    public static func isInitialized(_ database: any Database) async throws -> Bool {
+        try await database.read { db in
+            let sql: SQLQueryString = db.dialect.name == "sqlite"
+                ? "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'key_checks'"
+                : "SELECT table_name FROM information_schema.tables WHERE table_name = 'key_checks' AND table_schema = current_schema()"
+            return try await db.raw(sql).first() != nil
+        }
+    }
+}
+
+import Foundation

@@ -1,0 +1,76 @@
+import FlowStackCore
+import Foundation
+import Logging
+import PostgresKit
+import PostgresNIO
+import SQLKit
+import ServiceLifecycle
+
+/// PostgreSQL through PostgresNIO's connection pool. The pool runs as a `Service`; `open` starts
+/// it in a task group member owned by this store until `close`.
+public final class PostgresStore: Database, @unchecked Sendable {
+    public let kind = DatabaseKind.postgres
+    public let client: PostgresClient
+    private let logger: Logger
+    private let runner: Task<Void, Never>
+
+    private init(client: PostgresClient, logger: Logger) {
+        self.client = client
+        self.logger = logger
+        // The pool's run loop must live as long as the store; it ends when `close` cancels it.
+        self.runner = Task { await client.run() }
+    }
+
+    public static func configuration(url: String) throws -> PostgresClient.Configuration {
+        guard let components = URLComponents(string: url), let host = components.host, !host.isEmpty else {
+            throw DatabaseError("the PostgreSQL URL is not valid (expected postgres://user:password@host:port/database)")
+        }
+        let user = components.user ?? "postgres"
+        let database = components.path.hasPrefix("/") ? String(components.path.dropFirst()) : components.path
+        let sslmode = components.queryItems?.first { $0.name == "sslmode" }?.value ?? "disable"
+        let tls: PostgresClient.Configuration.TLS
+        switch sslmode {
+        case "disable": tls = .disable
+        case "prefer": tls = .prefer(.makeClientConfiguration())
+        default: tls = .require(.makeClientConfiguration())
+        }
+        var configuration = PostgresClient.Configuration(
+            host: host, port: components.port ?? 5432, username: user,
+            password: components.password, database: database.isEmpty ? nil : database, tls: tls
+        )
+        configuration.options.maximumConnections = 16
+        return configuration
+    }
+
+    public static func open(url: String, logger: Logger) async throws -> PostgresStore {
+        let store = PostgresStore(client: PostgresClient(configuration: try configuration(url: url), backgroundLogger: logger), logger: logger)
+        do {
+            try await store.ping()
+        } catch {
+            await store.close()
+            throw DatabaseError("cannot reach PostgreSQL at \(DatabaseLocation.postgres(url: url).redacted): \(String(reflecting: error).prefix(300))")
+        }
+        return store
+    }
+
+    public func read<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+        try await client.withConnection { connection in
+            try await body(connection.sql())
+        }
+    }
+
+    public func write<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+        try await client.withTransaction(logger: logger) { connection in
+            try await body(connection.sql())
+        }
+    }
+
+    public func ping() async throws {
+        try await read { db in try await db.raw("SELECT 1 AS one").run() }
+    }
+
+    public func close() async {
+        runner.cancel()
+        _ = await runner.value
+    }
+}

@@ -1,0 +1,185 @@
+import FlowStackCore
+import Logging
+import NIOPosix
+import SQLKit
+import SQLiteKit
+import Synchronization
+
+/// SQLite in WAL mode: several reader connections and one writer whose transactions are
+/// group-committed (see `GroupCommitWriter`).
+public final class SQLiteStore: Database {
+    public let kind = DatabaseKind.sqlite
+    private let readers: [SQLiteConnection]
+    private let readerSQL: [any SQLDatabase]
+    private let writerConnection: SQLiteConnection
+    private let writer: GroupCommitWriter
+    private let threadPool: NIOThreadPool
+    private let nextReader = Atomic<Int>(0)
+
+    private init(readers: [SQLiteConnection], writer: SQLiteConnection, threadPool: NIOThreadPool, logger: Logger) {
+        self.readers = readers
+        self.readerSQL = readers.map { $0.sql() }
+        self.writerConnection = writer
+        self.writer = GroupCommitWriter(database: writer.sql(), logger: logger)
+        self.threadPool = threadPool
+    }
+
+    public static func open(path: String, readerCount: Int = 4, logger: Logger) async throws -> SQLiteStore {
+        let pool = NIOThreadPool(numberOfThreads: readerCount + 1)
+        pool.start()
+        let group = MultiThreadedEventLoopGroup.singleton
+        func connect() async throws -> SQLiteConnection {
+            let connection = try await SQLiteConnection.open(storage: .file(path: path), threadPool: pool, logger: logger, on: group.any())
+            let sql = connection.sql()
+            try await sql.raw("PRAGMA busy_timeout = 5000").run()
+            try await sql.raw("PRAGMA foreign_keys = ON").run()
+            try await sql.raw("PRAGMA synchronous = NORMAL").run()
+            return connection
+        }
+        let writer = try await connect()
+        let modeRows = try await writer.sql().raw("PRAGMA journal_mode = WAL").all()
+        let mode = try modeRows.first?.decode(column: "journal_mode", as: String.self)
+        guard mode?.lowercased() == "wal" else {
+            throw DatabaseError("SQLite did not switch to WAL mode (got \(mode ?? "nothing"))")
+        }
+        var readers: [SQLiteConnection] = []
+        for _ in 0..<readerCount {
+            let reader = try await connect()
+            try await reader.sql().raw("PRAGMA query_only = ON").run()
+            readers.append(reader)
+        }
+        return SQLiteStore(readers: readers, writer: writer, threadPool: pool, logger: logger)
+    }
+
+    public func read<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+        let index = nextReader.wrappingAdd(1, ordering: .relaxed).oldValue
+        return try await body(readerSQL[index % readerSQL.count])
+    }
+
+    public func write<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+        try await writer.submit(body)
+    }
+
+    public func ping() async throws {
+        try await read { db in try await db.raw("SELECT 1 AS one").run() }
+    }
+
+    public func close() async {
+        for reader in readers { try? await reader.close() }
+        try? await writerConnection.close()
+        try? await threadPool.shutdownGracefully()
+    }
+
+    /// Number of transactions the writer has committed and how many COMMITs that took
+    /// (for tests and benchmarks of group commit).
+    public var writerStatistics: (transactions: Int, commits: Int) {
+        get async { await writer.statistics }
+    }
+}
+
+/// The single SQLite writer with group commit.
+///
+/// Callers submit transaction bodies; whichever caller finds the writer idle becomes the leader
+/// and runs everything queued so far in one `BEGIN IMMEDIATE … COMMIT`, each body inside its own
+/// savepoint so one failure rolls back only that body. The leader then hands leadership to the
+/// next waiting caller. Throughput therefore grows with concurrency instead of paying one commit
+/// per request.
+actor GroupCommitWriter {
+    private typealias Body = @Sendable (any SQLDatabase) async throws -> any Sendable
+
+    private enum Outcome {
+        case done(Result<any Sendable, any Error>)
+        case lead
+    }
+
+    private struct Waiter {
+        let body: Body
+        let continuation: CheckedContinuation<Outcome, Never>
+    }
+
+    private let database: any SQLDatabase
+    private let logger: Logger
+    private var queue: [Waiter] = []
+    private var leading = false
+    private var transactions = 0
+    private var commits = 0
+    private let maximumBatch = 512
+
+    init(database: any SQLDatabase, logger: Logger) {
+        self.database = database
+        self.logger = logger
+    }
+
+    var statistics: (transactions: Int, commits: Int) { (transactions, commits) }
+
+    func submit<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+        let erased: Body = { db in try await body(db) }
+        if leading {
+            let outcome = await withCheckedContinuation { continuation in
+                queue.append(Waiter(body: erased, continuation: continuation))
+            }
+            if case .done(let result) = outcome {
+                return try result.get() as! T
+            }
+        } else {
+            leading = true
+        }
+        // This caller leads: run its own body with everything queued so far.
+        let batch = Array(queue.prefix(maximumBatch - 1))
+        queue.removeFirst(batch.count)
+        let results = await runBatch([erased] + batch.map(\.body))
+        for (waiter, result) in zip(batch, results.dropFirst()) {
+            waiter.continuation.resume(returning: .done(result))
+        }
+        if queue.isEmpty {
+            leading = false
+        } else {
+            queue.removeFirst().continuation.resume(returning: .lead)
+        }
+        return try results[0].get() as! T
+    }
+
+    private func runBatch(_ bodies: [Body]) async -> [Result<any Sendable, any Error>] {
+        do {
+            try await database.raw("BEGIN IMMEDIATE").run()
+        } catch {
+            return bodies.map { _ in .failure(error) }
+        }
+        var results: [Result<any Sendable, any Error>] = []
+        results.reserveCapacity(bodies.count)
+        for body in bodies {
+            do {
+                try await database.raw("SAVEPOINT job").run()
+                let value = try await body(database)
+                try await database.raw("RELEASE job").run()
+                results.append(.success(value))
+            } catch {
+                do {
+                    try await database.raw("ROLLBACK TO job").run()
+                    try await database.raw("RELEASE job").run()
+                    results.append(.failure(error))
+                } catch let rollbackError {
+                    // The transaction is unusable; give up on the whole batch.
+                    logger.error("SQLite savepoint rollback failed", metadata: ["error": "\(rollbackError)"])
+                    try? await database.raw("ROLLBACK").run()
+                    return bodies.map { _ in .failure(rollbackError) }
+                }
+            }
+        }
+        do {
+            try await database.raw("COMMIT").run()
+            transactions += bodies.count
+            commits += 1
+            return results
+        } catch {
+            try? await database.raw("ROLLBACK").run()
+            return bodies.map { _ in .failure(error) }
+        }
+    }
+}
+
+/// A storage failure with a message for operators.
+public struct DatabaseError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

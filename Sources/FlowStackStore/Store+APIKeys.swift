@@ -1,0 +1,75 @@
+import FlowStackCore
+import Foundation
+import SQLKit
+
+extension Store {
+    static let apiKeyColumns = "id, org_id, project_id, created_by, name, prefix, last4, scope, created_at, last_used_at, expires_at, revoked_at"
+
+    static func apiKey(from row: any SQLRow) throws -> APIKey {
+        APIKey(
+            id: try row.string("id"), orgID: try row.string("org_id"), projectID: try row.optionalString("project_id"),
+            createdBy: try row.string("created_by"), name: try row.string("name"), prefix: try row.string("prefix"),
+            last4: try row.string("last4"), scope: APIKeyScope(rawValue: try row.string("scope")) ?? .read,
+            createdAt: try row.date("created_at"), lastUsedAt: try row.optionalDate("last_used_at"),
+            expiresAt: try row.optionalDate("expires_at"), revokedAt: try row.optionalDate("revoked_at")
+        )
+    }
+
+    public func insertAPIKey(_ key: APIKey, keyHash: String, on db: any SQLDatabase) async throws {
+        try await db.raw("""
+            INSERT INTO api_keys (id, org_id, project_id, created_by, name, key_hash, prefix, last4, scope, created_at, expires_at)
+            VALUES (\(bind: key.id), \(bind: key.orgID), \(bind: key.projectID), \(bind: key.createdBy), \(bind: key.name),
+                    \(bind: keyHash), \(bind: key.prefix), \(bind: key.last4), \(bind: key.scope.rawValue),
+                    \(bind: key.createdAt.millisecondsSince1970), \(bind: key.expiresAt.ms))
+            """).run()
+    }
+
+    public func apiKeys(orgID: String, createdBy: String?) async throws -> [APIKey] {
+        try await read { db in
+            var query: SQLQueryString = "SELECT \(unsafeRaw: Self.apiKeyColumns) FROM api_keys WHERE org_id = \(bind: orgID) AND revoked_at IS NULL"
+            if let createdBy { query += " AND created_by = \(bind: createdBy)" }
+            query += " ORDER BY created_at, id"
+            return try await db.raw(query).all().map(Self.apiKey(from:))
+        }
+    }
+
+    public func apiKey(id: String, orgID: String) async throws -> APIKey? {
+        try await read { db in
+            try await db.raw("SELECT \(unsafeRaw: Self.apiKeyColumns) FROM api_keys WHERE id = \(bind: id) AND org_id = \(bind: orgID)")
+                .first().map(Self.apiKey(from:))
+        }
+    }
+
+    /// The key with this hash and its creator, if the key exists.
+    public func apiKey(hash: String) async throws -> (APIKey, User)? {
+        try await read { db in
+            guard let row = try await db.raw("""
+                SELECT k.id AS key_id, k.org_id, k.project_id, k.created_by, k.name AS key_name, k.prefix, k.last4, k.scope,
+                       k.created_at AS key_created_at, k.last_used_at, k.expires_at, k.revoked_at,
+                       u.id, u.email, u.name, u.password_hash, u.failed_logins, u.locked_until, u.disabled,
+                       u.created_at, u.password_changed_at
+                FROM api_keys k JOIN users u ON u.id = k.created_by WHERE k.key_hash = \(bind: hash)
+                """).first()
+            else { return nil }
+            let key = APIKey(
+                id: try row.string("key_id"), orgID: try row.string("org_id"), projectID: try row.optionalString("project_id"),
+                createdBy: try row.string("created_by"), name: try row.string("key_name"), prefix: try row.string("prefix"),
+                last4: try row.string("last4"), scope: APIKeyScope(rawValue: try row.string("scope")) ?? .read,
+                createdAt: try row.date("key_created_at"), lastUsedAt: try row.optionalDate("last_used_at"),
+                expiresAt: try row.optionalDate("expires_at"), revokedAt: try row.optionalDate("revoked_at")
+            )
+            return (key, try Self.user(from: row))
+        }
+    }
+
+    public func revokeAPIKey(id: String, on db: any SQLDatabase) async throws {
+        try await db.raw("UPDATE api_keys SET revoked_at = \(bind: now.millisecondsSince1970) WHERE id = \(bind: id) AND revoked_at IS NULL").run()
+    }
+
+    public func touchAPIKey(id: String) async throws {
+        let now = self.now.millisecondsSince1970
+        try await write { db in
+            try await db.raw("UPDATE api_keys SET last_used_at = \(bind: now) WHERE id = \(bind: id)").run()
+        }
+    }
+}

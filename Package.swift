@@ -94,6 +94,8 @@ let package = Package(
             dependencies: [
                 "FlowStackServer",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "PostgresKit", package: "postgres-kit"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -104,7 +106,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FlowStackCryptoTests",
-            dependencies: ["FlowStackCrypto"],
+            dependencies: ["FlowStackCrypto", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

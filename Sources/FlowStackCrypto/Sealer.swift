@@ -27,6 +27,7 @@ public struct SealError: Error, Sendable, Equatable, CustomStringConvertible {
         case malformed, unsupportedVersion, unknownKey, wrongPurpose, authenticationFailed
     }
     public let code: Code
+    public init(code: Code) { self.code = code }
     public var description: String {
         switch code {
         case .malformed: "the sealed value is malformed"

@@ -153,8 +153,7 @@ struct Serve: AsyncParsableCommand {
 
                 """
         }
-        print(banner)
-        fflush(stdout)
+        FileHandle.standardOutput.write(Data(banner.utf8))
         let group = ServiceGroup(configuration: .init(services: server.services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }

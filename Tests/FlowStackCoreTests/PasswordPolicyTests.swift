@@ -1,0 +1,63 @@
+import FlowStackCore
+import Testing
+
+@Suite struct PasswordPolicyTests {
+    let policy = PasswordPolicy.standard
+
+    @Test("each broken rule is named", arguments: [
+        ("Sh0rt", "at least 8"),
+        ("alllowercase1", "upper-case"),
+        ("ALLUPPERCASE1", "lower-case"),
+        ("NoDigitsHere", "digit"),
+        ("Password1", "commonly used"),
+        ("Qwerty123", "commonly used"),
+    ])
+    func rules(password: String, message: String) {
+        #expect(throws: FlowStackError.self) { try policy.validate(password) }
+        do {
+            try policy.validate(password)
+        } catch {
+            #expect(error.message.contains(message), "\(password): \(error.message)")
+            #expect(error.field == "password")
+            #expect(error.status == 422)
+        }
+    }
+
+    @Test("a good password and a 128-character one are accepted")
+    func accepted() throws {
+        try policy.validate("Tr0ub4dor&3-horse")
+        try policy.validate(String(repeating: "Ab1", count: 43) + "x" + "Z")
+    }
+
+    @Test("the bundled list holds thousands of common passwords")
+    func listSize() {
+        #expect(policy.commonPasswordCount >= 3000)
+    }
+}
+
+@Suite struct ValidationTests {
+    @Test("e-mail addresses are normalized and checked")
+    func email() throws {
+        #expect(try Validate.email("  Ann@Example.COM ") == "ann@example.com")
+        for bad in ["", "ann", "ann@", "@example.com", "ann@example", "a b@example.com", "ann@@example.com"] {
+            #expect(throws: FlowStackError.self) { try Validate.email(bad) }
+        }
+    }
+
+    @Test("control characters in user input are encoded for logs and audit")
+    func controlCharacters() {
+        let encoded = "evil\nline\u{1B}[31m".encodingControlCharacters
+        #expect(!encoded.contains("\n"))
+        #expect(!encoded.contains("\u{1B}"))
+        #expect(encoded == "evil\\u{a}line\\u{1b}[31m")
+    }
+
+    @Test("identifiers are prefixed and carry 128 random bits")
+    func identifiers() {
+        let ids = (0..<1000).map { _ in Identifier.make("usr") }
+        #expect(Set(ids).count == 1000)
+        #expect(ids.allSatisfy { Identifier.isValid($0, prefix: "usr") })
+        #expect(!Identifier.isValid(ids[0], prefix: "org"))
+        #expect(!Identifier.isValid("usr_../../etc", prefix: "usr"))
+    }
+}

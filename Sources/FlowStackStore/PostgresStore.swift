@@ -60,8 +60,16 @@ public final class PostgresStore: Database, @unchecked Sendable {
     }
 
     public func write<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
-        try await client.withTransaction(logger: logger) { connection in
-            try await body(connection.sql())
+        do {
+            return try await client.withTransaction(logger: logger) { connection in
+                try await body(connection.sql())
+            }
+        } catch let error as PostgresTransactionError {
+            // The transaction was rolled back cleanly: report the body's own error, as SQLite does.
+            if let bodyError = error.closureError, error.rollbackError == nil, error.beginError == nil, error.commitError == nil {
+                throw bodyError
+            }
+            throw error
         }
     }
 

@@ -53,10 +53,15 @@ public struct TestDatabase: Sendable {
     /// Opens the database as FlowStack would, with a new keyring, migrated.
     public func openStore(keyring: Keyring = .generate(), clock: any WallClock = ManualClock()) async throws -> Store {
         let database = try await DatabaseFactory.open(location, logger: Logger(label: "test"))
-        try await Migrations.apply(to: database, logger: Logger(label: "test"))
-        let store = Store(database: database, sealer: Sealer(keyring: keyring), clock: clock)
-        try await store.verifyKeyring()
-        return store
+        do {
+            try await Migrations.apply(to: database, logger: Logger(label: "test"))
+            let store = Store(database: database, sealer: Sealer(keyring: keyring), clock: clock)
+            try await store.verifyKeyring()
+            return store
+        } catch {
+            await database.close()
+            throw error
+        }
     }
 
     /// All bytes the database holds on disk (SQLite file and WAL), or a `pg_dump` of it.

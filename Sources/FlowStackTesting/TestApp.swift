@@ -78,6 +78,14 @@ public struct APIResponse: Sendable {
         (json["error"] as? [String: Any])?["code"] as? String
     }
 
+    public var errorMessage: String {
+        (json["error"] as? [String: Any])?["message"] as? String ?? ""
+    }
+
+    public var errorField: String? {
+        (json["error"] as? [String: Any])?["field"] as? String
+    }
+
     public var text: String { String(decoding: body, as: UTF8.self) }
 
     public func header(_ name: String) -> String? { headers[HTTPField.Name(name)!] }
@@ -140,6 +148,13 @@ public struct APIClient: Sendable {
         public var orgID: String
         public var email: String
         public var password: String
+
+        public init(userID: String, orgID: String, email: String, password: String) {
+            self.userID = userID
+            self.orgID = orgID
+            self.email = email
+            self.password = password
+        }
     }
 
     /// Sets up the instance's owner with the setup token.

@@ -141,6 +141,23 @@ import Testing
         await store.database.close()
     }
 
+    @Test("control characters in audit details, IP and user agent are stored encoded", arguments: Backend.allCases)
+    func controlCharacters(backend: Backend) async throws {
+        let (database, store) = try await seeded(backend)
+        defer { database.remove() }
+        try await store.audit(AuditRecord(orgID: "org_a", action: "test.control", resourceType: "thing", resourceID: nil,
+                                          details: ["email": "evil\nforged line\u{1B}[31m"]),
+                              actor: AuditActor(kind: .anonymous, id: nil, ip: "1.2.3.4\r\n", userAgent: "agent\u{7}\n"))
+        let page = try await store.auditEvents(orgID: "org_a", filter: .init(action: "test.control"), cursor: nil, limit: 1)
+        let event = try #require(page.items.first)
+        for value in [event.details["email"] ?? "", event.ip, event.userAgent] {
+            #expect(!value.unicodeScalars.contains { $0.properties.generalCategory == .control }, "\(value)")
+        }
+        #expect(event.details["email"] == "evil\\u{a}forged line\\u{1b}[31m")
+        #expect(try await store.verifyAudit().isIntact)
+        await store.database.close()
+    }
+
     @Test("deleting an event is detected", arguments: Backend.allCases)
     func deleted(backend: Backend) async throws {
         let (database, store) = try await seeded(backend)

@@ -117,7 +117,7 @@ struct AuthService: Sendable {
     static func locked(until: Date, now: Date) -> FlowStackError {
         FlowStackError(status: 423, code: "account_locked",
                        message: "The account is locked after too many failed logins; try again later or ask an administrator to unlock it.",
-                       retryAfter: max(1, Int(until.timeIntervalSince(now).rounded(.up))))
+                       retryAfter: max(1, Int(until.timeIntervalSince(now).rounded())))
     }
 
     /// The CSRF token of a session: derived from the session token, so it needs no storage and

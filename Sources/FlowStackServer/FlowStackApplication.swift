@@ -26,7 +26,8 @@ public enum FlowStackApplication {
         let api = API(store: store, auth: auth, access: Access(store: store), settings: settings, logger: logger,
                       setup: SetupService(store: store, tokenFile: setupFile))
         let router = Router(context: FlowStackRequestContext.self)
-        router.add(middleware: ResponseMiddleware())
+        let routes = RouteTable()
+        router.add(middleware: ResponseMiddleware(routes: routes))
         router.add(middleware: RequestGuardMiddleware(maxBodyBytes: settings.maxBodyBytes, trustedProxies: settings.trustedProxies))
         router.add(middleware: AuthMiddleware(auth: auth))
         HealthController(store: store).addRoutes(to: router)
@@ -37,6 +38,7 @@ public enum FlowStackApplication {
         ProjectController(api: api).addRoutes(to: v1)
         APIKeyController(api: api).addRoutes(to: v1)
         AuditController(api: api).addRoutes(to: v1)
+        routes.load(from: router)
         return router
     }
 
@@ -89,6 +91,7 @@ enum HTTPRejecter {
     }
 
     static func router(httpsURL: String) -> Router<BasicRequestContext> {
+        // Every method and path, including unknown ones, gets the same refusal.
         let error = FlowStackError(status: 403, code: "https_required", message: "FlowStack only serves HTTPS; use \(httpsURL)")
         let data = (try? JSON.encoder.encode(ErrorBody(error))) ?? Data()
         let router = Router()

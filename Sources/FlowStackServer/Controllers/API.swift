@@ -36,9 +36,8 @@ extension Parameters {
 }
 
 extension Request {
-    /// Query parameter `name`, if present and not empty.
+    /// Query parameter `name`, if present (possibly empty).
     func query(_ name: String) -> String? {
-        guard let value = uri.queryParameters[Substring(name)], !value.isEmpty else { return nil }
-        return String(value)
+        uri.queryParameters[Substring(name)].map(String.init)
     }
 }

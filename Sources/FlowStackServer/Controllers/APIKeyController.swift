@@ -51,7 +51,7 @@ struct APIKeyController {
             throw FlowStackError.validation("expiresInDays must be between 1 and 3650.", field: "expiresInDays")
         }
         if let projectID = body.projectId {
-            let unknown = FlowStackError.validation("No such project in this organization.", field: "projectId")
+            let unknown = FlowStackError(status: 404, code: "not_found", message: "No such project in this organization.", field: "projectId")
             guard Identifier.isValid(projectID, prefix: "prj"), let project = try await api.store.project(id: projectID), project.orgID == orgID else {
                 throw unknown
             }

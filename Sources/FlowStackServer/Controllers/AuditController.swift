@@ -40,8 +40,9 @@ struct AuditController {
             let horizon = api.now.addingTimeInterval(-Double(days) * 86_400)
             since = max(since ?? horizon, horizon)
         }
-        let filter = Store.AuditFilter(action: request.query("action"), actorID: request.query("actorId"),
-                                       resourceID: request.query("resourceId"), since: since, until: try date(request, "until"))
+        func text(_ name: String) -> String? { request.query(name).flatMap { $0.isEmpty ? nil : $0 } }
+        let filter = Store.AuditFilter(action: text("action"), actorID: text("actorId"),
+                                       resourceID: text("resourceId"), since: since, until: try date(request, "until"))
         let page = try await api.store.auditEvents(orgID: orgID, filter: filter, cursor: cursor, limit: limit)
         return try JSON.response(.ok, ListDTO(items: page.items.map(AuditEventDTO.init), nextCursor: page.nextCursor))
     }

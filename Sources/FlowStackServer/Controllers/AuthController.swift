@@ -121,7 +121,7 @@ struct AuthController {
     @Sendable func logout(_ request: Request, context: FlowStackRequestContext) async throws -> Response {
         let identity = try context.requireIdentity()
         guard case .session(let session, _) = identity.method else {
-            throw FlowStackError.badRequest("not_a_session", "Logout ends a browser session; revoke an API key instead.")
+            throw FlowStackError(status: 403, code: "session_required", message: "Logout ends a browser session; revoke an API key instead.")
         }
         let actor = context.auditActor
         try await api.store.write { db in

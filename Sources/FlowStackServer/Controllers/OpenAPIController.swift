@@ -32,7 +32,11 @@ enum OpenAPIDocument {
     static func list(_ item: String) -> Object {
         object(["items": ["type": "array", "items": ref(item)], "nextCursor": nullable(string)])
     }
-    nonisolated(unsafe) static let nonEmpty: Object = ["type": "string", "minLength": 1, "pattern": "\\S"]
+    /// A display name: 1–200 characters, at least one not blank, no control characters.
+    nonisolated(unsafe) static let nonEmpty: Object = [
+        "type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$",
+    ]
+    nonisolated(unsafe) static let email: Object = ["type": "string", "format": "email", "maxLength": 254]
 
     nonisolated(unsafe) static let schemas: [String: Object] = [
         "Error": object(["error": object(["code": string, "message": string, "field": string], required: ["code", "message"])]),
@@ -100,10 +104,10 @@ enum OpenAPIDocument {
                                          "security": [[String: [String]]()],
                                          "responses": ["200": ["description": "OpenAPI document", "content": ["application/json": ["schema": ["type": "object"]]]]]]],
         "/api/v1/setup": ["post": operation("setup", "Create the owner with the one-time setup token", ok: 201, schema: "Account",
-            body: body(object(["token": string, "email": nonEmpty, "password": string, "name": nonEmpty, "organization": nonEmpty])),
+            body: body(object(["token": string, "email": email, "password": string, "name": nonEmpty, "organization": nonEmpty])),
             secured: false, tag: "auth")],
         "/api/v1/auth/signup": ["post": operation("signup", "Sign up (when enabled)", ok: 201, schema: "Account",
-            body: body(object(["email": nonEmpty, "password": string, "name": nonEmpty, "organization": nonEmpty])), secured: false, tag: "auth")],
+            body: body(object(["email": email, "password": string, "name": nonEmpty, "organization": nonEmpty])), secured: false, tag: "auth")],
         "/api/v1/auth/login": ["post": operation("login", "Log in; sets the session cookie", ok: 200, schema: "Login",
             body: body(object(["email": string, "password": string])), secured: false, tag: "auth")],
         "/api/v1/auth/logout": ["post": operation("logout", "End the session", ok: 204, schema: nil, tag: "auth")],
@@ -121,19 +125,19 @@ enum OpenAPIDocument {
         "/api/v1/orgs/{orgId}/members/{userId}/unlock": ["post": operation("unlockMember", "Unlock a locked account", ok: 204, schema: nil,
             parameters: [path("orgId"), path("userId")], tag: "orgs")],
         "/api/v1/orgs/{orgId}/invitations": ["post": operation("invite", "Invite someone by e-mail", ok: 201, schema: "Invitation",
-            body: body(object(["email": nonEmpty, "role": ref("OrgRole")])), parameters: [path("orgId")], tag: "orgs")],
+            body: body(object(["email": email, "role": ref("OrgRole")])), parameters: [path("orgId")], tag: "orgs")],
         "/api/v1/invitations/{token}/accept": ["post": operation("acceptInvitation", "Accept an invitation", ok: 200, schema: "InvitationAccepted",
-            body: body(object(["name": nonEmpty, "password": string], required: []), required: false), parameters: [path("token")], secured: false, tag: "orgs")],
+            body: body(object(["name": nullable(nonEmpty), "password": nullable(string)], required: []), required: false), parameters: [path("token")], secured: false, tag: "orgs")],
         "/api/v1/orgs/{orgId}/projects": [
             "get": operation("listProjects", "Projects the caller can see", ok: 200, schema: "ProjectList", parameters: [path("orgId")], tag: "projects"),
             "post": operation("createProject", "Create a project", ok: 201, schema: "Project",
-                              body: body(object(["name": nonEmpty, "description": ["type": "string", "maxLength": 2000]], required: ["name"])),
+                              body: body(object(["name": nonEmpty, "description": nullable(["type": "string", "maxLength": 2000])], required: ["name"])),
                               parameters: [path("orgId")], tag: "projects"),
         ],
         "/api/v1/projects/{projectId}": [
             "get": operation("getProject", "A project", ok: 200, schema: "Project", parameters: [path("projectId")], tag: "projects"),
-            "patch": operation("updateProject", "Rename or describe a project", ok: 200, schema: "Project",
-                               body: body(object(["name": nonEmpty, "description": ["type": "string", "maxLength": 2000]], required: [])),
+            "patch": operation("updateProject", "Rename or describe a project (null or absent: unchanged)", ok: 200, schema: "Project",
+                               body: body(object(["name": nullable(nonEmpty), "description": nullable(["type": "string", "maxLength": 2000])], required: [])),
                                parameters: [path("projectId")], tag: "projects"),
             "delete": operation("deleteProject", "Delete a project", ok: 204, schema: nil, parameters: [path("projectId")], tag: "projects"),
         ],
@@ -149,7 +153,8 @@ enum OpenAPIDocument {
             "get": operation("listAPIKeys", "API keys", ok: 200, schema: "APIKeyList", parameters: [path("orgId")], tag: "api-keys"),
             "post": operation("createAPIKey", "Create an API key (shown once)", ok: 201, schema: "CreatedAPIKey",
                               body: body(object(["name": nonEmpty, "scope": ["type": "string", "enum": ["read", "write"]],
-                                                 "projectId": string, "expiresInDays": ["type": "integer", "minimum": 1, "maximum": 3650]],
+                                                 "projectId": nullable(["type": "string", "pattern": "^prj_[0-9a-hjkmnp-tv-z]{26}$"]),
+                                                 "expiresInDays": nullable(["type": "integer", "minimum": 1, "maximum": 3650])],
                                                 required: ["name", "scope"])),
                               parameters: [path("orgId")], tag: "api-keys"),
         ],
@@ -157,7 +162,7 @@ enum OpenAPIDocument {
             parameters: [path("orgId"), path("keyId")], tag: "api-keys")],
         "/api/v1/orgs/{orgId}/audit-events": ["get": operation("listAuditEvents", "Audit events, newest first", ok: 200, schema: "AuditEventList",
             parameters: [path("orgId"), query("action", string), query("actorId", string), query("resourceId", string),
-                         query("since", dateTime), query("until", dateTime), query("cursor", string),
+                         query("since", dateTime), query("until", dateTime), query("cursor", ["type": "string", "pattern": "^[1-9][0-9]{0,17}$"]),
                          query("limit", ["type": "integer", "minimum": 1, "maximum": 200])], tag: "audit")],
     ]
 

@@ -150,6 +150,15 @@ struct OrganizationController {
         if case .apiKey = identity?.method {
             throw FlowStackError(status: 403, code: "session_required", message: "Invitations are accepted by a person, not an API key.")
         }
+        let invalid = FlowStackError(status: 404, code: "invitation_invalid", message: "The invitation does not exist, has expired or was already used.")
+        let now = api.now
+        let tokenHash = Token.hash(token)
+        // Check the invitation before anything expensive (password hashing).
+        let pending = try await api.store.read { db in try await api.store.invitation(tokenHash: tokenHash, on: db) }
+        guard let pending, pending.acceptedAt == nil, pending.expiresAt > now else {
+            await api.auth.recordFailure(context.clientIP)
+            throw invalid
+        }
         var newAccount: (name: String, passwordHash: String)?
         if identity == nil {
             guard let rawName = body.name else { throw FlowStackError.badRequest("missing_field", "The field 'name' is required.", field: "name") }
@@ -158,12 +167,10 @@ struct OrganizationController {
         }
         let account = newAccount
         let actor = context.auditActor
-        let invalid = FlowStackError(status: 404, code: "invitation_invalid", message: "The invitation does not exist, has expired or was already used.")
-        let now = api.now
         let result: (Organization, User)
         do {
             result = try await api.store.write { db in
-                guard let invitation = try await api.store.invitation(tokenHash: Token.hash(token), on: db),
+                guard let invitation = try await api.store.invitation(tokenHash: tokenHash, on: db),
                       invitation.acceptedAt == nil, invitation.expiresAt > now
                 else { throw invalid }
                 let user: User

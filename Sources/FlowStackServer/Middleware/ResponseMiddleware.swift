@@ -8,6 +8,8 @@ import Logging
 /// a bare 500 that names only the request id), adds the security headers to every response, and
 /// logs one line per request without query string, body or credentials.
 struct ResponseMiddleware<Context: RequestContext>: RouterMiddleware {
+    var routes: RouteTable?
+
     /// Strict: the API serves JSON only and no page may be framed or run inline script.
     static var securityHeaders: HTTPFields {
         [
@@ -30,7 +32,12 @@ struct ResponseMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let error as FlowStackError {
             response = error.response()
         } catch let error as any HTTPResponseError {
-            response = Self.translate(error.status)
+            if error.status == .notFound, let allowed = routes?.methods(for: request.uri.path) {
+                response = FlowStackError(status: 405, code: "method_not_allowed", message: "The endpoint supports \(allowed.joined(separator: ", ")).").response()
+                response.headers[.allow] = allowed.joined(separator: ", ")
+            } else {
+                response = Self.translate(error.status)
+            }
         } catch {
             context.logger.error("internal error", metadata: ["error.type": "\(type(of: error))", "error": "\(String(describing: error).prefix(500))"])
             response = FlowStackError(status: 500, code: "internal_error", message: "An internal error occurred (request \(context.id)).").response()

@@ -1,0 +1,23 @@
+# FlowStack — see README.md.
+.PHONY: run build test bench clean
+
+# Installs missing system packages, builds a release binary and starts FlowStack on SQLite.
+run:
+	scripts/install-deps.sh
+	swift build -c release --product flowstack
+	.build/release/flowstack serve --http-port 8080
+
+build:
+	scripts/install-deps.sh
+	swift build -c release --product flowstack
+
+# The whole test suite, with its own throwaway PostgreSQL.
+test:
+	scripts/test.sh
+
+# Benchmarks (release build); writes BENCHMARKS.md.
+bench:
+	scripts/bench.sh
+
+clean:
+	rm -rf .build .venv-test .venv-sslyze

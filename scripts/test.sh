@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what is missing, starts a throwaway PostgreSQL, builds, runs the
+# Swift tests (every storage test on SQLite and PostgreSQL) and then the end-to-end tests against
+# the real binary (TLS, plain-HTTP rejection, restart, keyring refusal, sslyze, schemathesis).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh --test
+scripts/python-env.sh
+
+source scripts/postgres.sh
+pg_start
+trap pg_stop EXIT
+
+swift build --build-tests
+status=0
+swift test --skip-build || status=$?
+FLOWSTACK_BIN="$PWD/.build/debug/flowstack" .venv-test/bin/python -m pytest -q -p no:cacheprovider tests/e2e || status=$?
+exit $status

@@ -116,7 +116,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FlowStackServerTests",
-            dependencies: ["FlowStackServer", "FlowStackTesting"],
+            dependencies: ["FlowStackServer", "FlowStackTesting", .product(name: "NIOSSL", package: "swift-nio-ssl")],
             swiftSettings: swiftSettings
         ),
     ]

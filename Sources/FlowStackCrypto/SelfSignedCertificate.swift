@@ -18,6 +18,11 @@ public struct CertificateBundle: Sendable {
         return Self.formatFingerprint(SHA256.hash(data: serializer.serializedBytes))
     }
 
+    /// When the first certificate in a PEM file stops being valid.
+    public static func notValidAfter(ofPEM pem: String) throws -> Date {
+        try Certificate(pemEncoded: pem).notValidAfter
+    }
+
     static func formatFingerprint(_ digest: SHA256.Digest) -> String {
         digest.map { String(format: "%02X", $0) }.joined(separator: ":")
     }
@@ -25,11 +30,14 @@ public struct CertificateBundle: Sendable {
 
 /// Makes the self-signed ECDSA P-256 certificate FlowStack serves on first start.
 ///
+/// It lives 89 days (Mozilla's "modern" profile wants less than 90) and is renewed at start
+/// when fewer than 30 days remain.
+///
 /// It has BasicConstraints (not a CA), ExtendedKeyUsage serverAuth and SANs for localhost,
 /// 127.0.0.1 and ::1, and deliberately no KeyUsage extension: BoringSSL clients that trust a
 /// self-signed leaf as a root reject it when KeyUsage lacks keyCertSign.
 public enum SelfSignedCertificate {
-    public static func make(now: Date = Date(), validityDays: Int = 825, extraHostnames: [String] = []) throws -> CertificateBundle {
+    public static func make(now: Date = Date(), validityDays: Int = 89, extraHostnames: [String] = []) throws -> CertificateBundle {
         let key = P256.Signing.PrivateKey()
         let name = try DistinguishedName {
             OrganizationName("FlowStack")

@@ -82,7 +82,8 @@ public enum Bootstrap {
         try SecureFile.makeDirectory(directory)
         let certPath = (directory as NSString).appendingPathComponent("server.crt")
         let keyPath = (directory as NSString).appendingPathComponent("server.key")
-        if let pem = try? String(contentsOfFile: certPath, encoding: .utf8), FileManager.default.fileExists(atPath: keyPath) {
+        if let pem = try? String(contentsOfFile: certPath, encoding: .utf8), FileManager.default.fileExists(atPath: keyPath),
+           let expiry = try? CertificateBundle.notValidAfter(ofPEM: pem), expiry.timeIntervalSinceNow > 30 * 86_400 {
             return (certPath, keyPath, try CertificateBundle.fingerprint(ofPEM: pem))
         }
         let bundle = try SelfSignedCertificate.make(extraHostnames: settings.host == "127.0.0.1" || settings.host == "0.0.0.0" ? [] : [settings.host])

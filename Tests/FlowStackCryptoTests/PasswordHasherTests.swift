@@ -84,3 +84,14 @@ import Testing
         return String(decoding: data, as: UTF8.self)
     }
 }
+
+@Suite struct CertificateLifetimeTests {
+    @Test("the self-signed certificate lives less than 90 days (Mozilla modern)")
+    func lifetime() throws {
+        let now = Date()
+        let bundle = try SelfSignedCertificate.make(now: now)
+        let expiry = try CertificateBundle.notValidAfter(ofPEM: bundle.certificatePEM)
+        #expect(expiry.timeIntervalSince(now) < 90 * 86_400)
+        #expect(expiry.timeIntervalSince(now) > 80 * 86_400)
+    }
+}

@@ -225,3 +225,30 @@ def test_cli_create_owner_disable_and_audit_verify(make_server, backend):
     broken = server.cli("audit", "verify")
     assert broken.returncode == 1
     assert "altered" in broken.stdout
+
+
+def test_configuration_from_environment_and_config_file(data_dir, tmp_path):
+    from conftest import BIN, free_port
+    import requests as rq
+    port, http_port = free_port(), free_port()
+    config = tmp_path / "flowstack.json"
+    config.write_text(json.dumps({"flowstack": {"httpPort": http_port, "allowSignup": True}}))
+    env = dict(os.environ, FLOWSTACK_DATA_DIR=data_dir, FLOWSTACK_PORT=str(port), FLOWSTACK_CONFIG=str(config))
+    proc = subprocess.Popen([BIN, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        ca = os.path.join(data_dir, "tls", "server.crt")
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if os.path.exists(ca) and rq.get(f"https://localhost:{port}/healthz", verify=ca, timeout=1).ok:
+                    break
+            except rq.RequestException:
+                pass
+            time.sleep(0.1)
+        assert rq.get(f"http://127.0.0.1:{http_port}/", timeout=5).status_code == 403
+        r = rq.post(f"https://localhost:{port}/api/v1/auth/signup", verify=ca,
+                    json={"email": "z@example.com", "password": PASSWORD, "name": "Z", "organization": "Z"})
+        assert r.status_code == 201, r.text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0

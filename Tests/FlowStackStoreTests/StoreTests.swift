@@ -211,6 +211,15 @@ import Testing
         #expect(bytes.count > 1000)
         #expect(bytes.contains(marker: "a@example.com"), "the search itself must see clear columns")
         #expect(!bytes.contains(marker: marker))
+        // No key material is stored in the database (SECURITY-TESTS 17).
+        let keyringJSON = try JSONSerialization.jsonObject(with: store.sealer.keyring.json()) as! [String: Any]
+        for purpose in ["data", "connections"] {
+            for entry in keyringJSON[purpose] as! [[String: String]] {
+                let key = Data(base64Encoded: entry["key"]!)!
+                #expect(bytes.range(of: key) == nil)
+                #expect(!bytes.contains(marker: entry["key"]!))
+            }
+        }
         await store.database.close()
     }
 

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Benchmark: API-key-authenticated GET /api/v1/me over TLS 1.3 with keep-alive, on SQLite and on
+# PostgreSQL. wrk, 64 connections, 2 threads, 30 s per run, 3 runs per engine; medians go to
+# BENCHMARKS.md. The server is the release build; wrk runs on the same 2-core machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-3}
+DURATION=${DURATION:-30s}
+CONNECTIONS=${CONNECTIONS:-64}
+
+scripts/install-deps.sh --bench
+swift build -c release --product flowstack
+BIN=$PWD/.build/release/flowstack
+source scripts/postgres.sh
+pg_start
+work=$(mktemp -d /tmp/flowstack-bench.XXXXXX)
+server_pid=""
+cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true; pg_stop; rm -rf "$work"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+cat > "$work/auth.lua" <<'LUA'
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("FLOWSTACK_BENCH_KEY")
+LUA
+
+results=()
+for engine in sqlite postgres; do
+  data="$work/$engine"
+  port=$(free_port)
+  db_args=()
+  if [ "$engine" = postgres ]; then
+    psql "$FLOWSTACK_TEST_POSTGRES_URL" -qc "CREATE DATABASE bench"
+    db_args=(--database "${FLOWSTACK_TEST_POSTGRES_URL%/postgres}/bench")
+  fi
+  "$BIN" serve --data-dir "$data" --port "$port" "${db_args[@]}" --log-level warning > "$work/$engine.log" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 100); do [ -f "$data/setup-token" ] && curl -sf --cacert "$data/tls/server.crt" "https://localhost:$port/healthz" >/dev/null && break; sleep 0.2; done
+  curl_() { curl -sf --cacert "$data/tls/server.crt" "$@"; }
+  token=$(cat "$data/setup-token")
+  org=$(curl_ "https://localhost:$port/api/v1/setup" -H 'Content-Type: application/json' \
+    -d "{\"token\":\"$token\",\"email\":\"bench@example.com\",\"password\":\"Bench-Passw0rd\",\"name\":\"B\",\"organization\":\"B\"}" \
+    | python3 -c 'import sys,json; print(json.load(sys.stdin)["organization"]["id"])')
+  csrf=$(curl_ -c "$work/jar" "https://localhost:$port/api/v1/auth/login" -H 'Content-Type: application/json' \
+    -d '{"email":"bench@example.com","password":"Bench-Passw0rd"}' | python3 -c 'import sys,json; print(json.load(sys.stdin)["csrfToken"])')
+  export FLOWSTACK_BENCH_KEY=$(curl_ -b "$work/jar" -H "X-CSRF-Token: $csrf" -H 'Content-Type: application/json' \
+    "https://localhost:$port/api/v1/orgs/$org/api-keys" -d '{"name":"bench","scope":"read"}' | python3 -c 'import sys,json; print(json.load(sys.stdin)["key"])')
+  # Warm-up, then measured runs.
+  wrk -t2 -c"$CONNECTIONS" -d5s -s "$work/auth.lua" "https://localhost:$port/api/v1/me" > /dev/null
+  for run in $(seq "$RUNS"); do
+    wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$work/auth.lua" "https://localhost:$port/api/v1/me" > "$work/$engine-$run.txt"
+    results+=("$engine $(python3 scripts/wrk-parse.py "$work/$engine-$run.txt")")
+    echo "$engine run $run: ${results[-1]}"
+  done
+  kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
+done
+
+printf '%s\n' "${results[@]}" | python3 scripts/bench-report.py "$DURATION" "$CONNECTIONS" "$RUNS" > BENCHMARKS.md
+cat BENCHMARKS.md

@@ -1,5 +1,8 @@
 import FlowStackCore
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Hummingbird
 import NIOCore
 
@@ -15,9 +18,19 @@ enum JSON {
         return encoder
     }()
 
+    /// ISO 8601 in UTC with milliseconds (`2026-11-29T00:20:50.733Z`), formatted by hand:
+    /// it runs for every timestamp of every response.
     static func format(_ date: Date) -> String {
-        date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
-            .replacingOccurrences(of: "+0000", with: "Z")
+        let milliseconds = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
+        var seconds = time_t(milliseconds >= 0 ? milliseconds / 1000 : (milliseconds - 999) / 1000)
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        let ms = Int((milliseconds % 1000 + 1000) % 1000)
+        func pad(_ value: Int32, _ width: Int) -> String {
+            let text = String(value)
+            return text.count >= width ? text : String(repeating: "0", count: width - text.count) + text
+        }
+        return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(pad(Int32(ms), 3))Z"
     }
 
     static func response(_ status: HTTPResponse.Status = .ok, _ value: some Encodable, headers: HTTPFields = [:]) throws -> Response {
@@ -132,3 +145,6 @@ extension FlowStackError {
         return (try? JSON.response(status, ErrorBody(self), headers: headers)) ?? Response(status: status)
     }
 }
+
+/// The API's timestamp format (exposed for tests).
+public func formatTimestamp(_ date: Date) -> String { JSON.format(date) }

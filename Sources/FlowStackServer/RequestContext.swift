@@ -8,7 +8,8 @@ import NIOCore
 public struct Identity: Sendable {
     public enum Method: Sendable {
         case session(Session, csrfToken: String)
-        case apiKey(APIKey)
+        /// An API key, with its creator's membership of the key's organization (nil once they left).
+        case apiKey(APIKey, membership: (organization: Organization, role: OrgRole)?)
     }
     public var user: User
     public var method: Method
@@ -16,7 +17,7 @@ public struct Identity: Sendable {
     public var credential: Credential {
         switch method {
         case .session: .session
-        case .apiKey(let key): .apiKey(scope: key.scope, projectId: key.projectID)
+        case .apiKey(let key, _): .apiKey(scope: key.scope, projectId: key.projectID)
         }
     }
 }
@@ -52,7 +53,7 @@ public struct FlowStackRequestContext: RequestContext {
     public var auditActor: AuditActor {
         switch identity?.method {
         case .session: AuditActor(kind: .user, id: identity?.user.id, ip: clientIP, userAgent: userAgent)
-        case .apiKey(let key): AuditActor(kind: .apiKey, id: key.id, ip: clientIP, userAgent: userAgent)
+        case .apiKey(let key, _): AuditActor(kind: .apiKey, id: key.id, ip: clientIP, userAgent: userAgent)
         case nil: AuditActor(kind: .anonymous, id: nil, ip: clientIP, userAgent: userAgent)
         }
     }

@@ -40,15 +40,27 @@ extension Store {
         }
     }
 
-    /// The key with this hash and its creator, if the key exists.
-    public func apiKey(hash: String) async throws -> (APIKey, User)? {
+    /// What authenticating with an API key needs, in one query: the key, its creator, and the
+    /// creator's current membership of the key's organization (nil once they left it).
+    public struct APIKeyIdentity: Sendable {
+        public var key: APIKey
+        public var user: User
+        public var organization: Organization?
+        public var role: OrgRole?
+    }
+
+    public func apiKey(hash: String) async throws -> APIKeyIdentity? {
         try await read { db in
             guard let row = try await db.raw("""
                 SELECT k.id AS key_id, k.org_id, k.project_id, k.created_by, k.name AS key_name, k.prefix, k.last4, k.scope,
                        k.created_at AS key_created_at, k.last_used_at, k.expires_at, k.revoked_at,
                        u.id, u.email, u.name, u.password_hash, u.failed_logins, u.locked_until, u.disabled,
-                       u.created_at, u.password_changed_at
-                FROM api_keys k JOIN users u ON u.id = k.created_by WHERE k.key_hash = \(bind: hash)
+                       u.created_at, u.password_changed_at,
+                       o.name AS org_name, o.plan AS org_plan, o.created_at AS org_created_at, m.role AS member_role
+                FROM api_keys k JOIN users u ON u.id = k.created_by
+                JOIN organizations o ON o.id = k.org_id
+                LEFT JOIN memberships m ON m.org_id = k.org_id AND m.user_id = k.created_by
+                WHERE k.key_hash = \(bind: hash)
                 """).first()
             else { return nil }
             let key = APIKey(
@@ -58,7 +70,10 @@ extension Store {
                 createdAt: try row.date("key_created_at"), lastUsedAt: try row.optionalDate("last_used_at"),
                 expiresAt: try row.optionalDate("expires_at"), revokedAt: try row.optionalDate("revoked_at")
             )
-            return (key, try Self.user(from: row))
+            let role = try row.optionalString("member_role").flatMap(OrgRole.init(rawValue:))
+            let organization = Organization(id: key.orgID, name: try row.string("org_name"),
+                                            plan: Plan(rawValue: try row.string("org_plan")) ?? .free, createdAt: try row.date("org_created_at"))
+            return APIKeyIdentity(key: key, user: try Self.user(from: row), organization: role == nil ? nil : organization, role: role)
         }
     }
 

@@ -129,6 +129,10 @@ struct Serve: AsyncParsableCommand {
         settings.sessionIdleTimeout = f.double(forKey: "sessionIdleTimeoutSeconds", default: settings.sessionIdleTimeout)
         settings.sessionAbsoluteLifetime = f.double(forKey: "sessionAbsoluteLifetimeSeconds", default: settings.sessionAbsoluteLifetime)
         settings.ipFailureLimit = f.int(forKey: "ipFailureLimit", default: settings.ipFailureLimit)
+        settings.ipFailureWindow = f.double(forKey: "ipFailureWindowSeconds", default: settings.ipFailureWindow)
+        settings.lockoutThreshold = f.int(forKey: "lockoutThreshold", default: settings.lockoutThreshold)
+        settings.lockoutDuration = f.double(forKey: "lockoutDurationSeconds", default: settings.lockoutDuration)
+        settings.maxBodyBytes = f.int(forKey: "maxBodyBytes", default: settings.maxBodyBytes)
         let logger = storage.logger(config)
 
         let server: RunningServer

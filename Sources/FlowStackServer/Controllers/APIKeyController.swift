@@ -61,7 +61,7 @@ struct APIKeyController {
                 throw unknown
             }
         }
-        if case .apiKey(let parent) = identity.method, let parentProject = parent.projectID, body.projectId != parentProject {
+        if case .apiKey(let parent, _) = identity.method, let parentProject = parent.projectID, body.projectId != parentProject {
             throw FlowStackError(status: 403, code: "forbidden", message: "A project API key can only create keys for its own project.")
         }
         let secret = Token.make(prefix: AuthService.apiKeyPrefix)

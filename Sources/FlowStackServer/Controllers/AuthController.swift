@@ -136,8 +136,12 @@ struct AuthController {
 
     @Sendable func me(_ request: Request, context: FlowStackRequestContext) async throws -> Response {
         let identity = try context.requireIdentity()
-        var orgs = try await api.store.organizations(forUser: identity.user.id)
-        if case .apiKey(let key) = identity.method { orgs = orgs.filter { $0.0.id == key.orgID } }
+        let orgs: [(Organization, OrgRole)]
+        if case .apiKey(_, let membership) = identity.method {
+            orgs = membership.map { [($0.organization, $0.role)] } ?? []
+        } else {
+            orgs = try await api.store.organizations(forUser: identity.user.id)
+        }
         let method: String = switch identity.method {
         case .session: "session"
         case .apiKey: "api_key"

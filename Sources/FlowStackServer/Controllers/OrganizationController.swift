@@ -46,8 +46,12 @@ struct OrganizationController {
 
     @Sendable func list(_ request: Request, context: FlowStackRequestContext) async throws -> Response {
         let identity = try context.requireIdentity()
-        var orgs = try await api.store.organizations(forUser: identity.user.id)
-        if case .apiKey(let key) = identity.method { orgs = orgs.filter { $0.0.id == key.orgID } }
+        let orgs: [(Organization, OrgRole)]
+        if case .apiKey(_, let membership) = identity.method {
+            orgs = membership.map { [($0.organization, $0.role)] } ?? []
+        } else {
+            orgs = try await api.store.organizations(forUser: identity.user.id)
+        }
         return try JSON.response(.ok, ListDTO(items: orgs.map { OrganizationDTO($0.0, role: $0.1) }, nextCursor: nil))
     }
 

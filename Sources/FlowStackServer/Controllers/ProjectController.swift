@@ -41,7 +41,7 @@ struct ProjectController {
         let orgID = try context.parameters.id("orgId", prefix: "org")
         let access = try await api.access.org(orgID, .projectList, identity)
         var restricted: String?
-        if case .apiKey(let key) = identity.method { restricted = key.projectID }
+        if case .apiKey(let key, _) = identity.method { restricted = key.projectID }
         let projects = try await api.store.projects(orgID: orgID, visibleTo: access.role >= .admin ? nil : identity.user.id, restrictedTo: restricted)
         return try JSON.response(.ok, ListDTO(items: projects.map(ProjectDTO.init), nextCursor: nil))
     }

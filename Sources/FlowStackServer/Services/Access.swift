@@ -15,8 +15,14 @@ struct Access: Sendable {
     @discardableResult
     func org(_ orgID: String, _ action: Action, _ identity: Identity, targetRole: OrgRole? = nil,
              grantedRole: OrgRole? = nil, targetIsSelf: Bool = false) async throws -> OrgAccess {
-        if case .apiKey(let key) = identity.method, key.orgID != orgID { throw FlowStackError.notFound }
-        let access = try await store.access(orgID: orgID, userID: identity.user.id)
+        let access: (role: OrgRole, plan: Plan)?
+        if case .apiKey(let key, let membership) = identity.method {
+            // An API key only ever reaches its own organization; its membership came with it.
+            guard key.orgID == orgID else { throw FlowStackError.notFound }
+            access = membership.map { ($0.role, $0.organization.plan) }
+        } else {
+            access = try await store.access(orgID: orgID, userID: identity.user.id)
+        }
         let request = AccessRequest(orgRole: access?.role, credential: identity.credential, plan: access?.plan ?? .free,
                                     targetRole: targetRole, grantedRole: grantedRole, targetIsSelf: targetIsSelf)
         if let error = Policy.decide(action, request).error { throw error }
@@ -33,8 +39,13 @@ struct Access: Sendable {
     @discardableResult
     func project(_ projectID: String, _ action: Action, _ identity: Identity) async throws -> ProjectAccess {
         guard let project = try await store.project(id: projectID) else { throw FlowStackError.notFound }
-        if case .apiKey(let key) = identity.method, key.orgID != project.orgID { throw FlowStackError.notFound }
-        let access = try await store.access(orgID: project.orgID, userID: identity.user.id)
+        let access: (role: OrgRole, plan: Plan)?
+        if case .apiKey(let key, let membership) = identity.method {
+            guard key.orgID == project.orgID else { throw FlowStackError.notFound }
+            access = membership.map { ($0.role, $0.organization.plan) }
+        } else {
+            access = try await store.access(orgID: project.orgID, userID: identity.user.id)
+        }
         let projectRole = try await store.projectRole(projectID: projectID, userID: identity.user.id)
         let request = AccessRequest(orgRole: access?.role, projectRole: projectRole, credential: identity.credential,
                                     plan: access?.plan ?? .free, projectId: projectID)

@@ -153,14 +153,16 @@ struct AuthService: Sendable {
             throw FlowStackError(status: 401, code: "unsupported_authorization", message: "Use 'Authorization: Bearer <API key>'.")
         }
         let key = parts[1].trimmingCharacters(in: .whitespaces)
-        guard key.hasPrefix(Self.apiKeyPrefix), key.count < 100, let (apiKey, user) = try await store.apiKey(hash: Token.hash(key)) else {
+        guard key.hasPrefix(Self.apiKeyPrefix), key.count < 100, let found = try await store.apiKey(hash: Token.hash(key)) else {
             throw invalid
         }
+        let apiKey = found.key, user = found.user
         let now = clock.now()
         guard apiKey.revokedAt == nil, apiKey.expiresAt.map({ now < $0 }) ?? true, !user.disabled else { throw invalid }
         if apiKey.lastUsedAt.map({ now.timeIntervalSince($0) >= 60 }) ?? true {
             try await store.touchAPIKey(id: apiKey.id)
         }
-        return Identity(user: user, method: .apiKey(apiKey))
+        let membership = found.organization.flatMap { org in found.role.map { (organization: org, role: $0) } }
+        return Identity(user: user, method: .apiKey(apiKey, membership: membership))
     }
 }

@@ -28,8 +28,8 @@ print(f"Measured {date.today().isoformat()} at commit `{commit}` on {os.cpu_coun
 print(f"Method: `scripts/bench.sh` — release build of `flowstack serve`; `wrk -t2 -c{connections} -d{duration} --latency`")
 print("with an `Authorization: Bearer fsk_…` read key, after a 5 s warm-up; wrk and the server share the")
 print(f"same two cores. {runs} runs per engine; the table gives the median of each column and the range of")
-print("requests/s. Each request authenticates the key (hash lookup joined with its user) and lists the")
-print("caller's organizations: two database reads.\n")
+print("requests/s. Each request authenticates the key with one database read (the key joined with its")
+print("creator, organization and membership) and encodes the caller and their organization as JSON.\n")
 print("| engine | requests/s (median) | range | p50 latency | p99 latency | errors |")
 print("| --- | --- | --- | --- | --- | --- |")
 for engine, values in rows.items():
@@ -40,3 +40,7 @@ if "sqlite" in rows and "postgres" in rows:
     ratio = statistics.median(v[0] for v in rows["sqlite"]) / statistics.median(v[0] for v in rows["postgres"])
     print(f"\nSQLite / PostgreSQL throughput ratio: {ratio:.2f}.")
 print("\nTarget (issue 2): ≥ 5,000 requests/s with p99 < 20 ms on SQLite on this 2-core machine.")
+notes = os.path.join(os.path.dirname(__file__), "bench-notes.md")
+if os.path.exists(notes):
+    print()
+    print(open(notes).read().rstrip())

@@ -1,4 +1,5 @@
 import FlowStackCore
+import Foundation
 import Logging
 import NIOPosix
 import SQLKit
@@ -24,7 +25,7 @@ public final class SQLiteStore: Database {
         self.threadPool = threadPool
     }
 
-    public static func open(path: String, readerCount: Int = 4, logger: Logger) async throws -> SQLiteStore {
+    public static func open(path: String, readerCount: Int = Int(ProcessInfo.processInfo.environment["FLOWSTACK_SQLITE_READERS"] ?? "") ?? 2, logger: Logger) async throws -> SQLiteStore {
         let pool = NIOThreadPool(numberOfThreads: readerCount + 1)
         pool.start()
         let group = MultiThreadedEventLoopGroup.singleton

@@ -51,29 +51,32 @@ extension Store {
 
     public func apiKey(hash: String) async throws -> APIKeyIdentity? {
         try await read { db in
+            // The hot path of every API-key request: one short statement (SQLite parses it each
+            // time), only the columns authentication needs.
             guard let row = try await db.raw("""
-                SELECT k.id AS key_id, k.org_id, k.project_id, k.created_by, k.name AS key_name, k.prefix, k.last4, k.scope,
-                       k.created_at AS key_created_at, k.last_used_at, k.expires_at, k.revoked_at,
-                       u.id, u.email, u.name, u.password_hash, u.failed_logins, u.locked_until, u.disabled,
-                       u.created_at, u.password_changed_at,
-                       o.name AS org_name, o.plan AS org_plan, o.created_at AS org_created_at, m.role AS member_role
-                FROM api_keys k JOIN users u ON u.id = k.created_by
-                JOIN organizations o ON o.id = k.org_id
+                SELECT k.id, k.org_id, k.project_id, k.created_by, k.prefix, k.last4, k.scope, k.created_at, k.last_used_at,
+                       k.expires_at, k.revoked_at, u.email, u.name, u.disabled, u.created_at AS uc, o.name AS o_name, o.plan,
+                       o.created_at AS oc, m.role
+                FROM api_keys k JOIN users u ON u.id = k.created_by JOIN organizations o ON o.id = k.org_id
                 LEFT JOIN memberships m ON m.org_id = k.org_id AND m.user_id = k.created_by
                 WHERE k.key_hash = \(bind: hash)
                 """).first()
             else { return nil }
             let key = APIKey(
-                id: try row.string("key_id"), orgID: try row.string("org_id"), projectID: try row.optionalString("project_id"),
-                createdBy: try row.string("created_by"), name: try row.string("key_name"), prefix: try row.string("prefix"),
+                id: try row.string("id"), orgID: try row.string("org_id"), projectID: try row.optionalString("project_id"),
+                createdBy: try row.string("created_by"), name: "", prefix: try row.string("prefix"),
                 last4: try row.string("last4"), scope: APIKeyScope(rawValue: try row.string("scope")) ?? .read,
-                createdAt: try row.date("key_created_at"), lastUsedAt: try row.optionalDate("last_used_at"),
+                createdAt: try row.date("created_at"), lastUsedAt: try row.optionalDate("last_used_at"),
                 expiresAt: try row.optionalDate("expires_at"), revokedAt: try row.optionalDate("revoked_at")
             )
-            let role = try row.optionalString("member_role").flatMap(OrgRole.init(rawValue:))
-            let organization = Organization(id: key.orgID, name: try row.string("org_name"),
-                                            plan: Plan(rawValue: try row.string("org_plan")) ?? .free, createdAt: try row.date("org_created_at"))
-            return APIKeyIdentity(key: key, user: try Self.user(from: row), organization: role == nil ? nil : organization, role: role)
+            // The password hash is not loaded: an API key can never change the password.
+            let user = User(id: key.createdBy, email: try row.string("email"), name: try row.string("name"), passwordHash: "",
+                            failedLogins: 0, lockedUntil: nil, disabled: try row.int("disabled") != 0,
+                            createdAt: try row.date("uc"), passwordChangedAt: try row.date("uc"))
+            let role = try row.optionalString("role").flatMap(OrgRole.init(rawValue:))
+            let organization = Organization(id: key.orgID, name: try row.string("o_name"),
+                                            plan: Plan(rawValue: try row.string("plan")) ?? .free, createdAt: try row.date("oc"))
+            return APIKeyIdentity(key: key, user: user, organization: role == nil ? nil : organization, role: role)
         }
     }
 

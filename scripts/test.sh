@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is missing, starts a throwaway PostgreSQL, builds, runs the
-# Swift tests (every storage test on SQLite and PostgreSQL) and then the end-to-end tests against
+# Swift tests (every storage test on SQLite and PostgreSQL), a short fuzzing run of the expression
+# language, and then the end-to-end tests against
 # the real binary (TLS, plain-HTTP rejection, restart, keyring refusal, sslyze, schemathesis).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,5 +15,7 @@ trap pg_stop EXIT
 swift build --build-tests
 status=0
 swift test --skip-build || status=$?
+# The expression parser and evaluator under libFuzzer + AddressSanitizer, briefly.
+FUZZ_SECONDS=${FUZZ_SECONDS:-30} scripts/fuzz.sh || status=$?
 FLOWSTACK_BIN="$PWD/.build/debug/flowstack" .venv-test/bin/python -m pytest -q -p no:cacheprovider tests/e2e || status=$?
 exit $status

@@ -65,6 +65,14 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "FlowStackNodes",
+            dependencies: [
+                "FlowStackCore",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "FlowStackServer",
             dependencies: [
                 "FlowStackCore",
@@ -84,6 +92,7 @@ let package = Package(
             name: "flowstack",
             dependencies: [
                 "FlowStackServer",
+                "FlowStackNodes",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Configuration", package: "swift-configuration"),
             ],
@@ -107,6 +116,11 @@ let package = Package(
         .testTarget(
             name: "FlowStackCryptoTests",
             dependencies: ["FlowStackCrypto", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FlowStackNodesTests",
+            dependencies: ["FlowStackNodes"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

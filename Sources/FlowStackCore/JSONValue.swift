@@ -102,3 +102,29 @@ extension JSONValue {
         try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
     }
 }
+
+extension JSONValue {
+    /// JavaScript truthiness: false, 0, NaN, "" and null are false; everything else is true.
+    public var isTruthy: Bool {
+        switch self {
+        case .null: false
+        case .bool(let b): b
+        case .number(let n): !(n == 0 || n.isNaN)
+        case .string(let s): !s.isEmpty
+        case .array, .object: true
+        }
+    }
+
+    /// The value at a dotted path (`a.b.0.c`), if any.
+    public func value(at path: String) -> JSONValue? {
+        var current: JSONValue? = self
+        for part in path.split(separator: ".").map(String.init) {
+            switch current {
+            case .object(let o): current = o[part]
+            case .array(let a): current = Int(part).flatMap { $0 >= 0 && $0 < a.count ? a[$0] : nil }
+            default: return nil
+            }
+        }
+        return current
+    }
+}

@@ -252,3 +252,27 @@ def test_configuration_from_environment_and_config_file(data_dir, tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+
+
+def test_cli_run_and_validate_a_workflow(tmp_path):
+    from conftest import BIN
+    root = os.path.join(os.path.dirname(__file__), "..", "..")
+    example = os.path.join(root, "examples", "greet.json")
+    ran = subprocess.run([BIN, "run", example, "--input", "-"], input='{"body": {"name": "Ada"}}', capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout)[0]["greeting"] == "Hello Ada"
+    assert "status: succeeded" in ran.stderr
+    assert subprocess.run([BIN, "validate", example], capture_output=True, text=True).returncode == 0
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"name": "X", "nodes": [{"name": "A", "type": "flowstack.set"}], "edges": [{"from": "A", "to": "B"}]}))
+    checked = subprocess.run([BIN, "validate", str(bad)], capture_output=True, text=True)
+    assert checked.returncode == 1
+    for code in ["missing_parameter", "no_trigger", "dangling_edge"]:
+        assert code in checked.stdout
+    failing = tmp_path / "fail.json"
+    failing.write_text(json.dumps({"name": "F", "nodes": [{"name": "S", "type": "flowstack.manualTrigger"},
+                                                          {"name": "Boom", "type": "flowstack.stopAndError", "parameters": {"message": "no"}}],
+                                   "edges": [{"from": "S", "to": "Boom"}]}))
+    failed = subprocess.run([BIN, "run", str(failing)], capture_output=True, text=True)
+    assert failed.returncode == 1
+    assert "status: failed" in failed.stderr

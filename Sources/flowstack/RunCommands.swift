@@ -1,0 +1,78 @@
+import ArgumentParser
+import FlowStackCore
+import FlowStackNodes
+import Foundation
+
+/// Reads a workflow file, with decoding errors that name the field.
+func loadWorkflow(_ path: String) throws -> Workflow {
+    guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read \(path)") }
+    do {
+        return try JSONDecoder().decode(Workflow.self, from: data)
+    } catch let error as DecodingError {
+        switch error {
+        case .keyNotFound(let key, let context):
+            let path = (context.codingPath + [key]).map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+            throw ValidationError("\(path): required field is missing")
+        case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
+            let path = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+            throw ValidationError("\(path.isEmpty ? "workflow" : path): \(context.debugDescription)")
+        @unknown default:
+            throw ValidationError("the workflow is not valid JSON")
+        }
+    }
+}
+
+struct Validate: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Check a workflow file and print every problem (exit 1 when there are any).")
+    @Argument(help: "The workflow JSON file.") var file: String
+
+    func run() throws {
+        let problems = WorkflowValidator.validate(try loadWorkflow(file), catalog: NodeCatalog.standard.descriptors)
+        if problems.isEmpty {
+            print("\(file): valid")
+            return
+        }
+        for problem in problems { print("\(file): \(problem.description) [\(problem.code)]") }
+        throw ExitCode(1)
+    }
+}
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a workflow locally, without a server: prints the last node's output items as JSON and a per-node summary on standard error."
+    )
+    @Argument(help: "The workflow JSON file.") var file: String
+    @Option(help: "Input items: a JSON file, or - for standard input (an object or an array of objects).") var input: String?
+
+    func run() async throws {
+        let workflow = try loadWorkflow(file)
+        var items = [Item(json: .object([:]))]
+        if let input {
+            let data = input == "-" ? FileHandle.standardInput.readDataToEndOfFile() : FileManager.default.contents(atPath: input)
+            guard let data, let value = try? JSONDecoder().decode(JSONValue.self, from: data) else {
+                throw ValidationError("the input is not valid JSON")
+            }
+            items = (value.arrayValue ?? [value]).map { Item(json: $0) }
+        }
+        let result: RunResult
+        do {
+            result = try await LocalRunner().run(workflow, input: items)
+        } catch let error as LocalRunner.InvalidWorkflow {
+            for problem in error.problems { FileHandle.standardError.write(Data("\(file): \(problem.description) [\(problem.code)]\n".utf8)) }
+            throw ExitCode(2)
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        print(String(decoding: try encoder.encode(result.output.map(\.json)), as: UTF8.self))
+        var summary = ""
+        for node in result.nodes {
+            func pad(_ text: String, _ width: Int) -> String { text.count >= width ? text : text + String(repeating: " ", count: width - text.count) }
+            summary += pad(node.node, 24) + " " + pad(node.status, 9) + String(format: " %5d items  %2d tries  %8.2f ms", node.items, node.attempts, node.milliseconds)
+            if let error = node.error { summary += "  \(error)" }
+            summary += "\n"
+        }
+        summary += "status: \(result.status.rawValue)" + (result.error.map { " — \($0)" } ?? "") + "\n"
+        FileHandle.standardError.write(Data(summary.utf8))
+        if result.status != .succeeded { throw ExitCode(1) }
+    }
+}

@@ -1,0 +1,120 @@
+import FlowStackCore
+import FlowStackNodes
+import Foundation
+import Testing
+
+@Suite struct LocalRunnerTests {
+    let runner = LocalRunner()
+
+    func workflow(_ json: String) throws -> Workflow {
+        try JSONDecoder().decode(Workflow.self, from: Data(json.utf8))
+    }
+
+    @Test("the example workflow greets")
+    func greet() async throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../examples/greet.json")
+        let wf = try JSONDecoder().decode(Workflow.self, from: Data(contentsOf: url))
+        let result = try await runner.run(wf, input: [Item(json: ["body": ["name": "Ada"], "method": "POST"])])
+        #expect(result.status == .succeeded)
+        #expect(result.output.map { $0.json["greeting"] } == ["Hello Ada"])
+        #expect(result.nodes.map(\.node) == ["Hook", "Shape"])
+    }
+
+    @Test("branches, merge, sort, limit, aggregate and crypto together")
+    func pipeline() async throws {
+        let wf = try workflow("""
+            {"name": "P", "nodes": [
+              {"name": "Start", "type": "flowstack.manualTrigger"},
+              {"name": "Split", "type": "flowstack.splitOut", "parameters": {"field": "people"}},
+              {"name": "Adult", "type": "flowstack.if", "parameters": {"condition": "{{ $json.age >= 18 }}"}},
+              {"name": "Tag", "type": "flowstack.set", "parameters": {"fields": {"group": "adult", "next": "{{ $json.age + 1 }}"}}},
+              {"name": "Minor", "type": "flowstack.set", "parameters": {"fields": {"group": "minor"}}},
+              {"name": "Merge", "type": "flowstack.merge"},
+              {"name": "Sort", "type": "flowstack.sort", "parameters": {"field": "age", "order": "descending"}},
+              {"name": "Top", "type": "flowstack.limit", "parameters": {"maxItems": 2}},
+              {"name": "Hash", "type": "flowstack.crypto", "parameters": {"value": "{{ $json.name }}"}},
+              {"name": "All", "type": "flowstack.aggregate", "parameters": {"field": "name", "outputField": "names"}}],
+             "edges": [{"from": "Start", "to": "Split"}, {"from": "Split", "to": "Adult"},
+                       {"from": "Adult", "to": "Tag", "output": 0}, {"from": "Adult", "to": "Minor", "output": 1},
+                       {"from": "Tag", "to": "Merge", "input": 0}, {"from": "Minor", "to": "Merge", "input": 1},
+                       {"from": "Merge", "to": "Sort"}, {"from": "Sort", "to": "Top"}, {"from": "Top", "to": "Hash"},
+                       {"from": "Hash", "to": "All"}]}
+            """)
+        let people: JSONValue = ["people": [["name": "a", "age": 30], ["name": "b", "age": 12], ["name": "c", "age": 45], ["name": "d", "age": 17]]]
+        let result = try await runner.run(wf, input: [Item(json: people)])
+        #expect(result.status == .succeeded, "\(String(describing: result.error))")
+        #expect(result.output == [Item(json: ["names": ["c", "a"]])])
+        #expect(result.nodes.first { $0.node == "Tag" }?.items == 2)
+    }
+
+    @Test("a failing node stops the execution with its error; continue and retries are honoured")
+    func failures() async throws {
+        let stop = try workflow("""
+            {"name": "F", "nodes": [{"name": "S", "type": "flowstack.manualTrigger"},
+              {"name": "Boom", "type": "flowstack.stopAndError", "parameters": {"message": "bad {{ $json.x }}"}},
+              {"name": "After", "type": "flowstack.noOp"}],
+             "edges": [{"from": "S", "to": "Boom"}, {"from": "Boom", "to": "After"}]}
+            """)
+        let failed = try await runner.run(stop, input: [Item(json: ["x": 7])])
+        #expect(failed.status == .failed)
+        #expect(failed.error == "bad 7")
+        #expect(failed.failedNode == "Boom")
+
+        var continuing = stop
+        continuing.nodes[1].onError = .continue
+        continuing.nodes[1].retryOnFail = true
+        continuing.nodes[1].maxTries = 2
+        continuing.nodes[1].waitBetweenTries = 10
+        let continued = try await runner.run(continuing, input: [Item(json: ["x": 7])])
+        #expect(continued.status == .succeeded)
+        #expect(continued.output == [Item(json: ["error": "bad 7"])])
+        #expect(continued.nodes.first { $0.node == "Boom" }?.attempts == 2)
+    }
+
+    @Test("invalid workflows are refused with every problem")
+    func invalid() async throws {
+        let wf = try workflow(#"{"name": "X", "nodes": [{"name": "A", "type": "flowstack.set"}], "edges": [{"from": "A", "to": "B"}]}"#)
+        await #expect(throws: LocalRunner.InvalidWorkflow.self) { try await runner.run(wf) }
+    }
+}
+
+@Suite struct NodeTests {
+    func run(_ type: any NodeType, _ parameters: [String: JSONValue], _ inputs: [[Item]]) async throws -> NodeOutput {
+        let node = WorkflowNode(name: "N", type: Swift.type(of: type).descriptor.type, parameters: parameters)
+        return try await type.run(NodeInput(node: node, inputs: inputs, base: ExpressionContext()))
+    }
+
+    let items = [Item(json: ["id": 1, "v": "a"]), Item(json: ["id": 2, "v": "b"]), Item(json: ["id": 1, "v": "c"])]
+
+    @Test("set keeps or replaces fields")
+    func set() async throws {
+        #expect(try await run(SetNode(), ["fields": ["w": "{{ $json.v }}!"]], [[items[0]]]) == .items([[Item(json: ["id": 1, "v": "a", "w": "a!"])]]))
+        #expect(try await run(SetNode(), ["fields": ["w": 1], "keepOnlySet": true], [[items[0]]]) == .items([[Item(json: ["w": 1])]]))
+    }
+
+    @Test("filter, remove duplicates, limit and sort")
+    func itemNodes() async throws {
+        #expect(try await run(FilterNode(), ["condition": "{{ $json.id === 1 }}"], [items]) == .items([[items[0], items[2]]]))
+        #expect(try await run(RemoveDuplicatesNode(), ["field": "id"], [items]) == .items([[items[0], items[1]]]))
+        #expect(try await run(LimitNode(), ["maxItems": 1, "keep": "last"], [items]) == .items([[items[2]]]))
+        #expect(try await run(SortNode(), ["field": "id"], [items]) == .items([[items[0], items[2], items[1]]]))
+    }
+
+    @Test("merge by position and by key")
+    func merge() async throws {
+        let left = [Item(json: ["k": 1, "a": 1]), Item(json: ["k": 2, "a": 2])]
+        let right = [Item(json: ["k": 2, "b": 2])]
+        #expect(try await run(MergeNode(), ["mode": "byKey", "key": "k"], [left, right]) == .items([[Item(json: ["k": 2, "a": 2, "b": 2])]]))
+        #expect(try await run(MergeNode(), ["mode": "byPosition"], [left, right]) == .items([[Item(json: ["k": 2, "a": 1, "b": 2])]]))
+        #expect(try await run(MergeNode(), [:], [left, right]) == .items([left + right]))
+    }
+
+    @Test("crypto hashes and HMACs with known answers")
+    func crypto() async throws {
+        let hash = try await run(CryptoNode(), ["value": "abc"], [[Item(json: [:])]])
+        #expect(hash == .items([[Item(json: ["hash": "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"])]]))
+        let hmac = try await run(CryptoNode(), ["action": "hmac", "value": "The quick brown fox jumps over the lazy dog", "secret": "key"], [[Item(json: [:])]])
+        #expect(hmac == .items([[Item(json: ["hash": "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"])]]))
+        await #expect(throws: NodeError.self) { try await run(CryptoNode(), ["action": "hmac", "value": "x"], [[Item(json: [:])]]) }
+    }
+}

@@ -63,6 +63,10 @@ enum JSON {
         if nestingDepth(bytes) > maxDepth {
             throw FlowStackError.badRequest("json_too_deep", "The JSON body is nested deeper than \(maxDepth) levels.")
         }
+        if containsEscapedNUL(bytes) {
+            // PostgreSQL text cannot hold NUL, and no FlowStack field needs it.
+            throw FlowStackError.badRequest("invalid_character", "Strings in the request body must not contain the NUL character.")
+        }
         do {
             return try JSONDecoder().decode(T.self, from: Data(bytes))
         } catch let error as DecodingError {
@@ -78,6 +82,22 @@ enum JSON {
         guard let value else { return false }
         let mediaType = value.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
         return mediaType == "application/json"
+    }
+
+    /// Whether a JSON text contains `\u0000` as an escape (not as an escaped backslash followed by text).
+    static func containsEscapedNUL(_ bytes: [UInt8]) -> Bool {
+        var i = 0
+        while i < bytes.count {
+            if bytes[i] == UInt8(ascii: "\\"), i + 1 < bytes.count {
+                if bytes[i + 1] == UInt8(ascii: "u"), i + 5 < bytes.count, bytes[(i + 2)...(i + 5)].allSatisfy({ $0 == UInt8(ascii: "0") }) {
+                    return true
+                }
+                i += 2
+                continue
+            }
+            i += 1
+        }
+        return false
     }
 
     /// The deepest nesting of arrays and objects, ignoring brackets inside strings.

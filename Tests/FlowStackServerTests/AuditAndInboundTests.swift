@@ -105,8 +105,16 @@ import Testing
             let missingField = try await client.request(.post, path, json: ["description": "x"], auth: auth)
             #expect(missingField.status == 400)
             #expect(missingField.errorField == "name")
+            let nul = try await client.request(.post, path, rawBody: #"{"name":"x","description":"a\u0000b"}"#, auth: auth)
+            #expect(nul.status == 400)
+            #expect(nul.errorCode == "invalid_character")
+            let escaped = try await client.request(.post, "/api/v1/auth/login", rawBody: #"{"email":"x\u0000@example.com","password":"p"}"#)
+            #expect(escaped.status == 400)
             let list = try await client.get(path, auth: auth)
             #expect((list.json["items"] as? [Any])?.isEmpty == true)
+            try await Admin(store: app.store).setPlan(orgID: owner.orgID, plan: .team)
+            let query = try await client.get("/api/v1/orgs/\(owner.orgID)/audit-events?action=%C3%BE%00x", auth: auth)
+            #expect(query.status == 400, "\(query.text)")
         }
     }
 

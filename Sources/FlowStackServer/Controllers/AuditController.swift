@@ -13,7 +13,7 @@ struct AuditController {
 
     private func date(_ request: Request, _ name: String) throws -> Date? {
         guard let raw = request.query(name) else { return nil }
-        guard let date = try? Date(raw, strategy: .iso8601) else {
+        guard let date = RFC3339.parse(raw) else {
             throw FlowStackError.badRequest("invalid_parameter", "'\(name)' must be an ISO 8601 date-time.", field: name)
         }
         return date

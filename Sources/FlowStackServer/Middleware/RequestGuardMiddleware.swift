@@ -26,6 +26,9 @@ struct RequestGuardMiddleware: RouterMiddleware {
             }
         }
         for (name, value) in request.uri.queryParameters {
+            if name.contains("\u{0}") || value.contains("\u{0}") {
+                throw FlowStackError.badRequest("invalid_parameter", "Query parameters must not contain the NUL character.", field: String(name))
+            }
             if Self.credentialParameterNames.contains(name.lowercased()) || value.hasPrefix("fsk_") {
                 throw FlowStackError.badRequest(
                     "credentials_in_query",

@@ -7,6 +7,7 @@ import sys
 from datetime import date
 
 duration, connections, runs = sys.argv[1:4]
+threads = sys.argv[4] if len(sys.argv) > 4 else "2"
 rows = {}
 for line in sys.stdin:
     engine, rps, p50, p99, errors = line.split()
@@ -25,7 +26,7 @@ commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=
 print("# Benchmarks\n")
 print("## API-key-authenticated `GET /api/v1/me` over TLS 1.3 (keep-alive)\n")
 print(f"Measured {date.today().isoformat()} at commit `{commit}` on {os.cpu_count()} cores ({cpu}), {platform.system()}.")
-print(f"Method: `scripts/bench.sh` — release build of `flowstack serve`; `wrk -t2 -c{connections} -d{duration} --latency`")
+print(f"Method: `scripts/bench.sh` — release build of `flowstack serve`; `wrk -t{threads} -c{connections} -d{duration} --latency`")
 print("with an `Authorization: Bearer fsk_…` read key, after a 5 s warm-up; wrk and the server share the")
 print(f"same two cores. {runs} runs per engine; the table gives the median of each column and the range of")
 print("requests/s. Each request authenticates the key with one database read (the key joined with its")

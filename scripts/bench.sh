@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Benchmark: API-key-authenticated GET /api/v1/me over TLS 1.3 with keep-alive, on SQLite and on
-# PostgreSQL. wrk, 64 connections, 2 threads, 30 s per run, 3 runs per engine; medians go to
+# PostgreSQL. wrk, 64 connections, THREADS threads (default 2), 30 s per run, 3 runs per engine; medians go to
 # BENCHMARKS.md. The server is the release build; wrk runs on the same 2-core machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-30s}
 CONNECTIONS=${CONNECTIONS:-64}
+THREADS=${THREADS:-2}
 
 scripts/install-deps.sh --bench
 swift build -c release --product flowstack
@@ -46,14 +47,14 @@ for engine in sqlite postgres; do
   export FLOWSTACK_BENCH_KEY=$(curl_ -b "$work/jar" -H "X-CSRF-Token: $csrf" -H 'Content-Type: application/json' \
     "https://localhost:$port/api/v1/orgs/$org/api-keys" -d '{"name":"bench","scope":"read"}' | python3 -c 'import sys,json; print(json.load(sys.stdin)["key"])')
   # Warm-up, then measured runs.
-  wrk -t2 -c"$CONNECTIONS" -d5s -s "$work/auth.lua" "https://localhost:$port/api/v1/me" > /dev/null
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d5s -s "$work/auth.lua" "https://localhost:$port/api/v1/me" > /dev/null
   for run in $(seq "$RUNS"); do
-    wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$work/auth.lua" "https://localhost:$port/api/v1/me" > "$work/$engine-$run.txt"
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$work/auth.lua" "https://localhost:$port/api/v1/me" > "$work/$engine-$run.txt"
     results+=("$engine $(python3 scripts/wrk-parse.py "$work/$engine-$run.txt")")
     echo "$engine run $run: ${results[-1]}"
   done
   kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
 done
 
-printf '%s\n' "${results[@]}" | python3 scripts/bench-report.py "$DURATION" "$CONNECTIONS" "$RUNS" > BENCHMARKS.md
+printf '%s\n' "${results[@]}" | python3 scripts/bench-report.py "$DURATION" "$CONNECTIONS" "$RUNS" "$THREADS" > BENCHMARKS.md
 cat BENCHMARKS.md

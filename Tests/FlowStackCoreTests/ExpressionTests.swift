@@ -63,6 +63,9 @@ import Testing
         ("Math.sqrt(16)", 4), ("Number('42') + 1", 43), ("String(42) + 1", "421"), ("Boolean('')", false), ("parseInt('42px')", 42),
         ("parseInt('ff', 16)", 255), ("parseFloat('3.5kg')", 3.5), ("isNaN(Number('x'))", true), ("$json.qty * $json.price", 59.97),
         ("0.1 + 0.2 === 0.3", false), ("Number($json.num) === 42", true),
+        // Found by the fuzzer: huge numbers must not trap.
+        ("{33333333333333333333: 1}", ["33333333333333330000": 1]), ("String(2 ** 64)", "18446744073709552000"),
+        ("[1][1e300]", nil), ("'ab'[1e300]", nil), ("1e300 in [1]", false),
         // JSON and Object
         ("JSON.stringify({b: 1, a: [true, null]})", "{\"a\":[true,null],\"b\":1}"), ("JSON.parse('{\"x\": [1]}').x[0]", 1),
         ("Object.keys($json.body.nested)", ["deep"]), ("Object.values({a: 1})", [1]), ("Object.entries({a: 1})", [["a", 1]]),
@@ -204,6 +207,7 @@ import Testing
 
     @Test("runaway expressions hit the step and size limits", arguments: [
         "'x'.repeat(10000000)",
+        "'x'.repeat(1e300)",
         "'x'.padStart(100000000)",
         "$json.big.map(x => $json.big.map(y => x + y))",
         "$json.big.reduce((acc, x) => acc.concat(acc), [1])",

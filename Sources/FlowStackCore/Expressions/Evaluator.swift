@@ -42,11 +42,11 @@ final class Evaluator {
             if optional && object.isNullish { return .undefined }
             let key = try evaluate(keyNode, scope: scope)
             if case .json(.array(let array)) = object, case .json(.number(let n)) = key {
-                guard n >= 0, n == n.rounded(), Int(n) < array.count else { return .undefined }
+                guard n >= 0, n == n.rounded(), n < Double(array.count) else { return .undefined }
                 return .json(array[Int(n)])
             }
             if case .json(.string(let string)) = object, case .json(.number(let n)) = key {
-                guard n >= 0, n == n.rounded(), Int(n) < string.count else { return .undefined }
+                guard n >= 0, n == n.rounded(), n < Double(string.count) else { return .undefined }
                 return .string(String(string[string.index(string.startIndex, offsetBy: Int(n))]))
             }
             return try member(object, key.asString, at: position)
@@ -303,7 +303,7 @@ final class Evaluator {
             case .json(.object(let dict)): return .bool(dict[left.asString] != nil)
             case .json(.array(let array)):
                 let n = left.asNumber
-                return .bool(n >= 0 && n == n.rounded() && Int(n) < array.count)
+                return .bool(n >= 0 && n == n.rounded() && n < Double(array.count))
             default: throw ExpressionError(.runtime, "Cannot use 'in' on a \(right.typeName)", at: position)
             }
         default:

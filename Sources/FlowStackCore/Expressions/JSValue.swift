@@ -70,8 +70,18 @@ extension JSValue {
     static func numberToString(_ n: Double) -> String {
         if n.isNaN { return "NaN" }
         if n.isInfinite { return n > 0 ? "Infinity" : "-Infinity" }
-        if n == n.rounded(), abs(n) < 1e21 {
+        if n == n.rounded(), abs(n) < 9.007_199_254_740_992e15 {
             return n == 0 ? "0" : String(Int64(n))
+        }
+        if n == n.rounded(), abs(n) < 1e21 {
+            // Beyond 2^53 JavaScript prints the shortest digits padded with zeros, never Int64 (which would trap).
+            let text = "\(abs(n))"
+            if let e = text.firstIndex(of: "e"), let exponent = Int(text[text.index(after: e)...]) {
+                let digits = text[..<e].replacingOccurrences(of: ".", with: "")
+                let padded = digits + String(repeating: "0", count: max(0, exponent + 1 - digits.count))
+                return (n < 0 ? "-" : "") + padded
+            }
+            return (n < 0 ? "-" : "") + text.replacingOccurrences(of: ".0", with: "")
         }
         var text = "\(n)"
         if let e = text.firstIndex(of: "e") {

@@ -28,8 +28,9 @@ enum Methods {
         if case .undefined = value { return fallback }
         let n = value.asNumber
         if n.isNaN { return 0 }
-        if n.isInfinite { return n > 0 ? Int.max / 2 : Int.min / 2 }
-        return Int(n.rounded(.towardZero))
+        // Clamped so that no later arithmetic on it can overflow (and trap).
+        let bound = Double(1 << 30)
+        return Int(min(max(n.rounded(.towardZero), -bound), bound))
     }
 
     /// JavaScript's relative index handling for slice/substring-like methods.
@@ -118,7 +119,7 @@ enum Methods {
         case "repeat":
             let count = integer(a0, default: 0)
             guard count >= 0 else { throw ExpressionError(.runtime, "Invalid count value: \(count)", at: position) }
-            guard s.utf8.count * count <= e.context.limits.maximumStringLength else {
+            guard count == 0 || s.utf8.count <= e.context.limits.maximumStringLength / count else {
                 throw ExpressionError(.limit, "A string grew beyond \(e.context.limits.maximumStringLength) bytes", at: position)
             }
             return .string(String(repeating: s, count: count))

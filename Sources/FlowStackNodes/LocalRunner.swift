@@ -45,7 +45,7 @@ public struct LocalRunner: Sendable {
         var outputCounts: [String: Int] = [:]
         for node in workflow.nodes {
             if let nodeType = catalog.node(node.type) {
-                outputCounts[node.name] = type(of: nodeType).descriptor.outputs ?? WorkflowValidatorSupport.outputCount(node) ?? 1
+                outputCounts[node.name] = type(of: nodeType).descriptor.outputs ?? WorkflowValidator.outputCount(node) ?? 1
             }
         }
         var machine = ExecutionStateMachine(workflow: workflow, outputCounts: outputCounts)
@@ -161,13 +161,5 @@ public struct LocalRunner: Sendable {
         } catch {
             return Outcome(result: nil, error: "The node failed: \(error)", milliseconds: elapsed())
         }
-    }
-}
-
-/// Access to the validator's output counting for nodes whose outputs depend on parameters.
-enum WorkflowValidatorSupport {
-    static func outputCount(_ node: WorkflowNode) -> Int? {
-        if case .array(let rules) = node.parameters["rules"] ?? .null { return rules.count + 1 }
-        return nil
     }
 }

@@ -40,14 +40,7 @@ extension JSValue {
     var truthy: Bool {
         switch self {
         case .undefined: false
-        case .json(let v):
-            switch v {
-            case .null: false
-            case .bool(let b): b
-            case .number(let n): !(n == 0 || n.isNaN)
-            case .string(let s): !s.isEmpty
-            case .array, .object: true
-            }
+        case .json(let v): v.isTruthy
         default: true
         }
     }

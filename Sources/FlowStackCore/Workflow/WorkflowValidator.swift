@@ -96,7 +96,7 @@ public enum WorkflowValidator {
     }
 
     /// Outputs of a node whose count depends on its parameters (Switch: one per rule, plus fallback).
-    static func outputCount(_ node: WorkflowNode) -> Int? {
+    public static func outputCount(_ node: WorkflowNode) -> Int? {
         if case .array(let rules) = node.parameters["rules"] ?? .null { return rules.count + 1 }
         return nil
     }

@@ -10,6 +10,8 @@ public struct FlowStackError: Error, Sendable, Equatable, CustomStringConvertibl
     public var field: String?
     /// Seconds after which a retry may succeed (lockout, throttling).
     public var retryAfter: Int?
+    /// Every problem found, when there are several (workflow validation).
+    public var problems: [WorkflowProblem]?
 
     public init(status: Int, code: String, message: String, field: String? = nil, retryAfter: Int? = nil) {
         self.status = status

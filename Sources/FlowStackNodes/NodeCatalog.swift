@@ -11,6 +11,8 @@ public struct NodeCatalog: Sendable {
     public static let standard = NodeCatalog(types: [
         ManualTriggerNode(), WebhookNode(), ScheduleNode(), SetNode(), IfNode(), FilterNode(), NoOpNode(), MergeNode(),
         LimitNode(), SortNode(), SplitOutNode(), AggregateNode(), RemoveDuplicatesNode(), StopAndErrorNode(), CryptoNode(),
+        ExecuteWorkflowTriggerNode(), ErrorTriggerNode(), ExecuteWorkflowNode(), WaitNode(), RespondToWebhookNode(), SwitchNode(),
+        DateTimeNode(), CodeNode(), HTTPRequestNode(),
     ])
 
     public var descriptors: [String: NodeTypeDescriptor] {

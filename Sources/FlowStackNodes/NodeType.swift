@@ -1,5 +1,6 @@
 import FlowStackCore
 import Foundation
+import Synchronization
 
 /// What a node run receives: its definition, one array of items per input, and what expressions
 /// can see besides the item (other nodes' output, variables, time, ids).
@@ -7,11 +8,22 @@ public struct NodeInput: Sendable {
     public var node: WorkflowNode
     public var inputs: [[Item]]
     public var base: ExpressionContext
+    public var services: (any NodeServices)?
+    /// Lines the node logs (a Code node's console output), kept with the node's run.
+    public let log: NodeLog
 
-    public init(node: WorkflowNode, inputs: [[Item]], base: ExpressionContext) {
+    public init(node: WorkflowNode, inputs: [[Item]], base: ExpressionContext, services: (any NodeServices)? = nil, log: NodeLog = NodeLog()) {
         self.node = node
         self.inputs = inputs
         self.base = base
+        self.services = services
+        self.log = log
+    }
+
+    /// The platform services, or a clear error naming what is missing.
+    public func requireServices(_ what: String) throws -> any NodeServices {
+        guard let services else { throw NodeError("\(what) is not available here.") }
+        return services
     }
 
     /// Items of the first input (most nodes have one).
@@ -59,12 +71,22 @@ public struct NodeInput: Sendable {
     }
 }
 
+/// The log lines of one node run.
+public final class NodeLog: Sendable {
+    private let storage = Mutex<[String]>([])
+    public init() {}
+    public func append(contentsOf lines: [String]) { storage.withLock { $0 += lines } }
+    public var lines: [String] { storage.withLock { $0 } }
+}
+
 /// What a node run produced.
 public enum NodeOutput: Sendable, Equatable {
     /// One array of items per output.
     case items([[Item]])
     /// Sleep until a time (Wait), then continue with these items.
     case wait(until: Date, items: [Item])
+    /// Sleep until resumed from outside (a resume webhook), then continue with these items.
+    case waitForResume(items: [Item])
 }
 
 /// A failure of a node, with a message safe to show and store.

@@ -1,5 +1,6 @@
 import FlowStackCore
 import FlowStackCrypto
+import FlowStackEngine
 import FlowStackStore
 import Foundation
 import Hummingbird
@@ -20,11 +21,11 @@ public struct RunningServer: Sendable {
 /// The composition root: builds the API router and the listeners from settings.
 public enum FlowStackApplication {
     /// The public API's router, over an opened store. Tests drive it in-process.
-    public static func makeRouter(store: Store, settings: ServerSettings, logger: Logger) async throws -> Router<FlowStackRequestContext> {
+    public static func makeRouter(store: Store, settings: ServerSettings, logger: Logger, engine: ExecutionEngine) async throws -> Router<FlowStackRequestContext> {
         let auth = try await AuthService(store: store, settings: settings, logger: logger)
         let setupFile = (settings.dataDirectory as NSString).appendingPathComponent("setup-token")
         let api = API(store: store, auth: auth, access: Access(store: store), settings: settings, logger: logger,
-                      setup: SetupService(store: store, tokenFile: setupFile))
+                      setup: SetupService(store: store, tokenFile: setupFile), engine: engine)
         let router = Router(context: FlowStackRequestContext.self)
         let routes = RouteTable()
         router.add(middleware: ResponseMiddleware(routes: routes))
@@ -38,6 +39,9 @@ public enum FlowStackApplication {
         ProjectController(api: api).addRoutes(to: v1)
         APIKeyController(api: api).addRoutes(to: v1)
         AuditController(api: api).addRoutes(to: v1)
+        WorkflowController(api: api).addRoutes(to: v1)
+        ExecutionController(api: api).addRoutes(to: v1)
+        WebhookController(api: api).addRoutes(to: router)
         routes.load(from: router)
         return router
     }
@@ -50,7 +54,8 @@ public enum FlowStackApplication {
         let tls = try Bootstrap.tlsConfiguration(certificatePath: certificate.certificatePath, keyPath: certificate.keyPath)
         let setupFile = (settings.dataDirectory as NSString).appendingPathComponent("setup-token")
         let setupToken = try await SetupService(store: store, tokenFile: setupFile).prepare()
-        let router = try await makeRouter(store: store, settings: settings, logger: logger)
+        let engine = ExecutionEngine(store: store, configuration: settings.engine, logger: logger)
+        let router = try await makeRouter(store: store, settings: settings, logger: logger, engine: engine)
         let displayHost = settings.host == "0.0.0.0" || settings.host == "::" ? "localhost" : settings.host
         let httpsURL = "https://\(displayHost.contains(":") ? "[\(displayHost)]" : displayHost):\(settings.port)/"
 
@@ -71,6 +76,8 @@ public enum FlowStackApplication {
             ))
         }
         services.append(HousekeepingService(store: store, settings: settings, logger: logger))
+        services.append(engine)
+        services.append(Scheduler(engine: engine, logger: logger))
         return RunningServer(services: services, store: store, setupToken: setupToken,
                              certificateFingerprint: certificate.fingerprint, httpsURL: httpsURL)
     }

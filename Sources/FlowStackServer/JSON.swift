@@ -145,15 +145,23 @@ enum JSON {
 
 /// Error body: `{"error": {"code", "message", "field"?}}`.
 struct ErrorBody: Encodable {
+    struct Problem: Encodable {
+        var code: String
+        var message: String
+        var node: String?
+        var field: String?
+    }
     struct Detail: Encodable {
         var code: String
         var message: String
         var field: String?
+        var problems: [Problem]?
     }
     var error: Detail
 
     init(_ error: FlowStackError) {
-        self.error = Detail(code: error.code, message: error.message, field: error.field)
+        self.error = Detail(code: error.code, message: error.message, field: error.field,
+                            problems: error.problems?.map { Problem(code: $0.code, message: $0.message, node: $0.node, field: $0.field) })
     }
 }
 

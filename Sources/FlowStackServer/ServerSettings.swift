@@ -1,4 +1,5 @@
 import FlowStackCore
+import FlowStackEngine
 import FlowStackStore
 import Foundation
 
@@ -35,6 +36,13 @@ public struct ServerSettings: Sendable {
     public var trustedProxies: Set<String> = []
     /// argon2id memory in KiB (≥ 19 MiB).
     public var passwordHashMemoryKiB: UInt32 = 19 * 1024
+
+    /// The execution engine's leases, polling and concurrency.
+    public var engine = EngineConfiguration()
+    /// The `flowstack-sandbox` executable for Code nodes (default: next to the running binary).
+    public var sandboxPath: String?
+    /// Hosts and CIDR ranges the HTTP Request node may reach although they are private.
+    public var httpAllow: [String] = []
 
     public init() {}
 

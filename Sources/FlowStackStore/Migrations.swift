@@ -98,6 +98,53 @@ public enum Migrations {
             """,
             "CREATE INDEX audit_events_org ON audit_events (org_id, seq)",
         ]),
+        Migration(version: 2, name: "workflows and executions", statements: [
+            """
+            CREATE TABLE workflows (
+                id TEXT PRIMARY KEY, org_id TEXT NOT NULL, project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+                name TEXT NOT NULL, active {int} NOT NULL DEFAULT 0, version_id TEXT NOT NULL, version {int} NOT NULL,
+                created_at {int} NOT NULL, updated_at {int} NOT NULL)
+            """,
+            "CREATE INDEX workflows_project ON workflows (project_id, created_at)",
+            """
+            CREATE TABLE workflow_versions (
+                id TEXT PRIMARY KEY, workflow_id TEXT NOT NULL REFERENCES workflows(id) ON DELETE CASCADE,
+                version {int} NOT NULL, definition_sealed {blob} NOT NULL, created_by TEXT, created_at {int} NOT NULL,
+                UNIQUE (workflow_id, version))
+            """,
+            """
+            CREATE TABLE webhooks (
+                path TEXT PRIMARY KEY, method TEXT NOT NULL, node TEXT NOT NULL,
+                workflow_id TEXT NOT NULL REFERENCES workflows(id) ON DELETE CASCADE)
+            """,
+            "CREATE INDEX webhooks_workflow ON webhooks (workflow_id)",
+            """
+            CREATE TABLE executions (
+                id TEXT PRIMARY KEY, org_id TEXT NOT NULL, project_id TEXT NOT NULL, workflow_id TEXT NOT NULL,
+                version_id TEXT NOT NULL, mode TEXT NOT NULL, status TEXT NOT NULL, trigger_node TEXT NOT NULL,
+                created_at {int} NOT NULL, started_at {int}, finished_at {int}, failed_node TEXT, error_sealed {blob},
+                fence {int} NOT NULL DEFAULT 0, lease_owner TEXT, lease_expires {int}, wait_until {int},
+                events {int} NOT NULL DEFAULT 0, parent_id TEXT, retry_of TEXT)
+            """,
+            "CREATE INDEX executions_project ON executions (project_id, created_at, id)",
+            "CREATE INDEX executions_queue ON executions (status, lease_expires)",
+            "CREATE INDEX executions_workflow ON executions (workflow_id)",
+            """
+            CREATE TABLE execution_events (
+                execution_id TEXT NOT NULL REFERENCES executions(id) ON DELETE CASCADE, seq {int} NOT NULL,
+                node TEXT, event_sealed {blob} NOT NULL, created_at {int} NOT NULL, PRIMARY KEY (execution_id, seq))
+            """,
+            """
+            CREATE TABLE webhook_replays (
+                workflow_id TEXT NOT NULL REFERENCES workflows(id) ON DELETE CASCADE, request_id TEXT NOT NULL,
+                seen_at {int} NOT NULL, PRIMARY KEY (workflow_id, request_id))
+            """,
+            """
+            CREATE TABLE schedule_fires (
+                workflow_id TEXT NOT NULL REFERENCES workflows(id) ON DELETE CASCADE, node TEXT NOT NULL,
+                due_at {int} NOT NULL, execution_id TEXT NOT NULL, PRIMARY KEY (workflow_id, node, due_at))
+            """,
+        ]),
     ]
 
     /// Applies the migrations not yet applied, in order, each in its own transaction.

@@ -1,5 +1,7 @@
 import FlowStackCore
 import FlowStackCrypto
+import FlowStackEngine
+import FlowStackNodes
 import FlowStackServer
 import FlowStackStore
 import Foundation
@@ -18,32 +20,46 @@ public final class TestApp: @unchecked Sendable {
     public let clock: ManualClock
     public let settings: ServerSettings
     public let router: Router<FlowStackRequestContext>
+    public let engine: ExecutionEngine
 
-    public static func make(_ backend: Backend, configure: (inout ServerSettings) -> Void = { _ in }) async throws -> TestApp {
+    public static func make(_ backend: Backend, configure: (inout ServerSettings) -> Void = { _ in },
+                            codeRunner: (any CodeRunning)? = nil, fetcher: (any OutboundFetching)? = nil) async throws -> TestApp {
         let database = try await TestDatabase.make(backend)
         let clock = ManualClock(Date())
         let store = try await database.openStore(clock: clock)
         var settings = ServerSettings()
         settings.dataDirectory = database.directory
+        settings.engine.pollInterval = 0.05
+        settings.engine.heartbeatInterval = 0.2
         configure(&settings)
-        let router = try await FlowStackApplication.makeRouter(store: store, settings: settings, logger: Logger(label: "test"))
-        return TestApp(database: database, store: store, clock: clock, settings: settings, router: router)
+        let engine = ExecutionEngine(store: store, configuration: settings.engine, logger: Logger(label: "test"),
+                                     codeRunner: codeRunner, fetcher: fetcher)
+        let router = try await FlowStackApplication.makeRouter(store: store, settings: settings, logger: Logger(label: "test"), engine: engine)
+        return TestApp(database: database, store: store, clock: clock, settings: settings, router: router, engine: engine)
     }
 
-    init(database: TestDatabase, store: Store, clock: ManualClock, settings: ServerSettings, router: Router<FlowStackRequestContext>) {
+    init(database: TestDatabase, store: Store, clock: ManualClock, settings: ServerSettings, router: Router<FlowStackRequestContext>,
+         engine: ExecutionEngine) {
         self.database = database
         self.store = store
         self.clock = clock
         self.settings = settings
         self.router = router
+        self.engine = engine
     }
 
-    /// Runs `body` with a client for the app, then closes the database.
-    public func test<T: Sendable>(_ body: @Sendable (APIClient) async throws -> T) async throws -> T {
+    /// Runs `body` with a client for the app (and the engine's worker running), then closes the database.
+    public func test<T: Sendable>(worker: Bool = true, _ body: @Sendable (APIClient) async throws -> T) async throws -> T {
         let app = Application(router: router)
+        let engine = self.engine
         do {
-            let result = try await app.test(.router) { client in
-                try await body(APIClient(client: client))
+            let result = try await withThrowingTaskGroup(of: T?.self) { group in
+                if worker { group.addTask { try await engine.run(); return nil } }
+                let result = try await app.test(.router) { client in
+                    try await body(APIClient(client: client))
+                }
+                group.cancelAll()
+                return result
             }
             await store.database.close()
             database.remove()

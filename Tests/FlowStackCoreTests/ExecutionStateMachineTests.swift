@@ -90,7 +90,7 @@ import Testing
         var machine = ExecutionStateMachine(workflow: wf)
         _ = machine.handle(.start(trigger: "T", items: items))
         let until = Date(timeIntervalSince1970: 2_000_000_000)
-        #expect(machine.handle(.nodeWaiting(node: "Wait", until: until)) == [.sleep(node: "Wait", until: until)])
+        #expect(machine.handle(.nodeWaiting(node: "Wait", until: until, items: items)) == [.sleep(node: "Wait", until: until)])
         #expect(machine.status == .waiting)
         #expect(runs(machine.handle(.resumed(node: "Wait", outputs: [items]))) == ["After"])
 

@@ -46,6 +46,9 @@ import Testing
             let key = try await client.createAPIKey(auth, orgID: owner.orgID, scope: "read")
             let keys = try await client.get("/api/v1/orgs/\(owner.orgID)/api-keys", auth: auth)
             let keyID = try #require((keys.json["items"] as? [[String: Any]])?.first?["id"] as? String)
+            let workflow: [String: Any] = ["name": "W", "nodes": [["name": "M", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]]]]
+            let workflowID = try #require(try await client.post("/api/v1/projects/\(projectID)/workflows", workflow, auth: auth).json["id"] as? String)
+            let executionID = try #require(try await client.post("/api/v1/workflows/\(workflowID)/run?wait=true", nil, auth: auth).json["id"] as? String)
             let document = try await client.get("/api/v1/openapi.json")
             let paths = try #require(document.json["paths"] as? [String: [String: Any]])
             var checked = 0
@@ -54,9 +57,12 @@ import Testing
                     // Routes for the anonymous (setup, login, invitations) and the caller's own session are not API-key writes.
                     if ["/api/v1/setup", "/api/v1/auth/signup", "/api/v1/auth/login", "/api/v1/auth/logout",
                         "/api/v1/me/password", "/api/v1/invitations/{token}/accept"].contains(template) { continue }
+                    // Webhooks authenticate per workflow, not with API keys.
+                    if template.hasPrefix("/webhook") { continue }
                     let path = template
                         .replacingOccurrences(of: "{orgId}", with: owner.orgID).replacingOccurrences(of: "{projectId}", with: projectID)
                         .replacingOccurrences(of: "{userId}", with: owner.userID).replacingOccurrences(of: "{keyId}", with: keyID)
+                        .replacingOccurrences(of: "{workflowId}", with: workflowID).replacingOccurrences(of: "{executionId}", with: executionID)
                     let body: [String: Any] = ["name": "x", "role": "viewer", "scope": "read", "email": "x@example.com"]
                     let response = try await client.request(HTTPRequest.Method(method.uppercased())!, path, json: method == "delete" ? nil : body, auth: .apiKey(key))
                     #expect(response.status == 403, "\(method) \(template): \(response.status) \(response.text)")

@@ -151,7 +151,8 @@ import Testing
         let routes = Set(app.router.routes.map { route -> String in
             let path = route.path.components.map { component -> String in
                 let text = "\(component)"
-                return text.hasPrefix(":") ? "{\(text.dropFirst())}" : text
+                // A catch-all (the webhook path) is documented as one path parameter.
+                return text.hasPrefix(":") ? "{\(text.dropFirst())}" : text == "**" ? "{path}" : text
             }.joined(separator: "/")
             return "\(route.method.rawValue.lowercased()) /\(path)"
         })

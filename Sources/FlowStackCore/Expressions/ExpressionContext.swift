@@ -19,6 +19,8 @@ public struct ExpressionContext: Sendable {
     public var workflowID: String
     public var workflowName: String
     public var limits: ExpressionLimits
+    /// How deep in sub-workflow calls this execution runs (0 at the top).
+    public var callDepth = 0
 
     public init(
         json: JSONValue = .object([:]), inputItems: [JSONValue]? = nil, itemIndex: Int = 0,

@@ -137,13 +137,13 @@ extension JSValue {
     }
 }
 
-enum ISO8601 {
-    static func format(_ date: Date) -> String {
+public enum ISO8601 {
+    public static func format(_ date: Date) -> String {
         date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
             .replacingOccurrences(of: "+0000", with: "Z")
     }
 
-    static func parse(_ text: String) -> Date? {
+    public static func parse(_ text: String) -> Date? {
         if let d = try? Date(text, strategy: .iso8601) { return d }
         let withFraction = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
         return try? withFraction.parse(text)

@@ -18,14 +18,15 @@ public enum ExecutionStatus: String, Codable, Sendable {
 }
 
 /// What the runner reports to the state machine.
-public enum ExecutionEvent: Sendable, Equatable {
+public enum ExecutionEvent: Codable, Sendable, Equatable {
     /// Start at `trigger` with the trigger's output items.
     case start(trigger: String, items: [Item])
     /// A node finished: one array of items per output.
     case nodeSucceeded(node: String, outputs: [[Item]])
     case nodeFailed(node: String, error: String)
-    /// A node asked to sleep until a time (Wait); `resumed` later continues it.
-    case nodeWaiting(node: String, until: Date?)
+    /// A node asked to sleep until a time (Wait), or until resumed when `until` is nil; `resumed`
+    /// later continues it, by default with `items`.
+    case nodeWaiting(node: String, until: Date?, items: [Item])
     case resumed(node: String, outputs: [[Item]])
     /// A retry delay elapsed.
     case retryDue(node: String)
@@ -63,9 +64,13 @@ public struct ExecutionStateMachine: Codable, Sendable, Equatable {
     public private(set) var lastNode: String?
     public private(set) var error: String?
     public private(set) var failedNode: String?
-    let workflow: Workflow
+    /// The items a waiting node continues with, by node.
+    public private(set) var waiting: [String: [Item]] = [:]
+    /// When the execution sleeps until (nil while waiting for a resume call).
+    public private(set) var waitingUntil: Date?
+    public let workflow: Workflow
     /// Regular outputs per node (from the node catalog); the error output comes after them.
-    let outputCounts: [String: Int]
+    public let outputCounts: [String: Int]
 
     public init(workflow: Workflow, outputCounts: [String: Int] = [:]) {
         self.workflow = workflow
@@ -85,7 +90,7 @@ public struct ExecutionStateMachine: Codable, Sendable, Equatable {
     }
 
     /// The inputs of `node` gathered from its settled upstream nodes.
-    private func inputs(for node: String) -> [[Item]] {
+    public func inputs(for node: String) -> [[Item]] {
         var inputs = Array(repeating: [Item](), count: inputCount(node))
         for edge in incoming(node) {
             guard let upstream = outputs[edge.from], edge.output < upstream.count else { continue }
@@ -137,6 +142,19 @@ public struct ExecutionStateMachine: Codable, Sendable, Equatable {
         return out.first ?? []
     }
 
+    /// What a runner taking over this execution must do: run again every node that was running
+    /// (it never completed, so it never checkpointed), or go back to sleep.
+    public func resumeActions() -> [ExecutionAction] {
+        switch status {
+        case .running:
+            return running.sorted().map { .runNode(node: $0, inputs: inputs(for: $0), attempt: attempts[$0] ?? 1) }
+        case .waiting:
+            return waiting.keys.sorted().map { .sleep(node: $0, until: waitingUntil) }
+        default:
+            return []
+        }
+    }
+
     public mutating func handle(_ event: ExecutionEvent) -> [ExecutionAction] {
         if status.isFinished { return [] }
         switch event {
@@ -145,10 +163,17 @@ public struct ExecutionStateMachine: Codable, Sendable, Equatable {
             status = .running
             outputs[trigger] = [items]
             lastNode = trigger
+            // Other entry points (a second trigger) do not run in this execution.
+            for node in workflow.nodes where node.name != trigger && incoming(node.name).isEmpty {
+                skipped.insert(node.name)
+            }
             return readyNodes() + finishIfDone()
         case .nodeSucceeded(let node, let produced), .resumed(let node, let produced):
-            guard running.contains(node) || status == .waiting else { return [] }
-            if status == .waiting { status = .running }
+            guard running.contains(node) else { return [] }
+            if waiting.removeValue(forKey: node) != nil, waiting.isEmpty {
+                status = .running
+                waitingUntil = nil
+            }
             running.remove(node)
             outputs[node] = produced
             lastNode = node
@@ -186,9 +211,11 @@ public struct ExecutionStateMachine: Codable, Sendable, Equatable {
             guard running.contains(node) else { return [] }
             attempts[node, default: 0] += 1
             return [.runNode(node: node, inputs: inputs(for: node), attempt: attempts[node]!)]
-        case .nodeWaiting(let node, let until):
+        case .nodeWaiting(let node, let until, let items):
             guard running.contains(node) else { return [] }
             status = .waiting
+            waiting[node] = items
+            waitingUntil = until
             return [.sleep(node: node, until: until)]
         case .cancel:
             status = .cancelled
@@ -197,6 +224,17 @@ public struct ExecutionStateMachine: Codable, Sendable, Equatable {
         case .timedOut:
             let node = running.sorted().first ?? lastNode ?? ""
             return fail(node, "The workflow exceeded its timeout.")
+        }
+    }
+}
+
+extension ExecutionEvent {
+    /// The node an event is about, if any.
+    public var nodeName: String? {
+        switch self {
+        case .start(let trigger, _): trigger
+        case .nodeSucceeded(let node, _), .nodeFailed(let node, _), .nodeWaiting(let node, _, _), .resumed(let node, _), .retryDue(let node): node
+        case .cancel, .timedOut: nil
         }
     }
 }

@@ -1,4 +1,5 @@
 import FlowStackCore
+import FlowStackEngine
 import FlowStackStore
 import Foundation
 import Hummingbird
@@ -12,6 +13,7 @@ struct API: Sendable {
     let settings: ServerSettings
     let logger: Logger
     let setup: SetupService
+    let engine: ExecutionEngine
 
     var now: Date { store.clock.now() }
 

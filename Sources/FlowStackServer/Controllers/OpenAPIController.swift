@@ -68,6 +68,30 @@ enum OpenAPIDocument {
         "ProjectMemberList": list("ProjectMember"),
         "APIKeyList": list("APIKey"),
         "AuditEventList": list("AuditEvent"),
+        "Node": object(["name": string, "type": string, "typeVersion": ["type": "integer"], "parameters": ["type": "object"]], required: ["name", "type"]),
+        "Edge": object(["from": string, "to": string, "output": ["type": "integer"], "input": ["type": "integer"]], required: ["from", "to"]),
+        "Workflow": object(["id": string, "projectId": string, "name": string, "active": ["type": "boolean"], "versionId": string,
+                            "version": ["type": "integer"], "nodes": ["type": "array", "items": ref("Node")], "edges": ["type": "array", "items": ref("Edge")],
+                            "settings": ["type": "object"], "createdAt": dateTime, "updatedAt": dateTime]),
+        "WorkflowInput": object(["name": nonEmpty, "nodes": ["type": "array", "items": ref("Node")], "edges": ["type": "array", "items": ref("Edge")],
+                                 "settings": ["type": "object"], "versionId": string], required: ["name", "nodes"]),
+        "WorkflowVersion": object(["id": string, "version": ["type": "integer"], "createdBy": string, "createdAt": dateTime], required: ["id", "version", "createdAt"]),
+        "RunResult": object(["id": string, "status": string, "output": ["type": "array", "items": ["type": "object"]], "error": string, "failedNode": string],
+                            required: ["id", "status", "output"]),
+        "RunAccepted": object(["id": string, "status": string]),
+        "NodeType": object(["type": string, "versions": ["type": "array", "items": ["type": "integer"]], "trigger": ["type": "boolean"],
+                            "inputs": ["type": "integer"], "outputs": ["type": "integer"], "parameters": ["type": "array", "items": ["type": "object"]]],
+                           required: ["type", "versions", "trigger", "inputs", "parameters"]),
+        "Execution": object(["id": string, "workflowId": string, "projectId": string, "versionId": string, "mode": string,
+                             "status": ["type": "string", "enum": ["queued", "running", "waiting", "succeeded", "failed", "cancelled"]],
+                             "createdAt": dateTime, "startedAt": dateTime, "finishedAt": dateTime, "waitUntil": dateTime, "error": string,
+                             "failedNode": string, "retryOf": string, "parentId": string, "output": ["type": "array"], "nodes": ["type": "array"]],
+                            required: ["id", "workflowId", "projectId", "versionId", "mode", "status", "createdAt"]),
+        "Resumed": object(["executionId": string, "status": string]),
+        "WorkflowList": list("Workflow"),
+        "WorkflowVersionList": list("WorkflowVersion"),
+        "NodeTypeList": list("NodeType"),
+        "ExecutionList": list("Execution"),
     ]
 
     static func body(_ schema: Object, required: Bool = true) -> Object {
@@ -166,12 +190,78 @@ enum OpenAPIDocument {
                          query("limit", ["type": "integer", "minimum": 1, "maximum": 200])], tag: "audit")],
     ]
 
+    /// Workflows, executions and webhooks.
+    nonisolated(unsafe) static let enginePaths: [String: Object] = {
+        let workflowID = [path("workflowId")], executionID = [path("executionId")]
+        let page = [query("cursor", string), query("limit", ["type": "integer", "minimum": 1, "maximum": 200])]
+        let anyBody: Object = ["description": "What the workflow answers", "content": ["application/json": ["schema": [String: Any]()]]]
+        var webhook: Object = [:]
+        for method in ["get", "post", "put", "patch", "delete", "head"] {
+            var op = operation("webhook\(method.capitalized)", "Start the active workflow serving this path", ok: 200, schema: nil,
+                               parameters: [path("path")], secured: false, tag: "webhooks")
+            var responses = op["responses"] as! Object
+            responses["200"] = anyBody
+            op["responses"] = responses
+            if method != "get" && method != "head" {
+                op["requestBody"] = ["required": false, "content": ["application/json": ["schema": [String: Any]()],
+                                                                   "application/x-www-form-urlencoded": ["schema": ["type": "object"]],
+                                                                   "text/plain": ["schema": string]]]
+            }
+            webhook[method] = op
+        }
+        return [
+            "/api/v1/projects/{projectId}/workflows": [
+                "get": operation("listWorkflows", "Workflows of a project", ok: 200, schema: "WorkflowList", parameters: [path("projectId")] + page, tag: "workflows"),
+                "post": operation("createWorkflow", "Create a workflow (validated; version 1)", ok: 201, schema: "Workflow",
+                                  body: body(ref("WorkflowInput")), parameters: [path("projectId")], tag: "workflows"),
+            ],
+            "/api/v1/workflows/{workflowId}": [
+                "get": operation("getWorkflow", "A workflow's current version", ok: 200, schema: "Workflow", parameters: workflowID, tag: "workflows"),
+                "put": operation("updateWorkflow", "Save a new version (versionId: the version it is based on; 409 when stale)", ok: 200, schema: "Workflow",
+                                 body: body(ref("WorkflowInput")), parameters: workflowID, tag: "workflows"),
+                "delete": operation("deleteWorkflow", "Delete a workflow", ok: 204, schema: nil, parameters: workflowID, tag: "workflows"),
+            ],
+            "/api/v1/workflows/{workflowId}/versions": ["get": operation("listWorkflowVersions", "Saved versions, newest first", ok: 200,
+                schema: "WorkflowVersionList", parameters: workflowID, tag: "workflows")],
+            "/api/v1/workflows/{workflowId}/activate": ["post": operation("activateWorkflow", "Serve its webhooks and schedules", ok: 200,
+                schema: "Workflow", parameters: workflowID, tag: "workflows")],
+            "/api/v1/workflows/{workflowId}/deactivate": ["post": operation("deactivateWorkflow", "Stop serving its webhooks and schedules", ok: 200,
+                schema: "Workflow", parameters: workflowID, tag: "workflows")],
+            "/api/v1/workflows/{workflowId}/run": ["post": [
+                "operationId": "runWorkflow", "summary": "Run by hand: 200 with the result when wait=true, else 202 with the execution id",
+                "tags": ["workflows"], "parameters": workflowID + [query("wait", ["type": "string", "enum": ["true", "false"]])],
+                "requestBody": body(object(["items": ["type": "array", "maxItems": 10000, "items": ["type": "object"]]], required: []), required: false),
+                "security": [["apiKey": [String]()], ["session": [String]()]],
+                "responses": ["200": ["description": "The result", "content": ["application/json": ["schema": ref("RunResult")]]],
+                              "202": ["description": "Accepted", "content": ["application/json": ["schema": ref("RunAccepted")]]],
+                              "default": ["description": "Error", "content": ["application/json": ["schema": ref("Error")]]]],
+            ] as Object],
+            "/api/v1/node-types": ["get": operation("listNodeTypes", "Node types and their parameters", ok: 200, schema: "NodeTypeList", tag: "workflows")],
+            "/api/v1/projects/{projectId}/executions": ["get": operation("listExecutions", "Executions, newest first", ok: 200, schema: "ExecutionList",
+                parameters: [path("projectId"), query("status", ["type": "string", "enum": ["queued", "running", "waiting", "succeeded", "failed", "cancelled"]]),
+                             query("mode", ["type": "string", "enum": ["manual", "webhook", "schedule", "sub-workflow", "retry", "error"]]),
+                             query("workflowId", string)] + page, tag: "executions")],
+            "/api/v1/executions/{executionId}": [
+                "get": operation("getExecution", "An execution, with node data when the caller may run the workflow", ok: 200, schema: "Execution",
+                                 parameters: executionID, tag: "executions"),
+                "delete": operation("deleteExecution", "Delete a finished execution", ok: 204, schema: nil, parameters: executionID, tag: "executions"),
+            ],
+            "/api/v1/executions/{executionId}/retry": ["post": operation("retryExecution", "Retry a failed execution from the failed node", ok: 202,
+                schema: "RunAccepted", parameters: executionID, tag: "executions")],
+            "/api/v1/executions/{executionId}/cancel": ["post": operation("cancelExecution", "Cancel an unfinished execution", ok: 200,
+                schema: "Execution", parameters: executionID, tag: "executions")],
+            "/webhook-waiting/{executionId}": ["post": operation("resumeExecution", "Resume an execution waiting in a Wait node for a resume call",
+                ok: 200, schema: "Resumed", parameters: executionID, secured: false, tag: "webhooks")],
+            "/webhook/{path}": webhook,
+        ]
+    }()
+
     nonisolated(unsafe) static let document: Object = [
         "openapi": "3.1.0",
         "info": ["title": "FlowStack API", "version": "1.0.0",
                  "description": "Self-hostable workflow automation. Authenticate with 'Authorization: Bearer fsk_…' or the session cookie plus X-CSRF-Token."],
         "servers": [["url": "/"]],
-        "paths": paths,
+        "paths": paths.merging(enginePaths) { a, _ in a },
         "components": [
             "schemas": schemas,
             "securitySchemes": [

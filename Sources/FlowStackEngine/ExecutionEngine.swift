@@ -1,0 +1,349 @@
+import FlowStackCore
+import FlowStackNodes
+import FlowStackStore
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+public struct EngineConfiguration: Sendable {
+    /// How long a claimed execution stays leased without a heartbeat.
+    public var leaseDuration: TimeInterval = 30
+    public var heartbeatInterval: TimeInterval = 10
+    /// How often the worker looks for due executions when nothing woke it.
+    public var pollInterval: TimeInterval = 0.5
+    /// Executions this worker runs at once from the queue.
+    public var concurrency: Int = 32
+    /// Waits up to this long are slept in place; longer ones put the execution to sleep in the database.
+    public var inlineWaitLimit: TimeInterval = 2
+    /// Identifies this worker in leases.
+    public var workerID: String = Identifier.make("wrk")
+    /// Sub-workflow nesting limit.
+    public var maximumDepth: Int = 16
+
+    public init() {}
+}
+
+/// The result of an execution that ran to the end (or to sleep).
+public struct ExecutionResult: Sendable {
+    public var record: ExecutionRecord
+    public var machine: ExecutionStateMachine
+
+    public var output: [Item] { machine.finalOutput }
+}
+
+/// Runs executions durably. An execution is accepted by writing it and its trigger items to the
+/// database; every node's result is journaled (sealed) before the engine acts on it, under a lease
+/// whose fence token must still match. A worker that dies leaves a lease that expires; whoever
+/// claims it next replays the journal and re-runs only the node that had not completed.
+public final class ExecutionEngine: Service, Sendable {
+    public let store: Store
+    public let catalog: NodeCatalog
+    public let configuration: EngineConfiguration
+    let logger: Logger
+    let codeRunner: (any CodeRunning)?
+    let fetcher: (any OutboundFetching)?
+    let wake: AsyncStream<Void>.Continuation
+    private let wakeStream: AsyncStream<Void>
+
+    public init(store: Store, catalog: NodeCatalog = .standard, configuration: EngineConfiguration = .init(), logger: Logger,
+                codeRunner: (any CodeRunning)? = nil, fetcher: (any OutboundFetching)? = nil) {
+        self.store = store
+        self.catalog = catalog
+        self.configuration = configuration
+        self.logger = logger
+        self.codeRunner = codeRunner
+        self.fetcher = fetcher
+        (wakeStream, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    public var driver: WorkflowDriver {
+        WorkflowDriver(catalog: catalog, services: EngineServices(engine: self), inlineWaitLimit: configuration.inlineWaitLimit)
+    }
+
+    // MARK: Accepting executions
+
+    /// Accepts an execution into the queue and returns at once (202 semantics).
+    public func submit(_ workflow: StoredWorkflow, trigger: String, items: [Item], mode: ExecutionMode, parentID: String? = nil,
+                       retryOf: String? = nil) async throws -> ExecutionRecord {
+        let record = ExecutionRecord(orgID: workflow.orgID, projectID: workflow.projectID, workflowID: workflow.id, versionID: workflow.versionID,
+                                     mode: mode, triggerNode: trigger, createdAt: store.now, parentID: parentID, retryOf: retryOf)
+        let inserted = try await store.write { [store] db in
+            try await store.insertExecution(record, start: .start(trigger: trigger, items: items), leaseOwner: nil, leaseUntil: nil, on: db)
+        }
+        wake.yield()
+        return inserted
+    }
+
+    /// Accepts an execution and runs it in the caller's task, holding its lease; answers when it
+    /// finishes or goes to sleep. If this process dies midway, another worker finishes it.
+    public func runNow(_ workflow: StoredWorkflow, trigger: String, items: [Item], mode: ExecutionMode, parentID: String? = nil,
+                       depth: Int = 0) async throws -> ExecutionResult {
+        let record = ExecutionRecord(orgID: workflow.orgID, projectID: workflow.projectID, workflowID: workflow.id, versionID: workflow.versionID,
+                                     mode: mode, triggerNode: trigger, createdAt: store.now, parentID: parentID)
+        let start = ExecutionEvent.start(trigger: trigger, items: items)
+        let owner = configuration.workerID
+        let leaseUntil = store.now.addingTimeInterval(configuration.leaseDuration)
+        let inserted = try await store.write { [store] db in
+            try await store.insertExecution(record, start: start, leaseOwner: owner, leaseUntil: leaseUntil, on: db)
+        }
+        return try await execute(inserted, definition: workflow.definition, journal: [ExecutionJournalEntry(seq: 0, node: nil, event: start, createdAt: record.createdAt)],
+                                 depth: depth)
+    }
+
+    /// Waits until execution `id` has finished or sleeps, and answers its record.
+    public func awaitFinished(_ id: String, timeout: TimeInterval) async throws -> ExecutionRecord? {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            guard let record = try await store.execution(id: id) else { return nil }
+            if record.status.isFinished || record.status == .waiting { return record }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return try await store.execution(id: id)
+    }
+
+    // MARK: The worker
+
+    public func run() async throws {
+        logger.info("execution worker started", metadata: ["worker": "\(configuration.workerID)"])
+        let active = ActiveCount()
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { [wake, configuration] in
+                // A periodic tick, so leases that expire and waits that end are noticed.
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .seconds(configuration.pollInterval))
+                    wake.yield()
+                }
+            }
+            for await _ in wakeStream.cancelOnGracefulShutdown() {
+                let free = configuration.concurrency - active.value
+                guard free > 0 else { continue }
+                let claimed: [ExecutionRecord]
+                do {
+                    claimed = try await store.claimExecutions(owner: configuration.workerID, limit: free,
+                                                              leaseUntil: store.now.addingTimeInterval(configuration.leaseDuration))
+                } catch {
+                    logger.warning("claiming executions failed", metadata: ["error": "\(String(describing: type(of: error)))"])
+                    continue
+                }
+                for record in claimed {
+                    active.add(1)
+                    group.addTask {
+                        await self.resume(record)
+                        active.add(-1)
+                        self.wake.yield()
+                    }
+                }
+            }
+            group.cancelAll()
+        }
+        logger.info("execution worker stopped")
+    }
+
+    /// Runs a claimed execution from its journal.
+    func resume(_ record: ExecutionRecord) async {
+        do {
+            guard let definition = try await store.workflowDefinition(versionID: record.versionID, orgID: record.orgID) else {
+                try await finishBroken(record, message: "The workflow version of this execution no longer exists.")
+                return
+            }
+            let journal = try await store.journal(executionID: record.id, orgID: record.orgID)
+            _ = try await execute(record, definition: definition, journal: journal, depth: 0)
+        } catch is LeaseLost {
+            logger.info("execution lease lost", metadata: ["execution": "\(record.id)"])
+        } catch {
+            logger.error("execution failed to run", metadata: ["execution": "\(record.id)", "error": "\(String(describing: type(of: error)))"])
+        }
+    }
+
+    private func finishBroken(_ record: ExecutionRecord, message: String) async throws {
+        try await store.appendJournal(executionID: record.id, orgID: record.orgID, fence: record.fence, firstSeq: record.events, events: [],
+                                      progress: ExecutionProgress(status: .failed, error: message), leaseUntil: store.now)
+    }
+
+    // MARK: Running
+
+    func execute(_ record: ExecutionRecord, definition: Workflow, journal: [ExecutionJournalEntry], depth: Int) async throws -> ExecutionResult {
+        let driver = self.driver
+        var machine = ExecutionStateMachine(workflow: definition, outputCounts: driver.outputCounts(definition))
+        for entry in journal {
+            _ = machine.handle(entry.event)
+        }
+        let storeJournal = StoreJournal(store: store, record: record, nextSeq: max(record.events, journal.count),
+                                        leaseDuration: configuration.leaseDuration)
+        var current = record
+        if machine.status.isFinished {
+            // The journal already holds the end (an earlier holder died before marking the row).
+            try await storeJournal.mark(ExecutionProgress(status: machine.status, error: machine.error, failedNode: machine.failedNode))
+            current.status = machine.status
+            return ExecutionResult(record: current, machine: machine)
+        }
+        let timeZone = definition.settings.timezone.flatMap(TimeZone.init(identifier:)) ?? TimeZone(identifier: "UTC")!
+        let base = ExpressionContext(timeZone: timeZone, executionID: record.id, workflowID: record.workflowID, workflowName: definition.name)
+        var context = base
+        context.callDepth = depth
+        let deadline = definition.settings.timeout.map { (record.startedAt ?? store.now).addingTimeInterval($0) }
+        var actions = machine.resumeActions()
+        if machine.status == .waiting, let due = record.waitUntil, due <= store.now {
+            // Woken (its time came, or a resume call): continue the waiting nodes with their items.
+            actions = []
+            for (node, items) in machine.waiting.sorted(by: { $0.key < $1.key }) {
+                let event = ExecutionEvent.resumed(node: node, outputs: [items])
+                let next = machine.handle(event)
+                try await storeJournal.record(event, node: nil, machine: machine, actions: next)
+                actions += next
+            }
+        }
+        let heartbeat = configuration.heartbeatInterval
+        let fence = record.fence
+        let frozenContext = context
+        let startActions = actions
+        let (final, outcome) = try await withThrowingTaskGroup(of: (ExecutionStateMachine, DriveOutcome)?.self) { [store, configuration] group in
+            let initial = machine
+            group.addTask {
+                var running = initial
+                var summaries: [String: NodeRunSummary] = [:]
+                let outcome = try await driver.drive(&running, actions: startActions, base: frozenContext, deadline: deadline,
+                                                     journal: storeJournal, summaries: &summaries)
+                return (running, outcome)
+            }
+            group.addTask {
+                while true {
+                    try await Task.sleep(for: .seconds(heartbeat))
+                    let held = try await store.heartbeat(executionID: record.id, fence: fence,
+                                                         leaseUntil: store.now.addingTimeInterval(configuration.leaseDuration))
+                    if !held { throw LeaseLost(executionID: record.id) }
+                }
+            }
+            defer { group.cancelAll() }
+            while let next = try await group.next() {
+                if let next { return next }
+            }
+            throw LeaseLost(executionID: record.id)
+        }
+        machine = final
+        switch outcome {
+        case .sleeping(let until):
+            try await storeJournal.mark(ExecutionProgress(status: .waiting, waitUntil: until ?? .distantFuture))
+            current.status = .waiting
+            current.waitUntil = until
+        case .finished:
+            current.status = machine.status
+            current.error = machine.error
+            current.failedNode = machine.failedNode
+            current.finishedAt = store.now
+            if machine.status == .failed, let errorWorkflow = definition.settings.errorWorkflowId {
+                await startErrorWorkflow(errorWorkflow, failed: current, workflowName: definition.name)
+            }
+        }
+        return ExecutionResult(record: current, machine: machine)
+    }
+
+    /// Starts a workflow's error workflow with what failed, if it is in the same project.
+    private func startErrorWorkflow(_ id: String, failed: ExecutionRecord, workflowName: String) async {
+        do {
+            guard let target = try await store.workflow(id: id), target.projectID == failed.projectID,
+                  let trigger = target.definition.nodes.first(where: { $0.type == "flowstack.errorTrigger" }) else {
+                logger.warning("error workflow not started: not found in the project or without an Error Trigger", metadata: ["execution": "\(failed.id)"])
+                return
+            }
+            let item = Item(json: .object([
+                "execution": .object(["id": .string(failed.id), "error": .string(failed.error ?? ""), "lastNodeExecuted": .string(failed.failedNode ?? ""),
+                                      "mode": .string(failed.mode.rawValue)]),
+                "workflow": .object(["id": .string(failed.workflowID), "name": .string(workflowName)]),
+            ]))
+            _ = try await submit(target, trigger: trigger.name, items: [item], mode: .error,
+                                 parentID: failed.id)
+        } catch {
+            logger.warning("error workflow not started", metadata: ["execution": "\(failed.id)"])
+        }
+    }
+}
+
+final class ActiveCount: Sendable {
+    private let count = Mutex(0)
+    var value: Int { count.withLock { $0 } }
+    func add(_ delta: Int) { count.withLock { $0 += delta } }
+}
+
+/// Writes the journal of one execution under its fence.
+final class StoreJournal: ExecutionJournal, Sendable {
+    let store: Store
+    let record: ExecutionRecord
+    let leaseDuration: TimeInterval
+    private let nextSeq: Mutex<Int>
+
+    init(store: Store, record: ExecutionRecord, nextSeq: Int, leaseDuration: TimeInterval) {
+        self.store = store
+        self.record = record
+        self.leaseDuration = leaseDuration
+        self.nextSeq = Mutex(nextSeq)
+    }
+
+    func record(_ event: ExecutionEvent, node: NodeRunSummary?, machine: ExecutionStateMachine, actions: [ExecutionAction]) async throws {
+        var progress: ExecutionProgress?
+        for action in actions {
+            if case .finish(let status, let error, let failedNode) = action {
+                progress = ExecutionProgress(status: status, error: error, failedNode: failedNode)
+            }
+        }
+        let seq = nextSeq.withLock { value in
+            defer { value += 1 }
+            return value
+        }
+        let run = node.map { NodeRunInfo(attempt: $0.attempts, milliseconds: $0.milliseconds, logs: $0.logs) }
+        try await store.appendJournal(executionID: record.id, orgID: record.orgID, fence: record.fence, firstSeq: seq,
+                                      events: [(event, node?.node ?? event.nodeName, run)], progress: progress,
+                                      leaseUntil: store.now.addingTimeInterval(leaseDuration))
+    }
+
+    func mark(_ progress: ExecutionProgress) async throws {
+        let seq = nextSeq.withLock { $0 }
+        try await store.appendJournal(executionID: record.id, orgID: record.orgID, fence: record.fence, firstSeq: seq, events: [],
+                                      progress: progress, leaseUntil: store.now.addingTimeInterval(leaseDuration))
+    }
+}
+
+
+extension ExecutionEngine {
+    public enum RetryError: Error, Sendable {
+        case notFailed
+        case workflowGone
+    }
+
+    /// Starts a new execution that continues a failed one from the node that failed: the nodes
+    /// that completed keep their checkpointed output and do not run again.
+    public func retry(_ failed: ExecutionRecord) async throws -> ExecutionRecord {
+        guard failed.status == .failed else { throw RetryError.notFailed }
+        guard let workflow = try await store.workflow(id: failed.workflowID) else { throw RetryError.workflowGone }
+        let journal = try await store.journal(executionID: failed.id, orgID: failed.orgID)
+        guard let first = journal.first, case .start(let trigger, let items) = first.event else { throw RetryError.notFailed }
+        var events = journal.dropFirst().map(\.event)
+        if let last = events.lastIndex(where: { event in
+            switch event {
+            case .nodeFailed, .timedOut: true
+            default: false
+            }
+        }) {
+            events.remove(at: last)
+        }
+        var record = ExecutionRecord(orgID: failed.orgID, projectID: failed.projectID, workflowID: failed.workflowID, versionID: failed.versionID,
+                                     mode: .retry, triggerNode: trigger, createdAt: store.now, retryOf: failed.id)
+        record.parentID = failed.parentID
+        _ = workflow
+        let inserted = try await store.write { [store, record, events] db in
+            try await store.insertExecution(record, start: .start(trigger: trigger, items: items), replaying: events, leaseOwner: nil, leaseUntil: nil, on: db)
+        }
+        wake.yield()
+        return inserted
+    }
+
+    /// Resumes an execution that waits for a resume call.
+    public func wakeUp(_ id: String) async throws -> Bool {
+        guard let record = try await store.execution(id: id), record.status == .waiting,
+              let until = record.waitUntil, until >= Date.distantFuture.addingTimeInterval(-86400) else { return false }
+        let woke = try await store.wakeExecution(id: id)
+        if woke { wake.yield() }
+        return woke
+    }
+}

@@ -1,0 +1,133 @@
+import FlowStackCore
+import Foundation
+
+/// Makes an HTTP request per item. Requests go through the platform's SSRF guard: private,
+/// loopback, link-local and metadata addresses are refused unless an operator allowed them.
+public struct HTTPRequestNode: NodeType {
+    public init() {}
+    public static let descriptor = NodeTypeDescriptor(type: "flowstack.httpRequest", parameters: [
+        .init("url", .string, required: true),
+        .init("method", .options, options: ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]),
+        .init("query", .json), .init("headers", .json),
+        .init("bodyType", .options, options: ["none", "json", "form", "raw"]), .init("body", .json), .init("contentType", .string),
+        .init("timeout", .number), .init("followRedirects", .boolean), .init("maxRedirects", .number),
+        .init("responseFormat", .options, options: ["autodetect", "json", "text", "binary"]), .init("fullResponse", .boolean),
+        .init("ignoreHttpErrors", .boolean),
+    ])
+
+    public func run(_ input: NodeInput) async throws -> NodeOutput {
+        let services = try input.requireServices("The HTTP Request node")
+        var output: [Item] = []
+        for index in input.items.indices {
+            let request = try makeRequest(input, index)
+            let response = try await services.fetch(request)
+            if !(200..<400).contains(response.status), !(try input.parameter("ignoreHttpErrors", item: index)?.isTruthy ?? false) {
+                let snippet = String(decoding: response.body.prefix(200), as: UTF8.self)
+                throw NodeError("The server answered \(response.status): \(snippet)")
+            }
+            output += try items(from: response, input, index)
+        }
+        return .items([output])
+    }
+
+    func makeRequest(_ input: NodeInput, _ index: Int) throws -> OutboundRequest {
+        let method = try input.string("method", item: index, default: "GET").uppercased()
+        guard Self.descriptor.parameters[1].options.contains(method) else { throw NodeError("method must be one of GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS.", field: "method") }
+        let urlText = try input.string("url", item: index)
+        guard var components = URLComponents(string: urlText), let scheme = components.scheme?.lowercased(), scheme == "http" || scheme == "https",
+              components.host?.isEmpty == false else {
+            throw NodeError("url must be an absolute http or https URL.", field: "url")
+        }
+        if let query = try input.parameter("query", item: index), query != .null {
+            guard let fields = query.objectValue else { throw NodeError("query must be an object.", field: "query") }
+            var items = components.queryItems ?? []
+            for (name, value) in fields.sorted(by: { $0.key < $1.key }) {
+                items.append(URLQueryItem(name: name, value: value.stringValue ?? value.jsonText))
+            }
+            components.queryItems = items
+        }
+        guard let url = components.url?.absoluteString else { throw NodeError("url is not a valid URL.", field: "url") }
+        var headers: [(String, String)] = []
+        if let given = try input.parameter("headers", item: index), given != .null {
+            guard let fields = given.objectValue else { throw NodeError("headers must be an object of strings.", field: "headers") }
+            for (name, value) in fields.sorted(by: { $0.key < $1.key }) {
+                let text = value.stringValue ?? value.jsonText
+                guard HeaderCheck.isToken(name), HeaderCheck.isValue(text) else { throw NodeError("The header '\(name)' is not valid.", field: "headers") }
+                headers.append((name, text))
+            }
+        }
+        var body: [UInt8]?
+        let bodyType = try input.string("bodyType", item: index, default: "none")
+        let given = try input.parameter("body", item: index)
+        func setContentType(_ value: String) {
+            if !headers.contains(where: { $0.0.lowercased() == "content-type" }) { headers.append(("Content-Type", value)) }
+        }
+        switch bodyType {
+        case "none":
+            break
+        case "json":
+            body = Array((given ?? .null).jsonText.utf8)
+            setContentType("application/json")
+        case "form":
+            guard let fields = given?.objectValue else { throw NodeError("A form body must be an object.", field: "body") }
+            var form = URLComponents()
+            form.queryItems = fields.sorted(by: { $0.key < $1.key }).map { URLQueryItem(name: $0.key, value: $0.value.stringValue ?? $0.value.jsonText) }
+            body = Array((form.percentEncodedQuery ?? "").replacingOccurrences(of: "+", with: "%2B").utf8)
+            setContentType("application/x-www-form-urlencoded")
+        case "raw":
+            body = Array((given?.stringValue ?? given?.jsonText ?? "").utf8)
+            setContentType(try input.string("contentType", item: index, default: "text/plain; charset=utf-8"))
+        default:
+            throw NodeError("bodyType must be none, json, form or raw.", field: "bodyType")
+        }
+        let timeout = try input.parameter("timeout", item: index)?.numberValue ?? 30
+        guard timeout > 0, timeout <= 300 else { throw NodeError("timeout must be from 0 to 300 seconds.", field: "timeout") }
+        let maxRedirects = Int(try input.parameter("maxRedirects", item: index)?.numberValue ?? 5)
+        guard (0...20).contains(maxRedirects) else { throw NodeError("maxRedirects must be from 0 to 20.", field: "maxRedirects") }
+        return OutboundRequest(method: method, url: url, headers: headers, body: body, timeout: timeout,
+                               followRedirects: try input.parameter("followRedirects", item: index)?.isTruthy ?? true, maxRedirects: maxRedirects)
+    }
+
+    func items(from response: OutboundResponse, _ input: NodeInput, _ index: Int) throws -> [Item] {
+        let contentType = response.headers.first { $0.0.lowercased() == "content-type" }?.1.lowercased() ?? ""
+        var format = try input.string("responseFormat", item: index, default: "autodetect")
+        if format == "autodetect" {
+            format = contentType.contains("json") ? "json" : (contentType.hasPrefix("text/") || contentType.contains("xml") || contentType.isEmpty) ? "text" : "binary"
+        }
+        var binary: [String: JSONValue]?
+        let body: JSONValue
+        switch format {
+        case "json":
+            if response.body.isEmpty {
+                body = .null
+            } else {
+                guard let parsed = try? JSONDecoder().decode(JSONValue.self, from: Data(response.body)) else {
+                    throw NodeError("The response is not valid JSON.")
+                }
+                body = parsed
+            }
+        case "text":
+            body = .string(String(decoding: response.body, as: UTF8.self))
+        case "binary":
+            body = .null
+            binary = ["data": .object(["mimeType": .string(contentType.isEmpty ? "application/octet-stream" : contentType),
+                                       "data": .string(Data(response.body).base64EncodedString()), "fileSize": .number(Double(response.body.count))])]
+        default:
+            throw NodeError("responseFormat must be autodetect, json, text or binary.", field: "responseFormat")
+        }
+        if try input.parameter("fullResponse", item: index)?.isTruthy ?? false {
+            let headers = JSONValue.object(Dictionary(response.headers.map { ($0.0.lowercased(), JSONValue.string($0.1)) }, uniquingKeysWith: { a, _ in a }))
+            return [Item(json: .object(["statusCode": .number(Double(response.status)), "headers": headers, "body": body]), binary: binary)]
+        }
+        switch body {
+        case .array(let elements) where elements.allSatisfy({ $0.objectValue != nil }):
+            return elements.map { Item(json: $0) }
+        case .object:
+            return [Item(json: body, binary: binary)]
+        case .null:
+            return [Item(json: .object([:]), binary: binary)]
+        default:
+            return [Item(json: .object(["data": body]), binary: binary)]
+        }
+    }
+}

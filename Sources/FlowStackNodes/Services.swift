@@ -1,0 +1,123 @@
+import FlowStackCore
+import Foundation
+
+/// A Code node run, as the sandbox receives it.
+public struct CodeRequest: Codable, Sendable {
+    public enum Mode: String, Codable, Sendable { case all, each }
+    public struct Context: Codable, Sendable {
+        public var executionId: String
+        public var workflowId: String
+        public var workflowName: String
+        public var nodeName: String
+    }
+    public var code: String
+    public var mode: Mode
+    public var items: [Item]
+    public var env: [String: String]
+    public var timeLimitMs: Int
+    public var maxOutputBytes: Int
+    public var maxLogBytes: Int
+    public var context: Context
+
+    public init(code: String, mode: Mode, items: [Item], env: [String: String], timeLimitMs: Int, maxOutputBytes: Int,
+                maxLogBytes: Int, context: Context) {
+        self.code = code
+        self.mode = mode
+        self.items = items
+        self.env = env
+        self.timeLimitMs = timeLimitMs
+        self.maxOutputBytes = maxOutputBytes
+        self.maxLogBytes = maxLogBytes
+        self.context = context
+    }
+}
+
+/// What the sandbox answered.
+public struct CodeResponse: Codable, Sendable {
+    public var ok: Bool
+    public var items: [Item]?
+    public var error: String?
+    public var errorKind: String?
+    public var line: Int?
+    public var logs: [String]?
+
+    public init(ok: Bool, items: [Item]? = nil, error: String? = nil, errorKind: String? = nil, line: Int? = nil, logs: [String]? = nil) {
+        self.ok = ok
+        self.items = items
+        self.error = error
+        self.errorKind = errorKind
+        self.line = line
+        self.logs = logs
+    }
+}
+
+/// An outbound HTTP request of the HTTP Request node.
+public struct OutboundRequest: Sendable {
+    public var method: String
+    public var url: String
+    public var headers: [(String, String)]
+    public var body: [UInt8]?
+    public var timeout: TimeInterval
+    public var followRedirects: Bool
+    public var maxRedirects: Int
+    public var maxResponseBytes: Int
+
+    public init(method: String, url: String, headers: [(String, String)] = [], body: [UInt8]? = nil, timeout: TimeInterval = 30,
+                followRedirects: Bool = true, maxRedirects: Int = 5, maxResponseBytes: Int = 16 << 20) {
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.body = body
+        self.timeout = timeout
+        self.followRedirects = followRedirects
+        self.maxRedirects = maxRedirects
+        self.maxResponseBytes = maxResponseBytes
+    }
+}
+
+public struct OutboundResponse: Sendable {
+    public var status: Int
+    public var headers: [(String, String)]
+    public var body: [UInt8]
+
+    public init(status: Int, headers: [(String, String)], body: [UInt8]) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+}
+
+/// Runs Code node JavaScript (the sandbox pool).
+public protocol CodeRunning: Sendable {
+    func run(_ request: CodeRequest) async throws -> CodeResponse
+}
+
+/// Makes outbound HTTP requests through the SSRF guard.
+public protocol OutboundFetching: Sendable {
+    func fetch(_ request: OutboundRequest) async throws -> OutboundResponse
+}
+
+/// The services of `flowstack run`: code and HTTP, but no other workflows to call.
+public struct StandaloneServices: NodeServices {
+    public let codeRunner: (any CodeRunning)?
+    public let fetcher: (any OutboundFetching)?
+
+    public init(codeRunner: (any CodeRunning)?, fetcher: (any OutboundFetching)?) {
+        self.codeRunner = codeRunner
+        self.fetcher = fetcher
+    }
+
+    public func executeWorkflow(id: String, items: [Item], wait: Bool, caller: ExpressionContext) async throws -> [Item] {
+        throw NodeError("Sub-workflows need a server: `flowstack run` runs one workflow file.")
+    }
+
+    public func runCode(_ request: CodeRequest) async throws -> CodeResponse {
+        guard let codeRunner else { throw NodeError("Code nodes are not available: the sandbox could not be started.") }
+        return try await codeRunner.run(request)
+    }
+
+    public func fetch(_ request: OutboundRequest) async throws -> OutboundResponse {
+        guard let fetcher else { throw NodeError("HTTP requests are not available here.") }
+        return try await fetcher.fetch(request)
+    }
+}

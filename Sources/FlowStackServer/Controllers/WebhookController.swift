@@ -1,0 +1,181 @@
+import Crypto
+import FlowStackCore
+import FlowStackCrypto
+import FlowStackEngine
+import FlowStackNodes
+import FlowStackStore
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+/// Webhook ingress: `/webhook/{path}` starts the active workflow that serves the path, after the
+/// Webhook node's authentication; `/webhook-waiting/{executionId}` resumes a waiting execution.
+struct WebhookController {
+    let api: API
+    /// How far a signed request's timestamp may be from the server's clock.
+    static let signatureTolerance: TimeInterval = 300
+
+    func addRoutes(to router: Router<FlowStackRequestContext>) {
+        for method in [HTTPRequest.Method.get, .post, .put, .patch, .delete, .head] {
+            router.on("webhook/**", method: method, use: receive)
+        }
+        router.post("webhook-waiting/:executionId", use: resume)
+    }
+
+    @Sendable func receive(_ request: Request, context: FlowStackRequestContext) async throws -> Response {
+        let raw = context.parameters.getCatchAll().joined(separator: "/")
+        guard let path = WebhookPaths.normalize(raw), let route = try await api.store.webhook(path: path),
+              let workflow = try await api.store.workflow(id: route.workflowID), workflow.active,
+              let node = workflow.definition.node(named: route.node) else {
+            throw FlowStackError(status: 404, code: "webhook_not_found", message: "No active workflow serves this webhook path.")
+        }
+        guard request.method.rawValue == route.method else {
+            var headers: HTTPFields = [:]
+            headers[.allow] = route.method
+            let error = FlowStackError(status: 405, code: "method_not_allowed", message: "This webhook accepts \(route.method) requests.")
+            return try JSON.response(.methodNotAllowed, ErrorBody(error), headers: headers)
+        }
+        var request = request
+        let body: ByteBuffer
+        do {
+            body = try await request.collectBody(upTo: api.settings.maxBodyBytes)
+        } catch {
+            throw FlowStackError(status: 413, code: "payload_too_large", message: "The request body is larger than \(api.settings.maxBodyBytes) bytes.")
+        }
+        let bytes = Array(body.readableBytesView)
+        try await authenticate(request, bytes: bytes, node: node, workflow: workflow)
+        let item = Item(json: .object([
+            "body": try parseBody(bytes, contentType: request.headers[.contentType]),
+            "headers": .object(visibleHeaders(request, node: node)),
+            "query": .object(Dictionary(request.uri.queryParameters.map { (String($0.key), JSONValue.string(String($0.value))) }, uniquingKeysWith: { a, _ in a })),
+            "method": .string(request.method.rawValue),
+        ]))
+        switch node.parameters["respond"]?.stringValue ?? "lastNode" {
+        case "immediately":
+            let record = try await api.engine.submit(workflow, trigger: node.name, items: [item], mode: .webhook)
+            return try JSON.response(.ok, ["executionId": record.id])
+        default:
+            let result = try await api.engine.runNow(workflow, trigger: node.name, items: [item], mode: .webhook)
+            return try respond(result, workflow: workflow.definition)
+        }
+    }
+
+    /// The answer of a finished run: the Respond to Webhook node's response if one ran, else the
+    /// last node's items (one item as an object, several as an array).
+    private func respond(_ result: ExecutionResult, workflow: Workflow) throws -> Response {
+        switch result.record.status {
+        case .succeeded:
+            break
+        case .waiting:
+            return try JSON.response(.accepted, ["executionId": result.record.id, "status": "waiting"])
+        default:
+            let error = FlowStackError(status: 500, code: "workflow_failed", message: "The workflow failed (execution \(result.record.id)).")
+            return try JSON.response(.internalServerError, ErrorBody(error))
+        }
+        let responders = workflow.nodes.filter { $0.type == RespondToWebhookNode.descriptor.type }.compactMap { node -> Item? in
+            guard let outputs = result.machine.outputs[node.name], outputs.count > RespondToWebhookNode.responseOutput else { return nil }
+            return outputs[RespondToWebhookNode.responseOutput].first
+        }
+        if let response = responders.first?.json {
+            let status = Int(response["statusCode"]?.numberValue ?? 200)
+            var headers: HTTPFields = [:]
+            for (name, value) in response["headers"]?.objectValue ?? [:] {
+                if let field = HTTPField.Name(name), let text = value.stringValue { headers[field] = text }
+            }
+            let body = response["body"] ?? .null
+            if case .string(let text) = body {
+                if headers[.contentType] == nil { headers[.contentType] = "text/plain; charset=utf-8" }
+                return Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: ByteBuffer(string: text)))
+            }
+            return try JSON.response(.init(code: status), body, headers: headers)
+        }
+        let output = result.output.map(\.json)
+        return try JSON.response(.ok, output.count == 1 ? output[0] : .array(output))
+    }
+
+    @Sendable func resume(_ request: Request, context: FlowStackRequestContext) async throws -> Response {
+        let id = try context.parameters.id("executionId", prefix: "exe")
+        guard try await api.engine.wakeUp(id) else {
+            throw FlowStackError(status: 404, code: "not_waiting", message: "No execution waits for a resume call here.")
+        }
+        return try JSON.response(.ok, ["executionId": id, "status": "resuming"])
+    }
+
+    private func parseBody(_ bytes: [UInt8], contentType: String?) throws -> JSONValue {
+        if bytes.isEmpty { return .object([:]) }
+        let type = (contentType ?? "").split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
+        if JSON.isJSONContentType(contentType) {
+            guard JSON.nestingDepth(bytes) <= api.settings.maxJSONDepth else {
+                throw FlowStackError.badRequest("json_too_deep", "The JSON body is nested deeper than \(api.settings.maxJSONDepth) levels.")
+            }
+            guard let value = try? JSONDecoder().decode(JSONValue.self, from: Data(bytes)) else {
+                throw FlowStackError.badRequest("malformed_json", "The request body is not valid JSON.")
+            }
+            return value
+        }
+        if type == "application/x-www-form-urlencoded" {
+            var components = URLComponents()
+            components.percentEncodedQuery = String(decoding: bytes, as: UTF8.self).replacingOccurrences(of: "+", with: "%20")
+            var fields: [String: JSONValue] = [:]
+            for item in components.queryItems ?? [] { fields[item.name] = .string(item.value ?? "") }
+            return .object(fields)
+        }
+        if type.hasPrefix("text/") {
+            guard let text = String(bytes: bytes, encoding: .utf8) else {
+                throw FlowStackError.badRequest("invalid_text", "The text body is not valid UTF-8.")
+            }
+            return .string(text)
+        }
+        throw FlowStackError(status: 415, code: "unsupported_media_type",
+                             message: "Webhooks accept application/json, application/x-www-form-urlencoded and text/* bodies.")
+    }
+
+    /// Request headers as the workflow sees them: never the credentials that authenticated it.
+    private func visibleHeaders(_ request: Request, node: WorkflowNode) -> [String: JSONValue] {
+        var hidden: Set<String> = ["authorization", "cookie", "proxy-authorization"]
+        if let name = node.parameters["headerName"]?.stringValue { hidden.insert(name.lowercased()) }
+        var headers: [String: JSONValue] = [:]
+        for field in request.headers where !hidden.contains(field.name.canonicalName) {
+            headers[field.name.canonicalName] = .string(field.value)
+        }
+        return headers
+    }
+
+    private func authenticate(_ request: Request, bytes: [UInt8], node: WorkflowNode, workflow: StoredWorkflow) async throws {
+        let refused = FlowStackError(status: 401, code: "webhook_unauthorized", message: "The webhook request is not authorized.")
+        func parameter(_ name: String) -> String { node.parameters[name]?.stringValue ?? "" }
+        switch node.parameters["authentication"]?.stringValue ?? "none" {
+        case "none":
+            return
+        case "basic":
+            let expected = "Basic " + Data("\(parameter("username")):\(parameter("password"))".utf8).base64EncodedString()
+            guard !parameter("password").isEmpty, Token.constantTimeEquals(request.headers[.authorization] ?? "", expected) else { throw refused }
+        case "header":
+            let name = parameter("headerName"), expected = parameter("headerValue")
+            guard let field = HTTPField.Name(name), !expected.isEmpty,
+                  Token.constantTimeEquals(request.headers[field] ?? "", expected) else { throw refused }
+        case "hmac":
+            let secret = parameter("secret")
+            guard !secret.isEmpty,
+                  let signature = request.headers[HTTPField.Name("X-FlowStack-Signature")!],
+                  let timestampText = request.headers[HTTPField.Name("X-FlowStack-Timestamp")!], let timestamp = Double(timestampText),
+                  let requestID = request.headers[HTTPField.Name("X-FlowStack-Id")!], !requestID.isEmpty, requestID.utf8.count <= 128 else {
+                throw refused
+            }
+            var signed = Array("\(requestID).\(timestampText).".utf8)
+            signed += bytes
+            let mac = HMAC<SHA256>.authenticationCode(for: signed, using: SymmetricKey(data: Array(secret.utf8)))
+            let expected = "sha256=" + mac.map { String(format: "%02x", $0) }.joined()
+            guard Token.constantTimeEquals(signature, expected) else { throw refused }
+            guard abs(api.now.timeIntervalSince1970 - timestamp) <= Self.signatureTolerance else {
+                throw FlowStackError(status: 401, code: "webhook_signature_expired", message: "The signed timestamp is too old or in the future.")
+            }
+            guard try await api.store.rememberWebhookRequest(workflowID: workflow.id, requestID: requestID) else {
+                throw FlowStackError(status: 401, code: "webhook_replayed", message: "This signed request was already received.")
+            }
+        default:
+            throw refused
+        }
+    }
+}

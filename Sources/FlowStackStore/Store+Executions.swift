@@ -1,0 +1,336 @@
+import FlowStackCore
+import FlowStackCrypto
+import Foundation
+import SQLKit
+
+public enum ExecutionMode: String, Codable, Sendable, CaseIterable {
+    case manual, webhook, schedule, subworkflow = "sub-workflow", retry, error
+}
+
+/// An execution's row: what can be queried stays in clear; its data (the event journal and the
+/// error) is sealed.
+public struct ExecutionRecord: Sendable, Equatable {
+    public var id: String
+    public var orgID: String
+    public var projectID: String
+    public var workflowID: String
+    public var versionID: String
+    public var mode: ExecutionMode
+    public var status: ExecutionStatus
+    public var triggerNode: String
+    public var createdAt: Date
+    public var startedAt: Date?
+    public var finishedAt: Date?
+    public var failedNode: String?
+    public var error: String?
+    public var fence: Int
+    public var waitUntil: Date?
+    public var events: Int
+    public var parentID: String?
+    public var retryOf: String?
+
+    public init(id: String = Identifier.make("exe"), orgID: String, projectID: String, workflowID: String, versionID: String,
+                mode: ExecutionMode, status: ExecutionStatus = .queued, triggerNode: String, createdAt: Date,
+                parentID: String? = nil, retryOf: String? = nil) {
+        self.id = id
+        self.orgID = orgID
+        self.projectID = projectID
+        self.workflowID = workflowID
+        self.versionID = versionID
+        self.mode = mode
+        self.status = status
+        self.triggerNode = triggerNode
+        self.createdAt = createdAt
+        self.fence = 0
+        self.events = 0
+        self.parentID = parentID
+        self.retryOf = retryOf
+    }
+}
+
+/// One journaled step of an execution.
+public struct ExecutionJournalEntry: Sendable, Equatable {
+    public var seq: Int
+    public var node: String?
+    public var event: ExecutionEvent
+    public var createdAt: Date
+    /// Timing and attempt of a node run, when the event is one.
+    public var run: NodeRunInfo?
+
+    public init(seq: Int, node: String?, event: ExecutionEvent, createdAt: Date, run: NodeRunInfo? = nil) {
+        self.seq = seq
+        self.node = node
+        self.event = event
+        self.createdAt = createdAt
+        self.run = run
+    }
+}
+
+public struct NodeRunInfo: Codable, Sendable, Equatable {
+    public var attempt: Int
+    public var milliseconds: Double
+    public var logs: [String]?
+
+    public init(attempt: Int, milliseconds: Double, logs: [String]? = nil) {
+        self.attempt = attempt
+        self.milliseconds = milliseconds
+        self.logs = logs
+    }
+}
+
+/// The execution's lease was taken over (expired and reclaimed, or the execution was cancelled):
+/// the holder must stop without writing anything more.
+public struct LeaseLost: Error, Sendable, Equatable {
+    public let executionID: String
+    public init(executionID: String) { self.executionID = executionID }
+}
+
+/// How an execution's row changes with a journal write.
+public struct ExecutionProgress: Sendable {
+    public var status: ExecutionStatus
+    public var error: String?
+    public var failedNode: String?
+    public var waitUntil: Date?
+
+    public init(status: ExecutionStatus, error: String? = nil, failedNode: String? = nil, waitUntil: Date? = nil) {
+        self.status = status
+        self.error = error
+        self.failedNode = failedNode
+        self.waitUntil = waitUntil
+    }
+}
+
+public struct ExecutionFilter: Sendable {
+    public var status: ExecutionStatus?
+    public var workflowID: String?
+    public var mode: ExecutionMode?
+
+    public init(status: ExecutionStatus? = nil, workflowID: String? = nil, mode: ExecutionMode? = nil) {
+        self.status = status
+        self.workflowID = workflowID
+        self.mode = mode
+    }
+}
+
+private struct SealedEvent: Codable {
+    var event: ExecutionEvent
+    var run: NodeRunInfo?
+}
+
+extension Store {
+    private func eventContext(_ executionID: String, _ seq: Int, _ orgID: String) -> SealContext {
+        SealContext(table: "execution_events", rowID: "\(executionID)/\(seq)", column: "event", orgID: orgID)
+    }
+
+    private func errorContext(_ executionID: String, _ orgID: String) -> SealContext {
+        SealContext(table: "executions", rowID: executionID, column: "error", orgID: orgID)
+    }
+
+    private static let executionColumns = """
+        id, org_id, project_id, workflow_id, version_id, mode, status, trigger_node, created_at, started_at, finished_at,
+        failed_node, error_sealed, fence, wait_until, events, parent_id, retry_of
+        """
+
+    private func execution(from row: any SQLRow) throws -> ExecutionRecord {
+        let id = try row.string("id"), orgID = try row.string("org_id")
+        var record = ExecutionRecord(id: id, orgID: orgID, projectID: try row.string("project_id"), workflowID: try row.string("workflow_id"),
+                                     versionID: try row.string("version_id"), mode: ExecutionMode(rawValue: try row.string("mode")) ?? .manual,
+                                     status: ExecutionStatus(rawValue: try row.string("status")) ?? .failed,
+                                     triggerNode: try row.string("trigger_node"), createdAt: try row.date("created_at"),
+                                     parentID: try row.optionalString("parent_id"), retryOf: try row.optionalString("retry_of"))
+        record.startedAt = try row.optionalDate("started_at")
+        record.finishedAt = try row.optionalDate("finished_at")
+        record.failedNode = try row.optionalString("failed_node")
+        if let sealed = try row.optionalBytes("error_sealed") {
+            record.error = try sealer.openString(sealed, context: errorContext(id, orgID))
+        }
+        record.fence = Int(try row.int("fence"))
+        record.waitUntil = try row.optionalDate("wait_until")
+        record.events = Int(try row.int("events"))
+        return record
+    }
+
+    private func sealEvent(_ event: ExecutionEvent, run: NodeRunInfo?, executionID: String, seq: Int, orgID: String) throws -> Data {
+        Data(try sealer.seal(try JSONEncoder().encode(SealedEvent(event: event, run: run)), purpose: .data,
+                             context: eventContext(executionID, seq, orgID)))
+    }
+
+    /// Accepts an execution with its first journal entry (the trigger's items). With `leaseOwner`
+    /// the caller runs it at once and holds its lease (fence 1); otherwise it waits in the queue.
+    public func insertExecution(_ record: ExecutionRecord, start: ExecutionEvent, replaying later: [ExecutionEvent] = [], leaseOwner: String?,
+                                leaseUntil: Date?, on db: any SQLDatabase) async throws -> ExecutionRecord {
+        var inserted = record
+        let now = self.now
+        if leaseOwner != nil {
+            inserted.status = .running
+            inserted.fence = 1
+            inserted.startedAt = now
+        }
+        inserted.events = 1 + later.count
+        try await db.raw("""
+            INSERT INTO executions (id, org_id, project_id, workflow_id, version_id, mode, status, trigger_node, created_at, started_at,
+                                    fence, lease_owner, lease_expires, events, parent_id, retry_of)
+            VALUES (\(bind: record.id), \(bind: record.orgID), \(bind: record.projectID), \(bind: record.workflowID), \(bind: record.versionID),
+                    \(bind: record.mode.rawValue), \(bind: inserted.status.rawValue), \(bind: record.triggerNode),
+                    \(bind: record.createdAt.millisecondsSince1970), \(bind: inserted.startedAt.ms), \(bind: inserted.fence),
+                    \(bind: leaseOwner), \(bind: leaseUntil.ms), \(bind: inserted.events), \(bind: record.parentID), \(bind: record.retryOf))
+            """).run()
+        for (offset, event) in later.enumerated() {
+            try await db.raw("""
+                INSERT INTO execution_events (execution_id, seq, node, event_sealed, created_at)
+                VALUES (\(bind: record.id), \(bind: offset + 1), \(bind: event.nodeName),
+                        \(bind: try sealEvent(event, run: nil, executionID: record.id, seq: offset + 1, orgID: record.orgID)), \(bind: now.millisecondsSince1970))
+                """).run()
+        }
+        try await db.raw("""
+            INSERT INTO execution_events (execution_id, seq, node, event_sealed, created_at)
+            VALUES (\(bind: record.id), 0, NULL, \(bind: try sealEvent(start, run: nil, executionID: record.id, seq: 0, orgID: record.orgID)),
+                    \(bind: now.millisecondsSince1970))
+            """).run()
+        return inserted
+    }
+
+    /// Appends journal entries and updates the execution, if `fence` still holds the lease;
+    /// otherwise nothing is written and `LeaseLost` is thrown. One transaction.
+    public func appendJournal(executionID: String, orgID: String, fence: Int, firstSeq: Int,
+                              events: [(event: ExecutionEvent, node: String?, run: NodeRunInfo?)],
+                              progress: ExecutionProgress?, leaseUntil: Date) async throws {
+        let now = self.now
+        let sealed = try events.enumerated().map { offset, entry in
+            try sealEvent(entry.event, run: entry.run, executionID: executionID, seq: firstSeq + offset, orgID: orgID)
+        }
+        let errorSealed = try progress?.error.map { Data(try sealer.seal($0, context: errorContext(executionID, orgID))) }
+        try await write { db in
+            var update: SQLQueryString = "UPDATE executions SET events = events + \(bind: events.count)"
+            if let progress {
+                update += ", status = \(bind: progress.status.rawValue), wait_until = \(bind: progress.waitUntil.ms)"
+                if progress.status.isFinished {
+                    update += ", finished_at = \(bind: now.millisecondsSince1970), failed_node = \(bind: progress.failedNode), error_sealed = \(bind: errorSealed)"
+                }
+            }
+            if let progress, progress.status.isFinished || progress.status == .waiting {
+                // Finished or asleep: nobody holds it now.
+                update += ", lease_owner = NULL, lease_expires = NULL"
+            } else {
+                update += ", lease_expires = \(bind: leaseUntil.millisecondsSince1970)"
+            }
+            update += " WHERE id = \(bind: executionID) AND fence = \(bind: fence) AND status IN ('running', 'waiting') RETURNING id"
+            guard try await db.raw(update).first() != nil else { throw LeaseLost(executionID: executionID) }
+            for (offset, entry) in events.enumerated() {
+                try await db.raw("""
+                    INSERT INTO execution_events (execution_id, seq, node, event_sealed, created_at)
+                    VALUES (\(bind: executionID), \(bind: firstSeq + offset), \(bind: entry.node), \(bind: sealed[offset]),
+                            \(bind: now.millisecondsSince1970))
+                    """).run()
+            }
+        }
+    }
+
+    /// Extends a lease; false when it was lost.
+    public func heartbeat(executionID: String, fence: Int, leaseUntil: Date) async throws -> Bool {
+        try await write { db in
+            try await db.raw("""
+                UPDATE executions SET lease_expires = \(bind: leaseUntil.millisecondsSince1970)
+                WHERE id = \(bind: executionID) AND fence = \(bind: fence) AND status = 'running' RETURNING id
+                """).first() != nil
+        }
+    }
+
+    /// Takes up to `limit` executions that are due: queued, running with an expired lease (its
+    /// holder died or stalled), or waiting past their wake-up time. Each gets a new fence, so a
+    /// stalled former holder can no longer write. PostgreSQL skips rows other claimers hold.
+    public func claimExecutions(owner: String, limit: Int, leaseUntil: Date) async throws -> [ExecutionRecord] {
+        let now = self.now.millisecondsSince1970
+        let kind = database.kind
+        let rows = try await write { db in
+            try await db.raw("""
+                UPDATE executions SET status = 'running', fence = fence + 1, lease_owner = \(bind: owner),
+                    lease_expires = \(bind: leaseUntil.millisecondsSince1970), started_at = COALESCE(started_at, \(bind: now))
+                WHERE id IN (
+                    SELECT id FROM executions
+                    WHERE status = 'queued' OR (status = 'running' AND lease_expires < \(bind: now))
+                       OR (status = 'waiting' AND wait_until IS NOT NULL AND wait_until <= \(bind: now))
+                    ORDER BY created_at LIMIT \(bind: limit) \(unsafeRaw: kind == .postgres ? "FOR UPDATE SKIP LOCKED" : ""))
+                RETURNING \(unsafeRaw: Self.executionColumns)
+                """).all()
+        }
+        return try rows.map(execution(from:))
+    }
+
+    /// Wakes a waiting execution now (a resume webhook or API call); false when it isn't waiting.
+    public func wakeExecution(id: String) async throws -> Bool {
+        let now = self.now.millisecondsSince1970
+        return try await write { db in
+            try await db.raw("""
+                UPDATE executions SET wait_until = \(bind: now) WHERE id = \(bind: id) AND status = 'waiting' RETURNING id
+                """).first() != nil
+        }
+    }
+
+    public func execution(id: String) async throws -> ExecutionRecord? {
+        let row = try await read { db in
+            try await db.raw("SELECT \(unsafeRaw: Self.executionColumns) FROM executions WHERE id = \(bind: id)").first()
+        }
+        return try row.map(execution(from:))
+    }
+
+    /// The journal, in order.
+    public func journal(executionID: String, orgID: String) async throws -> [ExecutionJournalEntry] {
+        let rows = try await read { db in
+            try await db.raw("""
+                SELECT seq, node, event_sealed, created_at FROM execution_events WHERE execution_id = \(bind: executionID) ORDER BY seq
+                """).all()
+        }
+        return try rows.map { row in
+            let seq = Int(try row.int("seq"))
+            let bytes = try sealer.open(try row.bytes("event_sealed"), purpose: .data, context: eventContext(executionID, seq, orgID))
+            let sealed = try JSONDecoder().decode(SealedEvent.self, from: Data(bytes))
+            return ExecutionJournalEntry(seq: seq, node: try row.optionalString("node"), event: sealed.event, createdAt: try row.date("created_at"),
+                                         run: sealed.run)
+        }
+    }
+
+    /// A page of a project's executions, newest first; the cursor is the last one's id.
+    public func executions(projectID: String, filter: ExecutionFilter, before cursor: ExecutionRecord?, limit: Int) async throws -> [ExecutionRecord] {
+        let rows = try await read { db in
+            var query: SQLQueryString = "SELECT \(unsafeRaw: Self.executionColumns) FROM executions WHERE project_id = \(bind: projectID)"
+            if let status = filter.status { query += " AND status = \(bind: status.rawValue)" }
+            if let workflowID = filter.workflowID { query += " AND workflow_id = \(bind: workflowID)" }
+            if let mode = filter.mode { query += " AND mode = \(bind: mode.rawValue)" }
+            if let cursor {
+                let at = cursor.createdAt.millisecondsSince1970
+                query += " AND (created_at < \(bind: at) OR (created_at = \(bind: at) AND id < \(bind: cursor.id)))"
+            }
+            query += " ORDER BY created_at DESC, id DESC LIMIT \(bind: limit)"
+            return try await db.raw(query).all()
+        }
+        return try rows.map(execution(from:))
+    }
+
+    /// Cancels an unfinished execution. The fence moves on, so a worker still running it can no
+    /// longer write. False when it had already finished.
+    public func cancelExecution(id: String) async throws -> Bool {
+        let now = self.now.millisecondsSince1970
+        return try await write { db in
+            try await db.raw("""
+                UPDATE executions SET status = 'cancelled', fence = fence + 1, finished_at = \(bind: now), lease_owner = NULL,
+                    lease_expires = NULL, wait_until = NULL
+                WHERE id = \(bind: id) AND status IN ('queued', 'running', 'waiting') RETURNING id
+                """).first() != nil
+        }
+    }
+
+    public func deleteExecution(id: String) async throws {
+        try await write { db in
+            try await db.raw("DELETE FROM execution_events WHERE execution_id = \(bind: id)").run()
+            try await db.raw("DELETE FROM executions WHERE id = \(bind: id)").run()
+        }
+    }
+
+    /// How many executions are not finished (for tests and readiness).
+    public func unfinishedExecutionCount() async throws -> Int {
+        try await read { db in
+            Int(try await db.raw("SELECT COUNT(*) AS n FROM executions WHERE status IN ('queued', 'running', 'waiting')").first()?.int("n") ?? 0)
+        }
+    }
+}

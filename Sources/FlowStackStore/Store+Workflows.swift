@@ -1,0 +1,245 @@
+import FlowStackCore
+import FlowStackCrypto
+import Foundation
+import SQLKit
+
+/// A workflow as stored: its current version's definition is sealed at rest.
+public struct StoredWorkflow: Sendable, Equatable {
+    public var id: String
+    public var orgID: String
+    public var projectID: String
+    public var name: String
+    public var active: Bool
+    public var versionID: String
+    public var version: Int
+    public var definition: Workflow
+    public var createdAt: Date
+    public var updatedAt: Date
+}
+
+public struct WorkflowVersionInfo: Sendable, Equatable {
+    public var id: String
+    public var workflowID: String
+    public var version: Int
+    public var createdBy: String?
+    public var createdAt: Date
+}
+
+/// A webhook route of an active workflow.
+public struct WebhookRoute: Sendable, Equatable {
+    public var path: String
+    public var method: String
+    public var node: String
+    public var workflowID: String
+
+    public init(path: String, method: String, node: String, workflowID: String) {
+        self.path = path
+        self.method = method
+        self.node = node
+        self.workflowID = workflowID
+    }
+}
+
+public enum WorkflowStoreError: Error, Sendable, Equatable {
+    /// The caller saved over a version that is no longer current.
+    case staleVersion(current: String)
+    /// Another active workflow already serves this webhook path.
+    case webhookPathTaken(String)
+}
+
+extension Store {
+    private func definitionContext(versionID: String, orgID: String) -> SealContext {
+        SealContext(table: "workflow_versions", rowID: versionID, column: "definition", orgID: orgID)
+    }
+
+    private func sealDefinition(_ workflow: Workflow, versionID: String, orgID: String) throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return Data(try sealer.seal(try encoder.encode(workflow), purpose: .data, context: definitionContext(versionID: versionID, orgID: orgID)))
+    }
+
+    func openDefinition(_ sealed: [UInt8], versionID: String, orgID: String) throws -> Workflow {
+        let bytes = try sealer.open(sealed, purpose: .data, context: definitionContext(versionID: versionID, orgID: orgID))
+        return try JSONDecoder().decode(Workflow.self, from: Data(bytes))
+    }
+
+    private static let workflowColumns = """
+        w.id, w.org_id, w.project_id, w.name, w.active, w.version_id, w.version, w.created_at, w.updated_at, v.definition_sealed
+        """
+
+    private func workflow(from row: any SQLRow) throws -> StoredWorkflow {
+        let orgID = try row.string("org_id"), versionID = try row.string("version_id")
+        return StoredWorkflow(id: try row.string("id"), orgID: orgID, projectID: try row.string("project_id"), name: try row.string("name"),
+                              active: try row.int("active") != 0, versionID: versionID, version: Int(try row.int("version")),
+                              definition: try openDefinition(try row.bytes("definition_sealed"), versionID: versionID, orgID: orgID),
+                              createdAt: try row.date("created_at"), updatedAt: try row.date("updated_at"))
+    }
+
+    public func insertWorkflow(orgID: String, projectID: String, definition: Workflow, creator: String?, on db: any SQLDatabase) async throws -> StoredWorkflow {
+        let id = Identifier.make("wf"), versionID = Identifier.make("wfv")
+        let now = self.now.millisecondsSince1970
+        try await db.raw("""
+            INSERT INTO workflows (id, org_id, project_id, name, active, version_id, version, created_at, updated_at)
+            VALUES (\(bind: id), \(bind: orgID), \(bind: projectID), \(bind: definition.name), 0, \(bind: versionID), 1, \(bind: now), \(bind: now))
+            """).run()
+        try await db.raw("""
+            INSERT INTO workflow_versions (id, workflow_id, version, definition_sealed, created_by, created_at)
+            VALUES (\(bind: versionID), \(bind: id), 1, \(bind: try sealDefinition(definition, versionID: versionID, orgID: orgID)),
+                    \(bind: creator), \(bind: now))
+            """).run()
+        let at = Date(millisecondsSince1970: now)
+        return StoredWorkflow(id: id, orgID: orgID, projectID: projectID, name: definition.name, active: false, versionID: versionID, version: 1,
+                              definition: definition, createdAt: at, updatedAt: at)
+    }
+
+    /// Saves `definition` as the next version, if `expectedVersionID` is still the current one.
+    public func saveWorkflowVersion(_ workflow: StoredWorkflow, definition: Workflow, expectedVersionID: String, creator: String?,
+                                    on db: any SQLDatabase) async throws -> StoredWorkflow {
+        let versionID = Identifier.make("wfv")
+        let now = self.now.millisecondsSince1970
+        let updated = try await db.raw("""
+            UPDATE workflows SET version_id = \(bind: versionID), version = version + 1, name = \(bind: definition.name), updated_at = \(bind: now)
+            WHERE id = \(bind: workflow.id) AND version_id = \(bind: expectedVersionID) RETURNING version
+            """).first()
+        guard let updated else {
+            let current = try await db.raw("SELECT version_id FROM workflows WHERE id = \(bind: workflow.id)").first()
+            throw WorkflowStoreError.staleVersion(current: try current?.string("version_id") ?? "")
+        }
+        let version = try updated.int("version")
+        try await db.raw("""
+            INSERT INTO workflow_versions (id, workflow_id, version, definition_sealed, created_by, created_at)
+            VALUES (\(bind: versionID), \(bind: workflow.id), \(bind: version),
+                    \(bind: try sealDefinition(definition, versionID: versionID, orgID: workflow.orgID)), \(bind: creator), \(bind: now))
+            """).run()
+        var saved = workflow
+        saved.name = definition.name
+        saved.definition = definition
+        saved.versionID = versionID
+        saved.version = Int(version)
+        saved.updatedAt = Date(millisecondsSince1970: now)
+        return saved
+    }
+
+    public func workflow(id: String) async throws -> StoredWorkflow? {
+        let row = try await read { db in
+            try await db.raw("""
+                SELECT \(unsafeRaw: Self.workflowColumns) FROM workflows w JOIN workflow_versions v ON v.id = w.version_id
+                WHERE w.id = \(bind: id)
+                """).first()
+        }
+        return try row.map(workflow(from:))
+    }
+
+    /// A page of a project's workflows, oldest first, after the cursor (a workflow id).
+    public func workflows(projectID: String, after cursor: String?, limit: Int) async throws -> [StoredWorkflow] {
+        let rows = try await read { db in
+            var query: SQLQueryString = """
+                SELECT \(unsafeRaw: Self.workflowColumns) FROM workflows w JOIN workflow_versions v ON v.id = w.version_id
+                WHERE w.project_id = \(bind: projectID)
+                """
+            if let cursor {
+                query += " AND w.id > \(bind: cursor)"
+            }
+            query += " ORDER BY w.id LIMIT \(bind: limit)"
+            return try await db.raw(query).all()
+        }
+        return try rows.map(workflow(from:))
+    }
+
+    public func workflowVersions(workflowID: String) async throws -> [WorkflowVersionInfo] {
+        try await read { db in
+            try await db.raw("""
+                SELECT id, workflow_id, version, created_by, created_at FROM workflow_versions
+                WHERE workflow_id = \(bind: workflowID) ORDER BY version DESC
+                """).all().map { row in
+                WorkflowVersionInfo(id: try row.string("id"), workflowID: try row.string("workflow_id"), version: Int(try row.int("version")),
+                                    createdBy: try row.optionalString("created_by"), createdAt: try row.date("created_at"))
+            }
+        }
+    }
+
+    /// The definition of one version (what an execution runs, even after later saves).
+    public func workflowDefinition(versionID: String, orgID: String) async throws -> Workflow? {
+        let row = try await read { db in
+            try await db.raw("SELECT definition_sealed FROM workflow_versions WHERE id = \(bind: versionID)").first()
+        }
+        return try row.map { try openDefinition(try $0.bytes("definition_sealed"), versionID: versionID, orgID: orgID) }
+    }
+
+    /// Turns a workflow on or off and replaces its webhook routes; a path another workflow
+    /// serves is refused.
+    public func setWorkflowActive(id: String, active: Bool, webhooks: [WebhookRoute], on db: any SQLDatabase) async throws {
+        try await db.raw("DELETE FROM webhooks WHERE workflow_id = \(bind: id)").run()
+        if active {
+            for route in webhooks {
+                let taken = try await db.raw("SELECT workflow_id FROM webhooks WHERE path = \(bind: route.path)").first()
+                if taken != nil { throw WorkflowStoreError.webhookPathTaken(route.path) }
+                try await db.raw("""
+                    INSERT INTO webhooks (path, method, node, workflow_id)
+                    VALUES (\(bind: route.path), \(bind: route.method), \(bind: route.node), \(bind: id))
+                    """).run()
+            }
+        }
+        try await db.raw("UPDATE workflows SET active = \(bind: active ? 1 : 0), updated_at = \(bind: now.millisecondsSince1970) WHERE id = \(bind: id)").run()
+    }
+
+    public func webhook(path: String) async throws -> WebhookRoute? {
+        try await read { db in
+            try await db.raw("SELECT path, method, node, workflow_id FROM webhooks WHERE path = \(bind: path)").first().map { row in
+                WebhookRoute(path: try row.string("path"), method: try row.string("method"), node: try row.string("node"),
+                             workflowID: try row.string("workflow_id"))
+            }
+        }
+    }
+
+    /// Every active workflow (for the scheduler).
+    public func activeWorkflows() async throws -> [StoredWorkflow] {
+        let rows = try await read { db in
+            try await db.raw("""
+                SELECT \(unsafeRaw: Self.workflowColumns) FROM workflows w JOIN workflow_versions v ON v.id = w.version_id
+                WHERE w.active = 1 ORDER BY w.id
+                """).all()
+        }
+        return try rows.map(workflow(from:))
+    }
+
+    public func deleteWorkflow(id: String, on db: any SQLDatabase) async throws {
+        try await db.raw("DELETE FROM webhooks WHERE workflow_id = \(bind: id)").run()
+        try await db.raw("DELETE FROM schedule_fires WHERE workflow_id = \(bind: id)").run()
+        try await db.raw("DELETE FROM workflow_versions WHERE workflow_id = \(bind: id)").run()
+        try await db.raw("DELETE FROM workflows WHERE id = \(bind: id)").run()
+    }
+
+    /// Records that a schedule fired for `dueAt`; false when it already had (another replica,
+    /// or before a restart), so each due time starts one execution.
+    public func claimScheduleFire(workflowID: String, node: String, dueAt: Date, executionID: String, on db: any SQLDatabase) async throws -> Bool {
+        let inserted = try await db.raw("""
+            INSERT INTO schedule_fires (workflow_id, node, due_at, execution_id)
+            VALUES (\(bind: workflowID), \(bind: node), \(bind: dueAt.millisecondsSince1970), \(bind: executionID))
+            ON CONFLICT DO NOTHING RETURNING execution_id
+            """).first()
+        return inserted != nil
+    }
+
+    /// Remembers a signed webhook request id; false when it was seen before (a replay).
+    public func rememberWebhookRequest(workflowID: String, requestID: String) async throws -> Bool {
+        let now = self.now.millisecondsSince1970
+        return try await write { db in
+            // Ids older than the signature tolerance can no longer be replayed (their timestamp is stale).
+            try await db.raw("DELETE FROM webhook_replays WHERE seen_at < \(bind: now - 3_600_000)").run()
+            return try await db.raw("""
+                INSERT INTO webhook_replays (workflow_id, request_id, seen_at) VALUES (\(bind: workflowID), \(bind: requestID), \(bind: now))
+                ON CONFLICT DO NOTHING RETURNING request_id
+                """).first() != nil
+        }
+    }
+
+    /// The last due time a schedule fired for, if any.
+    public func lastScheduleFire(workflowID: String, node: String) async throws -> Date? {
+        try await read { db in
+            try await db.raw("""
+                SELECT MAX(due_at) AS due FROM schedule_fires WHERE workflow_id = \(bind: workflowID) AND node = \(bind: node)
+                """).first().flatMap { try $0.optionalDate("due") }
+        }
+    }
+}

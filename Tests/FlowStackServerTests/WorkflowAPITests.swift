@@ -1,0 +1,318 @@
+import Crypto
+import FlowStackCore
+import FlowStackEngine
+import FlowStackNodes
+import FlowStackServer
+import FlowStackStore
+import FlowStackTesting
+import Foundation
+import HTTPTypes
+import Synchronization
+import Testing
+
+/// A stand-in for a remote API (outside our control): counts calls and fails the first ones.
+final class ScriptedFetcher: OutboundFetching {
+    let failures: Int
+    private let calls = Mutex(0)
+    init(failures: Int = 0) { self.failures = failures }
+    var count: Int { calls.withLock { $0 } }
+
+    func fetch(_ request: OutboundRequest) async throws -> OutboundResponse {
+        let n = calls.withLock { value in
+            value += 1
+            return value
+        }
+        if n <= failures { return OutboundResponse(status: 503, headers: [], body: Array("busy".utf8)) }
+        return OutboundResponse(status: 200, headers: [("Content-Type", "application/json")], body: Array(#"{"call":\#(n)}"#.utf8))
+    }
+}
+
+nonisolated(unsafe) let greet: [String: Any] = [
+    "name": "Greet",
+    "nodes": [
+        ["name": "Hook", "type": "flowstack.webhook", "typeVersion": 1, "parameters": ["method": "POST", "path": "greet", "respond": "lastNode"]],
+        ["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
+        ["name": "Shape", "type": "flowstack.set", "typeVersion": 1, "parameters": ["fields": ["greeting": "Hello {{ $json.body?.name ?? $json.name }}"]]],
+    ],
+    "edges": [["from": "Hook", "to": "Shape"], ["from": "Manual", "to": "Shape"]],
+]
+
+func setUp(_ client: APIClient, _ app: TestApp) async throws -> (auth: Auth, project: String, owner: APIClient.Account) {
+    let owner = try await client.setupOwner(app)
+    let auth = try await client.login(owner)
+    let project = try await client.createProject(auth, orgID: owner.orgID)
+    return (auth, project, owner)
+}
+
+func waitForStatus(_ client: APIClient, _ id: String, auth: Auth, until done: Set<String> = ["succeeded", "failed", "cancelled", "waiting"]) async throws -> APIResponse {
+    for _ in 0..<200 {
+        let response = try await client.get("/api/v1/executions/\(id)", auth: auth)
+        if let status = response.json["status"] as? String, done.contains(status) { return response }
+        try await Task.sleep(for: .milliseconds(25))
+    }
+    return try await client.get("/api/v1/executions/\(id)", auth: auth)
+}
+
+@Suite struct WorkflowAPITests {
+    @Test("create, validate, version, 409 on a stale version, delete", arguments: Backend.allCases)
+    func lifecycle(_ backend: Backend) async throws {
+        let app = try await TestApp.make(backend)
+        try await app.test { client in
+            let (auth, project, _) = try await setUp(client, app)
+            var broken = greet
+            broken["edges"] = [["from": "Hook", "to": "Nowhere"]]
+            let invalid = try await client.post("/api/v1/projects/\(project)/workflows", broken, auth: auth)
+            #expect(invalid.status == 422)
+            #expect(invalid.errorCode == "invalid_workflow")
+            let problems = (invalid.json["error"] as? [String: Any])?["problems"] as? [[String: Any]] ?? []
+            #expect(problems.contains { $0["code"] as? String == "dangling_edge" })
+
+            let created = try await client.post("/api/v1/projects/\(project)/workflows", greet, auth: auth)
+            #expect(created.status == 201)
+            let id = created.json["id"] as! String, v1 = created.json["versionId"] as! String
+            #expect(created.json["version"] as? Int == 1)
+            #expect((created.json["nodes"] as? [Any])?.count == 3)
+
+            var renamed = greet
+            renamed["name"] = "Greet 2"
+            renamed["versionId"] = v1
+            let saved = try await client.request(.put, "/api/v1/workflows/\(id)", json: renamed, auth: auth)
+            #expect(saved.status == 200)
+            #expect(saved.json["version"] as? Int == 2)
+            let stale = try await client.request(.put, "/api/v1/workflows/\(id)", json: renamed, auth: auth)
+            #expect(stale.status == 409)
+            #expect(stale.errorCode == "stale_version")
+            var missing = greet
+            missing["name"] = "x"
+            #expect(try await client.request(.put, "/api/v1/workflows/\(id)", json: missing, auth: auth).status == 422)
+
+            let versions = try await client.get("/api/v1/workflows/\(id)/versions", auth: auth)
+            #expect((versions.json["items"] as? [[String: Any]])?.map { $0["version"] as? Int } == [2, 1])
+            let fetched = try await client.get("/api/v1/workflows/\(id)", auth: auth)
+            #expect(fetched.json["name"] as? String == "Greet 2")
+            let list = try await client.get("/api/v1/projects/\(project)/workflows", auth: auth)
+            #expect((list.json["items"] as? [Any])?.count == 1)
+
+            let types = try await client.get("/api/v1/node-types", auth: auth)
+            let names = (types.json["items"] as? [[String: Any]])?.compactMap { $0["type"] as? String } ?? []
+            #expect(names.contains("flowstack.code") && names.contains("flowstack.httpRequest") && names.count >= 24)
+
+            #expect(try await client.request(.delete, "/api/v1/workflows/\(id)", auth: auth).status == 204)
+            #expect(try await client.get("/api/v1/workflows/\(id)", auth: auth).status == 404)
+        }
+    }
+
+    @Test("the definition is sealed at rest", arguments: Backend.allCases)
+    func sealed(_ backend: Backend) async throws {
+        let app = try await TestApp.make(backend)
+        let marker = "MARKER-\(UUID().uuidString)"
+        try await app.test { client in
+            let (auth, project, owner) = try await setUp(client, app)
+            var workflow = greet
+            workflow["nodes"] = [["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
+                                 ["name": "Shape", "type": "flowstack.set", "typeVersion": 1, "parameters": ["fields": ["secret": marker]]]]
+            workflow["edges"] = [["from": "Manual", "to": "Shape"]]
+            let created = try await client.post("/api/v1/projects/\(project)/workflows", workflow, auth: auth)
+            let run = try await client.post("/api/v1/workflows/\(created.json["id"] as! String)/run?wait=true", ["items": [["in": marker]]], auth: auth)
+            #expect(run.json["status"] as? String == "succeeded")
+            let bytes = try app.database.rawBytes()
+            #expect(!bytes.contains(marker: marker))
+            // The search does find what is stored in clear (a project name).
+            _ = try await client.createProject(auth, orgID: owner.orgID, name: "PLAIN-\(marker)")
+            #expect(try app.database.rawBytes().contains(marker: "PLAIN-\(marker)"))
+        }
+    }
+
+    @Test("run with wait answers the output; without, 202 and the queue runs it", arguments: Backend.allCases)
+    func run(_ backend: Backend) async throws {
+        let app = try await TestApp.make(backend)
+        try await app.test { client in
+            let (auth, project, _) = try await setUp(client, app)
+            let id = try await client.post("/api/v1/projects/\(project)/workflows", greet, auth: auth).json["id"] as! String
+            let waited = try await client.post("/api/v1/workflows/\(id)/run?wait=true", ["items": [["name": "Ada"]]], auth: auth)
+            #expect(waited.status == 200)
+            #expect(waited.json["status"] as? String == "succeeded")
+            #expect((waited.json["output"] as? [[String: Any]])?.first?["greeting"] as? String == "Hello Ada")
+
+            let accepted = try await client.post("/api/v1/workflows/\(id)/run", ["items": [["name": "Bob"]]], auth: auth)
+            #expect(accepted.status == 202)
+            let execution = try await waitForStatus(client, accepted.json["id"] as! String, auth: auth)
+            #expect(execution.json["status"] as? String == "succeeded")
+            #expect((execution.json["output"] as? [[String: Any]])?.first?["greeting"] as? String == "Hello Bob")
+            let nodes = execution.json["nodes"] as? [[String: Any]] ?? []
+            #expect(nodes.map { $0["node"] as? String } == ["Manual", "Shape"])
+            #expect((nodes.last?["input"] as? [[String: Any]])?.first?["name"] as? String == "Bob")
+
+            let list = try await client.get("/api/v1/projects/\(project)/executions?status=succeeded&limit=1", auth: auth)
+            #expect((list.json["items"] as? [Any])?.count == 1)
+            #expect(list.json["nextCursor"] is String)
+            let next = try await client.get("/api/v1/projects/\(project)/executions?status=succeeded&limit=1&cursor=\(list.json["nextCursor"] as! String)", auth: auth)
+            #expect((next.json["items"] as? [Any])?.count == 1)
+            #expect(next.json["nextCursor"] is NSNull || next.json["nextCursor"] == nil)
+            #expect(try await client.get("/api/v1/projects/\(project)/executions?status=bogus", auth: auth).status == 422)
+        }
+    }
+
+    @Test("project roles: viewers read without node data, runners run, neither edits", arguments: Backend.allCases)
+    func roles(_ backend: Backend) async throws {
+        let app = try await TestApp.make(backend)
+        try await app.test { client in
+            let (auth, project, owner) = try await setUp(client, app)
+            let id = try await client.post("/api/v1/projects/\(project)/workflows", greet, auth: auth).json["id"] as! String
+            let run = try await client.post("/api/v1/workflows/\(id)/run?wait=true", ["items": [["name": "Ada"]]], auth: auth)
+            for role in ["viewer", "runner"] {
+                let other = try await client.createAccount(app, email: "\(role)@example.com")
+                try await client.addMember(app, userID: other.userID, orgID: owner.orgID, role: .member)
+                #expect(try await client.request(.put, "/api/v1/projects/\(project)/members/\(other.userID)", json: ["role": role], auth: auth).status == 200)
+                let login = try await client.login(other)
+                let ran = try await client.post("/api/v1/workflows/\(id)/run?wait=true", nil, auth: login)
+                #expect(ran.status == (role == "runner" ? 200 : 403))
+                var edit = greet
+                edit["versionId"] = "x"
+                #expect(try await client.request(.put, "/api/v1/workflows/\(id)", json: edit, auth: login).status == 403)
+                let execution = try await client.get("/api/v1/executions/\(run.json["id"] as! String)", auth: login)
+                #expect(execution.status == 200)
+                #expect((execution.json["nodes"] != nil) == (role == "runner"))
+            }
+            let stranger = try await client.createAccount(app, email: "stranger@example.com")
+            let strangerAuth = try await client.login(stranger)
+            #expect(try await client.get("/api/v1/workflows/\(id)", auth: strangerAuth).status == 404)
+            #expect(try await client.get("/api/v1/executions/\(run.json["id"] as! String)", auth: strangerAuth).status == 404)
+        }
+    }
+
+    @Test("webhooks: served once active, unique paths, method checked, response of the last node or a Respond node", arguments: Backend.allCases)
+    func webhooks(_ backend: Backend) async throws {
+        let app = try await TestApp.make(backend)
+        try await app.test { client in
+            let (auth, project, _) = try await setUp(client, app)
+            let id = try await client.post("/api/v1/projects/\(project)/workflows", greet, auth: auth).json["id"] as! String
+            #expect(try await client.post("/webhook/greet", ["name": "Ada"]).status == 404)
+            #expect(try await client.post("/api/v1/workflows/\(id)/activate", nil, auth: auth).json["active"] as? Bool == true)
+            let answered = try await client.post("/webhook/greet", ["name": "Ada"])
+            #expect(answered.status == 200)
+            #expect(answered.json["greeting"] as? String == "Hello Ada")
+            #expect(try await client.get("/webhook/greet").status == 405)
+            #expect(try await client.request(.post, "/webhook/greet", rawBody: "<x/>", contentType: "application/xml").status == 415)
+
+            let twin = try await client.post("/api/v1/projects/\(project)/workflows", greet, auth: auth).json["id"] as! String
+            let clash = try await client.post("/api/v1/workflows/\(twin)/activate", nil, auth: auth)
+            #expect(clash.status == 409)
+            #expect(clash.errorCode == "webhook_path_taken")
+
+            let responder: [String: Any] = [
+                "name": "Custom",
+                "nodes": [
+                    ["name": "Hook", "type": "flowstack.webhook", "typeVersion": 1, "parameters": ["method": "POST", "path": "custom/reply", "respond": "respondNode"]],
+                    ["name": "Reply", "type": "flowstack.respondToWebhook", "typeVersion": 1,
+                     "parameters": ["statusCode": 201, "body": ["seen": "{{ $json.body.n * 2 }}"], "headers": ["X-Flow": "yes"]]],
+                ],
+                "edges": [["from": "Hook", "to": "Reply"]],
+            ]
+            let custom = try await client.post("/api/v1/projects/\(project)/workflows", responder, auth: auth).json["id"] as! String
+            _ = try await client.post("/api/v1/workflows/\(custom)/activate", nil, auth: auth)
+            let reply = try await client.post("/webhook/custom/reply", ["n": 21])
+            #expect(reply.status == 201)
+            #expect(reply.header("X-Flow") == "yes")
+            #expect(reply.json["seen"] as? Double == 42)
+
+            _ = try await client.post("/api/v1/workflows/\(id)/deactivate", nil, auth: auth)
+            #expect(try await client.post("/webhook/greet", ["name": "Ada"]).status == 404)
+        }
+    }
+
+    @Test("HMAC webhooks refuse a tampered body, a stale timestamp and a replayed id", arguments: Backend.allCases)
+    func signedWebhooks(_ backend: Backend) async throws {
+        let app = try await TestApp.make(backend)
+        try await app.test { client in
+            let (auth, project, _) = try await setUp(client, app)
+            let secret = "s3cret-signing-key"
+            let workflow: [String: Any] = [
+                "name": "Signed",
+                "nodes": [["name": "Hook", "type": "flowstack.webhook", "typeVersion": 1,
+                           "parameters": ["method": "POST", "path": "signed", "authentication": "hmac", "secret": secret]],
+                          ["name": "Done", "type": "flowstack.noOp", "typeVersion": 1, "parameters": [:]]],
+                "edges": [["from": "Hook", "to": "Done"]],
+            ]
+            let id = try await client.post("/api/v1/projects/\(project)/workflows", workflow, auth: auth).json["id"] as! String
+            _ = try await client.post("/api/v1/workflows/\(id)/activate", nil, auth: auth)
+            func sign(_ body: String, id: String, at time: Int) -> String {
+                let mac = HMAC<SHA256>.authenticationCode(for: Array("\(id).\(time).\(body)".utf8), using: SymmetricKey(data: Array(secret.utf8)))
+                return "sha256=" + mac.map { String(format: "%02x", $0) }.joined()
+            }
+            let now = Int(app.clock.now().timeIntervalSince1970)
+            let body = #"{"amount":10}"#
+            func send(_ body: String, signature: String, id: String, at time: Int) async throws -> APIResponse {
+                try await client.request(.post, "/webhook/signed", rawBody: body, headers: [
+                    "X-FlowStack-Signature": signature, "X-FlowStack-Timestamp": "\(time)", "X-FlowStack-Id": id])
+            }
+            #expect(try await send(body, signature: sign(body, id: "r1", at: now), id: "r1", at: now).status == 200)
+            #expect(try await send(body, signature: sign(body, id: "r1", at: now), id: "r1", at: now).errorCode == "webhook_replayed")
+            #expect(try await send(#"{"amount":99}"#, signature: sign(body, id: "r2", at: now), id: "r2", at: now).status == 401)
+            let old = now - 3600
+            #expect(try await send(body, signature: sign(body, id: "r3", at: old), id: "r3", at: old).errorCode == "webhook_signature_expired")
+            #expect(try await client.post("/webhook/signed", ["amount": 10]).status == 401)
+        }
+    }
+
+    @Test("retry continues from the failed node: completed nodes do not run again", arguments: Backend.allCases)
+    func retryFromFailedNode(_ backend: Backend) async throws {
+        let fetcher = ScriptedFetcher(failures: 1)
+        let app = try await TestApp.make(backend, fetcher: fetcher)
+        try await app.test { client in
+            let (auth, project, _) = try await setUp(client, app)
+            let workflow: [String: Any] = [
+                "name": "Fetch twice",
+                "nodes": [["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
+                          ["name": "First", "type": "flowstack.httpRequest", "typeVersion": 1, "parameters": ["url": "https://api.example.com/a"]],
+                          ["name": "Second", "type": "flowstack.httpRequest", "typeVersion": 1, "parameters": ["url": "https://api.example.com/b"]]],
+                "edges": [["from": "Manual", "to": "First"], ["from": "First", "to": "Second"]],
+            ]
+            // The first call fails (503): First fails and nothing else runs.
+            let id = try await client.post("/api/v1/projects/\(project)/workflows", workflow, auth: auth).json["id"] as! String
+            let failed = try await client.post("/api/v1/workflows/\(id)/run?wait=true", nil, auth: auth)
+            #expect(failed.json["status"] as? String == "failed")
+            #expect(failed.json["failedNode"] as? String == "First")
+            #expect(fetcher.count == 1)
+            let retried = try await client.post("/api/v1/executions/\(failed.json["id"] as! String)/retry", nil, auth: auth)
+            #expect(retried.status == 202)
+            let done = try await waitForStatus(client, retried.json["id"] as! String, auth: auth)
+            #expect(done.json["status"] as? String == "succeeded")
+            #expect(done.json["retryOf"] as? String == failed.json["id"] as? String)
+            #expect(fetcher.count == 3)
+            #expect((done.json["output"] as? [[String: Any]])?.first?["call"] as? Double == 3)
+            #expect(try await client.post("/api/v1/executions/\(retried.json["id"] as! String)/retry", nil, auth: auth).status == 409)
+        }
+    }
+
+    @Test("Wait for a resume call sleeps in the database; cancel ends an execution", arguments: Backend.allCases)
+    func waitResumeCancel(_ backend: Backend) async throws {
+        let app = try await TestApp.make(backend)
+        try await app.test { client in
+            let (auth, project, _) = try await setUp(client, app)
+            let workflow: [String: Any] = [
+                "name": "Approve",
+                "nodes": [["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
+                          ["name": "Hold", "type": "flowstack.wait", "typeVersion": 1, "parameters": ["resume": "webhook"]],
+                          ["name": "After", "type": "flowstack.set", "typeVersion": 1, "parameters": ["fields": ["approved": true]]]],
+                "edges": [["from": "Manual", "to": "Hold"], ["from": "Hold", "to": "After"]],
+            ]
+            let id = try await client.post("/api/v1/projects/\(project)/workflows", workflow, auth: auth).json["id"] as! String
+            let waiting = try await client.post("/api/v1/workflows/\(id)/run?wait=true", nil, auth: auth)
+            #expect(waiting.json["status"] as? String == "waiting")
+            let execution = waiting.json["id"] as! String
+            #expect(try await client.post("/webhook-waiting/\(execution)", nil).status == 200)
+            let done = try await waitForStatus(client, execution, auth: auth, until: ["succeeded", "failed"])
+            #expect(done.json["status"] as? String == "succeeded")
+            #expect((done.json["output"] as? [[String: Any]])?.first?["approved"] as? Bool == true)
+            #expect(try await client.post("/webhook-waiting/\(execution)", nil).status == 404)
+
+            let second = try await client.post("/api/v1/workflows/\(id)/run?wait=true", nil, auth: auth).json["id"] as! String
+            let cancelled = try await client.post("/api/v1/executions/\(second)/cancel", nil, auth: auth)
+            #expect(cancelled.json["status"] as? String == "cancelled")
+            #expect(try await client.post("/api/v1/executions/\(second)/cancel", nil, auth: auth).status == 409)
+            #expect(try await client.post("/webhook-waiting/\(second)", nil).status == 404)
+            #expect(try await client.request(.delete, "/api/v1/executions/\(second)", auth: auth).status == 204)
+        }
+    }
+}

@@ -1,6 +1,7 @@
 import FlowStackCore
 import FlowStackCrypto
 import FlowStackEngine
+import FlowStackNodes
 import FlowStackStore
 import Foundation
 import Hummingbird
@@ -54,7 +55,14 @@ public enum FlowStackApplication {
         let tls = try Bootstrap.tlsConfiguration(certificatePath: certificate.certificatePath, keyPath: certificate.keyPath)
         let setupFile = (settings.dataDirectory as NSString).appendingPathComponent("setup-token")
         let setupToken = try await SetupService(store: store, tokenFile: setupFile).prepare()
-        let engine = ExecutionEngine(store: store, configuration: settings.engine, logger: logger)
+        let policy: AddressPolicy
+        do {
+            policy = try AddressPolicy(allow: settings.httpAllow)
+        } catch {
+            throw StartupError("--http-allow: \(error.description)")
+        }
+        let engine = ExecutionEngine(store: store, configuration: settings.engine, logger: logger,
+                                     fetcher: GuardedHTTPClient(policy: policy))
         let router = try await makeRouter(store: store, settings: settings, logger: logger, engine: engine)
         let displayHost = settings.host == "0.0.0.0" || settings.host == "::" ? "localhost" : settings.host
         let httpsURL = "https://\(displayHost.contains(":") ? "[\(displayHost)]" : displayHost):\(settings.port)/"

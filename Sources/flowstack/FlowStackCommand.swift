@@ -108,6 +108,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "PEM private key for --tls-cert.")
     var tlsKey: String?
 
+    @Option(name: .customLong("http-allow"), help: "A host name or CIDR range the HTTP Request node may reach although it is private (repeatable; comma-separated in FLOWSTACK_HTTP_ALLOW).")
+    var httpAllow: [String] = []
+
     func run() async throws {
         var extra: [AbsoluteConfigKey: ConfigValue] = [:]
         if let host { extra["flowstack.host"] = ConfigValue(.string(host), isSecret: false) }
@@ -116,6 +119,7 @@ struct Serve: AsyncParsableCommand {
         if allowSignup { extra["flowstack.allowSignup"] = ConfigValue(.bool(true), isSecret: false) }
         if let tlsCert { extra["flowstack.tlsCert"] = ConfigValue(.string(tlsCert), isSecret: false) }
         if let tlsKey { extra["flowstack.tlsKey"] = ConfigValue(.string(tlsKey), isSecret: false) }
+        if !httpAllow.isEmpty { extra["flowstack.httpAllow"] = ConfigValue(.stringArray(httpAllow), isSecret: false) }
         let config = try await storage.reader(extra: extra)
         let f = config.scoped(to: "flowstack")
         var settings = storage.settings(config)
@@ -133,6 +137,11 @@ struct Serve: AsyncParsableCommand {
         settings.lockoutThreshold = f.int(forKey: "lockoutThreshold", default: settings.lockoutThreshold)
         settings.lockoutDuration = f.double(forKey: "lockoutDurationSeconds", default: settings.lockoutDuration)
         settings.maxBodyBytes = f.int(forKey: "maxBodyBytes", default: settings.maxBodyBytes)
+        settings.httpAllow = f.stringArray(forKey: "httpAllow", default: []).flatMap { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
+            .filter { !$0.isEmpty }
+        settings.engine.leaseDuration = f.double(forKey: "leaseSeconds", default: settings.engine.leaseDuration)
+        settings.engine.heartbeatInterval = min(settings.engine.heartbeatInterval, settings.engine.leaseDuration / 3)
+        settings.sandboxPath = f.string(forKey: "sandboxPath")
         let logger = storage.logger(config)
 
         let server: RunningServer

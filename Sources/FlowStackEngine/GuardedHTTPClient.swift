@@ -1,0 +1,100 @@
+import AsyncHTTPClient
+import FlowStackNodes
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// Outbound HTTP for the HTTP Request node, behind the SSRF guard: every URL (and every redirect
+/// target) is vetted after DNS resolution, and the connection goes to the very address that was
+/// vetted (the client is told to use it instead of resolving again), so DNS rebinding cannot
+/// swap in a private address. TLS certificates are verified against the host name.
+public struct GuardedHTTPClient: OutboundFetching {
+    public let policy: AddressPolicy
+    let resolver: any HostResolver
+
+    public init(policy: AddressPolicy, resolver: any HostResolver = SystemResolver()) {
+        self.policy = policy
+        self.resolver = resolver
+    }
+
+    public func fetch(_ request: OutboundRequest) async throws -> OutboundResponse {
+        var url = request.url
+        var method = request.method
+        var body = request.body
+        var headers = request.headers
+        for _ in 0...max(0, request.maxRedirects) {
+            guard let parsed = URL(string: url) else { throw NodeError("'\(url.prefix(200))' is not a valid URL.", field: "url") }
+            let destination: AddressPolicy.Destination
+            do {
+                destination = try await policy.vet(url: parsed, resolver: resolver)
+            } catch {
+                throw NodeError(error.description, field: "url")
+            }
+            let response = try await send(url: url, parsed: parsed, destination: destination, method: method, headers: headers, body: body, request: request)
+            guard request.followRedirects, [301, 302, 303, 307, 308].contains(response.status),
+                  let location = response.headers.first(where: { $0.0.lowercased() == "location" })?.1,
+                  let next = URL(string: location, relativeTo: parsed)?.absoluteURL else {
+                return response
+            }
+            if response.status == 303 || ((response.status == 301 || response.status == 302) && method == "POST") {
+                method = "GET"
+                body = nil
+                headers.removeAll { $0.0.lowercased() == "content-type" || $0.0.lowercased() == "content-length" }
+            }
+            if next.host?.lowercased() != parsed.host?.lowercased() {
+                // Credentials are for the host they were given for, not for where it redirects.
+                headers.removeAll { ["authorization", "cookie", "proxy-authorization"].contains($0.0.lowercased()) }
+            }
+            url = next.absoluteString
+        }
+        throw NodeError("The request was redirected more than \(request.maxRedirects) times.")
+    }
+
+    private func send(url: String, parsed: URL, destination: AddressPolicy.Destination, method: String, headers: [(String, String)],
+                      body: [UInt8]?, request: OutboundRequest) async throws -> OutboundResponse {
+        var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow,
+                                                     timeout: .init(connect: .seconds(10), read: .seconds(Int64(request.timeout.rounded(.up)))))
+        var override: [String: String] = [:]
+        for host in [parsed.host(percentEncoded: true), parsed.host, Optional(destination.host)].compactMap({ $0 }) {
+            override[host] = destination.address.description
+            override[host.trimmingCharacters(in: CharacterSet(charactersIn: "[]"))] = destination.address.description
+        }
+        configuration.dnsOverride = override
+        configuration.decompression = .enabled(limit: .size(request.maxResponseBytes))
+        let client = HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton, configuration: configuration)
+        do {
+            var outbound = HTTPClientRequest(url: url)
+            outbound.method = HTTPMethod(rawValue: method)
+            for (name, value) in headers { outbound.headers.add(name: name, value: value) }
+            if let body { outbound.body = .bytes(ByteBuffer(bytes: body)) }
+            let response = try await client.execute(outbound, timeout: .seconds(Int64(request.timeout.rounded(.up))))
+            var collected: ByteBuffer
+            do {
+                collected = try await response.body.collect(upTo: request.maxResponseBytes)
+            } catch is NIOTooManyBytesError {
+                throw NodeError("The response is larger than \(request.maxResponseBytes) bytes.")
+            }
+            let result = OutboundResponse(status: Int(response.status.code), headers: response.headers.map { ($0.name, $0.value) },
+                                          body: collected.readBytes(length: collected.readableBytes) ?? [])
+            try await client.shutdown()
+            return result
+        } catch let error as NodeError {
+            try? await client.shutdown()
+            throw error
+        } catch {
+            try? await client.shutdown()
+            throw NodeError("The request to \(destination.host) failed: \(Self.describe(error))")
+        }
+    }
+
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? HTTPClientError {
+            switch error {
+            case .deadlineExceeded, .readTimeout, .connectTimeout: return "it timed out"
+            default: return String(describing: error)
+            }
+        }
+        return String(describing: type(of: error))
+    }
+}

@@ -1,0 +1,77 @@
+import FlowStackEngine
+import FlowStackNodes
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Testing
+
+/// A resolver that answers from a table: stands in for DNS, which tests cannot control.
+struct TableResolver: HostResolver {
+    let table: [String: [IPAddress]]
+    func resolve(host: String, port: Int) async throws -> [IPAddress] {
+        guard let answer = table[host] else { throw CancellationError() }
+        return answer
+    }
+}
+
+/// SECURITY-TESTS 27: the HTTP Request node's outbound client against a real server on loopback.
+@Suite struct OutboundHTTPTests {
+    /// Runs `body` with the port of a local server that answers `/hello` and redirects `/away?to=`.
+    func withServer(_ body: @Sendable @escaping (Int) async throws -> Void) async throws {
+        let router = Router()
+        router.get("hello") { _, _ in "hello from loopback" }
+        router.get("away") { request, _ -> Response in
+            let target = request.uri.queryParameters["to"].map(String.init) ?? "/"
+            return Response(status: .found, headers: [.location: target])
+        }
+        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        try await app.test(.live) { client in
+            try await body(try #require(client.port))
+        }
+    }
+
+    func get(_ client: GuardedHTTPClient, _ url: String) async throws -> OutboundResponse {
+        try await client.fetch(OutboundRequest(method: "GET", url: url, timeout: 5))
+    }
+
+    @Test("private and loopback addresses are refused in every encoding, and on redirects")
+    func refused() async throws {
+        try await withServer { port in
+            let guarded = GuardedHTTPClient(policy: .default)
+            for host in ["127.0.0.1", "0x7f.1", "2130706433", "0177.0.0.1", "127.1", "[::1]", "[::ffff:127.0.0.1]", "[::ffff:7f00:1]", "localhost",
+                         "LOCALHOST.", "%31%32%37.0.0.1"] {
+                await #expect(throws: NodeError.self, "\(host)") { _ = try await get(guarded, "http://\(host):\(port)/hello") }
+            }
+            for url in ["http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/", "http://[fd00:ec2::254]/", "file:///etc/passwd", "gopher://127.0.0.1/"] {
+                await #expect(throws: NodeError.self, "\(url)") { _ = try await get(guarded, url) }
+            }
+            // Allowed to reach 127.0.0.1 only: a redirect to ::1 is vetted again and refused.
+            let allowed = GuardedHTTPClient(policy: try AddressPolicy(allow: ["127.0.0.1/32"]))
+            let ok = try await get(allowed, "http://127.0.0.1:\(port)/hello")
+            #expect(ok.status == 200)
+            #expect(String(decoding: ok.body, as: UTF8.self) == "hello from loopback")
+            let followed = try await get(allowed, "http://127.0.0.1:\(port)/away?to=/hello")
+            #expect(String(decoding: followed.body, as: UTF8.self) == "hello from loopback")
+            await #expect(throws: NodeError.self) { _ = try await get(allowed, "http://127.0.0.1:\(port)/away?to=http://%5B::1%5D:\(port)/hello") }
+            await #expect(throws: NodeError.self) { _ = try await get(allowed, "http://127.0.0.1:\(port)/away?to=http://169.254.169.254/") }
+            // The allowlist opens exactly its range.
+            let neighbour = GuardedHTTPClient(policy: try AddressPolicy(allow: ["127.0.0.2/32"]))
+            await #expect(throws: NodeError.self) { _ = try await get(neighbour, "http://127.0.0.1:\(port)/hello") }
+        }
+    }
+
+    @Test("the connection goes to the address that was vetted, not to a second DNS answer")
+    func connectsToVettedAddress() async throws {
+        try await withServer { port in
+            // "api.example.test" exists only in this resolver: reaching the server proves the client did not resolve it again.
+            let resolver = TableResolver(table: ["api.example.test": [IPAddress("127.0.0.1")!]])
+            let client = GuardedHTTPClient(policy: try AddressPolicy(allow: ["127.0.0.1/32"]), resolver: resolver)
+            let response = try await get(client, "http://api.example.test:\(port)/hello")
+            #expect(String(decoding: response.body, as: UTF8.self) == "hello from loopback")
+            // A name whose answer includes a private address is refused, even if another answer is public.
+            let mixed = TableResolver(table: ["mixed.example.test": [IPAddress("93.184.216.34")!, IPAddress("127.0.0.1")!]])
+            let strict = GuardedHTTPClient(policy: .default, resolver: mixed)
+            await #expect(throws: NodeError.self) { _ = try await get(strict, "http://mixed.example.test:\(port)/hello") }
+        }
+    }
+}

@@ -1,0 +1,128 @@
+import FlowStackCore
+import FlowStackEngine
+import FlowStackNodes
+import FlowStackStore
+import FlowStackTesting
+import Foundation
+import Testing
+
+/// SECURITY-TESTS 35–36 at the engine level: a worker that loses its lease cannot write, and a
+/// crashed execution resumes at the node that was running without re-running completed nodes.
+@Suite struct DurabilityTests {
+    static let chain = Workflow(name: "Chain", nodes: [
+        WorkflowNode(name: "Manual", type: "flowstack.manualTrigger"),
+        WorkflowNode(name: "First", type: "flowstack.httpRequest", parameters: ["url": "https://api.example.com/1"]),
+        WorkflowNode(name: "Second", type: "flowstack.httpRequest", parameters: ["url": "https://api.example.com/2"]),
+        WorkflowNode(name: "Third", type: "flowstack.httpRequest", parameters: ["url": "https://api.example.com/3"]),
+    ], edges: [Edge(from: "Manual", to: "First"), Edge(from: "First", to: "Second"), Edge(from: "Second", to: "Third")])
+
+    func workflow(_ app: TestApp) async throws -> StoredWorkflow {
+        let store = app.store
+        return try await store.write { db in
+            let user = try await store.insertUser(email: "o@example.com", name: "O", passwordHash: "x", on: db)
+            let org = try await store.insertOrganization(name: "Org", owner: user.id, on: db)
+            let project = try await store.insertProject(orgID: org.id, name: "P", description: "", creator: user.id, on: db)
+            return try await store.insertWorkflow(orgID: org.id, projectID: project.id, definition: Self.chain, creator: user.id, on: db)
+        }
+    }
+
+    @Test("a worker paused past its lease cannot commit once another worker took the execution (fencing)", arguments: Backend.allCases)
+    func fencing(_ backend: Backend) async throws {
+        let app = try await TestApp.make(backend)
+        try await app.test(worker: false) { _ in
+            let store = app.store
+            let workflow = try await workflow(app)
+            let accepted = try await app.engine.submit(workflow, trigger: "Manual", items: [Item(json: [:])], mode: .manual)
+            let first = try #require(try await store.claimExecutions(owner: "A", limit: 10, leaseUntil: store.now.addingTimeInterval(30)).first)
+            #expect(first.id == accepted.id)
+            // Still leased: nobody else gets it.
+            #expect(try await store.claimExecutions(owner: "B", limit: 10, leaseUntil: store.now.addingTimeInterval(30)).isEmpty)
+            // A stalls past its lease; B takes over with a new fence.
+            app.clock.advance(by: 31)
+            let second = try #require(try await store.claimExecutions(owner: "B", limit: 10, leaseUntil: store.now.addingTimeInterval(30)).first)
+            #expect(second.fence == first.fence + 1)
+            let event = ExecutionEvent.nodeSucceeded(node: "First", outputs: [[Item(json: ["from": "A"])]])
+            await #expect(throws: LeaseLost.self) {
+                try await store.appendJournal(executionID: first.id, orgID: first.orgID, fence: first.fence, firstSeq: 1,
+                                              events: [(event, "First", nil)], progress: nil, leaseUntil: store.now.addingTimeInterval(30))
+            }
+            #expect(try await store.heartbeat(executionID: first.id, fence: first.fence, leaseUntil: store.now.addingTimeInterval(30)) == false)
+            try await store.appendJournal(executionID: second.id, orgID: second.orgID, fence: second.fence, firstSeq: 1,
+                                          events: [(ExecutionEvent.nodeSucceeded(node: "First", outputs: [[Item(json: ["from": "B"])]]), "First", nil)],
+                                          progress: nil, leaseUntil: store.now.addingTimeInterval(30))
+            let journal = try await store.journal(executionID: first.id, orgID: first.orgID)
+            #expect(journal.count == 2)
+            #expect(journal.last?.event == .nodeSucceeded(node: "First", outputs: [[Item(json: ["from": "B"])]]))
+        }
+    }
+
+    @Test("a crashed execution resumes at the node that was running; completed nodes do not run again", arguments: Backend.allCases)
+    func resumeAfterCrash(_ backend: Backend) async throws {
+        let fetcher = ScriptedFetcher()
+        let app = try await TestApp.make(backend, fetcher: fetcher)
+        try await app.test(worker: false) { _ in
+            let store = app.store
+            let workflow = try await workflow(app)
+            // What a worker that died during Second leaves behind: First checkpointed, the row running under its lease.
+            let record = ExecutionRecord(orgID: workflow.orgID, projectID: workflow.projectID, workflowID: workflow.id, versionID: workflow.versionID,
+                                         mode: .manual, triggerNode: "Manual", createdAt: store.now)
+            let done = ExecutionEvent.nodeSucceeded(node: "First", outputs: [[Item(json: ["call": 0])]])
+            _ = try await store.write { db in
+                try await store.insertExecution(record, start: .start(trigger: "Manual", items: [Item(json: [:])]), replaying: [done],
+                                                leaseOwner: "dead-worker", leaseUntil: store.now.addingTimeInterval(30), on: db)
+            }
+            // Not taken while the dead worker's lease lasts; taken after it expires.
+            #expect(try await store.claimExecutions(owner: "probe", limit: 1, leaseUntil: store.now.addingTimeInterval(1)).isEmpty)
+            app.clock.advance(by: 31)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await app.engine.run() }
+                let finished = try await app.engine.awaitFinished(record.id, timeout: 20)
+                group.cancelAll()
+                #expect(finished?.status == .succeeded)
+            }
+            // Only Second and Third ran: First's checkpoint was reused.
+            #expect(fetcher.count == 2)
+            let journal = try await store.journal(executionID: record.id, orgID: record.orgID)
+            let ran = journal.compactMap { entry -> String? in
+                if case .nodeSucceeded(let node, _) = entry.event { return node }
+                return nil
+            }
+            #expect(ran == ["First", "Second", "Third"])
+        }
+    }
+
+    @Test("schedules fire once per due time, also across restarts and replicas", arguments: Backend.allCases)
+    func scheduleOnce(_ backend: Backend) async throws {
+        let app = try await TestApp.make(backend)
+        try await app.test(worker: false) { _ in
+            let store = app.store
+            let scheduled = Workflow(name: "Tick", nodes: [
+                WorkflowNode(name: "Every minute", type: "flowstack.schedule", parameters: ["cron": "* * * * *"]),
+                WorkflowNode(name: "Do", type: "flowstack.noOp"),
+            ], edges: [Edge(from: "Every minute", to: "Do")])
+            let workflow = try await store.write { db in
+                let user = try await store.insertUser(email: "o@example.com", name: "O", passwordHash: "x", on: db)
+                let org = try await store.insertOrganization(name: "Org", owner: user.id, on: db)
+                let project = try await store.insertProject(orgID: org.id, name: "P", description: "", creator: user.id, on: db)
+                let workflow = try await store.insertWorkflow(orgID: org.id, projectID: project.id, definition: scheduled, creator: user.id, on: db)
+                try await store.setWorkflowActive(id: workflow.id, active: true, webhooks: [], on: db)
+                return workflow
+            }
+            let replicaA = Scheduler(engine: app.engine, logger: .init(label: "a"))
+            let replicaB = Scheduler(engine: app.engine, logger: .init(label: "b"))
+            var seenA: [String: Date] = [:], seenB: [String: Date] = [:]
+            #expect(try await replicaA.fireDue(firstSeen: &seenA).isEmpty)
+            app.clock.advance(by: 61)
+            let fired = try await replicaA.fireDue(firstSeen: &seenA)
+            #expect(fired.count == 1)
+            #expect(try await replicaB.fireDue(firstSeen: &seenB).isEmpty)
+            #expect(try await replicaA.fireDue(firstSeen: &seenA).isEmpty)
+            // An outage of five minutes: caught up with one execution, not five.
+            app.clock.advance(by: 300)
+            var fresh: [String: Date] = [:]
+            #expect(try await Scheduler(engine: app.engine, logger: .init(label: "restarted")).fireDue(firstSeen: &fresh).count == 1)
+            let executions = try await store.executions(projectID: workflow.projectID, filter: .init(mode: .schedule), before: nil, limit: 10)
+            #expect(executions.count == 2)
+        }
+    }
+}

@@ -107,6 +107,66 @@ import Testing
         #expect(try await run(MergeNode(), ["mode": "byKey", "key": "k"], [left, right]) == .items([[Item(json: ["k": 2, "a": 2, "b": 2])]]))
         #expect(try await run(MergeNode(), ["mode": "byPosition"], [left, right]) == .items([[Item(json: ["k": 2, "a": 1, "b": 2])]]))
         #expect(try await run(MergeNode(), [:], [left, right]) == .items([left + right]))
+        #expect(try await run(MergeNode(), ["mode": "waitForBoth"], [left, right]) == .items([left + right]))
+        #expect(try await run(MergeNode(), ["mode": "waitForBoth"], [left, []]) == .items([[]]))
+    }
+
+    @Test("switch routes to the first rule that holds, else the fallback output")
+    func switchNode() async throws {
+        let rules: JSONValue = ["{{ $json.v === 'a' }}", "{{ $json.id === 1 }}"]
+        #expect(try await run(SwitchNode(), ["rules": rules], [items]) == .items([[items[0]], [items[2]], [items[1]]]))
+    }
+
+    @Test("date and time: format, add and subtract, with clear errors")
+    func dateTime() async throws {
+        let item = [Item(json: ["when": "2026-03-01T10:00:00Z"])]
+        let added = try await run(DateTimeNode(), ["operation": "add", "value": "{{ $json.when }}", "amount": 90, "unit": "minutes"], [item])
+        #expect(added == .items([[Item(json: ["when": "2026-03-01T10:00:00Z", "date": "2026-03-01T11:30:00.000Z"])]]))
+        let formatted = try await run(DateTimeNode(), ["operation": "format", "value": "2026-03-01T10:00:00Z", "format": "dd.MM.yyyy", "outputField": "d"], [[Item(json: [:])]])
+        #expect(formatted == .items([[Item(json: ["d": "01.03.2026"])]]))
+        await #expect(throws: NodeError.self) { try await run(DateTimeNode(), ["operation": "add", "value": "yesterday", "amount": 1], [item]) }
+    }
+
+    @Test("wait asks to sleep; respond to webhook keeps the response on its hidden output")
+    func waitAndRespond() async throws {
+        let wait = try await run(WaitNode(), ["resume": "timeInterval", "seconds": 5], [items])
+        guard case .wait(let until, let kept) = wait else { Issue.record("no wait"); return }
+        #expect(kept == items)
+        #expect(until.timeIntervalSinceNow > 3)
+        #expect(try await run(WaitNode(), ["resume": "webhook"], [items]) == .waitForResume(items: items))
+        await #expect(throws: NodeError.self) { try await run(WaitNode(), ["resume": "timeInterval", "seconds": -1], [items]) }
+        let respond = try await run(RespondToWebhookNode(), ["statusCode": 202, "body": ["ok": true], "headers": ["X-A": "b"]], [items])
+        #expect(respond == .items([items, [Item(json: ["statusCode": 202, "headers": ["X-A": "b"], "body": ["ok": true]])]]))
+        await #expect(throws: NodeError.self) { try await run(RespondToWebhookNode(), ["statusCode": 99], [items]) }
+        await #expect(throws: NodeError.self) { try await run(RespondToWebhookNode(), ["headers": ["Bad Header": "x"]], [items]) }
+    }
+
+    @Test("HTTP request: builds the request from parameters and shapes the response into items")
+    func httpRequest() async throws {
+        struct Echo: NodeServices {
+            func executeWorkflow(id: String, items: [Item], wait: Bool, caller: ExpressionContext) async throws -> [Item] { [] }
+            func runCode(_ request: CodeRequest) async throws -> CodeResponse { CodeResponse(ok: false) }
+            func fetch(_ request: OutboundRequest) async throws -> OutboundResponse {
+                let headers = request.headers.map { "\($0.0)=\($0.1)" }.joined(separator: ";")
+                let body = #"[{"url":"\#(request.url)","method":"\#(request.method)","headers":"\#(headers)","body":"\#(String(decoding: request.body ?? [], as: UTF8.self).replacingOccurrences(of: "\"", with: "'"))"}]"#
+                return OutboundResponse(status: 200, headers: [("Content-Type", "application/json")], body: Array(body.utf8))
+            }
+        }
+        let node = WorkflowNode(name: "N", type: "flowstack.httpRequest", parameters: [
+            "url": "https://api.example.com/items/{{ $json.id }}", "method": "POST", "query": ["q": "x y"],
+            "headers": ["X-Trace": "t"], "bodyType": "json", "body": ["v": "{{ $json.v }}"],
+        ])
+        let output = try await HTTPRequestNode().run(NodeInput(node: node, inputs: [[items[0]]], base: ExpressionContext(), services: Echo()))
+        guard case .items(let produced) = output, let json = produced.first?.first?.json else { Issue.record("no items"); return }
+        #expect(json["url"] == "https://api.example.com/items/1?q=x%20y")
+        #expect(json["method"] == "POST")
+        #expect(json["headers"] == "X-Trace=t;Content-Type=application/json")
+        #expect(json["body"] == "{'v':'a'}")
+        for bad: [String: JSONValue] in [["url": "file:///etc/passwd"], ["url": "https://x.example", "method": "TRACE"], ["url": "https://x.example", "timeout": 0]] {
+            await #expect(throws: NodeError.self) { try await HTTPRequestNode().run(NodeInput(node: WorkflowNode(name: "N", type: "flowstack.httpRequest", parameters: bad), inputs: [items], base: ExpressionContext(), services: Echo())) }
+        }
+        // Without the platform's HTTP service (no SSRF guard), the node refuses to run.
+        await #expect(throws: NodeError.self) { try await run(HTTPRequestNode(), ["url": "https://x.example"], [items]) }
     }
 
     @Test("crypto hashes and HMACs with known answers")

@@ -1,11 +1,12 @@
 import FlowStackCore
 
 /// Combines two inputs: `append` (all of input 0, then input 1), `byPosition` (merge the i-th
-/// items' fields) or `byKey` (join items whose `key` field is equal).
+/// items' fields), `byKey` (join items whose `key` field is equal) or `waitForBoth` (append, but
+/// only when both inputs received items; otherwise nothing goes on).
 public struct MergeNode: NodeType {
     public init() {}
     public static let descriptor = NodeTypeDescriptor(type: "flowstack.merge", inputs: 2, parameters: [
-        .init("mode", .options, options: ["append", "byPosition", "byKey"]), .init("key", .string),
+        .init("mode", .options, options: ["append", "byPosition", "byKey", "waitForBoth"]), .init("key", .string),
     ])
 
     public func run(_ input: NodeInput) async throws -> NodeOutput {
@@ -28,6 +29,8 @@ public struct MergeNode: NodeType {
                 }
             }
             return .items([out])
+        case "waitForBoth":
+            return .items([a.isEmpty || b.isEmpty ? [] : a + b])
         default:
             return .items([a + b])
         }

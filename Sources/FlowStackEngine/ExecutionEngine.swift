@@ -18,6 +18,8 @@ public struct EngineConfiguration: Sendable {
     public var inlineWaitLimit: TimeInterval = 2
     /// Identifies this worker in leases.
     public var workerID: String = Identifier.make("wrk")
+    /// An inline run still going after this long is written to the database (see `StoreJournal`).
+    public var flushAfter: TimeInterval = 0.25
     /// Sub-workflow nesting limit.
     public var maximumDepth: Int = 16
 
@@ -82,13 +84,13 @@ public final class ExecutionEngine: Service, Sendable {
         let record = ExecutionRecord(orgID: workflow.orgID, projectID: workflow.projectID, workflowID: workflow.id, versionID: workflow.versionID,
                                      mode: mode, triggerNode: trigger, createdAt: store.now, parentID: parentID)
         let start = ExecutionEvent.start(trigger: trigger, items: items)
-        let owner = configuration.workerID
-        let leaseUntil = store.now.addingTimeInterval(configuration.leaseDuration)
-        let inserted = try await store.write { [store] db in
-            try await store.insertExecution(record, start: start, leaseOwner: owner, leaseUntil: leaseUntil, on: db)
-        }
-        return try await execute(inserted, definition: workflow.definition, journal: [ExecutionJournalEntry(seq: 0, node: nil, event: start, createdAt: record.createdAt)],
-                                 depth: depth)
+        var running = record
+        running.status = .running
+        running.fence = 1
+        running.startedAt = record.createdAt
+        running.events = 1
+        return try await execute(running, definition: workflow.definition, journal: [ExecutionJournalEntry(seq: 0, node: nil, event: start, createdAt: record.createdAt)],
+                                 depth: depth, pending: true)
     }
 
     /// Waits until execution `id` has finished or sleeps, and answers its record.
@@ -163,14 +165,16 @@ public final class ExecutionEngine: Service, Sendable {
 
     // MARK: Running
 
-    func execute(_ record: ExecutionRecord, definition: Workflow, journal: [ExecutionJournalEntry], depth: Int) async throws -> ExecutionResult {
+    func execute(_ record: ExecutionRecord, definition: Workflow, journal: [ExecutionJournalEntry], depth: Int,
+                 pending: Bool = false) async throws -> ExecutionResult {
         let driver = self.driver
         var machine = ExecutionStateMachine(workflow: definition, outputCounts: driver.outputCounts(definition))
         for entry in journal {
             _ = machine.handle(entry.event)
         }
         let storeJournal = StoreJournal(store: store, record: record, nextSeq: max(record.events, journal.count),
-                                        leaseDuration: configuration.leaseDuration)
+                                        leaseDuration: configuration.leaseDuration, pendingStart: pending ? journal.first?.event : nil,
+                                        owner: configuration.workerID)
         var current = record
         if machine.status.isFinished {
             // The journal already holds the end (an earlier holder died before marking the row).
@@ -184,7 +188,7 @@ public final class ExecutionEngine: Service, Sendable {
         context.callDepth = depth
         let deadline = definition.settings.timeout.map { (record.startedAt ?? store.now).addingTimeInterval($0) }
         var actions = machine.resumeActions()
-        if machine.status == .waiting, let due = record.waitUntil, due <= store.now {
+        if machine.status == .waiting, let due = record.waitUntil, due.millisecondsSince1970 <= store.now.millisecondsSince1970 {
             // Woken (its time came, or a resume call): continue the waiting nodes with their items.
             actions = []
             for (node, items) in machine.waiting.sorted(by: { $0.key < $1.key }) {
@@ -208,11 +212,14 @@ public final class ExecutionEngine: Service, Sendable {
                 return (running, outcome)
             }
             group.addTask {
+                if pending {
+                    // A run still pending after `flushAfter` is written, so it survives a crash from then on.
+                    try await Task.sleep(for: .seconds(configuration.flushAfter))
+                    try await storeJournal.flush()
+                }
                 while true {
                     try await Task.sleep(for: .seconds(heartbeat))
-                    let held = try await store.heartbeat(executionID: record.id, fence: fence,
-                                                         leaseUntil: store.now.addingTimeInterval(configuration.leaseDuration))
-                    if !held { throw LeaseLost(executionID: record.id) }
+                    if try await !storeJournal.heartbeat() { throw LeaseLost(executionID: record.id) }
                 }
             }
             defer { group.cancelAll() }
@@ -267,43 +274,74 @@ final class ActiveCount: Sendable {
 }
 
 /// Writes the journal of one execution under its fence.
-final class StoreJournal: ExecutionJournal, Sendable {
+///
+/// An inline run (a webhook or `run?wait=true` whose caller is waiting for the answer) starts
+/// *pending*: its row and journal are kept in memory and written in one transaction when it ends,
+/// or as soon as it has run for `flushAfter` (or sleeps), whichever comes first. Until then the
+/// caller has no answer, so nothing has been acknowledged that a crash could lose; from then on
+/// every step is journaled before the engine acts on it.
+actor StoreJournal: ExecutionJournal {
     let store: Store
     let record: ExecutionRecord
     let leaseDuration: TimeInterval
-    private let nextSeq: Mutex<Int>
+    private var nextSeq: Int
+    private var pending: (start: ExecutionEvent, owner: String, entries: [(event: ExecutionEvent, node: String?, run: NodeRunInfo?)])?
 
-    init(store: Store, record: ExecutionRecord, nextSeq: Int, leaseDuration: TimeInterval) {
+    init(store: Store, record: ExecutionRecord, nextSeq: Int, leaseDuration: TimeInterval, pendingStart: ExecutionEvent? = nil, owner: String = "") {
         self.store = store
         self.record = record
         self.leaseDuration = leaseDuration
-        self.nextSeq = Mutex(nextSeq)
+        self.nextSeq = nextSeq
+        if let pendingStart { pending = (pendingStart, owner, []) }
     }
 
-    func record(_ event: ExecutionEvent, node: NodeRunSummary?, machine: ExecutionStateMachine, actions: [ExecutionAction]) async throws {
+    nonisolated func record(_ event: ExecutionEvent, node: NodeRunSummary?, machine: ExecutionStateMachine, actions: [ExecutionAction]) async throws {
         var progress: ExecutionProgress?
         for action in actions {
             if case .finish(let status, let error, let failedNode) = action {
                 progress = ExecutionProgress(status: status, error: error, failedNode: failedNode)
             }
         }
-        let seq = nextSeq.withLock { value in
-            defer { value += 1 }
-            return value
-        }
         let run = node.map { NodeRunInfo(attempt: $0.attempts, milliseconds: $0.milliseconds, logs: $0.logs) }
+        try await append((event, node?.node ?? event.nodeName, run), progress: progress)
+    }
+
+    private func append(_ entry: (event: ExecutionEvent, node: String?, run: NodeRunInfo?), progress: ExecutionProgress?) async throws {
+        if pending != nil {
+            pending!.entries.append(entry)
+            if progress != nil { try await flush(progress) }
+            return
+        }
+        let seq = nextSeq
+        nextSeq += 1
         try await store.appendJournal(executionID: record.id, orgID: record.orgID, fence: record.fence, firstSeq: seq,
-                                      events: [(event, node?.node ?? event.nodeName, run)], progress: progress,
-                                      leaseUntil: store.now.addingTimeInterval(leaseDuration))
+                                      events: [entry], progress: progress, leaseUntil: store.now.addingTimeInterval(leaseDuration))
+    }
+
+    /// Writes a pending run's row and journal (it is accepted from now on).
+    func flush(_ progress: ExecutionProgress? = nil) async throws {
+        guard let buffered = pending else { return }
+        pending = nil
+        _ = try await store.insertExecutionWithJournal(record, start: buffered.start, leaseOwner: buffered.owner,
+                                                       leaseUntil: store.now.addingTimeInterval(leaseDuration), events: buffered.entries, progress: progress)
+        nextSeq = 1 + buffered.entries.count
     }
 
     func mark(_ progress: ExecutionProgress) async throws {
-        let seq = nextSeq.withLock { $0 }
-        try await store.appendJournal(executionID: record.id, orgID: record.orgID, fence: record.fence, firstSeq: seq, events: [],
+        if pending != nil {
+            try await flush(progress)
+            return
+        }
+        try await store.appendJournal(executionID: record.id, orgID: record.orgID, fence: record.fence, firstSeq: nextSeq, events: [],
                                       progress: progress, leaseUntil: store.now.addingTimeInterval(leaseDuration))
     }
-}
 
+    /// Extends the lease; false when another worker took the execution.
+    func heartbeat() async throws -> Bool {
+        if pending != nil { return true }
+        return try await store.heartbeat(executionID: record.id, fence: record.fence, leaseUntil: store.now.addingTimeInterval(leaseDuration))
+    }
+}
 
 extension ExecutionEngine {
     public enum RetryError: Error, Sendable {

@@ -195,13 +195,37 @@ extension Store {
     public func appendJournal(executionID: String, orgID: String, fence: Int, firstSeq: Int,
                               events: [(event: ExecutionEvent, node: String?, run: NodeRunInfo?)],
                               progress: ExecutionProgress?, leaseUntil: Date) async throws {
+        let append = try prepareJournal(executionID: executionID, orgID: orgID, fence: fence, firstSeq: firstSeq, events: events,
+                                        progress: progress, leaseUntil: leaseUntil)
+        try await write { db in try await append(db) }
+    }
+
+    /// Accepts an execution and its journal so far in one transaction: what an inline run that
+    /// finished quickly writes (one commit instead of one per step).
+    public func insertExecutionWithJournal(_ record: ExecutionRecord, start: ExecutionEvent, leaseOwner: String, leaseUntil: Date,
+                                           events: [(event: ExecutionEvent, node: String?, run: NodeRunInfo?)],
+                                           progress: ExecutionProgress?) async throws -> ExecutionRecord {
+        let append = try prepareJournal(executionID: record.id, orgID: record.orgID, fence: 1, firstSeq: 1, events: events,
+                                        progress: progress, leaseUntil: leaseUntil)
+        return try await write { db in
+            let inserted = try await self.insertExecution(record, start: start, leaseOwner: leaseOwner, leaseUntil: leaseUntil, on: db)
+            try await append(db)
+            return inserted
+        }
+    }
+
+    /// Seals the entries now (outside the writer) and returns the statements to run in a transaction.
+    private func prepareJournal(executionID: String, orgID: String, fence: Int, firstSeq: Int,
+                                events: [(event: ExecutionEvent, node: String?, run: NodeRunInfo?)],
+                                progress: ExecutionProgress?, leaseUntil: Date) throws -> @Sendable (any SQLDatabase) async throws -> Void {
         let now = self.now
         let sealed = try events.enumerated().map { offset, entry in
             try sealEvent(entry.event, run: entry.run, executionID: executionID, seq: firstSeq + offset, orgID: orgID)
         }
+        let nodes = events.map(\.node)
         let errorSealed = try progress?.error.map { Data(try sealer.seal($0, context: errorContext(executionID, orgID))) }
-        try await write { db in
-            var update: SQLQueryString = "UPDATE executions SET events = events + \(bind: events.count)"
+        return { db in
+            var update: SQLQueryString = "UPDATE executions SET events = events + \(bind: nodes.count)"
             if let progress {
                 update += ", status = \(bind: progress.status.rawValue), wait_until = \(bind: progress.waitUntil.ms)"
                 if progress.status.isFinished {
@@ -216,10 +240,10 @@ extension Store {
             }
             update += " WHERE id = \(bind: executionID) AND fence = \(bind: fence) AND status IN ('running', 'waiting') RETURNING id"
             guard try await db.raw(update).first() != nil else { throw LeaseLost(executionID: executionID) }
-            for (offset, entry) in events.enumerated() {
+            for (offset, node) in nodes.enumerated() {
                 try await db.raw("""
                     INSERT INTO execution_events (execution_id, seq, node, event_sealed, created_at)
-                    VALUES (\(bind: executionID), \(bind: firstSeq + offset), \(bind: entry.node), \(bind: sealed[offset]),
+                    VALUES (\(bind: executionID), \(bind: firstSeq + offset), \(bind: node), \(bind: sealed[offset]),
                             \(bind: now.millisecondsSince1970))
                     """).run()
             }

@@ -14,6 +14,7 @@ struct API: Sendable {
     let logger: Logger
     let setup: SetupService
     let engine: ExecutionEngine
+    let webhooks = WebhookCache()
 
     var now: Date { store.clock.now() }
 

@@ -25,8 +25,7 @@ struct WebhookController {
 
     @Sendable func receive(_ request: Request, context: FlowStackRequestContext) async throws -> Response {
         let raw = context.parameters.getCatchAll().joined(separator: "/")
-        guard let path = WebhookPaths.normalize(raw), let route = try await api.store.webhook(path: path),
-              let workflow = try await api.store.workflow(id: route.workflowID), workflow.active,
+        guard let path = WebhookPaths.normalize(raw), let (route, workflow) = try await api.webhooks.lookup(path, store: api.store),
               let node = workflow.definition.node(named: route.node) else {
             throw FlowStackError(status: 404, code: "webhook_not_found", message: "No active workflow serves this webhook path.")
         }

@@ -128,6 +128,7 @@ struct WorkflowController {
             throw FlowStackError.conflict("webhook_path_taken", "Another active workflow already serves /webhook/\(path).", field: "nodes")
         }
         saved.active = workflow.active
+        api.webhooks.invalidate()
         return try JSON.response(.ok, WorkflowDTO(saved))
     }
 
@@ -139,6 +140,7 @@ struct WorkflowController {
             try await store.appendAudit(AuditRecord(orgID: access.project.orgID, action: "workflow.deleted", resourceType: "workflow",
                                                     resourceID: workflow.id, details: ["name": workflow.name]), actor: actor, on: db)
         }
+        api.webhooks.invalidate()
         return JSON.empty()
     }
 
@@ -171,6 +173,7 @@ struct WorkflowController {
             throw FlowStackError.conflict("webhook_path_taken", "Another active workflow already serves /webhook/\(path).", field: "nodes")
         }
         workflow.active = active
+        api.webhooks.invalidate()
         return try JSON.response(.ok, WorkflowDTO(workflow))
     }
 

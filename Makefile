@@ -5,11 +5,13 @@
 run:
 	scripts/install-deps.sh
 	swift build -c release --product flowstack
+	swift build -c release --product flowstack-sandbox
 	.build/release/flowstack serve --http-port 8080
 
 build:
 	scripts/install-deps.sh
 	swift build -c release --product flowstack
+	swift build -c release --product flowstack-sandbox
 
 # The whole test suite, with its own throwaway PostgreSQL.
 test:
@@ -18,6 +20,7 @@ test:
 # Benchmarks (release build); writes BENCHMARKS.md.
 bench:
 	scripts/bench.sh
+	scripts/bench-engine.sh
 
 clean:
 	rm -rf .build .venv-test .venv-sslyze

@@ -10,6 +10,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "flowstack", targets: ["flowstack"]),
+        .executable(name: "flowstack-sandbox", targets: ["flowstack-sandbox"]),
         .library(name: "FlowStackServer", targets: ["FlowStackServer"]),
     ],
     dependencies: [
@@ -35,6 +36,22 @@ let package = Package(
             path: "Sources/CArgon2",
             pkgConfig: "libargon2",
             providers: [.apt(["libargon2-dev"])]
+        ),
+        .systemLibrary(
+            name: "CJavaScriptCore",
+            path: "Sources/CJavaScriptCore",
+            pkgConfig: "javascriptcoregtk-4.1",
+            providers: [.apt(["libjavascriptcoregtk-4.1-dev"])]
+        ),
+        .executableTarget(
+            name: "flowstack-sandbox",
+            dependencies: ["CJavaScriptCore"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "FlowStackSandbox",
+            dependencies: ["FlowStackCore", "FlowStackNodes"],
+            swiftSettings: swiftSettings
         ),
         .target(
             name: "FlowStackCore",
@@ -97,6 +114,7 @@ let package = Package(
                 "FlowStackStore",
                 "FlowStackEngine",
                 "FlowStackNodes",
+                "FlowStackSandbox",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -113,6 +131,8 @@ let package = Package(
             dependencies: [
                 "FlowStackServer",
                 "FlowStackNodes",
+                "FlowStackEngine",
+                "FlowStackSandbox",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Configuration", package: "swift-configuration"),
             ],
@@ -152,7 +172,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FlowStackServerTests",
-            dependencies: ["FlowStackServer", "FlowStackTesting", .product(name: "NIOSSL", package: "swift-nio-ssl")],
+            dependencies: ["FlowStackServer", "FlowStackTesting", "FlowStackSandbox", .product(name: "NIOSSL", package: "swift-nio-ssl")],
             swiftSettings: swiftSettings
         ),
     ]

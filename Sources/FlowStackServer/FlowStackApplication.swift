@@ -2,6 +2,7 @@ import FlowStackCore
 import FlowStackCrypto
 import FlowStackEngine
 import FlowStackNodes
+import FlowStackSandbox
 import FlowStackStore
 import Foundation
 import Hummingbird
@@ -61,8 +62,9 @@ public enum FlowStackApplication {
         } catch {
             throw StartupError("--http-allow: \(error.description)")
         }
+        let sandbox = await startSandbox(settings: settings, logger: logger)
         let engine = ExecutionEngine(store: store, configuration: settings.engine, logger: logger,
-                                     fetcher: GuardedHTTPClient(policy: policy))
+                                     codeRunner: sandbox, fetcher: GuardedHTTPClient(policy: policy))
         let router = try await makeRouter(store: store, settings: settings, logger: logger, engine: engine)
         let displayHost = settings.host == "0.0.0.0" || settings.host == "::" ? "localhost" : settings.host
         let httpsURL = "https://\(displayHost.contains(":") ? "[\(displayHost)]" : displayHost):\(settings.port)/"
@@ -88,6 +90,27 @@ public enum FlowStackApplication {
         services.append(Scheduler(engine: engine, logger: logger))
         return RunningServer(services: services, store: store, setupToken: setupToken,
                              certificateFingerprint: certificate.fingerprint, httpsURL: httpsURL)
+    }
+}
+
+extension FlowStackApplication {
+    /// The Code node sandbox pool, warmed up; nil (Code nodes then fail with a clear error) when
+    /// the `flowstack-sandbox` executable is missing or does not start.
+    static func startSandbox(settings: ServerSettings, logger: Logger) async -> SandboxPool? {
+        guard let path = settings.sandboxPath ?? SandboxPool.defaultExecutable() else {
+            logger.warning("flowstack-sandbox not found next to flowstack: Code nodes are disabled")
+            return nil
+        }
+        let pool = SandboxPool(executable: path)
+        do {
+            try await pool.warmUp()
+            let protections = await pool.protections
+            logger.info("code sandbox ready", metadata: ["protections": "\(protections.map { "\($0.key)=\($0.value.jsonText)" }.sorted().joined(separator: " "))"])
+            return pool
+        } catch {
+            logger.warning("the code sandbox does not start: Code nodes are disabled", metadata: ["error": "\(error)"])
+            return nil
+        }
     }
 }
 

@@ -1,6 +1,8 @@
 import ArgumentParser
 import FlowStackCore
+import FlowStackEngine
 import FlowStackNodes
+import FlowStackSandbox
 import Foundation
 
 /// Reads a workflow file, with decoding errors that name the field.
@@ -56,7 +58,14 @@ struct Run: AsyncParsableCommand {
         }
         let result: RunResult
         do {
-            result = try await LocalRunner().run(workflow, input: items)
+            // Code nodes run in the sandbox next to this binary; HTTP requests go through the default SSRF guard.
+            var codeRunner: SandboxPool?
+            if workflow.nodes.contains(where: { $0.type == CodeNode.descriptor.type }), let path = SandboxPool.defaultExecutable() {
+                codeRunner = SandboxPool(executable: path, limits: { var l = SandboxLimits(); l.warm = 0; return l }())
+            }
+            let services = StandaloneServices(codeRunner: codeRunner, fetcher: GuardedHTTPClient(policy: .default))
+            result = try await LocalRunner(services: services).run(workflow, input: items)
+            await codeRunner?.shutdown()
         } catch let error as LocalRunner.InvalidWorkflow {
             for problem in error.problems { FileHandle.standardError.write(Data("\(file): \(problem.description) [\(problem.code)]\n".utf8)) }
             throw ExitCode(2)

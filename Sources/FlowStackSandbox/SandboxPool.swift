@@ -1,0 +1,240 @@
+import FlowStackCore
+import FlowStackNodes
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Limits the parent enforces on every sandbox child.
+public struct SandboxLimits: Sendable {
+    /// Resident memory a child may use before it is killed.
+    public var memoryBytes: Int = 512 << 20
+    /// Extra wall-clock time past the Code node's own limit before the child is killed.
+    public var killGrace: TimeInterval = 1
+    /// Children kept warm and the most that run at once.
+    public var warm: Int = 2
+    public var maximum: Int = 8
+
+    public init() {}
+}
+
+public enum SandboxError: Error, Sendable, CustomStringConvertible {
+    case unavailable(String)
+    public var description: String {
+        switch self {
+        case .unavailable(let why): "The code sandbox is not available: \(why)"
+        }
+    }
+}
+
+/// A pool of warm `flowstack-sandbox` processes. Each Code node run borrows one; the child runs
+/// the code in a fresh JavaScript context. The parent enforces what the child cannot: a
+/// wall-clock kill and a resident-memory ceiling. A child that is killed, crashes or misbehaves
+/// is discarded and replaced; the run fails with a clear error and nothing else is affected.
+public actor SandboxPool: CodeRunning {
+    public let executable: String
+    public let limits: SandboxLimits
+    private var idle: [SandboxChild] = []
+    private var running = 0
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+    /// What the most recent child reported it enforces (network namespace, seccomp, …).
+    public private(set) var protections: [String: JSONValue] = [:]
+
+    public init(executable: String, limits: SandboxLimits = .init()) {
+        self.executable = executable
+        self.limits = limits
+    }
+
+    /// The `flowstack-sandbox` next to the running executable, if there is one.
+    public static func defaultExecutable() -> String? {
+        let own = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        let candidate = own.appendingPathComponent("flowstack-sandbox").path
+        return FileManager.default.isExecutableFile(atPath: candidate) ? candidate : nil
+    }
+
+    /// Starts the warm children (and checks that the sandbox works at all).
+    public func warmUp() async throws {
+        while idle.count < limits.warm {
+            idle.append(try await spawn())
+        }
+    }
+
+    public func run(_ request: CodeRequest) async throws -> CodeResponse {
+        while running >= limits.maximum {
+            await withCheckedContinuation { waiters.append($0) }
+        }
+        running += 1
+        defer {
+            running -= 1
+            if !waiters.isEmpty { waiters.removeFirst().resume() }
+        }
+        let child: SandboxChild
+        if let warm = idle.popLast() {
+            child = warm
+        } else {
+            child = try await spawn()
+        }
+        let outcome = await child.run(request, limits: limits)
+        switch outcome {
+        case .answered(let response):
+            idle.append(child)
+            return response
+        case .killed(let response):
+            child.terminate()
+            return response
+        }
+    }
+
+    private func spawn() async throws -> SandboxChild {
+        let child = try SandboxChild(executable: executable)
+        let ready = try await child.readReady()
+        protections = ready
+        return child
+    }
+
+    /// Stops every idle child.
+    public func shutdown() {
+        for child in idle { child.terminate() }
+        idle.removeAll()
+    }
+}
+
+/// One child process and its pipes.
+final class SandboxChild: @unchecked Sendable {
+    // Only used by one run at a time (the pool hands a child to one caller).
+    let process = Process()
+    let input: FileHandle
+    let output: FileHandle
+    private var buffer = Data()
+    let directory: String
+
+    enum Outcome: Sendable {
+        case answered(CodeResponse)
+        /// The child was killed or died; it must not be reused.
+        case killed(CodeResponse)
+    }
+
+    init(executable: String) throws {
+        directory = NSTemporaryDirectory() + "flowstack-sandbox-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+        let stdin = Pipe(), stdout = Pipe()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = []
+        // An empty environment (no server secrets), an empty working directory, only its pipes.
+        process.environment = ["SWIFT_BACKTRACE": "enable=no"]
+        process.currentDirectoryURL = URL(fileURLWithPath: directory)
+        process.standardInput = stdin
+        process.standardOutput = stdout
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        input = stdin.fileHandleForWriting
+        output = stdout.fileHandleForReading
+    }
+
+    var pid: pid_t { process.processIdentifier }
+
+    /// Reads one line from the child, off the cooperative thread pool; nil at end of file.
+    func readLine() async -> Data? {
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                while true {
+                    if let newline = self.buffer.firstIndex(of: 0x0A) {
+                        let line = self.buffer[self.buffer.startIndex..<newline]
+                        self.buffer.removeSubrange(self.buffer.startIndex...newline)
+                        continuation.resume(returning: Data(line))
+                        return
+                    }
+                    let chunk = self.output.availableData
+                    if chunk.isEmpty {
+                        continuation.resume(returning: nil)
+                        return
+                    }
+                    self.buffer += chunk
+                }
+            }
+        }
+    }
+
+    func readReady() async throws -> [String: JSONValue] {
+        guard let line = await readLine(), let value = try? JSONDecoder().decode(JSONValue.self, from: line),
+              value["ready"] == .bool(true) else {
+            terminate()
+            throw SandboxError.unavailable("the sandbox process did not start")
+        }
+        return value["protections"]?.objectValue ?? [:]
+    }
+
+    func run(_ request: CodeRequest, limits: SandboxLimits) async -> Outcome {
+        let reason = KillReason()
+        let deadline = Double(request.timeLimitMs) / 1000 + limits.killGrace
+        let pid = self.pid
+        let watchdog = Task.detached {
+            let started = ContinuousClock.now
+            while !Task.isCancelled {
+                if ContinuousClock.now - started > .seconds(deadline) {
+                    reason.set("time")
+                    kill(pid, SIGKILL)
+                    return
+                }
+                if let rss = Self.residentBytes(pid), rss > limits.memoryBytes {
+                    reason.set("memory")
+                    kill(pid, SIGKILL)
+                    return
+                }
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        defer { watchdog.cancel() }
+        do {
+            var line = try JSONEncoder().encode(request)
+            line.append(0x0A)
+            try input.write(contentsOf: line)
+        } catch {
+            return .killed(CodeResponse(ok: false, error: "The code sandbox stopped unexpectedly.", errorKind: "internal"))
+        }
+        guard let answer = await readLine() else {
+            _ = waitForExit()
+            switch reason.value {
+            case "time":
+                return .killed(CodeResponse(ok: false, error: "The Code node exceeded its time limit of \(request.timeLimitMs) ms and was stopped.", errorKind: "timeout"))
+            case "memory":
+                return .killed(CodeResponse(ok: false, error: "The Code node used more than \(limits.memoryBytes >> 20) MiB of memory and was stopped.", errorKind: "memory"))
+            default:
+                return .killed(CodeResponse(ok: false, error: "The Code node's sandbox crashed (for example by allocating too much memory); the run was stopped.", errorKind: "crash"))
+            }
+        }
+        guard let response = try? JSONDecoder().decode(CodeResponse.self, from: answer) else {
+            return .killed(CodeResponse(ok: false, error: "The code sandbox answered something unreadable.", errorKind: "internal"))
+        }
+        // After a timeout JSC's VM may be left in a terminated state: never reuse that child.
+        if response.errorKind == "timeout" || response.errorKind == "memory" { return .killed(response) }
+        return .answered(response)
+    }
+
+    private func waitForExit() -> Int32 {
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    func terminate() {
+        if process.isRunning { kill(pid, SIGKILL) }
+        try? input.close()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    /// The resident set size of a process, from /proc/PID/statm.
+    static func residentBytes(_ pid: pid_t) -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/statm", encoding: .utf8) else { return nil }
+        let fields = text.split(separator: " ")
+        guard fields.count > 1, let pages = Int(fields[1]) else { return nil }
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+}
+
+/// Why the watchdog killed a child.
+final class KillReason: @unchecked Sendable {
+    private let lock = NSLock()
+    private var reason: String?
+    func set(_ value: String) { lock.withLock { reason = value } }
+    var value: String? { lock.withLock { reason } }
+}

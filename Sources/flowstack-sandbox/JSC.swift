@@ -1,0 +1,73 @@
+import CJavaScriptCore
+
+/// Small conveniences over JavaScriptCore's C API.
+enum JS {
+    /// A new JSStringRef (caller releases) from UTF-16 code units.
+    static func makeString(utf16 units: [UInt16]) -> JSStringRef {
+        units.withUnsafeBufferPointer { JSStringCreateWithCharacters($0.baseAddress, $0.count) }
+    }
+
+    static func makeString(_ text: String) -> JSStringRef {
+        makeString(utf16: Array(text.utf16))
+    }
+
+    /// The contents of a JSStringRef (lone surrogates become U+FFFD).
+    static func string(_ js: JSStringRef, maxUnits: Int = Int.max) -> String {
+        let length = min(JSStringGetLength(js), maxUnits)
+        guard length > 0, let characters = JSStringGetCharactersPtr(js) else { return "" }
+        return String(decoding: UnsafeBufferPointer(start: characters, count: length), as: UTF16.self)
+    }
+
+    /// ToString of a value, or nil if that threw.
+    static func string(_ ctx: JSContextRef, _ value: JSValueRef?) -> String? {
+        guard let value, let js = JSValueToStringCopy(ctx, value, nil) else { return nil }
+        defer { JSStringRelease(js) }
+        return string(js)
+    }
+
+    /// The UTF-8 bytes of a string value (no terminating NUL).
+    static func utf8(_ ctx: JSContextRef, _ value: JSValueRef?) -> [UInt8]? {
+        guard let value, let js = JSValueToStringCopy(ctx, value, nil) else { return nil }
+        defer { JSStringRelease(js) }
+        let capacity = JSStringGetMaximumUTF8CStringSize(js)
+        var bytes = [UInt8](repeating: 0, count: capacity)
+        let written = bytes.withUnsafeMutableBufferPointer { buffer in
+            buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: capacity) {
+                JSStringGetUTF8CString(js, $0, capacity)
+            }
+        }
+        bytes.removeSubrange(max(0, written - 1)..<capacity)
+        return bytes
+    }
+
+    static func property(_ ctx: JSContextRef, _ object: JSObjectRef, _ name: String) -> JSValueRef? {
+        let key = makeString(name)
+        defer { JSStringRelease(key) }
+        return JSObjectGetProperty(ctx, object, key, nil)
+    }
+
+    static func isString(_ ctx: JSContextRef, _ value: JSValueRef?) -> Bool {
+        guard let value else { return false }
+        return JSValueGetType(ctx, value) == kJSTypeString
+    }
+
+    static func isNumber(_ ctx: JSContextRef, _ value: JSValueRef?) -> Bool {
+        guard let value else { return false }
+        return JSValueGetType(ctx, value) == kJSTypeNumber
+    }
+
+    static func isFunction(_ ctx: JSContextRef, _ value: JSValueRef?) -> JSObjectRef? {
+        guard let value, JSValueIsObject(ctx, value), let object = JSValueToObject(ctx, value, nil),
+              JSObjectIsFunction(ctx, object) else { return nil }
+        return object
+    }
+
+    /// A finite number property as Int, or nil when absent or not a number.
+    static func integer(_ ctx: JSContextRef, _ object: JSObjectRef, _ name: String) -> Int? {
+        let value = property(ctx, object, name)
+        guard isNumber(ctx, value) else { return nil }
+        let number = JSValueToNumber(ctx, value, nil)
+        guard number.isFinite else { return nil }
+        return Int(max(-1e15, min(1e15, number.rounded(.towardZero))))
+    }
+}

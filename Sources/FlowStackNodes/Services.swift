@@ -17,6 +17,8 @@ public struct CodeRequest: Codable, Sendable {
     public var timeLimitMs: Int
     public var maxOutputBytes: Int
     public var maxLogBytes: Int
+    /// The child answers a clean memory error above this (the parent kills it a little higher).
+    public var maxMemoryBytes: Int?
     public var context: Context
 
     public init(code: String, mode: Mode, items: [Item], env: [String: String], timeLimitMs: Int, maxOutputBytes: Int,

@@ -9,8 +9,9 @@ import Glibc
 public struct SandboxLimits: Sendable {
     /// Resident memory a child may use before it is killed.
     public var memoryBytes: Int = 512 << 20
-    /// Extra wall-clock time past the Code node's own limit before the child is killed.
-    public var killGrace: TimeInterval = 1
+    /// Extra wall-clock time past the Code node's own limit before the child is killed (some slow
+    /// built-ins overrun JavaScriptCore's own limit by a second or two before it answers).
+    public var killGrace: TimeInterval = 3
     /// Children kept warm and the most that run at once.
     public var warm: Int = 2
     public var maximum: Int = 8
@@ -74,6 +75,8 @@ public actor SandboxPool: CodeRunning {
         } else {
             child = try await spawn()
         }
+        var request = request
+        request.maxMemoryBytes = max(64 << 20, limits.memoryBytes - (64 << 20))
         let outcome = await child.run(request, limits: limits)
         switch outcome {
         case .answered(let response):
@@ -206,8 +209,9 @@ final class SandboxChild: @unchecked Sendable {
         guard let response = try? JSONDecoder().decode(CodeResponse.self, from: answer) else {
             return .killed(CodeResponse(ok: false, error: "The code sandbox answered something unreadable.", errorKind: "internal"))
         }
-        // After a timeout JSC's VM may be left in a terminated state: never reuse that child.
-        if response.errorKind == "timeout" || response.errorKind == "memory" { return .killed(response) }
+        // A child that hit its memory cap may still hold a large heap: replace it. (After a
+        // timeout the child is clean and is reused.)
+        if response.errorKind == "memory" { return .killed(response) }
         return .answered(response)
     }
 

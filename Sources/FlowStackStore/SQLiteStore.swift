@@ -140,7 +140,42 @@ actor GroupCommitWriter {
         return try results[0].get() as! T
     }
 
+    /// Runs the batch optimistically in one transaction without savepoints (each savepoint costs
+    /// two more round trips to the SQLite thread). If any body fails, that transaction is rolled
+    /// back and the batch runs again with each body in its own savepoint, so one failure still
+    /// rolls back only its own body.
     private func runBatch(_ bodies: [Body]) async -> [Result<any Sendable, any Error>] {
+        do {
+            try await database.raw("BEGIN IMMEDIATE").run()
+        } catch {
+            return bodies.map { _ in .failure(error) }
+        }
+        var results: [Result<any Sendable, any Error>] = []
+        results.reserveCapacity(bodies.count)
+        var failed = false
+        for body in bodies {
+            do {
+                results.append(.success(try await body(database)))
+            } catch {
+                failed = true
+                break
+            }
+        }
+        if !failed {
+            do {
+                try await database.raw("COMMIT").run()
+                transactions += bodies.count
+                commits += 1
+                return results
+            } catch {
+                logger.warning("SQLite batch commit failed; retrying with savepoints", metadata: ["error": "\(error)"])
+            }
+        }
+        try? await database.raw("ROLLBACK").run()
+        return await runBatchWithSavepoints(bodies)
+    }
+
+    private func runBatchWithSavepoints(_ bodies: [Body]) async -> [Result<any Sendable, any Error>] {
         do {
             try await database.raw("BEGIN IMMEDIATE").run()
         } catch {

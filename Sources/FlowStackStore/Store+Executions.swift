@@ -205,13 +205,45 @@ extension Store {
     public func insertExecutionWithJournal(_ record: ExecutionRecord, start: ExecutionEvent, leaseOwner: String, leaseUntil: Date,
                                            events: [(event: ExecutionEvent, node: String?, run: NodeRunInfo?)],
                                            progress: ExecutionProgress?) async throws -> ExecutionRecord {
-        let append = try prepareJournal(executionID: record.id, orgID: record.orgID, fence: 1, firstSeq: 1, events: events,
-                                        progress: progress, leaseUntil: leaseUntil)
-        return try await write { db in
-            let inserted = try await self.insertExecution(record, start: start, leaseOwner: leaseOwner, leaseUntil: leaseUntil, on: db)
-            try await append(db)
-            return inserted
+        var inserted = record
+        let now = self.now
+        inserted.status = progress?.status ?? .running
+        inserted.fence = 1
+        inserted.startedAt = record.startedAt ?? record.createdAt
+        inserted.events = 1 + events.count
+        let holds = !(inserted.status.isFinished || inserted.status == .waiting)
+        if inserted.status.isFinished {
+            inserted.finishedAt = now
+            inserted.error = progress?.error
+            inserted.failedNode = progress?.failedNode
         }
+        inserted.waitUntil = progress?.waitUntil
+        let entries = [(event: start, node: String?.none, run: NodeRunInfo?.none)] + events
+        let sealed = try entries.enumerated().map { seq, entry in
+            (entry.node, try sealEvent(entry.event, run: entry.run, executionID: record.id, seq: seq, orgID: record.orgID))
+        }
+        let errorSealed = try inserted.error.map { Data(try sealer.seal($0, context: errorContext(record.id, record.orgID))) }
+        let row = inserted
+        try await write { db in
+            try await db.raw("""
+                INSERT INTO executions (id, org_id, project_id, workflow_id, version_id, mode, status, trigger_node, created_at, started_at,
+                                        finished_at, failed_node, error_sealed, fence, lease_owner, lease_expires, wait_until, events,
+                                        parent_id, retry_of)
+                VALUES (\(bind: row.id), \(bind: row.orgID), \(bind: row.projectID), \(bind: row.workflowID), \(bind: row.versionID),
+                        \(bind: row.mode.rawValue), \(bind: row.status.rawValue), \(bind: row.triggerNode), \(bind: row.createdAt.millisecondsSince1970),
+                        \(bind: row.startedAt.ms), \(bind: row.finishedAt.ms), \(bind: row.failedNode), \(bind: errorSealed), 1,
+                        \(bind: holds ? leaseOwner : nil), \(bind: holds ? leaseUntil.millisecondsSince1970 : nil), \(bind: row.waitUntil.ms),
+                        \(bind: row.events), \(bind: row.parentID), \(bind: row.retryOf))
+                """).run()
+            // All entries in one statement: one round trip to the database.
+            var insert: SQLQueryString = "INSERT INTO execution_events (execution_id, seq, node, event_sealed, created_at) VALUES "
+            for (seq, entry) in sealed.enumerated() {
+                if seq > 0 { insert += ", " }
+                insert += "(\(bind: row.id), \(bind: seq), \(bind: entry.0), \(bind: entry.1), \(bind: now.millisecondsSince1970))"
+            }
+            try await db.raw(insert).run()
+        }
+        return inserted
     }
 
     /// Seals the entries now (outside the writer) and returns the statements to run in a transaction.

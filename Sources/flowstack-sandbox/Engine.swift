@@ -253,10 +253,12 @@ final class Engine {
         }
         JSGlobalContextSetEvalEnabled(ctx, false, evalDisabledMessage)
         var maxMemoryBytes = 0
-        var reply = run(line, in: ctx, startedAt: startedAt, maxMemoryBytes: &maxMemoryBytes)
+        let roots = Roots(ctx)
+        var reply = run(line, in: ctx, roots: roots, startedAt: startedAt, maxMemoryBytes: &maxMemoryBytes)
         reply.maxMemoryBytes = maxMemoryBytes
         watchdog.disarm()
         Self.clearPendingException(ctx)
+        roots.release()
         JSGlobalContextRelease(ctx)
         return reply
     }
@@ -271,11 +273,13 @@ final class Engine {
         JSStringRelease(key)
     }
 
-    private func run(_ line: String, in ctx: JSGlobalContextRef, startedAt: UInt64, maxMemoryBytes: inout Int) -> Reply {
+    private func run(
+        _ line: String, in ctx: JSGlobalContextRef, roots: Roots, startedAt: UInt64, maxMemoryBytes: inout Int
+    ) -> Reply {
         // The request is parsed by the engine itself: items reach user code exactly as JSON.parse
         // reads them, with no round trip through Swift types.
         let lineJS = JS.makeString(line)
-        let parsed = JSValueMakeFromJSONString(ctx, lineJS)
+        let parsed = roots.keep(JSValueMakeFromJSONString(ctx, lineJS))
         JSStringRelease(lineJS)
         guard let parsed, JSValueIsObject(ctx, parsed), !JSValueIsArray(ctx, parsed),
               let request = JSValueToObject(ctx, parsed, nil) else {
@@ -305,20 +309,22 @@ final class Engine {
 
         // 1. The bootstrap defines the globals and returns run(userFunction).
         var exception: JSValueRef?
-        let bootstrap = JSEvaluateScript(ctx, bootstrapSource, nil, bootstrapURL, 1, &exception)
+        let bootstrap = roots.keep(JSEvaluateScript(ctx, bootstrapSource, nil, bootstrapURL, 1, &exception))
         guard exception == nil, let bootstrapFunction = JS.isFunction(ctx, bootstrap) else {
             return stopped(state) ?? internalError(state, "the sandbox setup script failed")
         }
-        guard let native = JSObjectMake(ctx, nativeClass, Unmanaged.passUnretained(state).toOpaque()) else {
+        guard let native = roots.keep(JSObjectMake(ctx, nativeClass, Unmanaged.passUnretained(state).toOpaque())) else {
             return internalError(state, "the sandbox could not create its native bridge")
         }
         let modeJS = JS.makeString(mode)
+        let modeString = roots.keep(JSValueMakeString(ctx, modeJS))
+        JSStringRelease(modeJS)
+        // Numbers are immediates (no heap cell); everything else in here is protected.
         let arguments: [JSValueRef?] = [
-            native, request, JSValueMakeString(ctx, modeJS),
+            native, request, modeString,
             JSValueMakeNumber(ctx, Double(limits.maxOutputBytes)), JSValueMakeNumber(ctx, Double(limits.maxLogBytes)),
         ]
-        JSStringRelease(modeJS)
-        let runValue = JSObjectCallAsFunction(ctx, bootstrapFunction, nil, arguments.count, arguments, &exception)
+        let runValue = roots.keep(JSObjectCallAsFunction(ctx, bootstrapFunction, nil, arguments.count, arguments, &exception))
         guard exception == nil, let runFunction = JS.isFunction(ctx, runValue) else {
             return stopped(state) ?? internalError(state, "the sandbox setup script failed")
         }
@@ -341,10 +347,10 @@ final class Engine {
         units.append(contentsOf: suffixUnits)
         let wrapped = JS.makeString(utf16: units)
         exception = nil
-        let compiled = JSEvaluateScript(ctx, wrapped, nil, codeURL, 1, &exception)
+        let compiled = roots.keep(JSEvaluateScript(ctx, wrapped, nil, codeURL, 1, &exception))
         JSStringRelease(wrapped)
         if let reply = stopped(state) { return reply }
-        if let exception {
+        if let exception = roots.keep(exception) {
             return compileError(ctx, exception, state: state, userLines: userLines)
         }
         guard let userFunction = JS.isFunction(ctx, compiled) else {
@@ -354,7 +360,7 @@ final class Engine {
         // 3. Run it. Promise jobs (await) run before JSObjectCallAsFunction returns.
         let runArguments: [JSValueRef?] = [userFunction]
         exception = nil
-        _ = JSObjectCallAsFunction(ctx, runFunction, nil, 1, runArguments, &exception)
+        roots.keep(JSObjectCallAsFunction(ctx, runFunction, nil, 1, runArguments, &exception))
         if let reply = stopped(state) { return reply }
         if exception != nil { return internalError(state, "the sandbox runner failed") }
 

@@ -1,5 +1,37 @@
 import CJavaScriptCore
 
+/// GC roots for the JavaScript values Swift holds across API calls during one request.
+///
+/// JavaScriptCore finds references from native code by scanning stacks and registers conservatively
+/// (its collector also runs concurrently, suspending this thread to scan it). A value that Swift
+/// keeps only in heap memory, such as an argument array, or in a local the optimizer considers
+/// dead, is invisible to that scan and can be freed before JavaScriptCore uses it. Every value that
+/// outlives the call that produced it is protected here, and all are released together before the
+/// context is.
+final class Roots {
+    private let ctx: JSContextRef
+    private var values: [JSValueRef] = []
+
+    init(_ ctx: JSContextRef) {
+        self.ctx = ctx
+    }
+
+    /// Protects `value` until `release()`, and returns it. (JSObjectRef and JSValueRef are the same
+    /// pointer type in Swift, so objects go through here too.)
+    @discardableResult
+    func keep(_ value: JSValueRef?) -> JSValueRef? {
+        guard let value else { return nil }
+        JSValueProtect(ctx, value)
+        values.append(value)
+        return value
+    }
+
+    func release() {
+        for value in values { JSValueUnprotect(ctx, value) }
+        values.removeAll()
+    }
+}
+
 /// Small conveniences over JavaScriptCore's C API.
 enum JS {
     /// A new JSStringRef (caller releases) from UTF-16 code units.
@@ -7,8 +39,20 @@ enum JS {
         units.withUnsafeBufferPointer { JSStringCreateWithCharacters($0.baseAddress, $0.count) }
     }
 
+    /// A new JSStringRef from a Swift string (which is valid UTF-8). A NUL character ends it, which
+    /// is harmless here: raw NUL bytes cannot occur in a valid JSON request.
     static func makeString(_ text: String) -> JSStringRef {
-        makeString(utf16: Array(text.utf16))
+        var text = text
+        return text.withUTF8 { utf8 in
+            utf8.withMemoryRebound(to: CChar.self) { chars in
+                // withUTF8 gives no terminator: copy into a NUL-terminated buffer.
+                let buffer = UnsafeMutablePointer<CChar>.allocate(capacity: chars.count + 1)
+                defer { buffer.deallocate() }
+                if let base = chars.baseAddress { buffer.update(from: base, count: chars.count) }
+                buffer[chars.count] = 0
+                return JSStringCreateWithUTF8CString(buffer)
+            }
+        }
     }
 
     /// The contents of a JSStringRef (lone surrogates become U+FFFD).

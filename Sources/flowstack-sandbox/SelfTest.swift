@@ -61,8 +61,8 @@ enum SelfTest {
             var exception: JSValueRef?
             let value = JSEvaluateScript(ctx, script, nil, nil, 1, &exception)
             JSStringRelease(script)
-            JSGarbageCollect(ctx)
             jsResult = exception == nil ? JS.string(ctx, value) ?? "" : "exception: " + (JS.string(ctx, exception) ?? "")
+            JSGarbageCollect(ctx)
             JSGlobalContextRelease(ctx)
             JSContextGroupRelease(group)
         }

@@ -14,14 +14,21 @@ enum Server {
         }
         engine.collectGarbage()
         guard Output.writeLine("{\"ready\":true,\"protections\":\(protections.json)}") else { return 0 }
-        var input = LineReader(fd: 0)
+        let input = LineReader(fd: 0)
         while let bytes = input.next() {
-            if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { continue }
+            if isBlank(bytes) { continue }
             // Invalid UTF-8 is replaced with U+FFFD (the request then usually fails to parse).
             let reply = engine.handle(String(decoding: bytes, as: UTF8.self))
             guard Output.writeLine(reply.bytes) else { return 0 }
             guard engine.afterRequest(reply) else { return exitRecycle }
         }
         return 0
+    }
+
+    private static func isBlank(_ bytes: [UInt8]) -> Bool {
+        bytes.withUnsafeBufferPointer { buffer in
+            for byte in buffer where byte != 0x20 && byte != 0x09 && byte != 0x0D { return false }
+            return true
+        }
     }
 }

@@ -186,7 +186,9 @@ public final class ExecutionEngine: Service, Sendable {
         let base = ExpressionContext(timeZone: timeZone, executionID: record.id, workflowID: record.workflowID, workflowName: definition.name)
         var context = base
         context.callDepth = depth
-        let deadline = definition.settings.timeout.map { (record.startedAt ?? store.now).addingTimeInterval($0) }
+        // The driver sleeps on the system clock; the time already spent is measured on the store's.
+        let spent = store.now.timeIntervalSince(record.startedAt ?? store.now)
+        let deadline = definition.settings.timeout.map { Date().addingTimeInterval($0 - max(0, spent)) }
         var actions = machine.resumeActions()
         if machine.status == .waiting, let due = record.waitUntil, due.millisecondsSince1970 <= store.now.millisecondsSince1970 {
             // Woken (its time came, or a resume call): continue the waiting nodes with their items.
@@ -239,6 +241,13 @@ public final class ExecutionEngine: Service, Sendable {
             current.error = machine.error
             current.failedNode = machine.failedNode
             current.finishedAt = store.now
+            switch (definition.settings.saveExecutionData ?? "all", machine.status) {
+            case ("none", _), ("errors", .succeeded), ("errors", .cancelled):
+                // The workflow keeps no node data for this outcome: only the execution's outline stays.
+                try await store.deleteJournal(executionID: record.id)
+            default:
+                break
+            }
             if machine.status == .failed, let errorWorkflow = definition.settings.errorWorkflowId {
                 await startErrorWorkflow(errorWorkflow, failed: current, workflowName: definition.name)
             }
@@ -306,7 +315,11 @@ actor StoreJournal: ExecutionJournal {
         try await append((event, node?.node ?? event.nodeName, run), progress: progress)
     }
 
+    /// A flush in progress: steps that come meanwhile wait for it (the actor is reentrant).
+    private var flushing: Task<Void, any Error>?
+
     private func append(_ entry: (event: ExecutionEvent, node: String?, run: NodeRunInfo?), progress: ExecutionProgress?) async throws {
+        try await flushing?.value
         if pending != nil {
             pending!.entries.append(entry)
             if progress != nil { try await flush(progress) }
@@ -320,14 +333,26 @@ actor StoreJournal: ExecutionJournal {
 
     /// Writes a pending run's row and journal (it is accepted from now on).
     func flush(_ progress: ExecutionProgress? = nil) async throws {
+        if let flushing {
+            try await flushing.value
+            return
+        }
         guard let buffered = pending else { return }
         pending = nil
-        _ = try await store.insertExecutionWithJournal(record, start: buffered.start, leaseOwner: buffered.owner,
-                                                       leaseUntil: store.now.addingTimeInterval(leaseDuration), events: buffered.entries, progress: progress)
         nextSeq = 1 + buffered.entries.count
+        let (store, record, leaseDuration) = (self.store, self.record, self.leaseDuration)
+        let task = Task {
+            _ = try await store.insertExecutionWithJournal(record, start: buffered.start, leaseOwner: buffered.owner,
+                                                           leaseUntil: store.now.addingTimeInterval(leaseDuration), events: buffered.entries,
+                                                           progress: progress)
+        }
+        flushing = task
+        defer { flushing = nil }
+        try await task.value
     }
 
     func mark(_ progress: ExecutionProgress) async throws {
+        try await flushing?.value
         if pending != nil {
             try await flush(progress)
             return
@@ -338,6 +363,7 @@ actor StoreJournal: ExecutionJournal {
 
     /// Extends the lease; false when another worker took the execution.
     func heartbeat() async throws -> Bool {
+        try await flushing?.value
         if pending != nil { return true }
         return try await store.heartbeat(executionID: record.id, fence: record.fence, leaseUntil: store.now.addingTimeInterval(leaseDuration))
     }

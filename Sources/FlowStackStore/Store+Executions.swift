@@ -376,6 +376,14 @@ extension Store {
         }
     }
 
+    /// Drops an execution's node data (its journal), keeping the row: for workflows whose
+    /// `saveExecutionData` says not to keep it.
+    public func deleteJournal(executionID: String) async throws {
+        try await write { db in
+            try await db.raw("DELETE FROM execution_events WHERE execution_id = \(bind: executionID)").run()
+        }
+    }
+
     public func deleteExecution(id: String) async throws {
         try await write { db in
             try await db.raw("DELETE FROM execution_events WHERE execution_id = \(bind: id)").run()

@@ -316,3 +316,157 @@ func waitForStatus(_ client: APIClient, _ id: String, auth: Auth, until done: Se
         }
     }
 }
+
+@Suite struct WorkflowCompositionTests {
+    @Test("Execute Workflow runs a workflow of the same project and returns its output; other projects are out of reach", arguments: Backend.allCases)
+    func subWorkflow(_ backend: Backend) async throws {
+        let app = try await TestApp.make(backend)
+        try await app.test { client in
+            let (auth, project, owner) = try await setUp(client, app)
+            let child: [String: Any] = [
+                "name": "Child",
+                "nodes": [["name": "Called", "type": "flowstack.executeWorkflowTrigger", "typeVersion": 1, "parameters": [:]],
+                          ["name": "Double", "type": "flowstack.set", "typeVersion": 1, "parameters": ["fields": ["twice": "{{ $json.n * 2 }}"]]]],
+                "edges": [["from": "Called", "to": "Double"]],
+            ]
+            let childID = try await client.post("/api/v1/projects/\(project)/workflows", child, auth: auth).json["id"] as! String
+            func parent(_ target: String) -> [String: Any] {
+                ["name": "Parent",
+                 "nodes": [["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
+                           ["name": "Call", "type": "flowstack.executeWorkflow", "typeVersion": 1, "parameters": ["workflowId": target]]],
+                 "edges": [["from": "Manual", "to": "Call"]]]
+            }
+            let parentID = try await client.post("/api/v1/projects/\(project)/workflows", parent(childID), auth: auth).json["id"] as! String
+            let result = try await client.post("/api/v1/workflows/\(parentID)/run?wait=true", ["items": [["n": 21]]], auth: auth)
+            #expect(result.json["status"] as? String == "succeeded")
+            #expect((result.json["output"] as? [[String: Any]])?.first?["twice"] as? Double == 42)
+            let subs = try await client.get("/api/v1/projects/\(project)/executions?mode=sub-workflow", auth: auth)
+            #expect((subs.json["items"] as? [[String: Any]])?.first?["parentId"] as? String == result.json["id"] as? String)
+
+            let elsewhere = try await client.createProject(auth, orgID: owner.orgID, name: "Elsewhere")
+            let foreign = try await client.post("/api/v1/projects/\(elsewhere)/workflows", parent(childID), auth: auth).json["id"] as! String
+            let refused = try await client.post("/api/v1/workflows/\(foreign)/run?wait=true", ["items": [["n": 1]]], auth: auth)
+            #expect(refused.json["status"] as? String == "failed")
+            #expect((refused.json["error"] as? String)?.contains("No workflow") == true)
+        }
+    }
+
+    @Test("a failed execution starts its error workflow with what failed", arguments: Backend.allCases)
+    func errorWorkflow(_ backend: Backend) async throws {
+        let app = try await TestApp.make(backend)
+        try await app.test { client in
+            let (auth, project, _) = try await setUp(client, app)
+            let handler: [String: Any] = [
+                "name": "On error",
+                "nodes": [["name": "Failed", "type": "flowstack.errorTrigger", "typeVersion": 1, "parameters": [:]],
+                          ["name": "Note", "type": "flowstack.set", "typeVersion": 1, "parameters": ["fields": ["seen": "{{ $json.execution.lastNodeExecuted }}"]]]],
+                "edges": [["from": "Failed", "to": "Note"]],
+            ]
+            let handlerID = try await client.post("/api/v1/projects/\(project)/workflows", handler, auth: auth).json["id"] as! String
+            let failing: [String: Any] = [
+                "name": "Fails",
+                "nodes": [["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
+                          ["name": "Boom", "type": "flowstack.stopAndError", "typeVersion": 1, "parameters": ["message": "planned"]]],
+                "edges": [["from": "Manual", "to": "Boom"]],
+                "settings": ["errorWorkflowId": handlerID],
+            ]
+            let id = try await client.post("/api/v1/projects/\(project)/workflows", failing, auth: auth).json["id"] as! String
+            let result = try await client.post("/api/v1/workflows/\(id)/run?wait=true", nil, auth: auth)
+            #expect(result.json["status"] as? String == "failed")
+            var handled: [[String: Any]] = []
+            for _ in 0..<100 {
+                let list = try await client.get("/api/v1/projects/\(project)/executions?workflowId=\(handlerID)&status=succeeded", auth: auth)
+                handled = list.json["items"] as? [[String: Any]] ?? []
+                if !handled.isEmpty { break }
+                try await Task.sleep(for: .milliseconds(30))
+            }
+            let detail = try await client.get("/api/v1/executions/\(try #require(handled.first?["id"] as? String))", auth: auth)
+            #expect((detail.json["output"] as? [[String: Any]])?.first?["seen"] as? String == "Boom")
+        }
+    }
+
+    @Test("webhook basic and header authentication compare the credentials and hide them from the workflow", arguments: Backend.allCases)
+    func webhookAuthentication(_ backend: Backend) async throws {
+        let app = try await TestApp.make(backend)
+        try await app.test { client in
+            let (auth, project, _) = try await setUp(client, app)
+            func hook(_ path: String, _ parameters: [String: Any]) -> [String: Any] {
+                ["name": path,
+                 "nodes": [["name": "Hook", "type": "flowstack.webhook", "typeVersion": 1,
+                            "parameters": ["method": "POST", "path": path].merging(parameters) { $1 }],
+                           ["name": "Done", "type": "flowstack.noOp", "typeVersion": 1, "parameters": [:]]],
+                 "edges": [["from": "Hook", "to": "Done"]]]
+            }
+            for workflow in [hook("basic", ["authentication": "basic", "username": "u", "password": "p4ss"]),
+                             hook("header", ["authentication": "header", "headerName": "X-Hook-Key", "headerValue": "k3y"])] {
+                let id = try await client.post("/api/v1/projects/\(project)/workflows", workflow, auth: auth).json["id"] as! String
+                #expect(try await client.post("/api/v1/workflows/\(id)/activate", nil, auth: auth).status == 200)
+            }
+            let good = "Basic " + Data("u:p4ss".utf8).base64EncodedString(), bad = "Basic " + Data("u:nope".utf8).base64EncodedString()
+            let basic = try await client.post("/webhook/basic", ["a": 1], headers: ["Authorization": good])
+            #expect(basic.status == 200)
+            #expect((basic.json["headers"] as? [String: Any])?["authorization"] == nil)
+            #expect(try await client.post("/webhook/basic", ["a": 1], headers: ["Authorization": bad]).status == 401)
+            #expect(try await client.post("/webhook/basic", ["a": 1]).status == 401)
+            let header = try await client.post("/webhook/header", ["a": 1], headers: ["X-Hook-Key": "k3y"])
+            #expect(header.status == 200)
+            #expect((header.json["headers"] as? [String: Any])?["x-hook-key"] == nil)
+            #expect(try await client.post("/webhook/header", ["a": 1], headers: ["X-Hook-Key": "k3y!"]).status == 401)
+        }
+    }
+
+    @Test("saveExecutionData none keeps the outline of an execution but none of its data", arguments: Backend.allCases)
+    func saveExecutionData(_ backend: Backend) async throws {
+        let app = try await TestApp.make(backend)
+        let marker = "KEEP-NOT-\(UUID().uuidString)"
+        try await app.test { client in
+            let (auth, project, _) = try await setUp(client, app)
+            var workflow = codeFree(marker)
+            workflow["settings"] = ["saveExecutionData": "none"]
+            let id = try await client.post("/api/v1/projects/\(project)/workflows", workflow, auth: auth).json["id"] as! String
+            let result = try await client.post("/api/v1/workflows/\(id)/run?wait=true", ["items": [["secret": marker]]], auth: auth)
+            #expect(result.json["status"] as? String == "succeeded")
+            let detail = try await client.get("/api/v1/executions/\(result.json["id"] as! String)", auth: auth)
+            #expect(detail.json["status"] as? String == "succeeded")
+            #expect((detail.json["nodes"] as? [Any])?.isEmpty == true)
+            var kept = codeFree(marker)
+            kept["name"] = "Kept"
+            let keptID = try await client.post("/api/v1/projects/\(project)/workflows", kept, auth: auth).json["id"] as! String
+            let keptRun = try await client.post("/api/v1/workflows/\(keptID)/run?wait=true", ["items": [["secret": marker]]], auth: auth)
+            let keptDetail = try await client.get("/api/v1/executions/\(keptRun.json["id"] as! String)", auth: auth)
+            #expect((keptDetail.json["nodes"] as? [Any])?.count == 2)
+        }
+    }
+
+    func codeFree(_ marker: String) -> [String: Any] {
+        ["name": "Plain",
+         "nodes": [["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
+                   ["name": "Copy", "type": "flowstack.set", "typeVersion": 1, "parameters": ["fields": ["copy": "{{ $json.secret }}"]]]],
+         "edges": [["from": "Manual", "to": "Copy"]]]
+    }
+
+    @Test("a workflow timeout fails the execution", arguments: Backend.allCases)
+    func workflowTimeout(_ backend: Backend) async throws {
+        let app = try await TestApp.make(backend)
+        try await app.test { client in
+            let (auth, project, _) = try await setUp(client, app)
+            let slow: [String: Any] = [
+                "name": "Slow",
+                "nodes": [["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
+                          ["name": "Pause", "type": "flowstack.wait", "typeVersion": 1, "parameters": ["resume": "timeInterval", "seconds": 1.5]],
+                          ["name": "After", "type": "flowstack.noOp", "typeVersion": 1, "parameters": [:]]],
+                "edges": [["from": "Manual", "to": "Pause"], ["from": "Pause", "to": "After"]],
+                "settings": ["timeout": 0.3],
+            ]
+            let id = try await client.post("/api/v1/projects/\(project)/workflows", slow, auth: auth).json["id"] as! String
+            let result = try await client.post("/api/v1/workflows/\(id)/run?wait=true", nil, auth: auth)
+            #expect(result.json["status"] as? String == "failed")
+            #expect((result.json["error"] as? String)?.contains("timeout") == true)
+            // The same workflow with room to finish succeeds.
+            var roomy = slow
+            roomy["settings"] = ["timeout": 10]
+            let roomyID = try await client.post("/api/v1/projects/\(project)/workflows", roomy, auth: auth).json["id"] as! String
+            #expect(try await client.post("/api/v1/workflows/\(roomyID)/run?wait=true", nil, auth: auth).json["status"] as? String == "succeeded")
+        }
+    }
+}

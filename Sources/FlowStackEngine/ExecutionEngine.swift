@@ -46,6 +46,8 @@ public final class ExecutionEngine: Service, Sendable {
     let codeRunner: (any CodeRunning)?
     let fetcher: (any OutboundFetching)?
     let wake: AsyncStream<Void>.Continuation
+    /// Project variables by project, kept for a second (changes through this server clear them).
+    private let variableCache = Mutex<[String: (fetched: ContinuousClock.Instant, values: [String: String])]>([:])
     private let wakeStream: AsyncStream<Void>
 
     public init(store: Store, catalog: NodeCatalog = .standard, configuration: EngineConfiguration = .init(), logger: Logger,
@@ -102,6 +104,23 @@ public final class ExecutionEngine: Service, Sendable {
             try await Task.sleep(for: .milliseconds(20))
         }
         return try await store.execution(id: id)
+    }
+
+    /// A project's variables (`$env`), from a one-second cache.
+    func projectVariables(_ projectID: String) async throws -> [String: String] {
+        let now = ContinuousClock.now
+        if let cached = variableCache.withLock({ $0[projectID] }), now - cached.fetched < .seconds(1) { return cached.values }
+        let values = try await store.variableMap(projectID: projectID)
+        variableCache.withLock { cache in
+            if cache.count > 10_000 { cache.removeAll() }
+            cache[projectID] = (now, values)
+        }
+        return values
+    }
+
+    /// Forgets cached variables after a change.
+    public func variablesChanged(projectID: String) {
+        _ = variableCache.withLock { $0.removeValue(forKey: projectID) }
     }
 
     // MARK: The worker
@@ -183,7 +202,10 @@ public final class ExecutionEngine: Service, Sendable {
             return ExecutionResult(record: current, machine: machine)
         }
         let timeZone = definition.settings.timezone.flatMap(TimeZone.init(identifier:)) ?? TimeZone(identifier: "UTC")!
-        let base = ExpressionContext(timeZone: timeZone, executionID: record.id, workflowID: record.workflowID, workflowName: definition.name)
+        // `$env` is the project's variables, read when the execution (re)starts; never the server's environment.
+        let variables = try await projectVariables(record.projectID)
+        let base = ExpressionContext(variables: variables, timeZone: timeZone, executionID: record.id, workflowID: record.workflowID,
+                                     workflowName: definition.name)
         var context = base
         context.callDepth = depth
         // The driver sleeps on the system clock; the time already spent is measured on the store's.
@@ -317,6 +339,12 @@ actor StoreJournal: ExecutionJournal {
 
     /// A flush in progress: steps that come meanwhile wait for it (the actor is reentrant).
     private var flushing: Task<Void, any Error>?
+    /// The execution has been written as finished or asleep: there is no lease left to renew.
+    private var released = false
+
+    private func note(_ progress: ExecutionProgress?) {
+        if let progress, progress.status.isFinished || progress.status == .waiting { released = true }
+    }
 
     private func append(_ entry: (event: ExecutionEvent, node: String?, run: NodeRunInfo?), progress: ExecutionProgress?) async throws {
         try await flushing?.value
@@ -329,6 +357,7 @@ actor StoreJournal: ExecutionJournal {
         nextSeq += 1
         try await store.appendJournal(executionID: record.id, orgID: record.orgID, fence: record.fence, firstSeq: seq,
                                       events: [entry], progress: progress, leaseUntil: store.now.addingTimeInterval(leaseDuration))
+        note(progress)
     }
 
     /// Writes a pending run's row and journal (it is accepted from now on).
@@ -349,6 +378,7 @@ actor StoreJournal: ExecutionJournal {
         flushing = task
         defer { flushing = nil }
         try await task.value
+        note(progress)
     }
 
     func mark(_ progress: ExecutionProgress) async throws {
@@ -359,13 +389,20 @@ actor StoreJournal: ExecutionJournal {
         }
         try await store.appendJournal(executionID: record.id, orgID: record.orgID, fence: record.fence, firstSeq: nextSeq, events: [],
                                       progress: progress, leaseUntil: store.now.addingTimeInterval(leaseDuration))
+        note(progress)
     }
 
     /// Extends the lease; false when another worker took the execution.
     func heartbeat() async throws -> Bool {
         try await flushing?.value
-        if pending != nil { return true }
-        return try await store.heartbeat(executionID: record.id, fence: record.fence, leaseUntil: store.now.addingTimeInterval(leaseDuration))
+        if pending != nil || released { return true }
+        if try await store.heartbeat(executionID: record.id, fence: record.fence, leaseUntil: store.now.addingTimeInterval(leaseDuration)) {
+            return true
+        }
+        // Not renewed: either another worker took it (or it was cancelled), which moved the fence,
+        // or this run's own last write (finished, asleep) landed just before. Only the first is a loss.
+        return try await store.execution(id: record.id)?.fence == record.fence
+
     }
 }
 

@@ -43,6 +43,7 @@ public enum FlowStackApplication {
         AuditController(api: api).addRoutes(to: v1)
         WorkflowController(api: api).addRoutes(to: v1)
         ExecutionController(api: api).addRoutes(to: v1)
+        VariableController(api: api).addRoutes(to: v1)
         WebhookController(api: api).addRoutes(to: router)
         routes.load(from: router)
         return router

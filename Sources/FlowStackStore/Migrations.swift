@@ -145,6 +145,14 @@ public enum Migrations {
                 due_at {int} NOT NULL, execution_id TEXT NOT NULL, PRIMARY KEY (workflow_id, node, due_at))
             """,
         ]),
+        Migration(version: 3, name: "project variables", statements: [
+            """
+            CREATE TABLE variables (
+                project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE, name TEXT NOT NULL,
+                org_id TEXT NOT NULL, value_sealed {blob} NOT NULL, created_at {int} NOT NULL, updated_at {int} NOT NULL,
+                PRIMARY KEY (project_id, name))
+            """,
+        ]),
     ]
 
     /// Applies the migrations not yet applied, in order, each in its own transaction.

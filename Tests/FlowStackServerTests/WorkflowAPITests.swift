@@ -466,7 +466,8 @@ func waitForStatus(_ client: APIClient, _ id: String, auth: Auth, until done: Se
             var roomy = slow
             roomy["settings"] = ["timeout": 10]
             let roomyID = try await client.post("/api/v1/projects/\(project)/workflows", roomy, auth: auth).json["id"] as! String
-            #expect(try await client.post("/api/v1/workflows/\(roomyID)/run?wait=true", nil, auth: auth).json["status"] as? String == "succeeded")
+            let roomyRun = try await client.post("/api/v1/workflows/\(roomyID)/run?wait=true", nil, auth: auth)
+            #expect(roomyRun.json["status"] as? String == "succeeded", "\(roomyRun.text)")
         }
     }
 }

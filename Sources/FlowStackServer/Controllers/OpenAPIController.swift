@@ -88,6 +88,8 @@ enum OpenAPIDocument {
                              "failedNode": string, "retryOf": string, "parentId": string, "output": ["type": "array"], "nodes": ["type": "array"]],
                             required: ["id", "workflowId", "projectId", "versionId", "mode", "status", "createdAt"]),
         "Resumed": object(["executionId": string, "status": string]),
+        "Variable": object(["name": string, "value": string, "createdAt": dateTime, "updatedAt": dateTime]),
+        "VariableList": list("Variable"),
         "WorkflowList": list("Workflow"),
         "WorkflowVersionList": list("WorkflowVersion"),
         "NodeTypeList": list("NodeType"),
@@ -253,6 +255,21 @@ enum OpenAPIDocument {
             "/webhook-waiting/{executionId}": ["post": operation("resumeExecution", "Resume an execution waiting in a Wait node for a resume call",
                 ok: 200, schema: "Resumed", parameters: executionID, secured: false, tag: "webhooks")],
             "/webhook/{path}": webhook,
+            "/api/v1/projects/{projectId}/variables": [
+                "get": operation("listVariables", "Project variables ($env in expressions and Code nodes)", ok: 200, schema: "VariableList",
+                                 parameters: [path("projectId")], tag: "variables"),
+                "post": operation("createVariable", "Create a variable (value sealed at rest)", ok: 201, schema: "Variable",
+                                  body: body(object(["name": ["type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"],
+                                                     "value": ["type": "string", "maxLength": 65536]])),
+                                  parameters: [path("projectId")], tag: "variables"),
+            ],
+            "/api/v1/projects/{projectId}/variables/{name}": [
+                "patch": operation("updateVariable", "Change a variable's value", ok: 200, schema: "Variable",
+                                   body: body(object(["value": ["type": "string", "maxLength": 65536]])),
+                                   parameters: [path("projectId"), path("name")], tag: "variables"),
+                "delete": operation("deleteVariable", "Delete a variable", ok: 204, schema: nil,
+                                    parameters: [path("projectId"), path("name")], tag: "variables"),
+            ],
         ]
     }()
 

@@ -136,10 +136,11 @@ final class SandboxChild: @unchecked Sendable {
 
     var pid: pid_t { process.processIdentifier }
 
-    /// Reads one line from the child, off the cooperative thread pool; nil at end of file.
+    /// Reads one line from the child on a thread of its own (a blocking read must never occupy a
+    /// thread of the concurrency pool or of Dispatch, which the pool runs on); nil at end of file.
     func readLine() async -> Data? {
         await withCheckedContinuation { continuation in
-            DispatchQueue.global().async {
+            let thread = Thread {
                 while true {
                     if let newline = self.buffer.firstIndex(of: 0x0A) {
                         let line = self.buffer[self.buffer.startIndex..<newline]
@@ -155,6 +156,7 @@ final class SandboxChild: @unchecked Sendable {
                     self.buffer += chunk
                 }
             }
+            thread.start()
         }
     }
 
@@ -196,7 +198,6 @@ final class SandboxChild: @unchecked Sendable {
             return .killed(CodeResponse(ok: false, error: "The code sandbox stopped unexpectedly.", errorKind: "internal"))
         }
         guard let answer = await readLine() else {
-            _ = waitForExit()
             switch reason.value {
             case "time":
                 return .killed(CodeResponse(ok: false, error: "The Code node exceeded its time limit of \(request.timeLimitMs) ms and was stopped.", errorKind: "timeout"))
@@ -213,11 +214,6 @@ final class SandboxChild: @unchecked Sendable {
         // timeout the child is clean and is reused.)
         if response.errorKind == "memory" { return .killed(response) }
         return .answered(response)
-    }
-
-    private func waitForExit() -> Int32 {
-        process.waitUntilExit()
-        return process.terminationStatus
     }
 
     func terminate() {

@@ -80,9 +80,9 @@ public struct TestDatabase: Sendable {
             let pipe = Pipe()
             process.standardOutput = pipe
             try process.run()
-            let data = pipe.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            return data
+            // pg_dump closes its output when it exits. No waitUntilExit(): on Linux it waits for a
+            // Dispatch source that a busy test process may never get to run.
+            return pipe.fileHandleForReading.readDataToEndOfFile()
         }
     }
 

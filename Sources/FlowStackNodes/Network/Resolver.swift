@@ -15,17 +15,19 @@ public protocol HostResolver: Sendable {
     func resolve(host: String, port: Int) async throws -> [IPAddress]
 }
 
-/// The system resolver (`getaddrinfo`: /etc/hosts, DNS, ...). The blocking call runs on a Dispatch
-/// worker thread, never on the Swift concurrency pool. It returns every IPv4 and IPv6 address for
+/// The system resolver (`getaddrinfo`: /etc/hosts, DNS, ...). The blocking call runs on a thread
+/// of its own: never on the Swift concurrency pool, nor on Dispatch's (which that pool runs on
+/// under Linux, so a slow DNS server could starve it). It returns every IPv4 and IPv6 address for
 /// TCP; IPv6 scope ids are dropped. Timeouts are those of the system resolver (resolv.conf).
 public struct SystemResolver: HostResolver {
     public init() {}
 
     public func resolve(host: String, port: Int) async throws -> [IPAddress] {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[IPAddress], any Error>) in
-            DispatchQueue.global(qos: .userInitiated).async {
+            let thread = Thread {
                 continuation.resume(with: Result { try SystemResolver.lookup(host: host, port: port) })
             }
+            thread.start()
         }
     }
 

@@ -134,6 +134,9 @@ func waitForStatus(_ client: APIClient, _ id: String, auth: Auth, until done: Se
             #expect(waited.json["status"] as? String == "succeeded")
             #expect((waited.json["output"] as? [[String: Any]])?.first?["greeting"] as? String == "Hello Ada")
 
+            let notObject = try await client.post("/api/v1/workflows/\(id)/run?wait=true", ["items": [["name": "Ada"], 5]], auth: auth)
+            #expect(notObject.status == 422)
+            #expect(notObject.errorField == "items[1]")
             let accepted = try await client.post("/api/v1/workflows/\(id)/run", ["items": [["name": "Bob"]]], auth: auth)
             #expect(accepted.status == 202)
             let execution = try await waitForStatus(client, accepted.json["id"] as! String, auth: auth)

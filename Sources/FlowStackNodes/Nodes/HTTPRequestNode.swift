@@ -5,9 +5,10 @@ import Foundation
 /// loopback, link-local and metadata addresses are refused unless an operator allowed them.
 public struct HTTPRequestNode: NodeType {
     public init() {}
+    static let methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
     public static let descriptor = NodeTypeDescriptor(type: "flowstack.httpRequest", parameters: [
         .init("url", .string, required: true),
-        .init("method", .options, options: ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]),
+        .init("method", .options, options: methods),
         .init("query", .json), .init("headers", .json),
         .init("bodyType", .options, options: ["none", "json", "form", "raw"]), .init("body", .json), .init("contentType", .string),
         .init("timeout", .number), .init("followRedirects", .boolean), .init("maxRedirects", .number),
@@ -32,7 +33,7 @@ public struct HTTPRequestNode: NodeType {
 
     func makeRequest(_ input: NodeInput, _ index: Int) throws -> OutboundRequest {
         let method = try input.string("method", item: index, default: "GET").uppercased()
-        guard Self.descriptor.parameters[1].options.contains(method) else { throw NodeError("method must be one of GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS.", field: "method") }
+        guard Self.methods.contains(method) else { throw NodeError("method must be one of GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS.", field: "method") }
         let urlText = try input.string("url", item: index)
         guard var components = URLComponents(string: urlText), let scheme = components.scheme?.lowercased(), scheme == "http" || scheme == "https",
               components.host?.isEmpty == false else {

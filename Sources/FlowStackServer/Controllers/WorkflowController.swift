@@ -180,7 +180,11 @@ struct WorkflowController {
     @Sendable func run(_ request: Request, context: FlowStackRequestContext) async throws -> Response {
         let (workflow, _) = try await load(context, .workflowRun)
         let body = try await api.decodeOptional(RunRequest.self, request, context, empty: RunRequest(items: nil))
-        let items = (body.items ?? [.object([:])]).map { Item(json: $0) }
+        let given = body.items ?? [.object([:])]
+        if let index = given.firstIndex(where: { $0.objectValue == nil }) {
+            throw FlowStackError.validation("Each item must be a JSON object.", field: "items[\(index)]")
+        }
+        let items = given.map { Item(json: $0) }
         guard items.count <= 10_000 else { throw FlowStackError.validation("At most 10000 items can be given.", field: "items") }
         let triggers = workflow.definition.nodes.filter { api.engine.driver.isTrigger($0) }
         guard let trigger = triggers.first(where: { $0.type == "flowstack.manualTrigger" }) ?? triggers.first else {

@@ -45,6 +45,8 @@ public final class ExecutionEngine: Service, Sendable {
     let logger: Logger
     let codeRunner: (any CodeRunning)?
     let fetcher: (any OutboundFetching)?
+    /// Signs requests with connections and keeps OAuth2 tokens fresh.
+    public let connections: ConnectionBroker
     let wake: AsyncStream<Void>.Continuation
     /// Project variables by project, kept for a second (changes through this server clear them).
     private let variableCache = Mutex<[String: (fetched: ContinuousClock.Instant, values: [String: String])]>([:])
@@ -58,6 +60,7 @@ public final class ExecutionEngine: Service, Sendable {
         self.logger = logger
         self.codeRunner = codeRunner
         self.fetcher = fetcher
+        self.connections = ConnectionBroker(store: store, fetcher: fetcher, logger: logger)
         (wakeStream, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
@@ -204,8 +207,10 @@ public final class ExecutionEngine: Service, Sendable {
         let timeZone = definition.settings.timezone.flatMap(TimeZone.init(identifier:)) ?? TimeZone(identifier: "UTC")!
         // `$env` is the project's variables, read when the execution (re)starts; never the server's environment.
         let variables = try await projectVariables(record.projectID)
-        let base = ExpressionContext(variables: variables, timeZone: timeZone, executionID: record.id, workflowID: record.workflowID,
+        var base = ExpressionContext(variables: variables, timeZone: timeZone, executionID: record.id, workflowID: record.workflowID,
                                      workflowName: definition.name)
+        base.projectID = record.projectID
+        base.redactor = Redactor()
         var context = base
         context.callDepth = depth
         // The driver sleeps on the system clock; the time already spent is measured on the store's.

@@ -44,7 +44,10 @@ public struct GuardedHTTPClient: OutboundFetching {
             }
             if next.host?.lowercased() != parsed.host?.lowercased() {
                 // Credentials are for the host they were given for, not for where it redirects.
-                headers.removeAll { ["authorization", "cookie", "proxy-authorization"].contains($0.0.lowercased()) }
+                headers.removeAll { header in
+                    let name = header.0.lowercased()
+                    return ["authorization", "cookie", "proxy-authorization"].contains(name) || request.credentialHeaders.contains(name)
+                }
             }
             url = next.absoluteString
         }

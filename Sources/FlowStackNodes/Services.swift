@@ -63,6 +63,8 @@ public struct OutboundRequest: Sendable {
     public var followRedirects: Bool
     public var maxRedirects: Int
     public var maxResponseBytes: Int
+    /// Headers that carry a credential (lowercased): dropped when a redirect leaves the host.
+    public var credentialHeaders: Set<String> = []
 
     public init(method: String, url: String, headers: [(String, String)] = [], body: [UInt8]? = nil, timeout: TimeInterval = 30,
                 followRedirects: Bool = true, maxRedirects: Int = 5, maxResponseBytes: Int = 16 << 20) {
@@ -89,9 +91,21 @@ public struct OutboundResponse: Sendable {
     }
 }
 
+/// Answers a Code node's `$http.request` call (a JSON object) with a JSON object: the response,
+/// or `{"error": "…"}`. It runs in the platform, outside the sandbox.
+public typealias CodeBroker = @Sendable (JSONValue) async -> JSONValue
+
 /// Runs Code node JavaScript (the sandbox pool).
 public protocol CodeRunning: Sendable {
     func run(_ request: CodeRequest) async throws -> CodeResponse
+    func run(_ request: CodeRequest, broker: CodeBroker?) async throws -> CodeResponse
+}
+
+extension CodeRunning {
+    /// Runners without a broker channel answer `$http.request` with an error.
+    public func run(_ request: CodeRequest, broker: CodeBroker?) async throws -> CodeResponse {
+        try await run(request)
+    }
 }
 
 /// Makes outbound HTTP requests through the SSRF guard.
@@ -116,6 +130,11 @@ public struct StandaloneServices: NodeServices {
     public func runCode(_ request: CodeRequest) async throws -> CodeResponse {
         guard let codeRunner else { throw NodeError("Code nodes are not available: the sandbox could not be started.") }
         return try await codeRunner.run(request)
+    }
+
+    public func runCode(_ request: CodeRequest, broker: CodeBroker?) async throws -> CodeResponse {
+        guard let codeRunner else { throw NodeError("Code nodes are not available: the sandbox could not be started.") }
+        return try await codeRunner.run(request, broker: broker)
     }
 
     public func fetch(_ request: OutboundRequest) async throws -> OutboundResponse {

@@ -9,8 +9,22 @@ public protocol NodeServices: Sendable {
     func executeWorkflow(id: String, items: [Item], wait: Bool, caller: ExpressionContext) async throws -> [Item]
     /// Runs JavaScript for a Code node.
     func runCode(_ request: CodeRequest) async throws -> CodeResponse
+    /// Runs JavaScript for a Code node whose `$http.request` calls `broker` answers.
+    func runCode(_ request: CodeRequest, broker: CodeBroker?) async throws -> CodeResponse
     /// Makes an outbound HTTP request for the HTTP Request node, through the SSRF guard.
     func fetch(_ request: OutboundRequest) async throws -> OutboundResponse
+    /// The same, signed with a connection of the caller's project (found by id or name).
+    func fetch(_ request: OutboundRequest, connection: String, caller: ExpressionContext) async throws -> OutboundResponse
+}
+
+extension NodeServices {
+    public func runCode(_ request: CodeRequest, broker: CodeBroker?) async throws -> CodeResponse {
+        try await runCode(request)
+    }
+
+    public func fetch(_ request: OutboundRequest, connection: String, caller: ExpressionContext) async throws -> OutboundResponse {
+        throw NodeError("Connections need a FlowStack server: `flowstack run` has none.", field: "connection")
+    }
 }
 
 /// Persists an execution's progress. `record` is called after the state machine has taken
@@ -155,6 +169,17 @@ public struct WorkflowDriver: Sendable {
         let log = NodeLog()
         var outcome = await runNode(node, nodeType: nodeType, inputs: inputs, base: base, log: log, elapsed: elapsed)
         outcome.logs = log.lines
+        if let redactor = base.redactor, !redactor.isEmpty {
+            // Secrets of connections this run used never reach the journal, whoever echoed them.
+            outcome.logs = outcome.logs.map(redactor.redact)
+            outcome.error = outcome.error.map(redactor.redact)
+            switch outcome.result {
+            case .items(let outputs)?: outcome.result = .items(outputs.map(redactor.redact))
+            case .wait(let until, let items)?: outcome.result = .wait(until: until, items: redactor.redact(items))
+            case .waitForResume(let items)?: outcome.result = .waitForResume(items: redactor.redact(items))
+            case nil: break
+            }
+        }
         return outcome
     }
 

@@ -61,6 +61,10 @@ public actor SandboxPool: CodeRunning {
     }
 
     public func run(_ request: CodeRequest) async throws -> CodeResponse {
+        try await run(request, broker: nil)
+    }
+
+    public func run(_ request: CodeRequest, broker: CodeBroker?) async throws -> CodeResponse {
         while running >= limits.maximum {
             await withCheckedContinuation { waiters.append($0) }
         }
@@ -77,7 +81,7 @@ public actor SandboxPool: CodeRunning {
         }
         var request = request
         request.maxMemoryBytes = max(64 << 20, limits.memoryBytes - (64 << 20))
-        let outcome = await child.run(request, limits: limits)
+        let outcome = await child.run(request, limits: limits, broker: broker)
         switch outcome {
         case .answered(let response):
             idle.append(child)
@@ -135,6 +139,7 @@ final class SandboxChild: @unchecked Sendable {
     }
 
     var pid: pid_t { process.processIdentifier }
+    static let brokerPrefix = Data(#"{"http":"#.utf8)
 
     /// Reads one line from the child on a thread of its own (a blocking read must never occupy a
     /// thread of the concurrency pool or of Dispatch, which the pool runs on); nil at end of file.
@@ -169,7 +174,7 @@ final class SandboxChild: @unchecked Sendable {
         return value["protections"]?.objectValue ?? [:]
     }
 
-    func run(_ request: CodeRequest, limits: SandboxLimits) async -> Outcome {
+    func run(_ request: CodeRequest, limits: SandboxLimits, broker: CodeBroker?) async -> Outcome {
         let reason = KillReason()
         let deadline = Double(request.timeLimitMs) / 1000 + limits.killGrace
         let pid = self.pid
@@ -197,7 +202,22 @@ final class SandboxChild: @unchecked Sendable {
         } catch {
             return .killed(CodeResponse(ok: false, error: "The code sandbox stopped unexpectedly.", errorKind: "internal"))
         }
-        guard let answer = await readLine() else {
+        var answer: Data?
+        while true {
+            answer = await readLine()
+            // `$http.request` calls arrive as {"http": {...}} lines until the final answer.
+            guard let line = answer, line.starts(with: Self.brokerPrefix) else { break }
+            let call = (try? JSONDecoder().decode(JSONValue.self, from: line))?["http"] ?? .null
+            let result: JSONValue = if let broker { await broker(call) } else { .object(["error": .string("$http.request is not available here.")]) }
+            do {
+                var reply = try JSONEncoder().encode(result)
+                reply.append(0x0A)
+                try input.write(contentsOf: reply)
+            } catch {
+                return .killed(CodeResponse(ok: false, error: "The code sandbox stopped unexpectedly.", errorKind: "internal"))
+            }
+        }
+        guard let answer else {
             switch reason.value {
             case "time":
                 return .killed(CodeResponse(ok: false, error: "The Code node exceeded its time limit of \(request.timeLimitMs) ms and was stopped.", errorKind: "timeout"))

@@ -44,6 +44,7 @@ public enum FlowStackApplication {
         WorkflowController(api: api).addRoutes(to: v1)
         ExecutionController(api: api).addRoutes(to: v1)
         VariableController(api: api).addRoutes(to: v1)
+        ConnectionController(api: api).addRoutes(to: v1, root: router)
         WebhookController(api: api).addRoutes(to: router)
         routes.load(from: router)
         return router

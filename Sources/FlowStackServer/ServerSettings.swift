@@ -20,8 +20,13 @@ public struct ServerSettings: Sendable {
     /// Path of a keyring file, or the keyring JSON itself (for secrets injected by environment).
     public var keyringFile: String?
     public var keyringJSON: String?
+    /// A command whose standard output is the keyring JSON (a KMS or vault CLI), run at start.
+    public var keyringCommand: String?
 
     public var sessionIdleTimeout: TimeInterval = 24 * 3600
+    /// The address users reach this server at (for OAuth2 redirect URIs); by default
+    /// `https://<host>:<port>`.
+    public var publicURL: String?
     public var sessionAbsoluteLifetime: TimeInterval = 7 * 24 * 3600
     public var lockoutThreshold = 10
     public var lockoutDuration: TimeInterval = 30 * 60

@@ -153,6 +153,28 @@ public enum Migrations {
                 PRIMARY KEY (project_id, name))
             """,
         ]),
+        Migration(version: 4, name: "connections", statements: [
+            // Non-secret fields are sealed with the data key; every secret field is a row of its own in
+            // connection_secrets, sealed with the connections key and bound to (connection, field, org).
+            """
+            CREATE TABLE connections (
+                id TEXT PRIMARY KEY, org_id TEXT NOT NULL, project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+                name TEXT NOT NULL, type TEXT NOT NULL, config_sealed {blob} NOT NULL,
+                status TEXT NOT NULL, status_message TEXT, last_tested_at {int}, token_expires_at {int},
+                created_by TEXT, created_at {int} NOT NULL, updated_at {int} NOT NULL, UNIQUE (project_id, name))
+            """,
+            """
+            CREATE TABLE connection_secrets (
+                connection_id TEXT NOT NULL REFERENCES connections(id) ON DELETE CASCADE, field TEXT NOT NULL,
+                org_id TEXT NOT NULL, sealed {blob} NOT NULL, PRIMARY KEY (connection_id, field))
+            """,
+            """
+            CREATE TABLE oauth2_states (
+                state_hash TEXT PRIMARY KEY, connection_id TEXT NOT NULL REFERENCES connections(id) ON DELETE CASCADE,
+                org_id TEXT NOT NULL, user_id TEXT NOT NULL, session_id TEXT NOT NULL, verifier_sealed {blob} NOT NULL,
+                redirect_uri TEXT NOT NULL, expires_at {int} NOT NULL)
+            """,
+        ]),
     ]
 
     /// Applies the migrations not yet applied, in order, each in its own transaction.

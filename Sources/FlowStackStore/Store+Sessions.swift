@@ -65,3 +65,18 @@ extension Store {
         }
     }
 }
+
+extension Store {
+    /// Whether session `id` of `userID` exists, has not expired and was used within `idleTimeout`.
+    public func sessionIsLive(id: String, userID: String, idleTimeout: TimeInterval) async throws -> Bool {
+        let now = self.now
+        return try await read { db in
+            guard let row = try await db.raw("""
+                SELECT s.expires_at, s.last_seen_at, u.disabled FROM sessions s JOIN users u ON u.id = s.user_id
+                WHERE s.id = \(bind: id) AND s.user_id = \(bind: userID)
+                """).first() else { return false }
+            return try row.date("expires_at") > now && now.timeIntervalSince(try row.date("last_seen_at")) < idleTimeout
+                && (try row.int("disabled")) == 0
+        }
+    }
+}

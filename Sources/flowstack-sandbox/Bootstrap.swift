@@ -30,6 +30,7 @@ enum Bootstrap {
       const StringCtor = String;
       const ErrorCtor = Error;
       const RangeErrorCtor = RangeError;
+      const TypeErrorCtor = TypeError;
       const stringSlice = String.prototype.slice;
 
       // Not needed by Code nodes; less engine surface (its compiler) for untrusted code.
@@ -101,6 +102,25 @@ enum Bootstrap {
       constant('$execution', freeze({ id: text(info.executionId) }));
       constant('$workflow', freeze({ id: text(info.workflowId), name: text(info.workflowName) }));
       constant('$node', freeze({ name: text(info.nodeName) }));
+
+      // $http.request: the request is handed to the platform's broker outside the sandbox, which
+      // adds the connection's credential and applies the SSRF guard. Only the response comes back.
+      const parse = JSON.parse;
+      function httpRequest(options) {
+        if (!isRecord(options)) throw new TypeErrorCtor('$http.request needs an options object: {url, method, headers, body, connection}');
+        const call = {};
+        const names = ['connection', 'url', 'method', 'headers', 'body', 'timeout'];
+        for (let i = 0; i < names.length; i++) {
+          const value = options[names[i]];
+          if (value !== undefined) call[names[i]] = value;
+        }
+        let payload;
+        try { payload = stringify(call); } catch (e) { throw new TypeErrorCtor('$http.request options must be JSON: ' + errorText(e)); }
+        const answer = parse(native('http', payload));
+        if (isRecord(answer) && typeof answer.error === 'string') throw new ErrorCtor(answer.error);
+        return answer;
+      }
+      constant('$http', freeze({ request: async function request(options) { return httpRequest(options); } }));
 
       // Input items, always {json[, binary]}.
       const source = isArray(request.items) ? request.items : [];

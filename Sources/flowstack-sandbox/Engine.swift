@@ -79,13 +79,38 @@ enum Outcome {
 /// Per-request state reachable from the `native` function given to the bootstrap.
 final class RequestState {
     let limits: Limits
+    /// The parent's end of the `$http.request` broker (nil in the start-up self check).
+    let channel: LineReader?
+    var brokerCalls = 0
+    static let maximumBrokerCalls = 100
     var logs: [String] = []
     var logCost = 0
     var logTruncated = false
     var outcome = Outcome.pending
 
-    init(limits: Limits) {
+    init(limits: Limits, channel: LineReader?) {
         self.limits = limits
+        self.channel = channel
+    }
+
+    /// Hands one `$http.request` call to the parent and waits for its answer (a JSON text). The
+    /// request leaves this process as data; the parent's broker adds any credential, applies the
+    /// SSRF guard and sends only the response back, so no secret ever enters the sandbox.
+    func broker(_ payload: [UInt8]) -> String {
+        guard let channel else { return #"{"error":"$http.request is not available here."}"# }
+        guard brokerCalls < Self.maximumBrokerCalls else {
+            return #"{"error":"A Code node run may make at most 100 $http.request calls."}"#
+        }
+        brokerCalls += 1
+        var writer = JSONWriter(capacity: payload.count + 16)
+        writer.raw("{\"http\":")
+        writer.raw(payload)
+        writer.raw("}")
+        guard Output.writeLine(writer.bytes), let reply = channel.next() else {
+            // The parent is gone: nothing more can be answered.
+            exit(0)
+        }
+        return String(decoding: reply, as: UTF8.self)
     }
 
     /// Appends one console line; false once the log budget is spent. Each line costs its UTF-8
@@ -143,6 +168,11 @@ func nativeCallback(
         }
         defer { JSStringRelease(message) }
         return JSValueMakeBoolean(ctx, state.appendLog(level: level, message: message))
+    case "http":
+        guard let payload = JS.utf8(ctx, argument(1)) else { return JSValueMakeUndefined(ctx) }
+        let reply = JS.makeString(state.broker(payload))
+        defer { JSStringRelease(reply) }
+        return JSValueMakeString(ctx, reply)
     case "ok":
         if case .pending = state.outcome {
             state.outcome = .ok(items: JS.utf8(ctx, argument(1)) ?? Array("[]".utf8))
@@ -174,6 +204,8 @@ struct Reply {
 
 /// Runs requests: one long-lived context group, a fresh global context per request.
 final class Engine {
+    /// Where `$http.request` answers come from (the request stream); set by the server loop.
+    var channel: LineReader?
     private let group: JSContextGroupRef
     private let nativeClass: JSClassRef
     private let watchdog = Watchdog()
@@ -302,7 +334,7 @@ final class Engine {
         if let value = JS.integer(ctx, request, "maxMemoryBytes") { limits.maxMemoryBytes = max(0, value) }
         maxMemoryBytes = limits.maxMemoryBytes
 
-        let state = RequestState(limits: limits)
+        let state = RequestState(limits: limits, channel: channel)
         watchdog.arm(timeLimitMs: limits.timeLimitMs, maxMemoryBytes: limits.maxMemoryBytes, startedAt: startedAt)
         JSContextGroupSetExecutionTimeLimit(
             group, Watchdog.slice, watchdogCallback, Unmanaged.passUnretained(watchdog).toOpaque())

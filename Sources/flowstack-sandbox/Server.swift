@@ -15,6 +15,7 @@ enum Server {
         engine.collectGarbage()
         guard Output.writeLine("{\"ready\":true,\"protections\":\(protections.json)}") else { return 0 }
         let input = LineReader(fd: 0)
+        engine.channel = input
         while let bytes = input.next() {
             if isBlank(bytes) { continue }
             // Invalid UTF-8 is replaced with U+FFFD (the request then usually fails to parse).

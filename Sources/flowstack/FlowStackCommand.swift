@@ -75,6 +75,7 @@ struct StorageOptions: ParsableArguments {
         settings.database = f.string(forKey: "database", isSecret: true).map(DatabaseLocation.parse)
         settings.keyringFile = f.string(forKey: "keyringFile")
         settings.keyringJSON = f.string(forKey: "keyring", isSecret: true)
+        settings.keyringCommand = f.string(forKey: "keyringCommand")
         return settings
     }
 
@@ -129,6 +130,7 @@ struct Serve: AsyncParsableCommand {
         settings.allowSignup = f.bool(forKey: "allowSignup", default: false)
         settings.tlsCertificatePath = f.string(forKey: "tlsCert")
         settings.tlsKeyPath = f.string(forKey: "tlsKey")
+        settings.publicURL = f.string(forKey: "publicUrl")
         settings.trustedProxies = Set(f.stringArray(forKey: "trustedProxies", default: []))
         settings.sessionIdleTimeout = f.double(forKey: "sessionIdleTimeoutSeconds", default: settings.sessionIdleTimeout)
         settings.sessionAbsoluteLifetime = f.double(forKey: "sessionAbsoluteLifetimeSeconds", default: settings.sessionAbsoluteLifetime)

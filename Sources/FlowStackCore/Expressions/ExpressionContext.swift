@@ -18,6 +18,10 @@ public struct ExpressionContext: Sendable {
     public var executionID: String
     public var workflowID: String
     public var workflowName: String
+    /// The project the workflow belongs to: connections and variables resolve in it only.
+    public var projectID: String = ""
+    /// Secrets this execution has used, removed from whatever it stores.
+    public var redactor: Redactor? = nil
     public var limits: ExpressionLimits
     /// How deep in sub-workflow calls this execution runs (0 at the top).
     public var callDepth = 0

@@ -37,12 +37,73 @@ public struct CodeNode: NodeType {
                                   maxOutputBytes: 16 << 20, maxLogBytes: 64 << 10,
                                   context: .init(executionId: input.base.executionID, workflowId: input.base.workflowID,
                                                  workflowName: input.base.workflowName, nodeName: input.node.name))
-        let response = try await services.runCode(request)
+        let response = try await services.runCode(request, broker: Self.broker(services: services, caller: input.base, timeLimitMs: limit))
         input.log.append(contentsOf: response.logs ?? [])
         guard response.ok else {
             let line = response.line.map { " (line \($0))" } ?? ""
             throw NodeError((response.error ?? "The code failed.") + line, field: "code")
         }
         return .items([response.items ?? []])
+    }
+
+    /// Answers `$http.request` from the sandbox: the call is plain data (url, method, headers,
+    /// body, connection); the platform signs it with the connection and sends it through the SSRF
+    /// guard. The answer is redacted of every secret this execution uses before it goes back in.
+    static func broker(services: any NodeServices, caller: ExpressionContext, timeLimitMs: Int) -> CodeBroker {
+        { call in
+            do {
+                let request = try outboundRequest(call, timeLimitMs: timeLimitMs)
+                let connection = call["connection"]?.stringValue ?? ""
+                let response = connection.isEmpty
+                    ? try await services.fetch(request)
+                    : try await services.fetch(request, connection: connection, caller: caller)
+                var headers: [String: JSONValue] = [:]
+                for (name, value) in response.headers { headers[name.lowercased()] = .string(value) }
+                let text = String(decoding: response.body, as: UTF8.self)
+                var answer: [String: JSONValue] = ["status": .number(Double(response.status)), "headers": .object(headers), "body": .string(text)]
+                let contentType = headers["content-type"]?.stringValue?.lowercased() ?? ""
+                if contentType.contains("json"), let json = try? JSONDecoder().decode(JSONValue.self, from: Data(response.body)) {
+                    answer["json"] = json
+                }
+                return caller.redactor?.redact(.object(answer)) ?? .object(answer)
+            } catch let error as NodeError {
+                return .object(["error": .string(caller.redactor?.redact(error.message) ?? error.message)])
+            } catch {
+                return .object(["error": .string("The request failed.")])
+            }
+        }
+    }
+
+    static func outboundRequest(_ call: JSONValue, timeLimitMs: Int) throws -> OutboundRequest {
+        guard case .string(let url)? = call["url"], let components = URLComponents(string: url),
+              let scheme = components.scheme?.lowercased(), scheme == "http" || scheme == "https", components.host?.isEmpty == false else {
+            throw NodeError("$http.request needs url, an absolute http or https URL.")
+        }
+        let method = (call["method"]?.stringValue ?? "GET").uppercased()
+        guard HTTPRequestNode.methods.contains(method) else {
+            throw NodeError("$http.request method must be one of \(HTTPRequestNode.methods.joined(separator: ", ")).")
+        }
+        var headers: [(String, String)] = []
+        if let given = call["headers"], given != .null {
+            guard let fields = given.objectValue else { throw NodeError("$http.request headers must be an object of strings.") }
+            for (name, value) in fields.sorted(by: { $0.key < $1.key }) {
+                let text = value.stringValue ?? value.jsonText
+                guard HeaderCheck.isToken(name), HeaderCheck.isValue(text) else { throw NodeError("$http.request: the header '\(name)' is not valid.") }
+                headers.append((name, text))
+            }
+        }
+        var body: [UInt8]?
+        switch call["body"] {
+        case nil, .null?:
+            break
+        case .string(let text)?:
+            body = Array(text.utf8)
+        case let value?:
+            body = Array(value.jsonText.utf8)
+            if !headers.contains(where: { $0.0.lowercased() == "content-type" }) { headers.append(("Content-Type", "application/json")) }
+        }
+        let timeout = min(call["timeout"]?.numberValue.map { $0 / 1000 } ?? 30, Double(timeLimitMs) / 1000, 300)
+        guard timeout > 0 else { throw NodeError("$http.request timeout must be positive (milliseconds).") }
+        return OutboundRequest(method: method, url: url, headers: headers, body: body, timeout: timeout)
     }
 }

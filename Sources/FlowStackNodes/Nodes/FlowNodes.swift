@@ -93,19 +93,6 @@ public struct RespondToWebhookNode: NodeType {
     }
 }
 
-/// Checks header names and values that workflows set on responses and requests.
-public enum HeaderCheck {
-    public static func isToken(_ name: String) -> Bool {
-        !name.isEmpty && name.utf8.count <= 256 && name.utf8.allSatisfy { byte in
-            (0x30...0x39).contains(byte) || (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte) || "!#$%&'*+-.^_`|~".utf8.contains(byte)
-        }
-    }
-
-    public static func isValue(_ value: String) -> Bool {
-        value.utf8.count <= 8192 && value.utf8.allSatisfy { $0 == 0x09 || (0x20...0x7E).contains($0) || $0 >= 0x80 }
-    }
-}
-
 /// Routes each item to the first rule that holds; items no rule takes go to the last output.
 public struct SwitchNode: NodeType {
     public init() {}

@@ -13,7 +13,7 @@ public struct HTTPRequestNode: NodeType {
         .init("bodyType", .options, options: ["none", "json", "form", "raw"]), .init("body", .json), .init("contentType", .string),
         .init("timeout", .number), .init("followRedirects", .boolean), .init("maxRedirects", .number),
         .init("responseFormat", .options, options: ["autodetect", "json", "text", "binary"]), .init("fullResponse", .boolean),
-        .init("ignoreHttpErrors", .boolean),
+        .init("ignoreHttpErrors", .boolean), .init("connection", .string),
     ])
 
     public func run(_ input: NodeInput) async throws -> NodeOutput {
@@ -21,7 +21,12 @@ public struct HTTPRequestNode: NodeType {
         var output: [Item] = []
         for index in input.items.indices {
             let request = try makeRequest(input, index)
-            let response = try await services.fetch(request)
+            // A connection (by id or name, of this workflow's project) signs the request; its
+            // secret is added by the platform and never appears in the node's data.
+            let connection = try input.string("connection", item: index)
+            let response = connection.isEmpty
+                ? try await services.fetch(request)
+                : try await services.fetch(request, connection: connection, caller: input.base)
             if !(200..<400).contains(response.status), !(try input.parameter("ignoreHttpErrors", item: index)?.isTruthy ?? false) {
                 let snippet = String(decoding: response.body.prefix(200), as: UTF8.self)
                 throw NodeError("The server answered \(response.status): \(snippet)")

@@ -90,6 +90,18 @@ enum OpenAPIDocument {
         "Resumed": object(["executionId": string, "status": string]),
         "Variable": object(["name": string, "value": string, "createdAt": dateTime, "updatedAt": dateTime]),
         "VariableList": list("Variable"),
+        "Connection": object([
+            "id": string, "projectId": string, "name": string,
+            "type": ["type": "string", "enum": ["apiKey", "bearer", "basic", "headers", "oauth2", "secrets"]],
+            "data": ["type": "object", "additionalProperties": string, "description": "The non-secret fields"],
+            "secrets": ["type": "object", "additionalProperties": object(["set": ["type": "boolean"], "last4": string]),
+                        "description": "Which secret fields are set, with the last 4 characters of long ones; never the values"],
+            "testUrl": string, "authorized": ["type": "boolean"], "status": ["type": "string", "enum": ["untested", "ok", "error"]],
+            "statusMessage": string, "lastTestedAt": dateTime, "tokenExpiresAt": dateTime, "createdAt": dateTime, "updatedAt": dateTime,
+        ], required: ["id", "projectId", "name", "type", "data", "secrets", "status", "createdAt", "updatedAt"]),
+        "ConnectionList": list("Connection"),
+        "ConnectionTest": object(["ok": ["type": "boolean"], "status": ["type": "integer"], "message": string], required: ["ok", "message"]),
+        "OAuth2Connected": object(["connected": string]),
         "WorkflowList": list("Workflow"),
         "WorkflowVersionList": list("WorkflowVersion"),
         "NodeTypeList": list("NodeType"),
@@ -113,6 +125,25 @@ enum OpenAPIDocument {
         if !parameters.isEmpty { op["parameters"] = parameters }
         op["security"] = secured ? [["apiKey": [String]()], ["session": [String]()]] : [[String: [String]]()]
         return op
+    }
+
+    /// An operation that answers with a redirect.
+    static func redirect(_ id: String, _ summary: String, parameters: [Object], secured: Bool) -> Object {
+        var op = operation(id, summary, ok: 302, schema: nil, parameters: parameters, secured: secured, tag: "connections")
+        var responses = op["responses"] as! Object
+        responses["302"] = ["description": summary, "headers": ["Location": ["schema": string]]]
+        op["responses"] = responses
+        return op
+    }
+
+    static func connectionInput(create: Bool) -> Object {
+        var properties: [String: Object] = [
+            "name": ["type": "string", "minLength": 1, "maxLength": 100],
+            "data": ["type": "object", "additionalProperties": ["type": ["string", "null"]]],
+            "testUrl": ["type": "string", "maxLength": 2048],
+        ]
+        if create { properties["type"] = ["type": "string", "enum": ["apiKey", "bearer", "basic", "headers", "oauth2", "secrets"]] }
+        return object(properties, required: create ? ["name", "type", "data"] : [])
     }
 
     static func path(_ name: String) -> Object {
@@ -263,6 +294,30 @@ enum OpenAPIDocument {
                                                      "value": ["type": "string", "maxLength": 65536]])),
                                   parameters: [path("projectId")], tag: "variables"),
             ],
+            "/api/v1/projects/{projectId}/connections": [
+                "get": operation("listConnections", "Connections of a project (secrets shown as hints only)", ok: 200, schema: "ConnectionList",
+                                 parameters: [path("projectId")], tag: "connections"),
+                "post": operation("createConnection", "Create a connection (secret fields are write-only, sealed with the connections key)",
+                                  ok: 201, schema: "Connection", body: body(connectionInput(create: true)), parameters: [path("projectId")],
+                                  tag: "connections"),
+            ],
+            "/api/v1/connections/{connectionId}": [
+                "get": operation("getConnection", "A connection", ok: 200, schema: "Connection", parameters: [path("connectionId")], tag: "connections"),
+                "patch": operation("updateConnection", "Rename it or replace fields (omitted secrets are kept; null removes an optional field)",
+                                   ok: 200, schema: "Connection", body: body(connectionInput(create: false)), parameters: [path("connectionId")],
+                                   tag: "connections"),
+                "delete": operation("deleteConnection", "Delete a connection", ok: 204, schema: nil, parameters: [path("connectionId")], tag: "connections"),
+            ],
+            "/api/v1/connections/{connectionId}/test": ["post": operation(
+                "testConnection", "Try the credential against a URL (or the OAuth2 token endpoint)", ok: 200, schema: "ConnectionTest",
+                body: body(object(["url": ["type": "string", "maxLength": 2048]], required: []), required: false),
+                parameters: [path("connectionId")], tag: "connections")],
+            "/api/v1/connections/{connectionId}/oauth2/authorize": ["get": redirect(
+                "authorizeConnection", "Start the OAuth2 authorization code flow with PKCE (browser session only): 302 to the provider",
+                parameters: [path("connectionId")], secured: true)],
+            "/oauth2/callback": ["get": operation(
+                "oauth2Callback", "The provider's redirect back (state bound to the starting session and browser)", ok: 200, schema: "OAuth2Connected",
+                parameters: [query("state", string), query("code", string), query("error", string)], secured: false, tag: "connections")],
             "/api/v1/projects/{projectId}/variables/{name}": [
                 "patch": operation("updateVariable", "Change a variable's value", ok: 200, schema: "Variable",
                                    body: body(object(["value": ["type": "string", "maxLength": 65536]])),

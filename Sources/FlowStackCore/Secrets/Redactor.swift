@@ -1,0 +1,84 @@
+import Foundation
+import Synchronization
+
+/// The secret values an execution has touched, and their removal from everything it keeps.
+///
+/// Every connection a run resolves registers its secret values here before they are used. The
+/// driver passes each node's output, error and log lines through `redact` before they are
+/// journaled, so a secret echoed by user code or by a remote server is stored as `[redacted]`.
+public final class Redactor: Sendable {
+    public static let replacement = "[redacted]"
+    /// Shorter values are not redacted: they would blank out ordinary words and digits.
+    public static let minimumLength = 4
+
+    private let secrets = Mutex<[String]>([])
+
+    public init() {}
+
+    /// Adds secret values (longest first, so a secret that contains another is removed whole).
+    public func register(_ values: some Sequence<String>) {
+        let fresh = values.filter { $0.utf8.count >= Self.minimumLength }
+        guard !fresh.isEmpty else { return }
+        secrets.withLock { list in
+            var known = Set(list)
+            for value in fresh where known.insert(value).inserted { list.append(value) }
+            list.sort { $0.utf8.count > $1.utf8.count }
+        }
+    }
+
+    public var isEmpty: Bool { secrets.withLock { $0.isEmpty } }
+
+    /// `text` with every registered secret replaced.
+    public func redact(_ text: String) -> String {
+        let list = secrets.withLock { $0 }
+        return Self.redact(text, list)
+    }
+
+    static func redact(_ text: String, _ list: [String]) -> String {
+        var result = text
+        for secret in list where result.contains(secret) {
+            result = result.replacingOccurrences(of: secret, with: replacement)
+        }
+        return result
+    }
+
+    /// `value` with every registered secret replaced in its strings and object keys.
+    public func redact(_ value: JSONValue) -> JSONValue {
+        let list = secrets.withLock { $0 }
+        guard !list.isEmpty else { return value }
+        return Self.redact(value, list)
+    }
+
+    static func redact(_ value: JSONValue, _ list: [String]) -> JSONValue {
+        switch value {
+        case .string(let text): .string(redact(text, list))
+        case .array(let elements): .array(elements.map { redact($0, list) })
+        case .object(let fields):
+            .object(Dictionary(fields.map { (redact($0.key, list), redact($0.value, list)) }, uniquingKeysWith: { a, _ in a }))
+        default: value
+        }
+    }
+
+    /// Items with their JSON and binary data redacted. Binary payloads are base64 text: a secret
+    /// inside is found by decoding, and the payload is replaced when it contains one.
+    public func redact(_ items: [Item]) -> [Item] {
+        let list = secrets.withLock { $0 }
+        guard !list.isEmpty else { return items }
+        return items.map { item in
+            var copy = item
+            copy.json = Self.redact(item.json, list)
+            if let binary = item.binary {
+                copy.binary = binary.mapValues { entry in
+                    guard case .object(var fields) = entry, case .string(let data)? = fields["data"],
+                          let decoded = Data(base64Encoded: data) else { return Self.redact(entry, list) }
+                    let text = String(decoding: decoded, as: UTF8.self)
+                    if list.contains(where: { text.contains($0) }) {
+                        fields["data"] = .string(Data(Self.redact(text, list).utf8).base64EncodedString())
+                    }
+                    return Self.redact(.object(fields), list)
+                }
+            }
+            return copy
+        }
+    }
+}

@@ -45,6 +45,7 @@ public enum FlowStackApplication {
         ExecutionController(api: api).addRoutes(to: v1)
         VariableController(api: api).addRoutes(to: v1)
         ConnectionController(api: api).addRoutes(to: v1, root: router)
+        SecurityReportController(api: api).addRoutes(to: v1)
         WebhookController(api: api).addRoutes(to: router)
         routes.load(from: router)
         return router

@@ -27,6 +27,8 @@ public struct ServerSettings: Sendable {
     /// The address users reach this server at (for OAuth2 redirect URIs); by default
     /// `https://<host>:<port>`.
     public var publicURL: String?
+    /// Key-encryption keys older than this are listed as due for rotation in security reports.
+    public var keyRotationDays = 90
     public var sessionAbsoluteLifetime: TimeInterval = 7 * 24 * 3600
     public var lockoutThreshold = 10
     public var lockoutDuration: TimeInterval = 30 * 60

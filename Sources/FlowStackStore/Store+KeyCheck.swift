@@ -61,3 +61,13 @@ extension Store {
         }
     }
 }
+
+extension Store {
+    /// When each key-encryption key was first used with this database.
+    public func keyCheckDates() async throws -> [String: Date] {
+        let rows = try await read { db in try await db.raw("SELECT key_id, created_at FROM key_checks").all() }
+        var dates: [String: Date] = [:]
+        for row in rows { dates[try row.string("key_id")] = try row.date("created_at") }
+        return dates
+    }
+}

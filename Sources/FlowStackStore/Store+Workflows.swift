@@ -146,6 +146,17 @@ extension Store {
         return try rows.map(workflow(from:))
     }
 
+    /// Every workflow of an organization (current versions), for reports.
+    public func workflows(orgID: String) async throws -> [StoredWorkflow] {
+        let rows = try await read { db in
+            try await db.raw("""
+                SELECT \(unsafeRaw: Self.workflowColumns) FROM workflows w JOIN workflow_versions v ON v.id = w.version_id
+                WHERE w.org_id = \(bind: orgID) ORDER BY w.id
+                """).all()
+        }
+        return try rows.map(workflow(from:))
+    }
+
     public func workflowVersions(workflowID: String) async throws -> [WorkflowVersionInfo] {
         try await read { db in
             try await db.raw("""

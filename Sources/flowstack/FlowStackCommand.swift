@@ -131,6 +131,7 @@ struct Serve: AsyncParsableCommand {
         settings.tlsCertificatePath = f.string(forKey: "tlsCert")
         settings.tlsKeyPath = f.string(forKey: "tlsKey")
         settings.publicURL = f.string(forKey: "publicUrl")
+        settings.keyRotationDays = f.int(forKey: "keyRotationDays", default: settings.keyRotationDays)
         settings.trustedProxies = Set(f.stringArray(forKey: "trustedProxies", default: []))
         settings.sessionIdleTimeout = f.double(forKey: "sessionIdleTimeoutSeconds", default: settings.sessionIdleTimeout)
         settings.sessionAbsoluteLifetime = f.double(forKey: "sessionAbsoluteLifetimeSeconds", default: settings.sessionAbsoluteLifetime)

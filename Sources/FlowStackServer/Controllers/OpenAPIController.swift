@@ -72,7 +72,20 @@ enum OpenAPIDocument {
         "Edge": object(["from": string, "to": string, "output": ["type": "integer"], "input": ["type": "integer"]], required: ["from", "to"]),
         "Workflow": object(["id": string, "projectId": string, "name": string, "active": ["type": "boolean"], "versionId": string,
                             "version": ["type": "integer"], "nodes": ["type": "array", "items": ref("Node")], "edges": ["type": "array", "items": ref("Edge")],
-                            "settings": ["type": "object"], "createdAt": dateTime, "updatedAt": dateTime]),
+                            "settings": ["type": "object"], "createdAt": dateTime, "updatedAt": dateTime,
+                            "warnings": ["type": "array", "items": ref("CredentialWarning"),
+                                         "description": "Hard-coded credentials found on save (create and update answers only)"]],
+                           required: ["id", "projectId", "name", "active", "versionId", "version", "nodes", "edges", "settings", "createdAt", "updatedAt"]),
+        "CredentialWarning": object(["node": string, "field": string, "line": ["type": "integer"], "kind": string, "message": string],
+                                    required: ["node", "field", "kind", "message"]),
+        "SecurityReport": object([
+            "credentialWarnings": ["type": "array", "items": object(["workflowId": string, "workflowName": string, "projectId": string,
+                                                                     "warning": ref("CredentialWarning")])],
+            "keysDueForRotation": ["type": "array", "items": object(["purpose": string, "keyId": string, "createdAt": dateTime, "ageDays": ["type": "integer"]])],
+            "connectionsNeverTested": ["type": "array", "items": object(["id": string, "name": string, "projectId": string, "type": string])],
+            "connectionsFailing": ["type": "array", "items": object(["id": string, "name": string, "projectId": string, "type": string, "message": string])],
+            "apiKeysDueForRotation": ["type": "array", "items": object(["id": string, "name": string, "createdAt": dateTime])],
+        ]),
         "WorkflowInput": object(["name": nonEmpty, "nodes": ["type": "array", "items": ref("Node")], "edges": ["type": "array", "items": ref("Edge")],
                                  "settings": ["type": "object"], "versionId": string], required: ["name", "nodes"]),
         "WorkflowVersion": object(["id": string, "version": ["type": "integer"], "createdBy": string, "createdAt": dateTime], required: ["id", "version", "createdAt"]),
@@ -318,6 +331,9 @@ enum OpenAPIDocument {
             "/oauth2/callback": ["get": operation(
                 "oauth2Callback", "The provider's redirect back (state bound to the starting session and browser)", ok: 200, schema: "OAuth2Connected",
                 parameters: [query("state", string), query("code", string), query("error", string)], secured: false, tag: "connections")],
+            "/api/v1/orgs/{orgId}/security-report": ["get": operation(
+                "securityReport", "Hard-coded credentials, keys due for rotation, connections never tested or failing (owners and admins)",
+                ok: 200, schema: "SecurityReport", parameters: [path("orgId")], tag: "security")],
             "/api/v1/projects/{projectId}/variables/{name}": [
                 "patch": operation("updateVariable", "Change a variable's value", ok: 200, schema: "Variable",
                                    body: body(object(["value": ["type": "string", "maxLength": 65536]])),

@@ -78,7 +78,8 @@ struct WorkflowController {
                                                     resourceID: workflow.id, details: ["name": definition.name]), actor: actor, on: db)
             return workflow
         }
-        return try JSON.response(.created, WorkflowDTO(workflow))
+        // Saved anyway; the warnings tell the editor which node and line hold a credential.
+        return try JSON.response(.created, WorkflowDTO(workflow, warnings: CredentialScanner.scan(definition)))
     }
 
     @Sendable func list(_ request: Request, context: FlowStackRequestContext) async throws -> Response {
@@ -92,7 +93,7 @@ struct WorkflowController {
         }
         let page = try await api.store.workflows(projectID: access.project.id, after: cursor, limit: limit + 1)
         let items = Array(page.prefix(limit))
-        return try JSON.response(.ok, ListDTO(items: items.map(WorkflowDTO.init), nextCursor: page.count > limit ? items.last?.id : nil))
+        return try JSON.response(.ok, ListDTO(items: items.map { WorkflowDTO($0) }, nextCursor: page.count > limit ? items.last?.id : nil))
     }
 
     @Sendable func get(_ request: Request, context: FlowStackRequestContext) async throws -> Response {
@@ -129,7 +130,7 @@ struct WorkflowController {
         }
         saved.active = workflow.active
         api.webhooks.invalidate()
-        return try JSON.response(.ok, WorkflowDTO(saved))
+        return try JSON.response(.ok, WorkflowDTO(saved, warnings: CredentialScanner.scan(definition)))
     }
 
     @Sendable func delete(_ request: Request, context: FlowStackRequestContext) async throws -> Response {

@@ -7,9 +7,14 @@ import Foundation
 /// server keeps about it.
 struct WorkflowDTO: Encodable {
     var workflow: StoredWorkflow
-    init(_ workflow: StoredWorkflow) { self.workflow = workflow }
+    /// Hard-coded credentials found when saving (only on create and update answers).
+    var warnings: [CredentialFinding]?
+    init(_ workflow: StoredWorkflow, warnings: [CredentialFinding]? = nil) {
+        self.workflow = workflow
+        self.warnings = warnings
+    }
 
-    enum CodingKeys: String, CodingKey { case id, projectId, active, versionId, version, createdAt, updatedAt }
+    enum CodingKeys: String, CodingKey { case id, projectId, active, versionId, version, createdAt, updatedAt, warnings }
 
     func encode(to encoder: any Encoder) throws {
         try workflow.definition.encode(to: encoder)
@@ -21,7 +26,9 @@ struct WorkflowDTO: Encodable {
         try container.encode(workflow.version, forKey: .version)
         try container.encode(workflow.createdAt, forKey: .createdAt)
         try container.encode(workflow.updatedAt, forKey: .updatedAt)
+        if let warnings { try container.encode(warnings, forKey: .warnings) }
     }
+
 }
 
 struct WorkflowVersionDTO: Encodable {

@@ -46,6 +46,10 @@ public final class ConnectionBroker: Sendable {
         guard let fetcher else { throw NodeError("HTTP requests are not available here.") }
         var connection = try await resolve(reference, projectID: caller.projectID)
         caller.redactor?.register(Self.secretValues(connection))
+        guard let host = URLComponents(string: request.url)?.host, ConnectionSchema.hostAllowed(host, connection.allowedHosts) else {
+            throw NodeError("The connection '\(connection.name)' may only be sent to \(connection.allowedHosts.joined(separator: ", ")).",
+                            field: "connection")
+        }
         if connection.kind == .oauth2 {
             connection = try await freshToken(connection, caller: caller)
         }
@@ -94,10 +98,44 @@ public final class ConnectionBroker: Sendable {
             }
             setHeader("Authorization", "Bearer " + token)
         case .secrets:
-            throw NodeError("The connection '\(connection.name)' holds secrets for Code nodes; it cannot sign an HTTP request by itself.",
-                            field: "connection")
+            // The request names the secrets it needs with `{{secret:NAME}}` placeholders (in the URL,
+            // header values and the body); they are filled in here, after the request left the sandbox.
+            // This is a literal substitution, not a template: nothing in the request is evaluated.
+            request.url = try fill(request.url, connection, encode: formEncode)
+            request.headers = try request.headers.map { name, value in
+                let filled = try fill(value, connection, encode: { $0 })
+                guard HeaderCheck.isValue(filled) else { throw NodeError("A secret cannot be sent in the header '\(name)'.") }
+                if filled != value { request.credentialHeaders.insert(name.lowercased()) }
+                return (name, filled)
+            }
+            if let body = request.body {
+                let text = String(decoding: body, as: UTF8.self)
+                if text.contains(placeholderStart) { request.body = Array(try fill(text, connection, encode: { $0 }).utf8) }
+            }
         }
         return request
+    }
+
+    static let placeholderStart = "{{secret:"
+
+    /// `text` with each `{{secret:NAME}}` replaced by the connection's secret NAME (encoded).
+    static func fill(_ text: String, _ connection: Connection, encode: (String) -> String) throws -> String {
+        guard text.contains(placeholderStart) else { return text }
+        var result = ""
+        var rest = Substring(text)
+        while let start = rest.range(of: placeholderStart) {
+            result += rest[..<start.lowerBound]
+            guard let end = rest[start.upperBound...].range(of: "}}") else {
+                throw NodeError("A {{secret:NAME}} placeholder is not closed.")
+            }
+            let name = String(rest[start.upperBound..<end.lowerBound])
+            guard let value = connection.data.secrets[name] else {
+                throw NodeError("The connection '\(connection.name)' has no secret '\(name)'.", field: "connection")
+            }
+            result += encode(value)
+            rest = rest[end.upperBound...]
+        }
+        return result + rest
     }
 
     // MARK: OAuth2
@@ -138,6 +176,12 @@ public final class ConnectionBroker: Sendable {
                 try await store.storeTokens(connectionID: current.id, orgID: current.orgID, accessToken: tokens.accessToken,
                                             refreshToken: tokens.refreshToken, expiresAt: tokens.expiresAt(now: store.now))
             } catch let error as TokenError {
+                // Another server may have refreshed first (providers that rotate refresh tokens then
+                // refuse ours): its fresh token is as good as ours would have been.
+                if let latest = try await store.connection(id: current.id), let token = latest.data.secrets["accessToken"],
+                   token != current.data.secrets["accessToken"], token != rejected {
+                    return latest
+                }
                 // Surfaced on the connection (for its owners) and in the execution (as the node's error).
                 try await store.setConnectionStatus(id: current.id, status: "error", message: error.message, tested: false)
                 logger.warning("OAuth2 token refresh failed", metadata: ["connection": "\(current.id)"])

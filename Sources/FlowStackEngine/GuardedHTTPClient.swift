@@ -42,8 +42,9 @@ public struct GuardedHTTPClient: OutboundFetching {
                 body = nil
                 headers.removeAll { $0.0.lowercased() == "content-type" || $0.0.lowercased() == "content-length" }
             }
-            if next.host?.lowercased() != parsed.host?.lowercased() {
-                // Credentials are for the host they were given for, not for where it redirects.
+            if !Self.sameOrigin(next, parsed) {
+                // Credentials are for the origin they were given for (scheme, host and port), not
+                // for where it redirects: never to another host, nor from https down to http.
                 headers.removeAll { header in
                     let name = header.0.lowercased()
                     return ["authorization", "cookie", "proxy-authorization"].contains(name) || request.credentialHeaders.contains(name)
@@ -52,6 +53,11 @@ public struct GuardedHTTPClient: OutboundFetching {
             url = next.absoluteString
         }
         throw NodeError("The request was redirected more than \(request.maxRedirects) times.")
+    }
+
+    public static func sameOrigin(_ a: URL, _ b: URL) -> Bool {
+        func port(_ url: URL) -> Int? { url.port ?? (url.scheme?.lowercased() == "https" ? 443 : url.scheme?.lowercased() == "http" ? 80 : nil) }
+        return a.scheme?.lowercased() == b.scheme?.lowercased() && a.host?.lowercased() == b.host?.lowercased() && port(a) == port(b)
     }
 
     private func send(url: String, parsed: URL, destination: AddressPolicy.Destination, method: String, headers: [(String, String)],

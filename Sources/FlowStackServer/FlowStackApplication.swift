@@ -54,6 +54,12 @@ public enum FlowStackApplication {
     /// Opens everything and returns the services to run: the HTTPS listener, the optional
     /// plain-HTTP rejecter and housekeeping.
     public static func build(settings: ServerSettings, logger: Logger, clock: any WallClock = SystemWallClock()) async throws -> RunningServer {
+        if let publicURL = settings.publicURL {
+            guard let components = URLComponents(string: publicURL), components.scheme?.lowercased() == "https",
+                  components.host?.isEmpty == false, components.query == nil, components.fragment == nil else {
+                throw StartupError("refusing to start: FLOWSTACK_PUBLIC_URL must be an https URL without query or fragment, such as https://flows.example.com")
+            }
+        }
         let store = try await Bootstrap.openStore(settings: settings, logger: logger, clock: clock)
         let certificate = try Bootstrap.certificate(settings: settings, logger: logger)
         let tls = try Bootstrap.tlsConfiguration(certificatePath: certificate.certificatePath, keyPath: certificate.keyPath)

@@ -13,6 +13,9 @@ public struct Connection: Sendable, Equatable {
     public var kind: ConnectionKind
     public var data: ConnectionData
     public var testURL: String?
+    /// Hosts the credential may be sent to (exact names, or `*.example.com` for subdomains);
+    /// empty means any host the SSRF guard allows.
+    public var allowedHosts: [String] = []
     /// "ok", "untested" or "error" (with `statusMessage`): a failing OAuth2 refresh shows here.
     public var status: String
     public var statusMessage: String?
@@ -64,6 +67,7 @@ extension Store {
     private struct Config: Codable {
         var config: [String: String]
         var testUrl: String?
+        var allowedHosts: [String]?
     }
 
     static func secretContext(connectionID: String, field: String, orgID: String) -> SealContext {
@@ -75,7 +79,8 @@ extension Store {
     }
 
     private func sealConfig(_ connection: Connection) throws -> Data {
-        let json = try JSONEncoder().encode(Config(config: connection.data.config, testUrl: connection.testURL))
+        let json = try JSONEncoder().encode(Config(config: connection.data.config, testUrl: connection.testURL,
+                                                          allowedHosts: connection.allowedHosts.isEmpty ? nil : connection.allowedHosts))
         return Data(try sealer.seal(json, purpose: .data, context: Self.configContext(connectionID: connection.id, orgID: connection.orgID)))
     }
 
@@ -192,11 +197,13 @@ extension Store {
             let configJSON = try sealer.open(try row.bytes("config_sealed"), purpose: .data, context: Self.configContext(connectionID: id, orgID: orgID))
             let config = try JSONDecoder().decode(Config.self, from: Data(configJSON))
             guard let kind = ConnectionKind(rawValue: try row.string("type")) else { throw DatabaseError("unknown connection type") }
-            return Connection(id: id, orgID: orgID, projectID: try row.string("project_id"), name: try row.string("name"), kind: kind,
+            var connection = Connection(id: id, orgID: orgID, projectID: try row.string("project_id"), name: try row.string("name"), kind: kind,
                               data: ConnectionData(config: config.config, secrets: secrets[id] ?? [:]), testURL: config.testUrl,
                               status: try row.string("status"), statusMessage: try row.optionalString("status_message"),
                               lastTestedAt: try row.optionalDate("last_tested_at"), tokenExpiresAt: try row.optionalDate("token_expires_at"),
                               createdAt: try row.date("created_at"), updatedAt: try row.date("updated_at"))
+            connection.allowedHosts = config.allowedHosts ?? []
+            return connection
         }
     }
 

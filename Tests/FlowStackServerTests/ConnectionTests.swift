@@ -326,6 +326,54 @@ func httpWorkflow(url: String, connection: String) -> [String: Any] {
         }
     }
 
+    @Test("allowedHosts keeps a credential to its hosts; a secrets connection fills {{secret:NAME}} outside the sandbox", arguments: [Backend.sqlite])
+    func hostsAndPlaceholders(_ backend: Backend) async throws {
+        let provider = LocalProvider()
+        try await provider.run { port in
+            let pool = SandboxPool(executable: sandboxExecutable)
+            let app = try await TestApp.make(backend, codeRunner: pool, fetcher: try loopbackFetcher())
+            try await app.test { client in
+                let (auth, project, _) = try await setUp(client, app)
+                let secret = "PLACEHOLDER-\(UUID().uuidString)"
+                let pinned = try await client.post("/api/v1/projects/\(project)/connections",
+                                                   ["name": "pinned", "type": "bearer", "data": ["token": secret], "allowedHosts": ["api.example.com"]],
+                                                   auth: auth)
+                #expect(pinned.json["allowedHosts"] as? [String] == ["api.example.com"])
+                #expect(try await client.post("/api/v1/projects/\(project)/connections",
+                                              ["name": "bad", "type": "bearer", "data": ["token": "x"], "allowedHosts": ["not a host"]], auth: auth).status == 422)
+                let wf = try await client.post("/api/v1/projects/\(project)/workflows", httpWorkflow(url: "http://127.0.0.1:\(port)/echo", connection: "pinned"),
+                                               auth: auth).json["id"] as! String
+                let refused = try await client.post("/api/v1/workflows/\(wf)/run?wait=true", nil, auth: auth)
+                #expect((refused.json["error"] as? String ?? "").contains("may only be sent to api.example.com"))
+                #expect(provider.state.withLock { $0.lastEcho.isEmpty })
+
+                _ = try await client.post("/api/v1/projects/\(project)/connections",
+                                          ["name": "vault", "type": "secrets", "data": ["apiToken": secret]], auth: auth)
+                let code = """
+                    const r = await $http.request({connection: "vault", url: "http://127.0.0.1:\(port)/echo", headers: {"X-Token": "{{secret:apiToken}}"}});
+                    let missing = "";
+                    try { await $http.request({connection: "vault", url: "http://127.0.0.1:\(port)/echo", headers: {"X-Token": "{{secret:nope}}"}}); }
+                    catch (e) { missing = e.message; }
+                    return [{json: {seen: r.json["x-token"], missing}}];
+                    """
+                let workflow: [String: Any] = [
+                    "name": "Vault",
+                    "nodes": [["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
+                              ["name": "Code", "type": "flowstack.code", "typeVersion": 1, "parameters": ["code": code]]],
+                    "edges": [["from": "Manual", "to": "Code"]],
+                ]
+                let id = try await client.post("/api/v1/projects/\(project)/workflows", workflow, auth: auth).json["id"] as! String
+                let run = try await client.post("/api/v1/workflows/\(id)/run?wait=true", nil, auth: auth)
+                #expect(run.json["status"] as? String == "succeeded", "\(run.text)")
+                let output = try #require((run.json["output"] as? [[String: Any]])?.first)
+                #expect(output["seen"] as? String == "[redacted]")
+                #expect((output["missing"] as? String ?? "").contains("has no secret 'nope'"))
+                #expect(!run.text.contains(secret))
+            }
+            await pool.shutdown()
+        }
+    }
+
     @Test("OAuth2: authorization code with PKCE, refresh before expiry and on 401, a revoked refresh token surfaced", arguments: Backend.allCases)
     func oauth2(_ backend: Backend) async throws {
         let provider = LocalProvider()

@@ -75,3 +75,14 @@ struct TableResolver: HostResolver {
         }
     }
 }
+
+@Suite struct RedirectOriginTests {
+    @Test("credentials survive a redirect only within one origin: scheme, host and port")
+    func origins() {
+        let base = URL(string: "https://api.example.com/a")!
+        #expect(GuardedHTTPClient.sameOrigin(URL(string: "https://api.example.com:443/b")!, base))
+        #expect(!GuardedHTTPClient.sameOrigin(URL(string: "http://api.example.com/b")!, base))
+        #expect(!GuardedHTTPClient.sameOrigin(URL(string: "https://api.example.com:8443/b")!, base))
+        #expect(!GuardedHTTPClient.sameOrigin(URL(string: "https://evil.example.com/b")!, base))
+    }
+}

@@ -149,6 +149,30 @@ public enum ConnectionSchema {
         }
     }
 
+    /// Checks an allowed-hosts list: host names (lowercased), optionally `*.` for subdomains.
+    public static func checkHosts(_ hosts: [String]) throws(FlowStackError) -> [String] {
+        guard hosts.count <= 20 else { throw .validation("allowedHosts has at most 20 entries.", field: "allowedHosts") }
+        return try hosts.map { host throws(FlowStackError) in
+            let name = host.lowercased()
+            let bare = name.hasPrefix("*.") ? String(name.dropFirst(2)) : name
+            guard !bare.isEmpty, bare.utf8.count <= 253,
+                  bare.unicodeScalars.allSatisfy({ $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "-.:[]".unicodeScalars.contains($0)) }),
+                  !bare.hasPrefix("."), !bare.hasSuffix(".") else {
+                throw .validation("'\(host)' is not a host name (use api.example.com or *.example.com).", field: "allowedHosts")
+            }
+            return name
+        }
+    }
+
+    /// Whether `host` is one of `allowed` (empty: any host).
+    public static func hostAllowed(_ host: String, _ allowed: [String]) -> Bool {
+        guard !allowed.isEmpty else { return true }
+        let host = host.lowercased()
+        return allowed.contains { entry in
+            entry.hasPrefix("*.") ? host.hasSuffix(String(entry.dropFirst(1))) : host == entry
+        }
+    }
+
     /// What a read shows of a secret: its last four characters, or nothing for short values
     /// (the last four of an eight-character password are half of it).
     public static func hint(_ secret: String) -> String {

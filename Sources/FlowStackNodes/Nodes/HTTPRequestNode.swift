@@ -23,12 +23,14 @@ public struct HTTPRequestNode: NodeType {
             let request = try makeRequest(input, index)
             // A connection (by id or name, of this workflow's project) signs the request; its
             // secret is added by the platform and never appears in the node's data.
-            let connection = try input.string("connection", item: index)
+            let connection = try input.string("connection", item: index, default: input.node.connection ?? "")
             let response = connection.isEmpty
                 ? try await services.fetch(request)
                 : try await services.fetch(request, connection: connection, caller: input.base)
             if !(200..<400).contains(response.status), !(try input.parameter("ignoreHttpErrors", item: index)?.isTruthy ?? false) {
-                let snippet = String(decoding: response.body.prefix(200), as: UTF8.self)
+                // Redacted before it is cut, so no part of a secret survives at the cut.
+                let body = String(decoding: response.body.prefix(64 * 1024), as: UTF8.self)
+                let snippet = String((input.base.redactor?.redact(body) ?? body).prefix(200))
                 throw NodeError("The server answered \(response.status): \(snippet)")
             }
             output += try items(from: response, input, index)

@@ -18,12 +18,14 @@ struct ConnectionController {
         var type: String
         var data: JSONValue?
         var testUrl: String?
+        var allowedHosts: [String]?
     }
 
     struct UpdateRequest: Decodable {
         var name: String?
         var data: JSONValue?
         var testUrl: String?
+        var allowedHosts: [String]?
     }
 
     struct TestRequest: Decodable {
@@ -98,11 +100,12 @@ struct ConnectionController {
         }
         let data = try ConnectionSchema.validate(kind, data: body.data)
         let now = api.now
-        let connection = Connection(id: Identifier.make("con"), orgID: access.project.orgID, projectID: access.project.id, name: name, kind: kind,
+        var connection = Connection(id: Identifier.make("con"), orgID: access.project.orgID, projectID: access.project.id, name: name, kind: kind,
                                     data: data, testURL: try checkedTestURL(body.testUrl), status: "untested", statusMessage: nil,
                                     lastTestedAt: nil, tokenExpiresAt: nil, createdAt: now, updatedAt: now)
+        connection.allowedHosts = try ConnectionSchema.checkHosts(body.allowedHosts ?? [])
         let actor = context.auditActor
-        let created = try await api.store.write { [store = api.store] db in
+        let created = try await api.store.write { [store = api.store, connection] db in
             guard try await store.insertConnection(connection, createdBy: identity.user.id, on: db) else { return false }
             // The audit trail names the connection and its type, never a value.
             try await store.appendAudit(AuditRecord(orgID: connection.orgID, action: "connection.created", resourceType: "connection",
@@ -136,6 +139,7 @@ struct ConnectionController {
             connection.statusMessage = nil
         }
         if let testUrl = body.testUrl { connection.testURL = try checkedTestURL(testUrl) }
+        if let hosts = body.allowedHosts { connection.allowedHosts = try ConnectionSchema.checkHosts(hosts) }
         let updated = connection
         let actor = context.auditActor
         let changedFields = Array((body.data?.objectValue ?? [:]).keys).sorted().joined(separator: ",")
@@ -220,6 +224,11 @@ struct ConnectionController {
         return base.trimmingCharacters(in: CharacterSet(charactersIn: "/")) + "/oauth2/callback"
     }
 
+    /// The cookie path of the callback (a public URL may put FlowStack under a path prefix).
+    var callbackPath: String {
+        URLComponents(string: redirectURI)?.path ?? "/oauth2/callback"
+    }
+
     /// Starts the authorization: a one-time state bound to this user's session (and to this
     /// browser by a cookie), a PKCE verifier kept sealed on the server, and a redirect to the provider.
     @Sendable func authorize(_ request: Request, context: FlowStackRequestContext) async throws -> Response {
@@ -250,7 +259,7 @@ struct ConnectionController {
         try await audit("connection.oauth2.authorize", connection, context)
         var headers = HTTPFields()
         headers[.location] = location
-        headers[.setCookie] = "\(Self.oauthCookie)=\(binder); Path=/oauth2/callback; Secure; HttpOnly; SameSite=Lax; Max-Age=\(Int(Self.stateLifetime))"
+        headers[.setCookie] = "\(Self.oauthCookie)=\(binder); Path=\(callbackPath); Secure; HttpOnly; SameSite=Lax; Max-Age=\(Int(Self.stateLifetime))"
         headers[.cacheControl] = "no-store"
         return Response(status: .found, headers: headers)
     }
@@ -283,7 +292,7 @@ struct ConnectionController {
         try await api.store.audit(AuditRecord(orgID: connection.orgID, action: "connection.oauth2.callback", resourceType: "connection",
                                               resourceID: connection.id, details: ["name": connection.name]), actor: actor)
         var headers = HTTPFields()
-        headers[.setCookie] = "\(Self.oauthCookie)=; Path=/oauth2/callback; Secure; HttpOnly; SameSite=Lax; Max-Age=0"
+        headers[.setCookie] = "\(Self.oauthCookie)=; Path=\(callbackPath); Secure; HttpOnly; SameSite=Lax; Max-Age=0"
         return try JSON.response(.ok, ["connected": connection.id], headers: headers)
     }
 }
@@ -300,6 +309,7 @@ struct ConnectionDTO: Encodable {
     var data: [String: String]
     var secrets: [String: SecretHint]
     var testUrl: String?
+    var allowedHosts: [String]
     var authorized: Bool?
     var status: String
     var statusMessage: String?
@@ -319,6 +329,7 @@ struct ConnectionDTO: Encodable {
             ($0.key, SecretHint(last4: ConnectionSchema.hint($0.value)))
         })
         testUrl = connection.testURL
+        allowedHosts = connection.allowedHosts
         authorized = connection.kind == .oauth2 ? connection.data.secrets["accessToken"] != nil : nil
         status = connection.status
         statusMessage = connection.statusMessage

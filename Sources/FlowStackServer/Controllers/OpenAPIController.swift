@@ -109,9 +109,9 @@ enum OpenAPIDocument {
             "data": ["type": "object", "additionalProperties": string, "description": "The non-secret fields"],
             "secrets": ["type": "object", "additionalProperties": object(["set": ["type": "boolean"], "last4": string]),
                         "description": "Which secret fields are set, with the last 4 characters of long ones; never the values"],
-            "testUrl": string, "authorized": ["type": "boolean"], "status": ["type": "string", "enum": ["untested", "ok", "error"]],
+            "testUrl": string, "allowedHosts": ["type": "array", "items": string], "authorized": ["type": "boolean"], "status": ["type": "string", "enum": ["untested", "ok", "error"]],
             "statusMessage": string, "lastTestedAt": dateTime, "tokenExpiresAt": dateTime, "createdAt": dateTime, "updatedAt": dateTime,
-        ], required: ["id", "projectId", "name", "type", "data", "secrets", "status", "createdAt", "updatedAt"]),
+        ], required: ["id", "projectId", "name", "type", "data", "secrets", "allowedHosts", "status", "createdAt", "updatedAt"]),
         "ConnectionList": list("Connection"),
         "ConnectionTest": object(["ok": ["type": "boolean"], "status": ["type": "integer"], "message": string], required: ["ok", "message"]),
         "OAuth2Connected": object(["connected": string]),
@@ -154,6 +154,7 @@ enum OpenAPIDocument {
             "name": ["type": "string", "minLength": 1, "maxLength": 100],
             "data": ["type": "object", "additionalProperties": ["type": ["string", "null"]]],
             "testUrl": ["type": "string", "maxLength": 2048],
+            "allowedHosts": ["type": "array", "maxItems": 20, "items": ["type": "string", "maxLength": 255]],
         ]
         if create { properties["type"] = ["type": "string", "enum": ["apiKey", "bearer", "basic", "headers", "oauth2", "secrets"]] }
         return object(properties, required: create ? ["name", "type", "data"] : [])

@@ -67,6 +67,28 @@ public struct Keyring: Sendable {
         try! Keyring(data: [.generate(.data)], connections: [.generate(.connections)])
     }
 
+    /// This keyring with a new random key for `purpose`, which becomes the active one.
+    public func rotated(_ purpose: KeyPurpose) -> (Keyring, KeyEncryptionKey) {
+        var copy = self
+        let key = KeyEncryptionKey.generate(purpose)
+        copy.versions[purpose]!.append(key)
+        return (copy, key)
+    }
+
+    /// This keyring without key `id`; the active key of a purpose cannot be removed.
+    public func removing(_ id: String) throws(KeyringError) -> Keyring {
+        var copy = self
+        for purpose in KeyPurpose.allCases {
+            guard let index = copy.versions[purpose]!.firstIndex(where: { $0.id == id }) else { continue }
+            guard index != copy.versions[purpose]!.count - 1 else {
+                throw KeyringError("'\(id)' is the active \(purpose.rawValue) key; rotate first")
+            }
+            copy.versions[purpose]!.remove(at: index)
+            return copy
+        }
+        throw KeyringError("the keyring has no key '\(id)'")
+    }
+
     /// The key new ciphertexts of `purpose` are sealed with.
     public func active(_ purpose: KeyPurpose) -> KeyEncryptionKey {
         versions[purpose]!.last!

@@ -1,5 +1,14 @@
 import Crypto
 import Foundation
+import Synchronization
+
+/// The keyring shared by every copy of a `Sealer`.
+final class KeyringBox: Sendable {
+    private let storage: Mutex<Keyring>
+    init(_ keyring: Keyring) { storage = Mutex(keyring) }
+    var current: Keyring { storage.withLock { $0 } }
+    func replace(_ keyring: Keyring) { storage.withLock { $0 = keyring } }
+}
 
 /// Where a ciphertext belongs. It is bound into the authenticated data, so a ciphertext copied
 /// to another row, column or tenant fails to open.
@@ -46,14 +55,22 @@ public struct SealError: Error, Sendable, Equatable, CustomStringConvertible {
 /// The header and the `SealContext` are the authenticated data of both encryptions.
 public struct Sealer: Sendable {
     public static let formatVersion: UInt8 = 1
-    public let keyring: Keyring
+    private let box: KeyringBox
 
     public init(keyring: Keyring) {
-        self.keyring = keyring
+        self.box = KeyringBox(keyring)
+    }
+
+    /// The current keyring. A running server swaps in a new one after `flowstack keys rotate`
+    /// (every copy of this sealer sees it): old versions keep opening, new values use the new key.
+    public var keyring: Keyring { box.current }
+
+    public func replaceKeyring(_ keyring: Keyring) {
+        box.replace(keyring)
     }
 
     public func seal(_ plaintext: some DataProtocol, purpose: KeyPurpose, context: SealContext) throws -> [UInt8] {
-        let kek = keyring.active(purpose)
+        let kek = box.current.active(purpose)
         let idBytes = Array(kek.id.utf8)
         var header: [UInt8] = [Self.formatVersion, purpose.tag, UInt8(idBytes.count)]
         header += idBytes
@@ -81,7 +98,7 @@ public struct Sealer: Sendable {
         let headerLength = 3 + idLength
         guard bytes.count >= headerLength + 60 + 28 else { throw SealError(code: .malformed) }
         guard let keyID = String(bytes: bytes[3..<headerLength], encoding: .utf8),
-              let kek = keyring.key(id: keyID, purpose: purpose)
+              let kek = box.current.key(id: keyID, purpose: purpose)
         else { throw SealError(code: .unknownKey) }
         let aad = Array(bytes[0..<headerLength]) + context.bytes
         do {

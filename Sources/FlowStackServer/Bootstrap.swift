@@ -36,35 +36,21 @@ public enum Bootstrap {
     }
 
     static func loadKeyring(settings: ServerSettings, databaseInitialized: Bool, logger: Logger) throws -> Keyring {
+        let source = KeyringSource.from(settings)
         do {
-            if let json = settings.keyringJSON {
-                return try Keyring(json: Data(json.utf8))
-            }
-            if let path = settings.keyringFile {
-                guard let data = FileManager.default.contents(atPath: path) else {
-                    throw StartupError("refusing to start: the keyring file \(path) (FLOWSTACK_KEYRING_FILE) cannot be read")
-                }
-                return try Keyring(json: data)
-            }
-            let path = (settings.dataDirectory as NSString).appendingPathComponent("keyring.json")
-            if let data = FileManager.default.contents(atPath: path) {
-                if let mode = SecureFile.mode(of: path), mode & 0o077 != 0 {
-                    throw StartupError("refusing to start: \(path) is readable by other users (mode \(String(mode, radix: 8))); run chmod 600 on it")
-                }
-                return try Keyring(json: data)
-            }
-            guard !databaseInitialized else {
-                throw StartupError(
-                    "refusing to start: the database exists but its key material is missing; restore \(path) or set FLOWSTACK_KEYRING_FILE"
-                )
-            }
-            let keyring = Keyring.generate()
-            try SecureFile.write(keyring.json(), to: path)
-            logger.notice("created a new keyring", metadata: ["path": "\(path)"])
-            return keyring
-        } catch let error as KeyringError {
-            throw StartupError("refusing to start: the keyring is invalid: \(error.description)")
+            if let keyring = try source.load() { return keyring }
+        } catch let error as StartupError {
+            throw StartupError("refusing to start: \(error.description)")
         }
+        guard case .dataDirectory(let path) = source, !databaseInitialized else {
+            throw StartupError(
+                "refusing to start: the database exists but its key material is missing; restore \(source) or set FLOWSTACK_KEYRING_FILE"
+            )
+        }
+        let keyring = Keyring.generate()
+        try SecureFile.write(keyring.json(), to: path)
+        logger.notice("created a new keyring", metadata: ["path": "\(path)"])
+        return keyring
     }
 
     /// The TLS certificate: the operator's, or a self-signed one made on first start.

@@ -64,6 +64,16 @@ extension Store {
         return Token.hex(HMAC<SHA256>.authenticationCode(for: message, using: key))
     }
 
+    /// The MAC of a stored event's row under data key `keyID`, with its chain link and details replaced.
+    func auditMAC(row: any SQLRow, prevHash: String, sealedDetails: [UInt8], keyID: String) throws -> String {
+        guard let key = sealer.keyring.macKey(id: keyID, info: Self.macInfo) else { throw DatabaseError("no data key for the audit MAC") }
+        return Self.mac(key: key, prevHash: prevHash, id: try row.string("id"), orgID: try row.optionalString("org_id"),
+                        actorType: try row.string("actor_type"), actorID: try row.optionalString("actor_id"), action: try row.string("action"),
+                        resourceType: try row.string("resource_type"), resourceID: try row.optionalString("resource_id"),
+                        outcome: try row.string("outcome"), ip: try row.string("ip"), userAgent: try row.string("user_agent"),
+                        createdAt: try row.int("created_at"), sealedDetails: sealedDetails)
+    }
+
     /// Appends an event inside the caller's transaction, so the change and its record commit together.
     public func appendAudit(_ record: AuditRecord, actor: AuditActor, on db: any SQLDatabase) async throws {
         if database.kind == .postgres {

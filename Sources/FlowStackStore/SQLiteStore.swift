@@ -16,8 +16,12 @@ public final class SQLiteStore: Database {
     private let writer: GroupCommitWriter
     private let threadPool: NIOThreadPool
     private let nextReader = Atomic<Int>(0)
+    private let path: String
+    private let logger: Logger
 
-    private init(readers: [SQLiteConnection], writer: SQLiteConnection, threadPool: NIOThreadPool, logger: Logger) {
+    private init(path: String, readers: [SQLiteConnection], writer: SQLiteConnection, threadPool: NIOThreadPool, logger: Logger) {
+        self.path = path
+        self.logger = logger
         self.readers = readers
         self.readerSQL = readers.map { $0.sql() }
         self.writerConnection = writer
@@ -49,7 +53,7 @@ public final class SQLiteStore: Database {
             try await reader.sql().raw("PRAGMA query_only = ON").run()
             readers.append(reader)
         }
-        return SQLiteStore(readers: readers, writer: writer, threadPool: pool, logger: logger)
+        return SQLiteStore(path: path, readers: readers, writer: writer, threadPool: pool, logger: logger)
     }
 
     public func read<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
@@ -59,6 +63,21 @@ public final class SQLiteStore: Database {
 
     public func write<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
         try await writer.submit(body)
+    }
+
+    /// Writes a consistent copy of the database to `destination` (`VACUUM INTO`: one read
+    /// transaction, so the copy is a snapshot even while the server writes; the WAL is folded in).
+    public func snapshot(to destination: String) async throws {
+        let connection = try await SQLiteConnection.open(storage: .file(path: path), threadPool: threadPool, logger: logger,
+                                                         on: MultiThreadedEventLoopGroup.singleton.any())
+        do {
+            try await connection.sql().raw("PRAGMA busy_timeout = 5000").run()
+            try await connection.sql().raw("VACUUM INTO \(bind: destination)").run()
+        } catch {
+            try? await connection.close()
+            throw error
+        }
+        try await connection.close()
     }
 
     public func ping() async throws {

@@ -16,7 +16,7 @@ struct FlowStackCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "flowstack",
         abstract: "FlowStack: self-hostable workflow automation.",
-        subcommands: [Serve.self, Run.self, Validate.self, Users.self, Orgs.self, Audit.self, Migrate.self]
+        subcommands: [Serve.self, Run.self, Validate.self, Users.self, Orgs.self, Audit.self, Migrate.self, Keys.self, Backup.self, Restore.self]
     )
 
     static func main() async {

@@ -49,6 +49,8 @@ import Testing
             let workflow: [String: Any] = ["name": "W", "nodes": [["name": "M", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]]]]
             let workflowID = try #require(try await client.post("/api/v1/projects/\(projectID)/workflows", workflow, auth: auth).json["id"] as? String)
             let executionID = try #require(try await client.post("/api/v1/workflows/\(workflowID)/run?wait=true", nil, auth: auth).json["id"] as? String)
+            let connectionID = try #require(try await client.post("/api/v1/projects/\(projectID)/connections",
+                                                                  ["name": "c", "type": "bearer", "data": ["token": "t"]], auth: auth).json["id"] as? String)
             let document = try await client.get("/api/v1/openapi.json")
             let paths = try #require(document.json["paths"] as? [String: [String: Any]])
             var checked = 0
@@ -63,6 +65,7 @@ import Testing
                         .replacingOccurrences(of: "{orgId}", with: owner.orgID).replacingOccurrences(of: "{projectId}", with: projectID)
                         .replacingOccurrences(of: "{userId}", with: owner.userID).replacingOccurrences(of: "{keyId}", with: keyID)
                         .replacingOccurrences(of: "{workflowId}", with: workflowID).replacingOccurrences(of: "{executionId}", with: executionID)
+                        .replacingOccurrences(of: "{connectionId}", with: connectionID)
                     let body: [String: Any] = ["name": "x", "role": "viewer", "scope": "read", "email": "x@example.com"]
                     let response = try await client.request(HTTPRequest.Method(method.uppercased())!, path, json: method == "delete" ? nil : body, auth: .apiKey(key))
                     #expect(response.status == 403, "\(method) \(template): \(response.status) \(response.text)")

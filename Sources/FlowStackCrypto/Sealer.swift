@@ -2,12 +2,31 @@ import Crypto
 import Foundation
 import Synchronization
 
-/// The keyring shared by every copy of a `Sealer`.
+/// The keyring shared by every copy of a `Sealer`, and how to load it again.
 final class KeyringBox: Sendable {
     private let storage: Mutex<Keyring>
+    private let reloader = Mutex<(@Sendable () -> Keyring?)?>(nil)
+    private let lastReload = Mutex<ContinuousClock.Instant?>(nil)
+
     init(_ keyring: Keyring) { storage = Mutex(keyring) }
     var current: Keyring { storage.withLock { $0 } }
     func replace(_ keyring: Keyring) { storage.withLock { $0 = keyring } }
+    func setReloader(_ body: @escaping @Sendable () -> Keyring?) { reloader.withLock { $0 = body } }
+
+    /// Loads the keyring again when a value names a key this process does not have yet (another
+    /// process rotated and re-encrypted it). At most once a second, so garbage cannot cause a storm.
+    func reload(wanting keyID: String, purpose: KeyPurpose) -> KeyEncryptionKey? {
+        guard let load = reloader.withLock({ $0 }) else { return nil }
+        let now = ContinuousClock.now
+        let due = lastReload.withLock { last -> Bool in
+            if let last, now - last < .seconds(1) { return false }
+            last = now
+            return true
+        }
+        guard due, let fresh = load(), let key = fresh.key(id: keyID, purpose: purpose) else { return nil }
+        replace(fresh)
+        return key
+    }
 }
 
 /// Where a ciphertext belongs. It is bound into the authenticated data, so a ciphertext copied
@@ -69,6 +88,11 @@ public struct Sealer: Sendable {
         box.replace(keyring)
     }
 
+    /// How to load the keyring again when a stored value names a key this process lacks.
+    public func setReloader(_ body: @escaping @Sendable () -> Keyring?) {
+        box.setReloader(body)
+    }
+
     public func seal(_ plaintext: some DataProtocol, purpose: KeyPurpose, context: SealContext) throws -> [UInt8] {
         let kek = box.current.active(purpose)
         let idBytes = Array(kek.id.utf8)
@@ -98,7 +122,7 @@ public struct Sealer: Sendable {
         let headerLength = 3 + idLength
         guard bytes.count >= headerLength + 60 + 28 else { throw SealError(code: .malformed) }
         guard let keyID = String(bytes: bytes[3..<headerLength], encoding: .utf8),
-              let kek = box.current.key(id: keyID, purpose: purpose)
+              let kek = box.current.key(id: keyID, purpose: purpose) ?? box.reload(wanting: keyID, purpose: purpose)
         else { throw SealError(code: .unknownKey) }
         let aad = Array(bytes[0..<headerLength]) + context.bytes
         do {

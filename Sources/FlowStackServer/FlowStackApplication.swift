@@ -95,7 +95,9 @@ public enum FlowStackApplication {
             ))
         }
         services.append(HousekeepingService(store: store, settings: settings, logger: logger))
-        services.append(KeyringWatcher(store: store, source: KeyringSource.from(settings), logger: logger))
+        let keyringSource = KeyringSource.from(settings)
+        store.sealer.setReloader { try? keyringSource.load() }
+        services.append(KeyringWatcher(store: store, source: keyringSource, logger: logger))
         services.append(engine)
         services.append(Scheduler(engine: engine, logger: logger))
         return RunningServer(services: services, store: store, setupToken: setupToken,

@@ -79,7 +79,9 @@ struct Keys: AsyncParsableCommand {
             store.sealer.replaceKeyring(keyring)
             // Records the new key's check value: running servers see it and reload their keyring.
             try await store.verifyKeyring()
-            print("new \(purpose.rawValue) key \(key.id) is active; re-encrypting (old versions keep opening meanwhile)")
+            print("new \(purpose.rawValue) key \(key.id) is active; waiting \(Int(Keys.reloadWait)) s for running servers to load it")
+            try await Task.sleep(for: .seconds(Keys.reloadWait))
+            print("re-encrypting (old versions keep opening meanwhile)")
             try await Keys.reencrypt(store, purpose)
             await store.database.close()
         }
@@ -134,6 +136,9 @@ struct Keys: AsyncParsableCommand {
             if !kept.isEmpty { throw ExitCode(1) }
         }
     }
+
+    /// Servers look for a new key every 5 seconds (and load it at once when they meet a value sealed with it).
+    static let reloadWait: Double = Double(ProcessInfo.processInfo.environment["FLOWSTACK_KEY_RELOAD_WAIT"] ?? "") ?? 6
 
     static func open(_ storage: StorageOptions) async throws -> (Store, KeyringSource) {
         let config = try await storage.reader()

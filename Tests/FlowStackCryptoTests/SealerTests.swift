@@ -85,3 +85,25 @@ import Testing
 extension Data {
     func contains(marker: String) -> Bool { range(of: Data(marker.utf8)) != nil }
 }
+
+@Suite struct KeyringReloadTests {
+    @Test("a value sealed with a key this process lacks opens after one reload of the keyring; rotation keeps old versions")
+    func reloadOnUnknownKey() throws {
+        let v1 = Keyring.generate()
+        let (v2, key) = v1.rotated(.data)
+        let context = SealContext(table: "t", rowID: "r", column: "c", orgID: "o")
+        let sealed = try Sealer(keyring: v2).seal("hello", context: context)
+        #expect(Sealer.keyID(of: sealed) == key.id)
+        let server = Sealer(keyring: v1)
+        #expect(throws: SealError(code: .unknownKey)) { _ = try server.openString(sealed, context: context) }
+        server.setReloader { v2 }
+        #expect(try server.openString(sealed, context: context) == "hello")
+        #expect(server.keyring.active(.data).id == key.id)
+        // The old version still opens what it sealed; it cannot be removed while active.
+        let old = try Sealer(keyring: v1).seal("old", context: context)
+        #expect(try server.openString(old, context: context) == "old")
+        #expect(throws: KeyringError.self) { _ = try v2.removing(key.id) }
+        let retired = try v2.removing(v1.active(.data).id)
+        #expect(throws: SealError(code: .unknownKey)) { _ = try Sealer(keyring: retired).openString(old, context: context) }
+    }
+}

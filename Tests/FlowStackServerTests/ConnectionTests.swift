@@ -497,6 +497,19 @@ func httpWorkflow(url: String, connection: String) -> [String: Any] {
                     """).run()
             }
             await #expect(throws: SealError.self) { _ = try await store.connection(id: b) }
+            // SECURITY-TESTS 14: one flipped byte is a typed error, never plaintext or a crash.
+            let c = try await client.post("/api/v1/projects/\(project)/connections", ["name": "c", "type": "bearer", "data": ["token": "token-of-c-123456"]], auth: auth)
+                .json["id"] as! String
+            try await store.write { db in
+                let row = try await db.raw("SELECT sealed FROM connection_secrets WHERE connection_id = \(bind: c)").first()
+                var bytes = try row!.decode(column: "sealed", as: Data.self)
+                bytes[bytes.count - 20] ^= 0x01
+                try await db.raw("UPDATE connection_secrets SET sealed = \(bind: bytes) WHERE connection_id = \(bind: c)").run()
+            }
+            await #expect(throws: SealError(code: .authenticationFailed)) { _ = try await store.connection(id: c) }
+            #expect(try await store.connection(id: a)?.data.secrets["token"] == "token-of-a-123456")
+            // SECURITY-TESTS 17: no key material is stored in the database.
+            for material in keyMaterial(store.sealer.keyring) { #expect(!(try app.database.rawBytes().contains(marker: material))) }
             #expect(try await client.get("/api/v1/connections/\(b)", auth: auth).status == 500)
             // The same ciphertext claimed by another organization does not open either.
             let other = try await client.createAccount(app, email: "other@example.com")

@@ -127,6 +127,11 @@ def test_rotate_while_executions_run_then_retire(make_server):
     r = s.post(server.url + f"/api/v1/workflows/{workflow}/run?wait=true")
     assert r.json()["status"] == "succeeded"
     assert marker.encode() not in database_bytes(server)
+    # SECURITY-TESTS 30: the secret never reached the server's log; no key material is in the database.
+    assert marker not in server.read_output()
+    with open(os.path.join(server.data_dir, "keyring.json")) as f:
+        for entry in (lambda k: k["data"] + k["connections"])(json.load(f)):
+            assert entry["key"].encode() not in database_bytes(server)
     # The audit chain survived re-keying.
     audit = server.cli("audit", "verify")
     assert audit.returncode == 0, audit.stdout + audit.stderr

@@ -58,6 +58,9 @@ public struct Keyring: Sendable {
         }
         let ids = (data + connections).map(\.id)
         guard Set(ids).count == ids.count else { throw KeyringError("the keyring has duplicate key ids") }
+        for id in ids where !Self.isValidID(id) {
+            throw KeyringError("key id '\(id.prefix(80))' is not 1 to 64 letters, digits, '.', '_' or '-'")
+        }
         self.versions = [.data: data, .connections: connections]
     }
 
@@ -65,6 +68,21 @@ public struct Keyring: Sendable {
     public static func generate() -> Keyring {
         // Cannot fail: two non-empty lists with random, distinct ids.
         try! Keyring(data: [.generate(.data)], connections: [.generate(.connections)])
+    }
+
+    static func isValidID(_ id: String) -> Bool {
+        (1...64).contains(id.utf8.count) && id.utf8.allSatisfy { byte in
+            (0x30...0x39).contains(byte) || (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte) || byte == 0x2E || byte == 0x5F || byte == 0x2D
+        }
+    }
+
+    /// Whether every key of this keyring is in `other` with the same material (so `other` only
+    /// adds versions: a reloaded keyring may never change what a key id means).
+    public func isContained(in other: Keyring) -> Bool {
+        allKeys.allSatisfy { purpose, key in
+            guard let match = other.key(id: key.id, purpose: purpose) else { return false }
+            return match.key.withUnsafeBytes { a in key.key.withUnsafeBytes { b in a.elementsEqual(b) } }
+        }
     }
 
     /// This keyring with a new random key for `purpose`, which becomes the active one.

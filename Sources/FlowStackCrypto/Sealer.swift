@@ -23,7 +23,8 @@ final class KeyringBox: Sendable {
             last = now
             return true
         }
-        guard due, let fresh = load(), let key = fresh.key(id: keyID, purpose: purpose) else { return nil }
+        // The fresh keyring must keep every key this process has, unchanged: a reload adds versions.
+        guard due, let fresh = load(), current.isContained(in: fresh), let key = fresh.key(id: keyID, purpose: purpose) else { return nil }
         replace(fresh)
         return key
     }

@@ -140,6 +140,7 @@ final class SandboxChild: @unchecked Sendable {
 
     var pid: pid_t { process.processIdentifier }
     static let brokerPrefix = Data(#"{"http":"#.utf8)
+    static let maximumBrokerCalls = 100
 
     /// Reads one line from the child on a thread of its own (a blocking read must never occupy a
     /// thread of the concurrency pool or of Dispatch, which the pool runs on); nil at end of file.
@@ -203,18 +204,29 @@ final class SandboxChild: @unchecked Sendable {
             return .killed(CodeResponse(ok: false, error: "The code sandbox stopped unexpectedly.", errorKind: "internal"))
         }
         var answer: Data?
+        var calls = 0
         while true {
             answer = await readLine()
             // `$http.request` calls arrive as {"http": {...}} lines until the final answer.
             guard let line = answer, line.starts(with: Self.brokerPrefix) else { break }
+            calls += 1
             let call = (try? JSONDecoder().decode(JSONValue.self, from: line))?["http"] ?? .null
-            let result: JSONValue = if let broker { await broker(call) } else { .object(["error": .string("$http.request is not available here.")]) }
+            // The child counts its calls too; the parent does not rely on it.
+            let result: JSONValue = if calls > Self.maximumBrokerCalls {
+                .object(["error": .string("A Code node run may make at most \(Self.maximumBrokerCalls) $http.request calls.")])
+            } else if let broker {
+                await broker(call)
+            } else {
+                .object(["error": .string("$http.request is not available here.")])
+            }
             do {
                 var reply = try JSONEncoder().encode(result)
                 reply.append(0x0A)
                 try input.write(contentsOf: reply)
             } catch {
-                return .killed(CodeResponse(ok: false, error: "The code sandbox stopped unexpectedly.", errorKind: "internal"))
+                // The child is gone (killed at its limit while the call ran): report why below.
+                answer = nil
+                break
             }
         }
         guard let answer else {

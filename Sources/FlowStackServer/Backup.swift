@@ -57,8 +57,10 @@ public enum Backups {
             try await sqlite.snapshot(to: (directory as NSString).appendingPathComponent(file))
         case .postgres(let url):
             file = "flowstack.pgdump"
+            let (dbname, password) = Tool.splitPassword(url)
             try await Tool.run(Tool.postgres("pg_dump"), ["--format=custom", "--no-owner", "--no-privileges",
-                                                          "--file=\((directory as NSString).appendingPathComponent(file))", "--dbname=\(url)"])
+                                                          "--file=\((directory as NSString).appendingPathComponent(file))", "--dbname=\(dbname)"],
+                               password: password)
         }
         let path = (directory as NSString).appendingPathComponent(file)
         _ = chmod(path, 0o600)
@@ -86,6 +88,9 @@ public enum Backups {
         guard manifest.database == settings.resolvedDatabase.kindName else {
             throw BackupError("this is a \(manifest.database) backup; the configured database is \(settings.resolvedDatabase.kindName)")
         }
+        guard manifest.schemaVersion <= (Migrations.all.map(\.version).max() ?? 0) else {
+            throw BackupError("this backup comes from a newer FlowStack (schema \(manifest.schemaVersion)); restore it with that version or later")
+        }
         try checkKeys(manifest, settings: settings)
         switch settings.resolvedDatabase {
         case .sqlite(let target):
@@ -101,8 +106,9 @@ public enum Backups {
             let initialized = try await Migrations.isInitialized(database)
             await database.close()
             guard !initialized || force else { throw BackupError("the database already holds FlowStack data; give --force to replace it") }
+            let (dbname, password) = Tool.splitPassword(url)
             try await Tool.run(Tool.postgres("pg_restore"), ["--clean", "--if-exists", "--no-owner", "--no-privileges", "--single-transaction",
-                                                             "--exit-on-error", "--dbname=\(url)", file])
+                                                             "--exit-on-error", "--dbname=\(dbname)", file], password: password)
         }
         // Opening it as the server would: migrations, and the keyring checked against it once more.
         let store = try await Bootstrap.openStore(settings: settings, logger: logger)
@@ -150,18 +156,31 @@ extension DatabaseLocation {
 
 /// Runs PostgreSQL's client tools on a thread of their own.
 enum Tool {
+    /// FLOWSTACK_PG_BIN, then PATH, then the newest Debian cluster's tools.
     static func postgres(_ name: String) -> String {
-        let candidates = [ProcessInfo.processInfo.environment["FLOWSTACK_PG_BIN"].map { $0 + "/" + name }]
-            + ["/usr/lib/postgresql/17/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/15/bin", "/usr/bin", "/usr/local/bin"].map { $0 + "/" + name }
-        return candidates.compactMap { $0 }.first { FileManager.default.isExecutableFile(atPath: $0) } ?? name
+        let environment = ProcessInfo.processInfo.environment
+        var directories = [environment["FLOWSTACK_PG_BIN"]].compactMap { $0 }
+        directories += (environment["PATH"] ?? "/usr/bin:/usr/local/bin").split(separator: ":").map(String.init)
+        let versions = ((try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql")) ?? []).compactMap(Int.init).sorted(by: >)
+        directories += versions.map { "/usr/lib/postgresql/\($0)/bin" }
+        return directories.map { $0 + "/" + name }.first { FileManager.default.isExecutableFile(atPath: $0) } ?? "/usr/bin/" + name
     }
 
-    static func run(_ executable: String, _ arguments: [String]) async throws {
+    /// The URL without its password, and the password (passed through PGPASSWORD, so it never
+    /// shows in the process list).
+    static func splitPassword(_ url: String) -> (String, String?) {
+        guard var components = URLComponents(string: url), let password = components.password else { return (url, nil) }
+        components.password = nil
+        return (components.string ?? url, password.removingPercentEncoding ?? password)
+    }
+
+    static func run(_ executable: String, _ arguments: [String], password: String? = nil) async throws {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             Thread {
                 let process = Process()
                 process.executableURL = URL(fileURLWithPath: executable)
                 process.arguments = arguments
+                if let password { process.environment = ProcessInfo.processInfo.environment.merging(["PGPASSWORD": password]) { $1 } }
                 process.standardInput = FileHandle.nullDevice
                 let errors = Pipe()
                 process.standardError = errors

@@ -96,7 +96,10 @@ public enum FlowStackApplication {
         }
         services.append(HousekeepingService(store: store, settings: settings, logger: logger))
         let keyringSource = KeyringSource.from(settings)
-        store.sealer.setReloader { try? keyringSource.load() }
+        if keyringSource.isWritable {
+            // Reading a small file in place is fine; a keyring command runs only in the watcher's thread.
+            store.sealer.setReloader { try? keyringSource.load() }
+        }
         services.append(KeyringWatcher(store: store, source: keyringSource, logger: logger))
         services.append(engine)
         services.append(Scheduler(engine: engine, logger: logger))

@@ -97,7 +97,9 @@ public enum KeyringSource: Sendable, CustomStringConvertible {
         let data = pipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         guard process.terminationReason == .exit, process.terminationStatus == 0 else {
-            throw StartupError("the keyring command failed (exit status \(process.terminationStatus))")
+            throw StartupError(process.terminationReason == .uncaughtSignal
+                ? "the keyring command was stopped (signal \(process.terminationStatus); it is killed after 30 seconds)"
+                : "the keyring command failed (exit status \(process.terminationStatus))")
         }
         return data
     }
@@ -136,6 +138,10 @@ public struct KeyringWatcher: Service {
         let missing = recorded.filter { fresh.key(id: $0.key, purpose: $0.value) == nil }.map(\.key)
         guard missing.isEmpty else {
             logger.error("the keyring does not contain keys the database uses", metadata: ["keys": "\(missing.sorted())"])
+            return
+        }
+        guard try await store.keyringOpensChecks(fresh) else {
+            logger.error("the reloaded keyring's key material does not match this database; keeping the current keyring")
             return
         }
         store.sealer.replaceKeyring(fresh)

@@ -71,3 +71,18 @@ extension Store {
         return dates
     }
 }
+
+extension Store {
+    /// Whether `keyring` has every key the database recorded and each opens its check value.
+    public func keyringOpensChecks(_ keyring: Keyring) async throws -> Bool {
+        let rows = try await read { db in try await db.raw("SELECT key_id, purpose, sealed FROM key_checks").all() }
+        let sealer = Sealer(keyring: keyring)
+        for row in rows {
+            guard let purpose = KeyPurpose(rawValue: try row.string("purpose")) else { return false }
+            let keyID = try row.string("key_id")
+            let context = SealContext(table: "key_checks", rowID: keyID, column: "sealed", orgID: nil)
+            guard (try? sealer.open(try row.bytes("sealed"), purpose: purpose, context: context)) != nil else { return false }
+        }
+        return true
+    }
+}

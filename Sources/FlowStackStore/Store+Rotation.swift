@@ -152,8 +152,9 @@ extension Store {
 
     /// Moves the audit trail to the active data key: the details are re-sealed and, since each
     /// event's MAC covers its sealed details and the previous hash, the chain is recomputed from
-    /// the first event that names an older key. The chain is verified first, inside the same
-    /// transaction, so re-keying never launders a tampered trail. Returns the events rewritten.
+    /// the first event that names an older key. The whole chain is verified just before, so
+    /// re-keying does not launder a trail that was already tampered with; the rewrite itself holds
+    /// the append lock (PostgreSQL) or the single writer (SQLite). Returns the events rewritten.
     func rechainAudit() async throws -> Int {
         let active = sealer.keyring.active(.data).id
         let first = try await read { db in

@@ -79,6 +79,16 @@ struct Keys: AsyncParsableCommand {
             store.sealer.replaceKeyring(keyring)
             // Records the new key's check value: running servers see it and reload their keyring.
             try await store.verifyKeyring()
+            if output != nil || !source.isWritable {
+                // Two phases when the keyring lives elsewhere: nothing is re-encrypted before the new
+                // keyring is stored where the servers read it (else they could not open moved values).
+                await store.database.close()
+                print("new \(purpose.rawValue) key \(key.id) recorded; nothing was re-encrypted yet.")
+                print("1. store the new keyring where \(source) reads it;")
+                print("2. wait until every server logs \"keyring reloaded\" (restart servers whose keyring comes from FLOWSTACK_KEYRING);")
+                print("3. run `flowstack keys reencrypt --\(purpose.rawValue)`, then `flowstack keys retire`.")
+                return
+            }
             print("new \(purpose.rawValue) key \(key.id) is active; waiting \(Int(Keys.reloadWait)) s for running servers to load it")
             try await Task.sleep(for: .seconds(Keys.reloadWait))
             print("re-encrypting (old versions keep opening meanwhile)")
@@ -150,7 +160,7 @@ struct Keys: AsyncParsableCommand {
     static func save(_ keyring: Keyring, source: KeyringSource, output: String?) throws {
         if let output {
             try SecureFile.write(keyring.json(), to: output)
-            print("wrote the new keyring to \(output) (mode 0600): store it where \(source) reads it, then servers reload it")
+            print("wrote the new keyring to \(output) (mode 0600)")
         } else {
             try source.save(keyring)
         }

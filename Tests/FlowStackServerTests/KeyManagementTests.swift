@@ -103,8 +103,22 @@ import Testing
         try await cli.verifyKeyring()
         await cli.database.close()
         #expect(server.sealer.keyring.active(.data).id != key.id)
+        // A keyring that names the new key but holds other material is refused by the watcher.
+        let forged = database.directory + "/forged.json"
+        var forgedJSON = try JSONSerialization.jsonObject(with: rotated.json()) as! [String: Any]
+        var dataKeys = forgedJSON["data"] as! [[String: Any]]
+        dataKeys[dataKeys.count - 1]["key"] = Data(repeating: 7, count: 32).base64EncodedString()
+        forgedJSON["data"] = dataKeys
+        try SecureFile.write(try JSONSerialization.data(withJSONObject: forgedJSON), to: forged)
+        try await KeyringWatcher(store: server, source: .file(forged), logger: Logger(label: "test")).check()
+        #expect(server.sealer.keyring.active(.data).id != key.id)
         try await KeyringWatcher(store: server, source: .file(file), logger: Logger(label: "test")).check()
         #expect(server.sealer.keyring.active(.data).id == key.id)
+        // Key ids are short and plain (a long id would not fit the sealed header).
+        #expect(throws: KeyringError.self) {
+            _ = try Keyring(json: Data(String(decoding: initial.json(), as: UTF8.self)
+                .replacingOccurrences(of: initial.active(.data).id, with: String(repeating: "x", count: 300)).utf8))
+        }
         await server.database.close()
 
         // SECURITY-TESTS 17: the keyring of another installation, or none, and the server refuses to start.

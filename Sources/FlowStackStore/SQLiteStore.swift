@@ -147,7 +147,11 @@ actor GroupCommitWriter {
         // This caller leads: run its own body with everything queued so far.
         let batch = Array(queue.prefix(maximumBatch - 1))
         queue.removeFirst(batch.count)
-        let results = await runBatch([erased] + batch.map(\.body))
+        // The batch runs in a task of its own: the leader's task may be cancelled (a finished run
+        // stops its heartbeat), and cancellation must neither fail the other callers' bodies nor
+        // interrupt COMMIT or ROLLBACK and leave the transaction open.
+        let bodies = [erased] + batch.map(\.body)
+        let results = await Task { await self.runBatch(bodies) }.value
         for (waiter, result) in zip(batch, results.dropFirst()) {
             waiter.continuation.resume(returning: .done(result))
         }

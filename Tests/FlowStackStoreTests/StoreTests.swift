@@ -55,6 +55,37 @@ import Testing
         await store.database.close()
     }
 
+    @Test("a cancelled writer neither fails the writes batched with it nor leaves a transaction open", arguments: Backend.allCases)
+    func cancelledWriters(_ backend: Backend) async throws {
+        let database = try await TestDatabase.make(backend)
+        let store = try await database.openStore()
+        try await store.write { db in try await db.raw("CREATE TABLE t (n INTEGER)").run() }
+        // Writers whose tasks are cancelled while they lead a batch, mixed with ordinary ones.
+        let failures = try await withThrowingTaskGroup(of: Bool.self) { group in
+            for index in 0..<200 {
+                let task = Task {
+                    try await store.write { db in try await db.raw("INSERT INTO t (n) VALUES (\(bind: index))").run() }
+                }
+                if index % 2 == 0 { task.cancel() }
+                group.addTask {
+                    do {
+                        try await task.value
+                        return false
+                    } catch {
+                        return index % 2 == 1
+                    }
+                }
+            }
+            return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+        }
+        #expect(failures == 0)
+        try await store.write { db in try await db.raw("INSERT INTO t (n) VALUES (-1)").run() }
+        let count = try await store.read { db in try await db.raw("SELECT COUNT(*) AS c FROM t WHERE n % 2 = 1 OR n = -1").first()?.decode(column: "c", as: Int.self) }
+        #expect(count == 101)
+        await store.database.close()
+        database.remove()
+    }
+
     @Test("a failing transaction rolls back only itself; concurrent writes are group-committed on SQLite", arguments: Backend.allCases)
     func transactions(backend: Backend) async throws {
         let database = try await TestDatabase.make(backend)

@@ -110,10 +110,21 @@ public final class ConnectionBroker: Sendable {
             }
             if let body = request.body {
                 let text = String(decoding: body, as: UTF8.self)
-                if text.contains(placeholderStart) { request.body = Array(try fill(text, connection, encode: { $0 }).utf8) }
+                if text.contains(placeholderStart) {
+                    // In a JSON body a secret is written as the inside of a JSON string (escaped).
+                    let json = request.headers.contains { $0.0.lowercased() == "content-type" && $0.1.lowercased().contains("json") }
+                    request.body = Array(try fill(text, connection, encode: json ? jsonEscaped : { $0 }).utf8)
+                    request.credentialInBody = true
+                }
             }
         }
         return request
+    }
+
+    /// `text` escaped for the inside of a JSON string.
+    static func jsonEscaped(_ text: String) -> String {
+        let encoded = JSONValue.string(text).jsonText
+        return String(encoded.dropFirst().dropLast())
     }
 
     static let placeholderStart = "{{secret:"

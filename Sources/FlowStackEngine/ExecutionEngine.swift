@@ -132,6 +132,10 @@ public final class ExecutionEngine: Service, Sendable {
         logger.info("execution worker started", metadata: ["worker": "\(configuration.workerID)"])
         let active = ActiveCount()
         await withTaskGroup(of: Void.self) { group in
+            if let postgres = store.database as? PostgresStore {
+                // New work is claimed the moment it is committed; the poll below is the safety net.
+                group.addTask { [wake] in await postgres.listen(channel: Store.executionChannel) { wake.yield() } }
+            }
             group.addTask { [wake, configuration] in
                 // A periodic tick, so leases that expire and waits that end are noticed.
                 while !Task.isCancelled {

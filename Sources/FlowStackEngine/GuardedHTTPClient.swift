@@ -42,6 +42,9 @@ public struct GuardedHTTPClient: OutboundFetching {
                 body = nil
                 headers.removeAll { $0.0.lowercased() == "content-type" || $0.0.lowercased() == "content-length" }
             }
+            if !Self.sameOrigin(next, parsed), request.credentialInBody, body != nil {
+                throw NodeError("The server redirected a request whose body holds a secret to another origin; it was not sent there.")
+            }
             if !Self.sameOrigin(next, parsed) {
                 // Credentials are for the origin they were given for (scheme, host and port), not
                 // for where it redirects: never to another host, nor from https down to http.

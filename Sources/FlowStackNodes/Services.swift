@@ -65,6 +65,8 @@ public struct OutboundRequest: Sendable {
     public var maxResponseBytes: Int
     /// Headers that carry a credential (lowercased): dropped when a redirect leaves the host.
     public var credentialHeaders: Set<String> = []
+    /// The body carries a credential: it is never re-sent to another origin on a redirect.
+    public var credentialInBody = false
 
     public init(method: String, url: String, headers: [(String, String)] = [], body: [UInt8]? = nil, timeout: TimeInterval = 30,
                 followRedirects: Bool = true, maxRedirects: Int = 5, maxResponseBytes: Int = 16 << 20) {

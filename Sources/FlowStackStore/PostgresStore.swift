@@ -73,6 +73,26 @@ public final class PostgresStore: Database, @unchecked Sendable {
         }
     }
 
+    /// Calls `onNotification` for every NOTIFY on `channel` (and once each time listening starts, so
+    /// nothing sent while the connection was down is missed), until the task is cancelled.
+    /// Reconnects after a failure; polling covers the gap.
+    public func listen(channel: String, onNotification: @escaping @Sendable () -> Void) async {
+        while !Task.isCancelled {
+            do {
+                try await client.withConnection { connection in
+                    try await connection.listen(on: channel) { notifications in
+                        onNotification()
+                        for try await _ in notifications { onNotification() }
+                    }
+                }
+            } catch {
+                if Task.isCancelled { return }
+                logger.warning("listening for new executions failed; retrying", metadata: ["error": "\(String(describing: type(of: error)))"])
+            }
+            try? await Task.sleep(for: .seconds(1))
+        }
+    }
+
     public func ping() async throws {
         try await read { db in try await db.raw("SELECT 1 AS one").run() }
     }

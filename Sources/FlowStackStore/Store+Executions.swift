@@ -187,7 +187,17 @@ extension Store {
             VALUES (\(bind: record.id), 0, NULL, \(bind: try sealEvent(start, run: nil, executionID: record.id, seq: 0, orgID: record.orgID)),
                     \(bind: now.millisecondsSince1970))
             """).run()
+        if leaseOwner == nil { try await notifyQueued(on: db) }
         return inserted
+    }
+
+    /// The channel workers LISTEN on (PostgreSQL) to claim new work at once instead of at the next poll.
+    public static let executionChannel = "flowstack_executions"
+
+    /// Tells listening workers that an execution became claimable; delivered when the transaction commits.
+    func notifyQueued(on db: any SQLDatabase) async throws {
+        guard database.kind == .postgres else { return }
+        try await db.raw("SELECT pg_notify(\(literal: Self.executionChannel), '')").run()
     }
 
     /// Appends journal entries and updates the execution, if `fence` still holds the lease;
@@ -317,9 +327,11 @@ extension Store {
     public func wakeExecution(id: String) async throws -> Bool {
         let now = self.now.millisecondsSince1970
         return try await write { db in
-            try await db.raw("""
+            let woken = try await db.raw("""
                 UPDATE executions SET wait_until = \(bind: now) WHERE id = \(bind: id) AND status = 'waiting' RETURNING id
                 """).first() != nil
+            if woken { try await self.notifyQueued(on: db) }
+            return woken
         }
     }
 

@@ -142,7 +142,11 @@ struct ConnectionController {
         if let hosts = body.allowedHosts { connection.allowedHosts = try ConnectionSchema.checkHosts(hosts) }
         let updated = connection
         let actor = context.auditActor
-        let changedFields = Array((body.data?.objectValue ?? [:]).keys).sorted().joined(separator: ",")
+        var changed = Array((body.data?.objectValue ?? [:]).keys).sorted()
+        if body.allowedHosts != nil { changed.append("allowedHosts") }
+        if body.testUrl != nil { changed.append("testUrl") }
+        if body.name != nil { changed.append("name") }
+        let changedFields = changed.joined(separator: ",")
         let saved = try await api.store.write { [store = api.store] db in
             guard try await store.updateConnection(updated, on: db) else { return false }
             try await store.appendAudit(AuditRecord(orgID: updated.orgID, action: "connection.updated", resourceType: "connection",

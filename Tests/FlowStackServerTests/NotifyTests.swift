@@ -1,0 +1,35 @@
+import FlowStackEngine
+import FlowStackServer
+import FlowStackTesting
+import Foundation
+import Logging
+import Testing
+
+/// On PostgreSQL, workers LISTEN for new executions: another process's worker claims a queued
+/// execution at once, not at its next poll.
+@Suite struct NotifyTests {
+    @Test("a worker in another process claims new work on NOTIFY, long before its poll")
+    func listenNotify() async throws {
+        let app = try await TestApp.make(.postgres)
+        var configuration = app.settings.engine
+        configuration.pollInterval = 60
+        let worker = ExecutionEngine(store: app.store, configuration: configuration, logger: Logger(label: "worker"))
+        // The API's own engine runs no worker: only the separate one can run the execution.
+        try await app.test(worker: false) { client in
+            let (auth, project, _) = try await setUp(client, app)
+            let workflow: [String: Any] = [
+                "name": "N", "nodes": [["name": "M", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]]],
+            ]
+            let id = try await client.post("/api/v1/projects/\(project)/workflows", workflow, auth: auth).json["id"] as! String
+            let running = Task { try await worker.run() }
+            // Let the worker do its first claim pass and start listening.
+            try await Task.sleep(for: .milliseconds(500))
+            let started = ContinuousClock.now
+            let accepted = try await client.post("/api/v1/workflows/\(id)/run", nil, auth: auth)
+            let done = try await waitForStatus(client, accepted.json["id"] as! String, auth: auth, until: ["succeeded"])
+            #expect(done.json["status"] as? String == "succeeded")
+            #expect(ContinuousClock.now - started < .seconds(5))
+            running.cancel()
+        }
+    }
+}

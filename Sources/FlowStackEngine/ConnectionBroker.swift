@@ -98,12 +98,13 @@ public final class ConnectionBroker: Sendable {
             }
             setHeader("Authorization", "Bearer " + token)
         case .secrets:
-            // The request names the secrets it needs with `{{secret:NAME}}` placeholders (in the URL,
-            // header values and the body); they are filled in here, after the request left the sandbox.
+            // A Code node names the secrets it needs with `$secret("NAME")` placeholders (in header
+            // values and the body); they are filled in here, after the request left the sandbox.
             // This is a literal substitution, not a template: nothing in the request is evaluated.
-            request.url = try fill(request.url, connection, encode: formEncode)
+            let nonce = request.secretNonce
+            request.url = try fill(request.url, connection, nonce: nonce, encode: formEncode)
             request.headers = try request.headers.map { name, value in
-                let filled = try fill(value, connection, encode: { $0 })
+                let filled = try fill(value, connection, nonce: nonce, encode: { $0 })
                 guard HeaderCheck.isValue(filled) else { throw NodeError("A secret cannot be sent in the header '\(name)'.") }
                 if filled != value { request.credentialHeaders.insert(name.lowercased()) }
                 return (name, filled)
@@ -113,7 +114,7 @@ public final class ConnectionBroker: Sendable {
                 if text.contains(placeholderStart) {
                     // In a JSON body a secret is written as the inside of a JSON string (escaped).
                     let json = request.headers.contains { $0.0.lowercased() == "content-type" && $0.1.lowercased().contains("json") }
-                    request.body = Array(try fill(text, connection, encode: json ? jsonEscaped : { $0 }).utf8)
+                    request.body = Array(try fill(text, connection, nonce: nonce, encode: json ? jsonEscaped : { $0 }).utf8)
                     request.credentialInBody = true
                 }
             }
@@ -129,17 +130,23 @@ public final class ConnectionBroker: Sendable {
 
     static let placeholderStart = "{{secret:"
 
-    /// `text` with each `{{secret:NAME}}` replaced by the connection's secret NAME (encoded).
-    static func fill(_ text: String, _ connection: Connection, encode: (String) -> String) throws -> String {
-        guard text.contains(placeholderStart) else { return text }
+    /// `text` with each `$secret(NAME)` placeholder (`{{secret:NAME:NONCE}}`, NONCE this run's)
+    /// replaced by the connection's secret NAME (encoded). Placeholders without this run's nonce
+    /// are left as they are: they did not come from the run's own `$secret` calls.
+    static func fill(_ text: String, _ connection: Connection, nonce: String?, encode: (String) -> String) throws -> String {
+        guard let nonce, !nonce.isEmpty, text.contains(placeholderStart) else { return text }
         var result = ""
         var rest = Substring(text)
         while let start = rest.range(of: placeholderStart) {
             result += rest[..<start.lowerBound]
-            guard let end = rest[start.upperBound...].range(of: "}}") else {
-                throw NodeError("A {{secret:NAME}} placeholder is not closed.")
+            guard let end = rest[start.upperBound...].range(of: "}}") else { break }
+            let inner = rest[start.upperBound..<end.lowerBound]
+            guard let colon = inner.lastIndex(of: ":"), inner[inner.index(after: colon)...] == nonce else {
+                result += rest[start.lowerBound..<end.upperBound]
+                rest = rest[end.upperBound...]
+                continue
             }
-            let name = String(rest[start.upperBound..<end.lowerBound])
+            let name = String(inner[..<colon])
             guard let value = connection.data.secrets[name] else {
                 throw NodeError("The connection '\(connection.name)' has no secret '\(name)'.", field: "connection")
             }

@@ -222,10 +222,12 @@ public final class ExecutionEngine: Service, Sendable {
         let deadline = definition.settings.timeout.map { Date().addingTimeInterval($0 - max(0, spent)) }
         var actions = machine.resumeActions()
         if machine.status == .waiting, let due = record.waitUntil, due.millisecondsSince1970 <= store.now.millisecondsSince1970 {
-            // Woken (its time came, or a resume call): continue the waiting nodes with their items.
+            // Woken (its time came, or a resume call): continue the waiting nodes with their items,
+            // or with what the resume call sent.
             actions = []
+            let payload = try await store.resumePayload(record)
             for (node, items) in machine.waiting.sorted(by: { $0.key < $1.key }) {
-                let event = ExecutionEvent.resumed(node: node, outputs: [items])
+                let event = ExecutionEvent.resumed(node: node, outputs: [payload.map { [Item(json: $0)] } ?? items])
                 let next = machine.handle(event)
                 try await storeJournal.record(event, node: nil, machine: machine, actions: next)
                 actions += next
@@ -449,10 +451,10 @@ extension ExecutionEngine {
     }
 
     /// Resumes an execution that waits for a resume call.
-    public func wakeUp(_ id: String) async throws -> Bool {
+    public func wakeUp(_ id: String, payload: JSONValue? = nil) async throws -> Bool {
         guard let record = try await store.execution(id: id), record.status == .waiting,
               let until = record.waitUntil, until >= Date.distantFuture.addingTimeInterval(-86400) else { return false }
-        let woke = try await store.wakeExecution(id: id)
+        let woke = try await store.wakeExecution(record, payload: payload)
         if woke { wake.yield() }
         return woke
     }

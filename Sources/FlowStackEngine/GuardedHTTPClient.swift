@@ -80,15 +80,33 @@ public struct GuardedHTTPClient: OutboundFetching {
             outbound.method = HTTPMethod(rawValue: method)
             for (name, value) in headers { outbound.headers.add(name: name, value: value) }
             if let body { outbound.body = .bytes(ByteBuffer(bytes: body)) }
-            let response = try await client.execute(outbound, timeout: .seconds(Int64(request.timeout.rounded(.up))))
-            var collected: ByteBuffer
-            do {
-                collected = try await response.body.collect(upTo: request.maxResponseBytes)
-            } catch is NIOTooManyBytesError {
-                throw NodeError("The response is larger than \(request.maxResponseBytes) bytes.")
+            // One deadline for the whole exchange: a server that trickles its body byte by byte
+            // cannot hold a node (or a Code node's sandbox slot) past the timeout.
+            let limit = request.maxResponseBytes
+            let timeout = request.timeout
+            let prepared = outbound
+            let result = try await withThrowingTaskGroup(of: OutboundResponse?.self) { group in
+                group.addTask {
+                    let response = try await client.execute(prepared, timeout: .seconds(Int64(timeout.rounded(.up))))
+                    var collected: ByteBuffer
+                    do {
+                        collected = try await response.body.collect(upTo: limit)
+                    } catch is NIOTooManyBytesError {
+                        throw NodeError("The response is larger than \(limit) bytes.")
+                    }
+                    return OutboundResponse(status: Int(response.status.code), headers: response.headers.map { ($0.name, $0.value) },
+                                            body: collected.readBytes(length: collected.readableBytes) ?? [])
+                }
+                group.addTask {
+                    try await Task.sleep(for: .seconds(timeout))
+                    return nil
+                }
+                defer { group.cancelAll() }
+                guard let first = try await group.next(), let response = first else {
+                    throw NodeError("The request to \(destination.host) failed: it timed out")
+                }
+                return response
             }
-            let result = OutboundResponse(status: Int(response.status.code), headers: response.headers.map { ($0.name, $0.value) },
-                                          body: collected.readBytes(length: collected.readableBytes) ?? [])
             try await client.shutdown()
             return result
         } catch let error as NodeError {
@@ -104,7 +122,9 @@ public struct GuardedHTTPClient: OutboundFetching {
         if let error = error as? HTTPClientError {
             switch error {
             case .deadlineExceeded, .readTimeout, .connectTimeout: return "it timed out"
-            default: return String(describing: error)
+            default:
+                // Never the error's associated values: they can quote headers, credentials included.
+                return error.shortDescription
             }
         }
         return String(describing: type(of: error))

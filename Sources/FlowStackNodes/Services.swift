@@ -20,6 +20,9 @@ public struct CodeRequest: Codable, Sendable {
     /// The child answers a clean memory error above this (the parent kills it a little higher).
     public var maxMemoryBytes: Int?
     public var context: Context
+    /// A random value per run: `$secret(name)` placeholders carry it, so text from outside the
+    /// run (a webhook payload, an API answer) can never ask for a secret.
+    public var secretNonce: String?
 
     public init(code: String, mode: Mode, items: [Item], env: [String: String], timeLimitMs: Int, maxOutputBytes: Int,
                 maxLogBytes: Int, context: Context) {
@@ -67,6 +70,8 @@ public struct OutboundRequest: Sendable {
     public var credentialHeaders: Set<String> = []
     /// The body carries a credential: it is never re-sent to another origin on a redirect.
     public var credentialInBody = false
+    /// The nonce `{{secret:NAME:NONCE}}` placeholders must carry to be filled (Code nodes only).
+    public var secretNonce: String?
 
     public init(method: String, url: String, headers: [(String, String)] = [], body: [UInt8]? = nil, timeout: TimeInterval = 30,
                 followRedirects: Bool = true, maxRedirects: Int = 5, maxResponseBytes: Int = 16 << 20) {

@@ -57,7 +57,7 @@ public enum Backups {
             try await sqlite.snapshot(to: (directory as NSString).appendingPathComponent(file))
         case .postgres(let url):
             file = "flowstack.pgdump"
-            let (dbname, password) = Tool.splitPassword(url)
+            let (dbname, password) = try Tool.splitPassword(url)
             try await Tool.run(Tool.postgres("pg_dump"), ["--format=custom", "--no-owner", "--no-privileges",
                                                           "--file=\((directory as NSString).appendingPathComponent(file))", "--dbname=\(dbname)"],
                                password: password)
@@ -95,18 +95,22 @@ public enum Backups {
         switch settings.resolvedDatabase {
         case .sqlite(let target):
             if FileManager.default.fileExists(atPath: target) {
-                guard force else { throw BackupError("\(target) exists; give --force to replace it") }
-                for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: target + suffix) }
+                guard force else { throw BackupError("\(target) exists; give --force to replace it (stop the servers first)") }
             }
             try SecureFile.makeDirectory((target as NSString).deletingLastPathComponent)
-            try FileManager.default.copyItem(atPath: file, toPath: target)
-            _ = chmod(target, 0o600)
+            // Copied next to the target first, then renamed over it: a failed copy leaves the old database.
+            let staging = target + ".restoring"
+            try? FileManager.default.removeItem(atPath: staging)
+            try FileManager.default.copyItem(atPath: file, toPath: staging)
+            _ = chmod(staging, 0o600)
+            for suffix in ["-wal", "-shm"] { try? FileManager.default.removeItem(atPath: target + suffix) }
+            guard rename(staging, target) == 0 else { throw BackupError("\(target) could not be replaced") }
         case .postgres(let url):
             let database = try await DatabaseFactory.open(.postgres(url: url), logger: logger)
             let initialized = try await Migrations.isInitialized(database)
             await database.close()
             guard !initialized || force else { throw BackupError("the database already holds FlowStack data; give --force to replace it") }
-            let (dbname, password) = Tool.splitPassword(url)
+            let (dbname, password) = try Tool.splitPassword(url)
             try await Tool.run(Tool.postgres("pg_restore"), ["--clean", "--if-exists", "--no-owner", "--no-privileges", "--single-transaction",
                                                              "--exit-on-error", "--dbname=\(dbname)", file], password: password)
         }
@@ -168,8 +172,11 @@ enum Tool {
 
     /// The URL without its password, and the password (passed through PGPASSWORD, so it never
     /// shows in the process list).
-    static func splitPassword(_ url: String) -> (String, String?) {
-        guard var components = URLComponents(string: url), let password = components.password else { return (url, nil) }
+    static func splitPassword(_ url: String) throws -> (String, String?) {
+        guard var components = URLComponents(string: url) else {
+            throw BackupError("the database URL cannot be parsed; give it as postgres://user:password@host:port/database")
+        }
+        guard let password = components.password else { return (url, nil) }
         components.password = nil
         return (components.string ?? url, password.removingPercentEncoding ?? password)
     }

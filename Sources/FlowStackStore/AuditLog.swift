@@ -86,7 +86,8 @@ extension Store {
         let detailsJSON = try JSONSerialization.data(withJSONObject: details, options: [.sortedKeys])
         let sealed = try sealer.seal(detailsJSON, purpose: .data, context: detailsContext(id, record.orgID))
         let prevHash = try await db.raw("SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1").first()?.string("hash") ?? Self.genesisHash
-        let keyID = sealer.keyring.active(.data).id
+        // The key that sealed the details (a keyring reload between two reads must not split them).
+        let keyID = Sealer.keyID(of: sealed) ?? sealer.keyring.active(.data).id
         guard let key = sealer.keyring.macKey(id: keyID, info: Self.macInfo) else { throw DatabaseError("no data key for the audit MAC") }
         let ip = String(actor.ip.encodingControlCharacters.prefix(64))
         let userAgent = String(actor.userAgent.encodingControlCharacters.prefix(512))

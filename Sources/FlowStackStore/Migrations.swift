@@ -175,6 +175,10 @@ public enum Migrations {
                 redirect_uri TEXT NOT NULL, expires_at {int} NOT NULL)
             """,
         ]),
+        Migration(version: 5, name: "resume payloads", statements: [
+            // What a resume call sent to a waiting execution (sealed, bound to the wait it ends).
+            "ALTER TABLE executions ADD COLUMN resume_sealed {blob}",
+        ]),
     ]
 
     /// Applies the migrations not yet applied, in order, each in its own transaction.

@@ -84,9 +84,20 @@ extension Store {
         return Data(try sealer.seal(json, purpose: .data, context: Self.configContext(connectionID: connection.id, orgID: connection.orgID)))
     }
 
-    private func writeSecrets(_ connection: Connection, on db: any SQLDatabase) async throws {
-        try await db.raw("DELETE FROM connection_secrets WHERE connection_id = \(bind: connection.id)").run()
-        for (field, value) in connection.data.secrets.sorted(by: { $0.key < $1.key }) {
+    /// Rewrites the secret rows. OAuth2 tokens are the server's: an update keeps the stored ones
+    /// (a refresh may have replaced them since the caller read the connection) unless `clearTokens`.
+    private func writeSecrets(_ connection: Connection, clearTokens: Bool = true, on db: any SQLDatabase) async throws {
+        let managed = Set((ConnectionSchema.fields(connection.kind) ?? []).filter(\.managed).map(\.name))
+        if clearTokens || managed.isEmpty {
+            try await db.raw("DELETE FROM connection_secrets WHERE connection_id = \(bind: connection.id)").run()
+        } else {
+            try await db.select().column("field").from("connection_secrets").where("connection_id", .equal, connection.id).all()
+                .map { try $0.decode(column: "field", as: String.self) }.filter { !managed.contains($0) }
+                .asyncForEach { field in
+                    try await db.raw("DELETE FROM connection_secrets WHERE connection_id = \(bind: connection.id) AND field = \(bind: field)").run()
+                }
+        }
+        for (field, value) in connection.data.secrets.sorted(by: { $0.key < $1.key }) where clearTokens || !managed.contains(field) {
             let sealed = try sealer.seal(Array(value.utf8), purpose: .connections,
                                          context: Self.secretContext(connectionID: connection.id, field: field, orgID: connection.orgID))
             try await db.raw("""
@@ -111,20 +122,22 @@ extension Store {
         return inserted
     }
 
-    /// Replaces a connection's name, data and state; false when the name is taken.
-    public func updateConnection(_ connection: Connection, on db: any SQLDatabase) async throws -> Bool {
+    /// Replaces a connection's name, data and state; false when the name is taken. Stored OAuth2
+    /// tokens stay unless `clearTokens` (the client or endpoints changed).
+    public func updateConnection(_ connection: Connection, clearTokens: Bool = false, on db: any SQLDatabase) async throws -> Bool {
         do {
             try await db.raw("""
                 UPDATE connections SET name = \(bind: connection.name), config_sealed = \(bind: try sealConfig(connection)),
                     status = \(bind: connection.status), status_message = \(bind: connection.statusMessage),
-                    last_tested_at = \(bind: connection.lastTestedAt.ms), token_expires_at = \(bind: connection.tokenExpiresAt.ms),
+                    last_tested_at = \(bind: connection.lastTestedAt.ms),
+                    token_expires_at = \(unsafeRaw: clearTokens ? "NULL" : "token_expires_at"),
                     updated_at = \(bind: now.millisecondsSince1970)
                 WHERE id = \(bind: connection.id)
                 """).run()
         } catch where isUniqueViolation(error) {
             return false
         }
-        try await writeSecrets(connection, on: db)
+        try await writeSecrets(connection, clearTokens: clearTokens, on: db)
         return true
     }
 
@@ -257,5 +270,11 @@ extension Store {
                            sessionID: try row.string("session_id"),
                            verifier: try sealer.openString(try row.bytes("verifier_sealed"), context: Self.verifierContext(stateHash, orgID: orgID)),
                            redirectURI: try row.string("redirect_uri"), expiresAt: try row.date("expires_at"))
+    }
+}
+
+extension Sequence {
+    func asyncForEach(_ body: (Element) async throws -> Void) async rethrows {
+        for element in self { try await body(element) }
     }
 }

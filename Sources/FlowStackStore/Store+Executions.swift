@@ -323,12 +323,32 @@ extension Store {
         return try rows.map(execution(from:))
     }
 
-    /// Wakes a waiting execution now (a resume webhook or API call); false when it isn't waiting.
-    public func wakeExecution(id: String) async throws -> Bool {
+    /// The resume payload is bound to the wait it ends (the execution and its journal length), so
+    /// a payload left over from one wait can never be read as the answer to a later one.
+    static func resumeContext(_ record: ExecutionRecord) -> SealContext {
+        SealContext(table: "executions", rowID: "\(record.id)/\(record.events)", column: "resume", orgID: record.orgID)
+    }
+
+    /// What a resume call sent to `record`'s current wait, if anything.
+    public func resumePayload(_ record: ExecutionRecord) async throws -> JSONValue? {
+        let row = try await read { db in
+            try await db.raw("SELECT resume_sealed FROM executions WHERE id = \(bind: record.id)").first()
+        }
+        guard let sealed = try row?.optionalBytes("resume_sealed"),
+              let bytes = try? sealer.open(sealed, purpose: .data, context: Self.resumeContext(record)) else { return nil }
+        return try? JSONDecoder().decode(JSONValue.self, from: Data(bytes))
+    }
+
+    /// Wakes a waiting execution now (a resume webhook or API call), keeping what the call sent;
+    /// false when it isn't waiting (or its journal moved on since `record` was read).
+    public func wakeExecution(_ record: ExecutionRecord, payload: JSONValue? = nil) async throws -> Bool {
         let now = self.now.millisecondsSince1970
+        let sealed = try payload.map { Data(try sealer.seal(Array($0.jsonText.utf8), purpose: .data, context: Self.resumeContext(record))) }
+        let id = record.id
         return try await write { db in
             let woken = try await db.raw("""
-                UPDATE executions SET wait_until = \(bind: now) WHERE id = \(bind: id) AND status = 'waiting' RETURNING id
+                UPDATE executions SET wait_until = \(bind: now), resume_sealed = \(bind: sealed)
+                WHERE id = \(bind: id) AND status = 'waiting' AND events = \(bind: record.events) RETURNING id
                 """).first() != nil
             if woken { try await self.notifyQueued(on: db) }
             return woken

@@ -46,6 +46,9 @@ struct SealedColumn: Sendable {
         SealedColumn(table: "oauth2_states", column: "verifier_sealed", purpose: .data, keys: ["state_hash"],
                      source: "SELECT state_hash AS k0, org_id AS org, verifier_sealed AS sealed FROM oauth2_states",
                      context: { SealContext(table: "oauth2_states", rowID: $0[0], column: "verifier", orgID: $1) }),
+        SealedColumn(table: "executions", column: "resume_sealed", purpose: .data, keys: ["id", "events"],
+                     source: "SELECT id AS k0, events AS k1, org_id AS org, resume_sealed AS sealed FROM executions WHERE resume_sealed IS NOT NULL",
+                     context: { SealContext(table: "executions", rowID: "\($0[0])/\($0[1])", column: "resume", orgID: $1) }),
         SealedColumn(table: "connection_secrets", column: "sealed", purpose: .connections, keys: ["connection_id", "field"],
                      source: "SELECT connection_id AS k0, field AS k1, org_id AS org, sealed AS sealed FROM connection_secrets",
                      context: { SealContext(table: "connection_secrets", rowID: $0[0], column: $0[1], orgID: $1) }),
@@ -61,13 +64,14 @@ public struct ReencryptionProgress: Sendable {
 }
 
 extension Store {
-    static let batchSize = 500
+    public static let batchSize = 500
+    static let numericKeys: Set<String> = ["seq", "events"]
 
     /// How many stored values each key id seals, per purpose (for `flowstack keys status`).
-    public func sealedCounts() async throws -> [KeyPurpose: [String: Int]] {
+    public func sealedCounts(batchSize: Int = Store.batchSize) async throws -> [KeyPurpose: [String: Int]] {
         var counts: [KeyPurpose: [String: Int]] = [.data: [:], .connections: [:]]
         for column in SealedColumn.all {
-            try await forEachBatch(column) { rows in
+            try await forEachBatch(column, batchSize: batchSize) { rows in
                 for row in rows {
                     let keyID = Sealer.keyID(of: try row.bytes("sealed")) ?? "?"
                     counts[column.purpose]![keyID, default: 0] += 1
@@ -80,37 +84,50 @@ extension Store {
         return counts
     }
 
-    /// Calls `body` with pages of (k0, k1?, org, sealed) rows, in primary-key order.
-    private func forEachBatch(_ column: SealedColumn, _ body: ([any SQLRow]) async throws -> Bool) async throws {
-        var offset = 0
+    /// Calls `body` with pages of (k0, k1?, org, sealed) rows in primary-key order. Pages follow
+    /// the last key seen (not an offset), so rows deleted meanwhile never make a pass skip others.
+    private func forEachBatch(_ column: SealedColumn, batchSize: Int, _ body: ([any SQLRow]) async throws -> Bool) async throws {
         let order = column.keys.indices.map { "k\($0)" }.joined(separator: ", ")
+        var last: [any Encodable & Sendable]?
         while true {
-            let text = "SELECT * FROM (\(column.source)) s ORDER BY \(order) LIMIT \(Self.batchSize) OFFSET \(offset)"
-            let rows = try await read { db in try await db.raw(SQLQueryString(text)).all() }
+            var query = SQLQueryString("SELECT * FROM (\(column.source)) s" as String)
+            if let last {
+                if last.count == 1 {
+                    query += " WHERE k0 > \(bind: last[0])"
+                } else {
+                    query += " WHERE k0 > \(bind: last[0]) OR (k0 = \(bind: last[0]) AND k1 > \(bind: last[1]))"
+                }
+            }
+            query += SQLQueryString(" ORDER BY \(order) LIMIT \(batchSize)" as String)
+            let page = query
+            let rows = try await read { db in try await db.raw(page).all() }
             if rows.isEmpty { return }
             guard try await body(rows) else { return }
-            offset += rows.count
-            if rows.count < Self.batchSize { return }
+            if rows.count < batchSize { return }
+            let final = rows[rows.count - 1]
+            last = try column.keys.indices.map { index -> any Encodable & Sendable in
+                Self.numericKeys.contains(column.keys[index]) ? try final.int("k\(index)") : try final.string("k\(index)")
+            }
         }
     }
 
     /// Re-seals every value of `purpose` that is not under the active key. Each value is replaced
     /// only if it did not change meanwhile (compare-and-swap), so concurrent writers lose nothing;
     /// returns how many values still named another key when the pass began (0: done).
-    public func reencrypt(_ purpose: KeyPurpose, progress: @Sendable (ReencryptionProgress) -> Void) async throws -> Int {
+    public func reencrypt(_ purpose: KeyPurpose, batchSize: Int = Store.batchSize, progress: @Sendable (ReencryptionProgress) -> Void) async throws -> Int {
         let active = sealer.keyring.active(purpose).id
         var stale = 0
         for column in SealedColumn.all where column.purpose == purpose {
             var done = 0
             let countText = "SELECT COUNT(*) AS n FROM (\(column.source)) s"
             let total = try await read { db in try await db.raw(SQLQueryString(countText)).first()?.int("n") ?? 0 }
-            try await forEachBatch(column) { rows in
+            try await forEachBatch(column, batchSize: batchSize) { rows in
                 var updates: [(keys: [String], old: [UInt8], new: [UInt8])] = []
                 for row in rows {
                     let old = try row.bytes("sealed")
                     guard Sealer.keyID(of: old) != active else { continue }
                     let keys = try column.keys.indices.map { index -> String in
-                        column.keys[index] == "seq" ? String(try row.int("k\(index)")) : try row.string("k\(index)")
+                        Self.numericKeys.contains(column.keys[index]) ? String(try row.int("k\(index)")) : try row.string("k\(index)")
                     }
                     let context = column.context(keys, try row.optionalString("org"))
                     let plaintext: [UInt8]
@@ -129,7 +146,7 @@ extension Store {
                             var sql = SQLQueryString("UPDATE \(column.table) SET \(column.column) = " as String)
                             sql += "\(bind: Data(update.new)) WHERE \(unsafeRaw: column.column) = \(bind: Data(update.old))"
                             for (index, key) in column.keys.enumerated() {
-                                if key == "seq" {
+                                if Self.numericKeys.contains(key) {
                                     sql += " AND \(unsafeRaw: key) = \(bind: Int64(update.keys[index]) ?? -1)"
                                 } else {
                                     sql += " AND \(unsafeRaw: key) = \(bind: update.keys[index])"

@@ -121,6 +121,13 @@ enum Bootstrap {
         return answer;
       }
       constant('$http', freeze({ request: async function request(options) { return httpRequest(options); } }));
+      // $secret(name): a placeholder the platform fills with a secret of a `secrets` connection,
+      // outside the sandbox. It carries this run's nonce, so data from elsewhere cannot ask for one.
+      const nonce = text(request.secretNonce);
+      constant('$secret', function $secret(name) {
+        if (typeof name !== 'string' || name === '') throw new TypeErrorCtor('$secret needs the name of a secret');
+        return '{{secret:' + name + ':' + nonce + '}}';
+      });
 
       // Input items, always {json[, binary]}.
       const source = isArray(request.items) ? request.items : [];

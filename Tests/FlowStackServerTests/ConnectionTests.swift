@@ -157,6 +157,11 @@ func httpWorkflow(url: String, connection: String) -> [String: Any] {
             #expect(try await client.post(base, ["name": "n", "type": "basic", "data": ["username": "u"]], auth: auth).status == 422)
             #expect(try await client.post(base, ["name": "n", "type": "apiKey", "data": ["key": "k", "in": "cookie"]], auth: auth).status == 422)
             #expect(try await client.post(base, ["name": "n", "type": "headers", "data": ["bad header": "v"]], auth: auth).status == 422)
+            // Control characters (a pasted trailing newline) never reach a header, or an error quoting it.
+            #expect(try await client.post(base, ["name": "n", "type": "bearer", "data": ["token": "abc\n"]], auth: auth).status == 422)
+            #expect(try await client.post(base, ["name": "n", "type": "apiKey", "data": ["key": "k", "name": "X Key"]], auth: auth).status == 422)
+            #expect(try await client.post(base, ["name": "n", "type": "oauth2", "data": ["grantType": "clientCredentials", "tokenUrl": "http://auth.example.com/t",
+                                                                                            "clientId": "c", "clientSecret": "s"]], auth: auth).status == 422)
             #expect(try await client.post(base, ["name": "n", "type": "oauth2", "data": ["grantType": "authorizationCode", "tokenUrl": "ftp://x",
                                                                                             "clientId": "c"]], auth: auth).status == 422)
             #expect(try await client.post(base, ["name": "n", "type": "oauth2", "data": ["grantType": "clientCredentials", "tokenUrl": "https://x.test/t",
@@ -326,7 +331,7 @@ func httpWorkflow(url: String, connection: String) -> [String: Any] {
         }
     }
 
-    @Test("allowedHosts keeps a credential to its hosts; a secrets connection fills {{secret:NAME}} outside the sandbox", arguments: [Backend.sqlite])
+    @Test("allowedHosts keeps a credential to its hosts; a secrets connection fills $secret(name) outside the sandbox, never forged text", arguments: [Backend.sqlite])
     func hostsAndPlaceholders(_ backend: Backend) async throws {
         let provider = LocalProvider()
         try await provider.run { port in
@@ -350,11 +355,13 @@ func httpWorkflow(url: String, connection: String) -> [String: Any] {
                 _ = try await client.post("/api/v1/projects/\(project)/connections",
                                           ["name": "vault", "type": "secrets", "data": ["apiToken": secret]], auth: auth)
                 let code = """
-                    const r = await $http.request({connection: "vault", url: "http://127.0.0.1:\(port)/echo", headers: {"X-Token": "{{secret:apiToken}}"}});
+                    const r = await $http.request({connection: "vault", url: "http://127.0.0.1:\(port)/echo", headers: {"X-Token": $secret("apiToken")}});
                     let missing = "";
-                    try { await $http.request({connection: "vault", url: "http://127.0.0.1:\(port)/echo", headers: {"X-Token": "{{secret:nope}}"}}); }
+                    try { await $http.request({connection: "vault", url: "http://127.0.0.1:\(port)/echo", headers: {"X-Token": $secret("nope")}}); }
                     catch (e) { missing = e.message; }
-                    return [{json: {seen: r.json["x-token"], missing}}];
+                    // Text from outside the run (here: a literal, as a webhook payload would be) is never filled.
+                    const forged = await $http.request({connection: "vault", url: "http://127.0.0.1:\(port)/echo", headers: {"X-Token": "{{secret:apiToken}}"}});
+                    return [{json: {seen: r.json["x-token"], missing, forged: forged.json["x-token"]}}];
                     """
                 let workflow: [String: Any] = [
                     "name": "Vault",
@@ -368,6 +375,7 @@ func httpWorkflow(url: String, connection: String) -> [String: Any] {
                 let output = try #require((run.json["output"] as? [[String: Any]])?.first)
                 #expect(output["seen"] as? String == "[redacted]")
                 #expect((output["missing"] as? String ?? "").contains("has no secret 'nope'"))
+                #expect(output["forged"] as? String == "{{secret:apiToken}}")
                 #expect(!run.text.contains(secret))
             }
             await pool.shutdown()
@@ -427,15 +435,22 @@ func httpWorkflow(url: String, connection: String) -> [String: Any] {
                 #expect(refreshed.json["status"] as? String == "succeeded")
                 #expect(provider.state.withLock { $0.tokenRequests } == ["authorization_code", "refresh_token"])
 
+                // Renaming the connection keeps the tokens the refresh just stored.
+                #expect(try await client.request(.patch, "/api/v1/connections/\(id)", json: ["name": "provider2"], auth: auth).status == 200)
+                let wf2 = try await client.post("/api/v1/projects/\(project)/workflows", httpWorkflow(url: "http://127.0.0.1:\(port)/api", connection: "provider2"),
+                                                auth: auth).json["id"] as! String
+                let renamed = try await client.post("/api/v1/workflows/\(wf2)/run?wait=true", nil, auth: auth)
+                #expect(renamed.json["status"] as? String == "succeeded", "\(renamed.text)")
+                #expect(provider.state.withLock { $0.tokenRequests.count } == 2)
                 // The provider revokes access tokens early: a 401 triggers one refresh and a retry.
                 provider.state.withLock { $0.accessTokens.removeAll() }
-                let retried = try await client.post("/api/v1/workflows/\(wf)/run?wait=true", nil, auth: auth)
+                let retried = try await client.post("/api/v1/workflows/\(wf2)/run?wait=true", nil, auth: auth)
                 #expect(retried.json["status"] as? String == "succeeded", "\(retried.text)")
                 #expect(provider.state.withLock { $0.tokenRequests.count } == 3)
 
                 // Revoked refresh token: the run fails naming the refresh, the connection shows the error.
                 provider.state.withLock { $0.accessTokens.removeAll(); $0.refreshTokens.removeAll() }
-                let failed = try await client.post("/api/v1/workflows/\(wf)/run?wait=true", nil, auth: auth)
+                let failed = try await client.post("/api/v1/workflows/\(wf2)/run?wait=true", nil, auth: auth)
                 #expect(failed.json["status"] as? String == "failed")
                 #expect((failed.json["error"] as? String ?? "").contains("could not refresh its OAuth2 token"))
                 #expect((failed.json["error"] as? String ?? "").contains("invalid_grant"))

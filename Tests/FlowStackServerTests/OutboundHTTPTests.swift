@@ -20,6 +20,16 @@ struct TableResolver: HostResolver {
     func withServer(_ body: @Sendable @escaping (Int) async throws -> Void) async throws {
         let router = Router()
         router.get("hello") { _, _ in "hello from loopback" }
+        // Sends its body one byte every 300 ms: only a deadline on the whole exchange stops it.
+        router.get("trickle") { _, _ -> Response in
+            Response(status: .ok, body: ResponseBody { writer in
+                for _ in 0..<40 {
+                    try await writer.write(ByteBuffer(string: "x"))
+                    try await Task.sleep(for: .milliseconds(300))
+                }
+                try await writer.finish(nil)
+            })
+        }
         router.get("away") { request, _ -> Response in
             let target = request.uri.queryParameters["to"].map(String.init) ?? "/"
             return Response(status: .found, headers: [.location: target])
@@ -57,6 +67,18 @@ struct TableResolver: HostResolver {
             // The allowlist opens exactly its range.
             let neighbour = GuardedHTTPClient(policy: try AddressPolicy(allow: ["127.0.0.2/32"]))
             await #expect(throws: NodeError.self) { _ = try await get(neighbour, "http://127.0.0.1:\(port)/hello") }
+        }
+    }
+
+    @Test("a server that trickles its body cannot hold a request past its timeout")
+    func trickle() async throws {
+        try await withServer { port in
+            let client = GuardedHTTPClient(policy: try AddressPolicy(allow: ["127.0.0.1/32"]))
+            let started = ContinuousClock.now
+            await #expect(throws: NodeError.self) {
+                _ = try await client.fetch(OutboundRequest(method: "GET", url: "http://127.0.0.1:\(port)/trickle", timeout: 1))
+            }
+            #expect(ContinuousClock.now - started < .seconds(4))
         }
     }
 

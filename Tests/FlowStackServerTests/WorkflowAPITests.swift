@@ -304,10 +304,16 @@ func waitForStatus(_ client: APIClient, _ id: String, auth: Auth, until done: Se
             let waiting = try await client.post("/api/v1/workflows/\(id)/run?wait=true", nil, auth: auth)
             #expect(waiting.json["status"] as? String == "waiting")
             let execution = waiting.json["id"] as! String
-            #expect(try await client.post("/webhook-waiting/\(execution)", nil).status == 200)
+            // The resume call's body and query become the Wait node's output; credentials do not.
+            #expect(try await client.request(.post, "/webhook-waiting/\(execution)?by=ann", json: ["decision": "yes"],
+                                             headers: ["Authorization": "Bearer not-for-the-workflow"]).status == 200)
             let done = try await waitForStatus(client, execution, auth: auth, until: ["succeeded", "failed"])
             #expect(done.json["status"] as? String == "succeeded")
-            #expect((done.json["output"] as? [[String: Any]])?.first?["approved"] as? Bool == true)
+            let output = try #require((done.json["output"] as? [[String: Any]])?.first)
+            #expect(output["approved"] as? Bool == true)
+            #expect((output["body"] as? [String: Any])?["decision"] as? String == "yes")
+            #expect((output["query"] as? [String: Any])?["by"] as? String == "ann")
+            #expect(!done.text.contains("not-for-the-workflow"))
             #expect(try await client.post("/webhook-waiting/\(execution)", nil).status == 404)
 
             let second = try await client.post("/api/v1/workflows/\(id)/run?wait=true", nil, auth: auth).json["id"] as! String

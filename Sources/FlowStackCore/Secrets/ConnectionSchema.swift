@@ -88,11 +88,21 @@ public enum ConnectionSchema {
                 guard case .string(let text) = value, !text.isEmpty else {
                     throw .validation("data.\(name) must be a non-empty string.", field: "data.\(name)")
                 }
-                try check(text, field: name, secret: field.secret)
+                try check(text, field: name, secret: field.secret, multiline: false)
                 if let options = field.options, !options.contains(text) {
                     throw .validation("data.\(name) must be one of \(options.joined(separator: ", ")).", field: "data.\(name)")
                 }
-                if field.isURL { try checkURL(text, field: name) }
+                if field.isURL {
+                    try checkURL(text, field: name)
+                    // The client secret and codes travel to these: https, except to this machine.
+                    let host = URLComponents(string: text)?.host?.lowercased() ?? ""
+                    guard text.lowercased().hasPrefix("https://") || ["127.0.0.1", "localhost", "::1", "[::1]"].contains(host) else {
+                        throw .validation("data.\(name) must be an https URL.", field: "data.\(name)")
+                    }
+                }
+                if kind == .apiKey, name == "name", !HeaderCheck.isToken(text) {
+                    throw .validation("data.name must be a valid header or query parameter name.", field: "data.name")
+                }
                 if field.secret { result.secrets[name] = text } else { result.config[name] = text }
             }
             for field in fields where field.required {
@@ -123,7 +133,9 @@ public enum ConnectionSchema {
                 guard case .string(let text) = value, !text.isEmpty else {
                     throw .validation("data.\(name) must be a non-empty string.", field: "data.\(name)")
                 }
-                try check(text, field: name, secret: true)
+                // Only a `secrets` connection may hold multi-line values (PEM keys); they never go
+                // into a header unchecked.
+                try check(text, field: name, secret: true, multiline: kind == .secrets)
                 if kind == .headers, !HeaderCheck.isValue(text) {
                     throw .validation("The value of header '\(name)' has characters a header cannot carry.", field: "data.\(name)")
                 }
@@ -134,10 +146,10 @@ public enum ConnectionSchema {
         return result
     }
 
-    private static func check(_ text: String, field: String, secret: Bool) throws(FlowStackError) {
+    private static func check(_ text: String, field: String, secret: Bool, multiline: Bool) throws(FlowStackError) {
         let limit = secret ? maximumSecretBytes : maximumFieldBytes
         guard text.utf8.count <= limit else { throw .validation("data.\(field) is longer than \(limit) bytes.", field: "data.\(field)") }
-        guard !text.unicodeScalars.contains(where: { $0.value < 0x20 && $0 != "\n" || $0.value == 0x7F }) else {
+        guard !text.unicodeScalars.contains(where: { ($0.value < 0x20 && !(multiline && ($0 == "\n" || $0 == "\r" || $0 == "\t"))) || $0.value == 0x7F }) else {
             throw .validation("data.\(field) contains control characters.", field: "data.\(field)")
         }
     }

@@ -33,11 +33,14 @@ public struct CodeNode: NodeType {
             limit = Int(given)
         }
         let services = try input.requireServices("The Code node")
-        let request = CodeRequest(code: code, mode: mode, items: input.items, env: input.base.variables, timeLimitMs: limit,
+        var request = CodeRequest(code: code, mode: mode, items: input.items, env: input.base.variables, timeLimitMs: limit,
                                   maxOutputBytes: 16 << 20, maxLogBytes: 64 << 10,
                                   context: .init(executionId: input.base.executionID, workflowId: input.base.workflowID,
                                                  workflowName: input.base.workflowName, nodeName: input.node.name))
-        let response = try await services.runCode(request, broker: Self.broker(services: services, caller: input.base, timeLimitMs: limit))
+        let nonce = (0..<4).map { _ in String(UInt64.random(in: 0...UInt64.max), radix: 16) }.joined()
+        request.secretNonce = nonce
+        let response = try await services.runCode(request, broker: Self.broker(services: services, caller: input.base, timeLimitMs: limit,
+                                                                               secretNonce: nonce))
         input.log.append(contentsOf: response.logs ?? [])
         guard response.ok else {
             let line = response.line.map { " (line \($0))" } ?? ""
@@ -49,10 +52,11 @@ public struct CodeNode: NodeType {
     /// Answers `$http.request` from the sandbox: the call is plain data (url, method, headers,
     /// body, connection); the platform signs it with the connection and sends it through the SSRF
     /// guard. The answer is redacted of every secret this execution uses before it goes back in.
-    static func broker(services: any NodeServices, caller: ExpressionContext, timeLimitMs: Int) -> CodeBroker {
+    static func broker(services: any NodeServices, caller: ExpressionContext, timeLimitMs: Int, secretNonce: String) -> CodeBroker {
         { call in
             do {
-                let request = try outboundRequest(call, timeLimitMs: timeLimitMs)
+                var request = try outboundRequest(call, timeLimitMs: timeLimitMs)
+                request.secretNonce = secretNonce
                 let connection = call["connection"]?.stringValue ?? ""
                 let response = connection.isEmpty
                     ? try await services.fetch(request)

@@ -125,6 +125,7 @@ struct ConnectionController {
     @Sendable func update(_ request: Request, context: FlowStackRequestContext) async throws -> Response {
         var (connection, _) = try await self.connection(context, .workflowEdit)
         let body = try await api.decode(UpdateRequest.self, request, context)
+        var clearTokens = false
         if let name = body.name { connection.name = try checkedName(name) }
         if let data = body.data {
             let before = connection.data
@@ -134,6 +135,7 @@ struct ConnectionController {
                 connection.data.secrets["accessToken"] = nil
                 connection.data.secrets["refreshToken"] = nil
                 connection.tokenExpiresAt = nil
+                clearTokens = true
             }
             connection.status = "untested"
             connection.statusMessage = nil
@@ -147,8 +149,9 @@ struct ConnectionController {
         if body.testUrl != nil { changed.append("testUrl") }
         if body.name != nil { changed.append("name") }
         let changedFields = changed.joined(separator: ",")
+        let clear = clearTokens
         let saved = try await api.store.write { [store = api.store] db in
-            guard try await store.updateConnection(updated, on: db) else { return false }
+            guard try await store.updateConnection(updated, clearTokens: clear, on: db) else { return false }
             try await store.appendAudit(AuditRecord(orgID: updated.orgID, action: "connection.updated", resourceType: "connection",
                                                     resourceID: updated.id,
                                                     details: ["name": updated.name, "type": updated.kind.rawValue, "fields": changedFields]),

@@ -297,8 +297,14 @@ enum OpenAPIDocument {
                 schema: "RunAccepted", parameters: executionID, tag: "executions")],
             "/api/v1/executions/{executionId}/cancel": ["post": operation("cancelExecution", "Cancel an unfinished execution", ok: 200,
                 schema: "Execution", parameters: executionID, tag: "executions")],
-            "/webhook-waiting/{executionId}": ["post": operation("resumeExecution", "Resume an execution waiting in a Wait node for a resume call",
-                ok: 200, schema: "Resumed", parameters: executionID, secured: false, tag: "webhooks")],
+            "/webhook-waiting/{executionId}": ["post": {
+                var op = operation("resumeExecution", "Resume an execution waiting in a Wait node for a resume call (the call becomes the node's output)",
+                                   ok: 200, schema: "Resumed", parameters: executionID, secured: false, tag: "webhooks")
+                op["requestBody"] = ["required": false, "content": ["application/json": ["schema": [String: Any]()],
+                                                                   "application/x-www-form-urlencoded": ["schema": ["type": "object"]],
+                                                                   "text/plain": ["schema": string]]]
+                return op
+            }()],
             "/webhook/{path}": webhook,
             "/api/v1/projects/{projectId}/variables": [
                 "get": operation("listVariables", "Project variables ($env in expressions and Code nodes)", ok: 200, schema: "VariableList",

@@ -93,9 +93,24 @@ struct WebhookController {
         return try JSON.response(.ok, output.count == 1 ? output[0] : .array(output))
     }
 
+    /// Resumes a Wait node waiting for a call: the node's output is the call's item
+    /// (`{body, headers, query, method}`, without credentials), like a webhook trigger's.
     @Sendable func resume(_ request: Request, context: FlowStackRequestContext) async throws -> Response {
         let id = try context.parameters.id("executionId", prefix: "exe")
-        guard try await api.engine.wakeUp(id) else {
+        var request = request
+        let body: ByteBuffer
+        do {
+            body = try await request.collectBody(upTo: api.settings.maxBodyBytes)
+        } catch {
+            throw FlowStackError(status: 413, code: "payload_too_large", message: "The request body is larger than \(api.settings.maxBodyBytes) bytes.")
+        }
+        let item: JSONValue = .object([
+            "body": try parseBody(Array(body.readableBytesView), contentType: request.headers[.contentType]),
+            "headers": .object(visibleHeaders(request, hidden: [])),
+            "query": .object(Dictionary(request.uri.queryParameters.map { (String($0.key), JSONValue.string(String($0.value))) }, uniquingKeysWith: { a, _ in a })),
+            "method": .string(request.method.rawValue),
+        ])
+        guard try await api.engine.wakeUp(id, payload: item) else {
             throw FlowStackError(status: 404, code: "not_waiting", message: "No execution waits for a resume call here.")
         }
         return try JSON.response(.ok, ["executionId": id, "status": "resuming"])
@@ -132,8 +147,12 @@ struct WebhookController {
 
     /// Request headers as the workflow sees them: never the credentials that authenticated it.
     private func visibleHeaders(_ request: Request, node: WorkflowNode) -> [String: JSONValue] {
-        var hidden: Set<String> = ["authorization", "cookie", "proxy-authorization"]
-        if let name = node.parameters["headerName"]?.stringValue { hidden.insert(name.lowercased()) }
+        visibleHeaders(request, hidden: node.parameters["headerName"]?.stringValue.map { [$0.lowercased()] } ?? [])
+    }
+
+    /// The request's headers without credentials (and without `hidden`).
+    private func visibleHeaders(_ request: Request, hidden extra: Set<String>) -> [String: JSONValue] {
+        let hidden = extra.union(["authorization", "cookie", "proxy-authorization"])
         var headers: [String: JSONValue] = [:]
         for field in request.headers where !hidden.contains(field.name.canonicalName) {
             headers[field.name.canonicalName] = .string(field.value)

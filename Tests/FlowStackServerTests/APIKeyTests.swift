@@ -110,6 +110,22 @@ import Testing
         }
     }
 
+    @Test("a key revoked by another server stops working within a second (the lookup cache lives one second)")
+    func revokedElsewhere() async throws {
+        let app = try await TestApp.make(.sqlite)
+        try await app.test { client in
+            let owner = try await client.setupOwner(app)
+            let auth = try await client.login(owner)
+            let key = try await client.createAPIKey(auth, orgID: owner.orgID)
+            #expect(try await client.get("/api/v1/me", auth: .apiKey(key)).status == 200)
+            // Another server revokes it: this one's cache does not see that change.
+            let store = app.store
+            try await store.write { db in try await db.raw("UPDATE api_keys SET revoked_at = 1").run() }
+            try await Task.sleep(for: .milliseconds(1100))
+            #expect(try await client.get("/api/v1/me", auth: .apiKey(key)).status == 401)
+        }
+    }
+
     @Test("keys older than 90 days are flagged for rotation", arguments: Backend.allCases)
     func rotationDue(backend: Backend) async throws {
         let app = try await TestApp.make(backend)

@@ -14,6 +14,15 @@ struct AuthMiddleware: RouterMiddleware {
     let auth: AuthService
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let response = try await authenticate(request, context: context, next: next)
+        if request.method != .get && request.method != .head && request.method != .options, response.status.code < 400 {
+            // A change may revoke a key or change what its creator may do: authenticate afresh.
+            auth.apiKeys.clear()
+        }
+        return response
+    }
+
+    private func authenticate(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
         if request.uri.path.hasPrefix("/webhook") {
             // Webhooks authenticate per workflow (WebhookController), never with user credentials.

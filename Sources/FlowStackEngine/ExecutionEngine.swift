@@ -85,7 +85,7 @@ public final class ExecutionEngine: Service, Sendable {
     /// Accepts an execution and runs it in the caller's task, holding its lease; answers when it
     /// finishes or goes to sleep. If this process dies midway, another worker finishes it.
     public func runNow(_ workflow: StoredWorkflow, trigger: String, items: [Item], mode: ExecutionMode, parentID: String? = nil,
-                       depth: Int = 0) async throws -> ExecutionResult {
+                       depth: Int = 0, reply: WebhookReply? = nil) async throws -> ExecutionResult {
         let record = ExecutionRecord(orgID: workflow.orgID, projectID: workflow.projectID, workflowID: workflow.id, versionID: workflow.versionID,
                                      mode: mode, triggerNode: trigger, createdAt: store.now, parentID: parentID)
         let start = ExecutionEvent.start(trigger: trigger, items: items)
@@ -95,7 +95,7 @@ public final class ExecutionEngine: Service, Sendable {
         running.startedAt = record.createdAt
         running.events = 1
         return try await execute(running, definition: workflow.definition, journal: [ExecutionJournalEntry(seq: 0, node: nil, event: start, createdAt: record.createdAt)],
-                                 depth: depth, pending: true)
+                                 depth: depth, pending: true, reply: reply)
     }
 
     /// Waits until execution `id` has finished or sleeps, and answers its record.
@@ -192,7 +192,7 @@ public final class ExecutionEngine: Service, Sendable {
     // MARK: Running
 
     func execute(_ record: ExecutionRecord, definition: Workflow, journal: [ExecutionJournalEntry], depth: Int,
-                 pending: Bool = false) async throws -> ExecutionResult {
+                 pending: Bool = false, reply: WebhookReply? = nil) async throws -> ExecutionResult {
         let driver = self.driver
         var machine = ExecutionStateMachine(workflow: definition, outputCounts: driver.outputCounts(definition))
         for entry in journal {
@@ -200,7 +200,8 @@ public final class ExecutionEngine: Service, Sendable {
         }
         let storeJournal = StoreJournal(store: store, record: record, nextSeq: max(record.events, journal.count),
                                         leaseDuration: configuration.leaseDuration, pendingStart: pending ? journal.first?.event : nil,
-                                        owner: configuration.workerID)
+                                        owner: configuration.workerID, reply: reply,
+                                        respondNodes: Set(definition.nodes.filter { $0.type == "flowstack.respondToWebhook" }.map(\.name)))
         var current = record
         if machine.status.isFinished {
             // The journal already holds the end (an earlier holder died before marking the row).
@@ -329,11 +330,18 @@ actor StoreJournal: ExecutionJournal {
     private var nextSeq: Int
     private var pending: (start: ExecutionEvent, owner: String, entries: [(event: ExecutionEvent, node: String?, run: NodeRunInfo?)])?
 
-    init(store: Store, record: ExecutionRecord, nextSeq: Int, leaseDuration: TimeInterval, pendingStart: ExecutionEvent? = nil, owner: String = "") {
+    /// Where a Respond to Webhook node's answer goes (runs started by a webhook that waits for one).
+    let reply: WebhookReply?
+    let respondNodes: Set<String>
+
+    init(store: Store, record: ExecutionRecord, nextSeq: Int, leaseDuration: TimeInterval, pendingStart: ExecutionEvent? = nil, owner: String = "",
+         reply: WebhookReply? = nil, respondNodes: Set<String> = []) {
         self.store = store
         self.record = record
         self.leaseDuration = leaseDuration
         self.nextSeq = nextSeq
+        self.reply = reply
+        self.respondNodes = respondNodes
         if let pendingStart { pending = (pendingStart, owner, []) }
     }
 
@@ -346,6 +354,12 @@ actor StoreJournal: ExecutionJournal {
         }
         let run = node.map { NodeRunInfo(attempt: $0.attempts, milliseconds: $0.milliseconds, logs: $0.logs) }
         try await append((event, node?.node ?? event.nodeName, run), progress: progress)
+        if let reply, case .nodeSucceeded(let name, let outputs) = event, respondNodes.contains(name),
+           outputs.count > RespondToWebhookNode.responseOutput, let item = outputs[RespondToWebhookNode.responseOutput].first {
+            // The caller is answered only once the execution is on disk: the rest of the run then survives a crash.
+            try await flush()
+            reply.send(item)
+        }
     }
 
     /// A flush in progress: steps that come meanwhile wait for it (the actor is reentrant).

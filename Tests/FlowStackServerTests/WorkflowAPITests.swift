@@ -219,6 +219,30 @@ func waitForStatus(_ client: APIClient, _ id: String, auth: Auth, until done: Se
             #expect(reply.header("X-Flow") == "yes")
             #expect(reply.json["seen"] as? Double == 42)
 
+            // The answer comes when the Respond node runs, before the slow rest of the workflow; by
+            // then the execution is on disk, and it goes on to finish.
+            let early: [String: Any] = [
+                "name": "Early",
+                "nodes": [
+                    ["name": "Hook", "type": "flowstack.webhook", "typeVersion": 1, "parameters": ["method": "POST", "path": "early", "respond": "respondNode"]],
+                    ["name": "Reply", "type": "flowstack.respondToWebhook", "typeVersion": 1, "parameters": ["statusCode": 202, "body": ["queued": true]]],
+                    ["name": "Slow", "type": "flowstack.wait", "typeVersion": 1, "parameters": ["resume": "timeInterval", "seconds": 1.5]],
+                    ["name": "Done", "type": "flowstack.set", "typeVersion": 1, "parameters": ["fields": ["done": true]]],
+                ],
+                "edges": [["from": "Hook", "to": "Reply"], ["from": "Reply", "to": "Slow"], ["from": "Slow", "to": "Done"]],
+            ]
+            let earlyID = try await client.post("/api/v1/projects/\(project)/workflows", early, auth: auth).json["id"] as! String
+            _ = try await client.post("/api/v1/workflows/\(earlyID)/activate", nil, auth: auth)
+            let started = ContinuousClock.now
+            let quick = try await client.post("/webhook/early", ["n": 1])
+            #expect(quick.status == 202)
+            #expect(quick.json["queued"] as? Bool == true)
+            #expect(ContinuousClock.now - started < .seconds(1.2))
+            let listed = try await client.get("/api/v1/projects/\(project)/executions?workflowId=\(earlyID)", auth: auth)
+            let execution = try #require((listed.json["items"] as? [[String: Any]])?.first?["id"] as? String)
+            let finished = try await waitForStatus(client, execution, auth: auth, until: ["succeeded", "failed"])
+            #expect(finished.json["status"] as? String == "succeeded")
+
             _ = try await client.post("/api/v1/workflows/\(id)/deactivate", nil, auth: auth)
             #expect(try await client.post("/webhook/greet", ["name": "Ada"]).status == 404)
         }

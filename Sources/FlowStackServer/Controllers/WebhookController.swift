@@ -54,6 +54,16 @@ struct WebhookController {
         case "immediately":
             let record = try await api.engine.submit(workflow, trigger: node.name, items: [item], mode: .webhook)
             return try JSON.response(.ok, ["executionId": record.id])
+        case "respondNode":
+            // Answered when the Respond to Webhook node runs; the rest of the workflow goes on.
+            let reply = WebhookReply()
+            let engine = api.engine
+            let run = Task {
+                defer { reply.close() }
+                return try await engine.runNow(workflow, trigger: node.name, items: [item], mode: .webhook, reply: reply)
+            }
+            if let answer = await reply.wait() { return try response(answer.json) }
+            return try respond(try await run.value, workflow: workflow.definition)
         default:
             let result = try await api.engine.runNow(workflow, trigger: node.name, items: [item], mode: .webhook)
             return try respond(result, workflow: workflow.definition)
@@ -77,20 +87,25 @@ struct WebhookController {
             return outputs[RespondToWebhookNode.responseOutput].first
         }
         if let response = responders.first?.json {
-            let status = Int(response["statusCode"]?.numberValue ?? 200)
-            var headers: HTTPFields = [:]
-            for (name, value) in response["headers"]?.objectValue ?? [:] {
-                if let field = HTTPField.Name(name), let text = value.stringValue { headers[field] = text }
-            }
-            let body = response["body"] ?? .null
-            if case .string(let text) = body {
-                if headers[.contentType] == nil { headers[.contentType] = "text/plain; charset=utf-8" }
-                return Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: ByteBuffer(string: text)))
-            }
-            return try JSON.response(.init(code: status), body, headers: headers)
+            return try self.response(response)
         }
         let output = result.output.map(\.json)
         return try JSON.response(.ok, output.count == 1 ? output[0] : .array(output))
+    }
+
+    /// The HTTP answer a Respond to Webhook node described.
+    private func response(_ response: JSONValue) throws -> Response {
+        let status = Int(response["statusCode"]?.numberValue ?? 200)
+        var headers: HTTPFields = [:]
+        for (name, value) in response["headers"]?.objectValue ?? [:] {
+            if let field = HTTPField.Name(name), let text = value.stringValue { headers[field] = text }
+        }
+        let body = response["body"] ?? .null
+        if case .string(let text) = body {
+            if headers[.contentType] == nil { headers[.contentType] = "text/plain; charset=utf-8" }
+            return Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: ByteBuffer(string: text)))
+        }
+        return try JSON.response(.init(code: status), body, headers: headers)
     }
 
     /// Resumes a Wait node waiting for a call: the node's output is the call's item

@@ -29,8 +29,9 @@ print(f"Measured {date.today().isoformat()} at commit `{commit}` on {os.cpu_coun
 print(f"Method: `scripts/bench.sh` — release build of `flowstack serve`; `wrk -t{threads} -c{connections} -d{duration} --latency`")
 print("with an `Authorization: Bearer fsk_…` read key, after a 5 s warm-up; wrk and the server share the")
 print(f"same two cores. {runs} runs per engine; the table gives the median of each column and the range of")
-print("requests/s. Each request authenticates the key with one database read (the key joined with its")
-print("creator, organization and membership) and encodes the caller and their organization as JSON.\n")
+print("requests/s. Each request authenticates the key (its lookup — the key joined with its creator,")
+print("organization and membership — is cached for one second, so most requests read nothing from the")
+print("database) and encodes the caller and their organization as JSON.\n")
 print("| engine | requests/s (median) | range | p50 latency | p99 latency | errors |")
 print("| --- | --- | --- | --- | --- | --- |")
 for engine, values in rows.items():

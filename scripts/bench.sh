@@ -56,5 +56,8 @@ for engine in sqlite postgres; do
   kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
 done
 
-printf '%s\n' "${results[@]}" | python3 scripts/bench-report.py "$DURATION" "$CONNECTIONS" "$RUNS" "$THREADS" > BENCHMARKS.md
+# The engine section (scripts/bench-engine.sh) is kept as it is.
+engine_section=$(python3 -c 'import sys; t = open("BENCHMARKS.md").read() if __import__("os").path.exists("BENCHMARKS.md") else ""; i = t.find("<!-- engine benchmarks"); print(t[i:] if i >= 0 else "", end="")')
+printf '%s\n' "${results[@]}" | python3 scripts/bench-report.py "$DURATION" "$CONNECTIONS" "$RUNS" "$THREADS" > "$work/BENCHMARKS.md"
+{ cat "$work/BENCHMARKS.md"; if [ -n "$engine_section" ]; then printf '\n%s\n' "$engine_section"; fi; } > BENCHMARKS.md
 cat BENCHMARKS.md

@@ -226,7 +226,7 @@ func waitForStatus(_ client: APIClient, _ id: String, auth: Auth, until done: Se
                 "nodes": [
                     ["name": "Hook", "type": "flowstack.webhook", "typeVersion": 1, "parameters": ["method": "POST", "path": "early", "respond": "respondNode"]],
                     ["name": "Reply", "type": "flowstack.respondToWebhook", "typeVersion": 1, "parameters": ["statusCode": 202, "body": ["queued": true]]],
-                    ["name": "Slow", "type": "flowstack.wait", "typeVersion": 1, "parameters": ["resume": "timeInterval", "seconds": 1.5]],
+                    ["name": "Slow", "type": "flowstack.wait", "typeVersion": 1, "parameters": ["resume": "timeInterval", "seconds": 1.9]],
                     ["name": "Done", "type": "flowstack.set", "typeVersion": 1, "parameters": ["fields": ["done": true]]],
                 ],
                 "edges": [["from": "Hook", "to": "Reply"], ["from": "Reply", "to": "Slow"], ["from": "Slow", "to": "Done"]],
@@ -237,7 +237,7 @@ func waitForStatus(_ client: APIClient, _ id: String, auth: Auth, until done: Se
             let quick = try await client.post("/webhook/early", ["n": 1])
             #expect(quick.status == 202)
             #expect(quick.json["queued"] as? Bool == true)
-            #expect(ContinuousClock.now - started < .seconds(1.2))
+            #expect(ContinuousClock.now - started < .seconds(1.8))
             let listed = try await client.get("/api/v1/projects/\(project)/executions?workflowId=\(earlyID)", auth: auth)
             let execution = try #require((listed.json["items"] as? [[String: Any]])?.first?["id"] as? String)
             let finished = try await waitForStatus(client, execution, auth: auth, until: ["succeeded", "failed"])

@@ -346,10 +346,20 @@ func httpWorkflow(url: String, connection: String) -> [String: Any] {
                 #expect(pinned.json["allowedHosts"] as? [String] == ["api.example.com"])
                 #expect(try await client.post("/api/v1/projects/\(project)/connections",
                                               ["name": "bad", "type": "bearer", "data": ["token": "x"], "allowedHosts": ["not a host"]], auth: auth).status == 422)
+                // Widening the hosts needs the secret entered again (an editor cannot redirect the stored one).
+                let pinnedID = pinned.json["id"] as! String
+                let widen = try await client.request(.patch, "/api/v1/connections/\(pinnedID)", json: ["allowedHosts": ["evil.example.net"]], auth: auth)
+                #expect(widen.status == 422)
+                #expect(widen.errorField == "allowedHosts")
+                #expect(try await client.request(.patch, "/api/v1/connections/\(pinnedID)", json: ["allowedHosts": []], auth: auth).status == 422)
+                #expect(try await client.request(.patch, "/api/v1/connections/\(pinnedID)", json: ["allowedHosts": ["api.example.com"], "name": "pinned"],
+                                                 auth: auth).status == 200)
+                #expect(try await client.request(.patch, "/api/v1/connections/\(pinnedID)",
+                                                 json: ["allowedHosts": ["api.example.com", "b.example.com"], "data": ["token": secret]], auth: auth).status == 200)
                 let wf = try await client.post("/api/v1/projects/\(project)/workflows", httpWorkflow(url: "http://127.0.0.1:\(port)/echo", connection: "pinned"),
                                                auth: auth).json["id"] as! String
                 let refused = try await client.post("/api/v1/workflows/\(wf)/run?wait=true", nil, auth: auth)
-                #expect((refused.json["error"] as? String ?? "").contains("may only be sent to api.example.com"))
+                #expect((refused.json["error"] as? String ?? "").contains("may only be sent to api.example.com, b.example.com"))
                 #expect(provider.state.withLock { $0.lastEcho.isEmpty })
 
                 _ = try await client.post("/api/v1/projects/\(project)/connections",

@@ -125,6 +125,7 @@ struct ConnectionController {
     @Sendable func update(_ request: Request, context: FlowStackRequestContext) async throws -> Response {
         var (connection, _) = try await self.connection(context, .workflowEdit)
         let body = try await api.decode(UpdateRequest.self, request, context)
+        try requireSecretsForNewDestinations(connection, body)
         var clearTokens = false
         if let name = body.name { connection.name = try checkedName(name) }
         if let data = body.data {
@@ -160,6 +161,31 @@ struct ConnectionController {
         }
         guard saved else { throw FlowStackError.conflict("connection_exists", "The project already has a connection '\(updated.name)'.", field: "name") }
         return try JSON.response(.ok, ConnectionDTO(try await api.store.connection(id: updated.id).unwrap()))
+    }
+
+    /// Write-only must hold against editors too: a change that lets the stored secrets reach a
+    /// new place (wider `allowedHosts`, another OAuth2 endpoint) needs the secrets entered again,
+    /// or an editor could send them to a server of their own.
+    private func requireSecretsForNewDestinations(_ connection: Connection, _ body: UpdateRequest) throws {
+        var widened: String?
+        if let hosts = body.allowedHosts, !connection.allowedHosts.isEmpty {
+            let given = Set(hosts.map { $0.lowercased() })
+            if given.isEmpty || !given.isSubset(of: Set(connection.allowedHosts)) { widened = "allowedHosts" }
+        }
+        if connection.kind == .oauth2, let data = body.data?.objectValue {
+            for field in ["tokenUrl", "authorizationUrl"] where data[field] != nil && data[field]?.stringValue != connection.data.config[field] {
+                widened = "data.\(field)"
+            }
+        }
+        guard let widened else { return }
+        let managed = Set((ConnectionSchema.fields(connection.kind) ?? []).filter(\.managed).map(\.name))
+        let given = Set((body.data?.objectValue ?? [:]).filter { $0.value != .null }.keys)
+        let missing = connection.data.secrets.keys.filter { !managed.contains($0) && !given.contains($0) }.sorted()
+        guard missing.isEmpty else {
+            throw FlowStackError.validation(
+                "Changing \(widened) lets the stored secrets go somewhere new: enter them again (data.\(missing.joined(separator: ", data."))).",
+                field: widened)
+        }
     }
 
     @Sendable func delete(_ request: Request, context: FlowStackRequestContext) async throws -> Response {

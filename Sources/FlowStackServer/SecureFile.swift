@@ -27,6 +27,14 @@ public enum SecureFile {
             unlink(temporary)
             throw Failure(description: "cannot move \(temporary) to \(path): \(String(cString: strerror(errno)))")
         }
+        // The rename itself is durable only once the directory is synced (a keyring written just
+        // before re-encryption must survive a crash).
+        let directory = open((path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent,
+                             O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if directory >= 0 {
+            _ = fsync(directory)
+            close(directory)
+        }
     }
 
     /// Creates `path` (and parents) with mode 0700, or tightens an existing directory to 0700.

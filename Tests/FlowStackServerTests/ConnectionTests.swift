@@ -475,6 +475,38 @@ func httpWorkflow(url: String, connection: String) -> [String: Any] {
         }
     }
 
+    @Test("an OAuth2 authorization started by an editor who has since lost access does not complete", arguments: [Backend.sqlite])
+    func callbackAfterAccessLost(_ backend: Backend) async throws {
+        let provider = LocalProvider()
+        try await provider.run { port in
+            let fetcher = try loopbackFetcher()
+            let app = try await TestApp.make(backend, configure: { $0.publicURL = "https://flowstack.test" }, fetcher: fetcher)
+            try await app.test { client in
+                let (auth, project, owner) = try await setUp(client, app)
+                let id = try await client.post("/api/v1/projects/\(project)/connections", [
+                    "name": "provider", "type": "oauth2",
+                    "data": ["grantType": "authorizationCode", "authorizationUrl": "http://127.0.0.1:\(port)/authorize",
+                             "tokenUrl": "http://127.0.0.1:\(port)/token", "clientId": LocalProvider.clientID, "clientSecret": LocalProvider.clientSecret],
+                ], auth: auth).json["id"] as! String
+                let editor = try await client.createAccount(app, email: "editor@example.com")
+                try await client.addMember(app, userID: editor.userID, orgID: owner.orgID, role: .member)
+                #expect(try await client.request(.put, "/api/v1/projects/\(project)/members/\(editor.userID)", json: ["role": "editor"], auth: auth).status == 200)
+                let editorAuth = try await client.login(editor)
+                let start = try await client.get("/api/v1/connections/\(id)/oauth2/authorize", auth: editorAuth)
+                #expect(start.status == 302, "\(start.text)")
+                let binder = try #require(start.header("Set-Cookie")?.split(separator: ";").first.map(String.init))
+                let consent = try await fetcher.fetch(OutboundRequest(method: "GET", url: try #require(start.header("Location")), followRedirects: false))
+                let back = try #require(consent.headers.first { $0.0.lowercased() == "location" }?.1)
+                // Demoted to viewer meanwhile: the callback refuses, nothing is stored.
+                #expect(try await client.request(.put, "/api/v1/projects/\(project)/members/\(editor.userID)", json: ["role": "viewer"], auth: auth).status == 200)
+                let refused = try await client.get(String(back.dropFirst("https://flowstack.test".count)), headers: ["Cookie": binder])
+                #expect(refused.status == 400)
+                #expect(try await client.get("/api/v1/connections/\(id)", auth: auth).json["authorized"] as? Bool == false)
+                #expect(provider.state.withLock { $0.tokenRequests }.isEmpty)
+            }
+        }
+    }
+
     @Test("OAuth2 client credentials: tested through the token endpoint, used by the HTTP Request node", arguments: [Backend.sqlite])
     func clientCredentials(_ backend: Backend) async throws {
         let provider = LocalProvider()

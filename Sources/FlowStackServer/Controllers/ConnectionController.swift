@@ -310,6 +310,14 @@ struct ConnectionController {
               let connection = try await api.store.connection(id: pending.connectionID) else {
             throw FlowStackError.badRequest("invalid_oauth2_state", "This authorization is unknown, expired or was started in another browser.")
         }
+        // The user who started it must still be allowed to edit the connection's project.
+        let membership = try await api.store.access(orgID: connection.orgID, userID: pending.userID)
+        let projectRole = try await api.store.projectRole(projectID: connection.projectID, userID: pending.userID)
+        let allowed = AccessRequest(orgRole: membership?.role, projectRole: projectRole, credential: .session,
+                                    plan: membership?.plan ?? .free, projectId: connection.projectID)
+        guard Policy.decide(.workflowEdit, allowed).error == nil else {
+            throw FlowStackError.badRequest("invalid_oauth2_state", "This authorization is unknown, expired or was started in another browser.")
+        }
         let actor = AuditActor(kind: .user, id: pending.userID, ip: context.clientIP, userAgent: request.headers[.userAgent] ?? "")
         if let error = request.query("error") {
             let code = String(error.prefix(64).filter { $0.isLetter || $0 == "_" })

@@ -265,3 +265,19 @@ private func scanCode(_ code: String, node: String = "Transform") -> [Credential
         #expect(elapsed < .seconds(2))
     }
 }
+
+@Suite struct AllowedHostsTests {
+    @Test("allowedHosts matches plain host names only: exact, or subdomains of a *. entry")
+    func matching() {
+        let allowed = ["api.example.com", "*.files.example.com"]
+        #expect(ConnectionSchema.hostAllowed("api.example.com", allowed))
+        #expect(ConnectionSchema.hostAllowed("API.Example.com", allowed))
+        #expect(ConnectionSchema.hostAllowed("a.files.example.com", allowed))
+        #expect(!ConnectionSchema.hostAllowed("files.example.com", allowed))
+        #expect(!ConnectionSchema.hostAllowed("evil.com", allowed))
+        #expect(!ConnectionSchema.hostAllowed("api.example.com.evil.com", allowed))
+        #expect(!ConnectionSchema.hostAllowed("evil.com\u{0}.files.example.com", allowed))
+        #expect(!ConnectionSchema.hostAllowed("evil.com%00.files.example.com", allowed))
+        #expect(ConnectionSchema.hostAllowed("anything.test", []))
+    }
+}

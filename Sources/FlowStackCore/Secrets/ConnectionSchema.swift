@@ -180,6 +180,10 @@ public enum ConnectionSchema {
     public static func hostAllowed(_ host: String, _ allowed: [String]) -> Bool {
         guard !allowed.isEmpty else { return true }
         let host = host.lowercased()
+        // Only plain host names compare: anything encoded or unusual is refused, not interpreted.
+        guard !host.isEmpty, host.unicodeScalars.allSatisfy({ $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "-.:[]".unicodeScalars.contains($0)) }) else {
+            return false
+        }
         return allowed.contains { entry in
             entry.hasPrefix("*.") ? host.hasSuffix(String(entry.dropFirst(1))) : host == entry
         }

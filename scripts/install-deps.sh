@@ -4,7 +4,7 @@
 #   scripts/install-deps.sh --test   also what the test suite needs
 set -euo pipefail
 
-packages=(libargon2-dev libjavascriptcoregtk-4.1-dev pkg-config openssl ca-certificates)
+packages=(libargon2-dev libsqlite3-dev libjavascriptcoregtk-4.1-dev pkg-config openssl ca-certificates)
 if [ "${1:-}" = "--test" ]; then
   packages+=(postgresql-15 postgresql-client-15 curl sqlite3 python3-venv)
 fi

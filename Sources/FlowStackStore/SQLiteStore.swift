@@ -1,64 +1,59 @@
 import FlowStackCore
 import Foundation
 import Logging
-import NIOPosix
 import SQLKit
-import SQLiteKit
 import Synchronization
 
 /// SQLite in WAL mode: several reader connections and one writer whose transactions are
-/// group-committed (see `GroupCommitWriter`).
+/// group-committed (see `GroupCommitWriter`). Every connection runs on a thread of its own, so a
+/// transaction's statements execute back to back without a hop per statement.
 public final class SQLiteStore: Database {
     public let kind = DatabaseKind.sqlite
     private let readers: [SQLiteConnection]
-    private let readerSQL: [any SQLDatabase]
+    private let readerSQL: [SQLiteDatabase]
     private let writerConnection: SQLiteConnection
     private let writer: GroupCommitWriter
-    private let threadPool: NIOThreadPool
     private let nextReader = Atomic<Int>(0)
     private let path: String
     private let logger: Logger
 
-    private init(path: String, readers: [SQLiteConnection], writer: SQLiteConnection, threadPool: NIOThreadPool, logger: Logger) {
+    private init(path: String, readers: [SQLiteConnection], writer: SQLiteConnection, logger: Logger) {
         self.path = path
         self.logger = logger
         self.readers = readers
-        self.readerSQL = readers.map { $0.sql() }
+        self.readerSQL = readers.map { SQLiteDatabase(connection: $0, logger: logger) }
         self.writerConnection = writer
-        self.writer = GroupCommitWriter(database: writer.sql(), logger: logger)
-        self.threadPool = threadPool
+        self.writer = GroupCommitWriter(database: SQLiteDatabase(connection: writer, logger: logger), executor: writer.executor, logger: logger)
     }
 
     public static func open(path: String, readerCount: Int = Int(ProcessInfo.processInfo.environment["FLOWSTACK_SQLITE_READERS"] ?? "") ?? 2, logger: Logger) async throws -> SQLiteStore {
-        let pool = NIOThreadPool(numberOfThreads: readerCount + 1)
-        pool.start()
-        let group = MultiThreadedEventLoopGroup.singleton
-        func connect() async throws -> SQLiteConnection {
-            let connection = try await SQLiteConnection.open(storage: .file(path: path), threadPool: pool, logger: logger, on: group.any())
-            let sql = connection.sql()
-            try await sql.raw("PRAGMA busy_timeout = 5000").run()
-            try await sql.raw("PRAGMA foreign_keys = ON").run()
-            try await sql.raw("PRAGMA synchronous = NORMAL").run()
+        func connect(_ label: String) throws -> SQLiteConnection {
+            let connection = try SQLiteConnection(path: path, label: "flowstack.sqlite.\(label)")
+            _ = try connection.query("PRAGMA busy_timeout = 5000", [])
+            _ = try connection.query("PRAGMA foreign_keys = ON", [])
+            _ = try connection.query("PRAGMA synchronous = NORMAL", [])
             return connection
         }
-        let writer = try await connect()
-        let modeRows = try await writer.sql().raw("PRAGMA journal_mode = WAL").all()
+        let writer = try connect("writer")
+        let modeRows = try writer.query("PRAGMA journal_mode = WAL", [])
         let mode = try modeRows.first?.decode(column: "journal_mode", as: String.self)
         guard mode?.lowercased() == "wal" else {
+            writer.close()
             throw DatabaseError("SQLite did not switch to WAL mode (got \(mode ?? "nothing"))")
         }
         var readers: [SQLiteConnection] = []
-        for _ in 0..<readerCount {
-            let reader = try await connect()
-            try await reader.sql().raw("PRAGMA query_only = ON").run()
+        for index in 0..<readerCount {
+            let reader = try connect("reader\(index)")
+            _ = try reader.query("PRAGMA query_only = ON", [])
             readers.append(reader)
         }
-        return SQLiteStore(path: path, readers: readers, writer: writer, threadPool: pool, logger: logger)
+        return SQLiteStore(path: path, readers: readers, writer: writer, logger: logger)
     }
 
     public func read<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
-        let index = nextReader.wrappingAdd(1, ordering: .relaxed).oldValue
-        return try await body(readerSQL[index % readerSQL.count])
+        let index = nextReader.wrappingAdd(1, ordering: .relaxed).oldValue % readerSQL.count
+        let reader = readerSQL[index]
+        return try await withTaskExecutorPreference(reader.connection.executor) { try await body(reader) }
     }
 
     public func write<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
@@ -68,16 +63,12 @@ public final class SQLiteStore: Database {
     /// Writes a consistent copy of the database to `destination` (`VACUUM INTO`: one read
     /// transaction, so the copy is a snapshot even while the server writes; the WAL is folded in).
     public func snapshot(to destination: String) async throws {
-        let connection = try await SQLiteConnection.open(storage: .file(path: path), threadPool: threadPool, logger: logger,
-                                                         on: MultiThreadedEventLoopGroup.singleton.any())
-        do {
-            try await connection.sql().raw("PRAGMA busy_timeout = 5000").run()
-            try await connection.sql().raw("VACUUM INTO \(bind: destination)").run()
-        } catch {
-            try? await connection.close()
-            throw error
+        let connection = try SQLiteConnection(path: path, label: "flowstack.sqlite.snapshot")
+        defer { connection.close() }
+        try await withTaskExecutorPreference(connection.executor) {
+            _ = try connection.query("PRAGMA busy_timeout = 5000", [])
+            _ = try connection.query("VACUUM INTO ?1", [.text(destination)])
         }
-        try await connection.close()
     }
 
     public func ping() async throws {
@@ -85,9 +76,9 @@ public final class SQLiteStore: Database {
     }
 
     public func close() async {
-        for reader in readers { try? await reader.close() }
-        try? await writerConnection.close()
-        try? await threadPool.shutdownGracefully()
+        await writer.drain()
+        for reader in readers { reader.close() }
+        writerConnection.close()
     }
 
     /// Number of transactions the writer has committed and how many COMMITs that took
@@ -124,10 +115,19 @@ actor GroupCommitWriter {
     private var transactions = 0
     private var commits = 0
     private let maximumBatch = 512
+    private let executor: SerialQueueTaskExecutor
 
-    init(database: any SQLDatabase, logger: Logger) {
+    init(database: any SQLDatabase, executor: SerialQueueTaskExecutor, logger: Logger) {
         self.database = database
+        self.executor = executor
         self.logger = logger
+    }
+
+    /// Waits until no batch runs (before the connection closes).
+    func drain() async {
+        while leading {
+            try? await Task.sleep(for: .milliseconds(5))
+        }
     }
 
     var statistics: (transactions: Int, commits: Int) { (transactions, commits) }
@@ -151,7 +151,9 @@ actor GroupCommitWriter {
         // stops its heartbeat), and cancellation must neither fail the other callers' bodies nor
         // interrupt COMMIT or ROLLBACK and leave the transaction open.
         let bodies = [erased] + batch.map(\.body)
-        let results = await Task { await self.runBatch(bodies) }.value
+        // It runs on the writer's own thread: under load the shared cooperative pool is busy with
+        // requests, and every statement's continuation would queue behind them.
+        let results = await Task(executorPreference: executor) { await self.runBatch(bodies) }.value
         for (waiter, result) in zip(batch, results.dropFirst()) {
             waiter.continuation.resume(returning: .done(result))
         }

@@ -1,0 +1,97 @@
+@testable import FlowStackStore
+import Foundation
+import Logging
+import SQLKit
+import Testing
+
+/// FlowStack's own SQLite binding: what it binds, what it decodes, and what it refuses.
+@Suite struct SQLiteConnectionTests {
+    private func open() async throws -> (SQLiteStore, String) {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sqlite-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let store = try await SQLiteStore.open(path: directory.appendingPathComponent("test.db").path, logger: Logger(label: "test"))
+        try await store.write { db in
+            try await db.raw("CREATE TABLE t (id INTEGER PRIMARY KEY, s TEXT, n INTEGER, r REAL, b BLOB, u TEXT UNIQUE)").run()
+        }
+        return (store, directory.path)
+    }
+
+    @Test("values round-trip by type, and nulls decode only as optionals")
+    func roundTrip() async throws {
+        let (store, directory) = try await open()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let blob = Data([0, 1, 2, 255, 0])
+        let text = "naïve \u{0} zero ✓"
+        try await store.write { db in
+            try await db.raw("""
+                INSERT INTO t (id, s, n, r, b) VALUES (1, \(bind: text), \(bind: Int64.max), \(bind: 2.5), \(bind: blob))
+                """).run()
+            try await db.raw("INSERT INTO t (id, s, n, r, b) VALUES (2, \(bind: String?.none), \(bind: true), \(bind: Double?.none), \(bind: Data?.none))").run()
+        }
+        let rows = try await store.read { db in try await db.raw("SELECT id, s, n, r, b FROM t ORDER BY id").all() }
+        #expect(rows.count == 2)
+        #expect(try rows[0].decode(column: "s", as: String.self) == text)
+        #expect(try rows[0].decode(column: "n", as: Int64.self) == Int64.max)
+        #expect(try rows[0].decode(column: "r", as: Double.self) == 2.5)
+        #expect(try rows[0].decode(column: "b", as: Data.self) == blob)
+        #expect(try rows[0].decode(column: "s", as: String?.self) == text)
+        #expect(try rows[1].decode(column: "s", as: String?.self) == nil)
+        #expect(try rows[1].decode(column: "n", as: Bool.self) == true)
+        #expect(try rows[1].decodeNil(column: "b"))
+        #expect(rows[0].allColumns == ["id", "s", "n", "r", "b"])
+        #expect(rows[0].contains(column: "b") && !rows[0].contains(column: "missing"))
+        // A null is not a String, and a text is neither an integer nor an optional integer.
+        #expect(throws: SQLiteError.self) { try rows[1].decode(column: "s", as: String.self) }
+        #expect(throws: SQLiteError.self) { try rows[0].decode(column: "s", as: Int64.self) }
+        #expect(throws: SQLiteError.self) { try rows[0].decode(column: "s", as: Int64?.self) }
+        #expect(throws: SQLiteError.self) { try rows[0].decode(column: "missing", as: String.self) }
+        // Int64.max does not fit an Int32.
+        #expect(throws: SQLiteError.self) { try rows[0].decode(column: "n", as: Int32.self) }
+        await store.close()
+    }
+
+    @Test("unbindable values, several statements in one query and constraint violations are typed errors that change nothing")
+    func refusals() async throws {
+        let (store, directory) = try await open()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        struct Point: Encodable, Sendable { let x = 1 }
+        await #expect(throws: SQLiteError.self) {
+            try await store.write { db in try await db.raw("INSERT INTO t (id, s) VALUES (1, \(bind: Point()))").run() }
+        }
+        await #expect(throws: SQLiteError.self) {
+            try await store.write { db in try await db.raw("INSERT INTO t (id) VALUES (2); DELETE FROM t").run() }
+        }
+        try await store.write { db in try await db.raw("INSERT INTO t (id, u) VALUES (3, 'x')").run() }
+        do {
+            try await store.write { db in try await db.raw("INSERT INTO t (id, u) VALUES (4, 'x')").run() }
+            Issue.record("a duplicate unique value was accepted")
+        } catch {
+            #expect(isUniqueViolation(error), "\(error)")
+        }
+        // Readers are read-only connections.
+        await #expect(throws: SQLiteError.self) {
+            try await store.read { db in try await db.raw("DELETE FROM t").run() }
+        }
+        let ids = try await store.read { db in try await db.raw("SELECT id FROM t").all().map { try $0.decode(column: "id", as: Int.self) } }
+        #expect(ids == [3])
+        await store.close()
+    }
+
+    @Test("a prepared statement is reused with fresh bindings, and a failed step leaves it usable")
+    func statementReuse() async throws {
+        let (store, directory) = try await open()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        for id in 1...20 {
+            do {
+                try await store.write { db in try await db.raw("INSERT INTO t (id, u) VALUES (\(bind: id), \(bind: "v\(id % 10)"))").run() }
+            } catch {
+                #expect(id > 10 && isUniqueViolation(error))
+            }
+        }
+        let values = try await store.read { db in
+            try await db.raw("SELECT u FROM t WHERE id > \(bind: 0) ORDER BY id").all().map { try $0.decode(column: "u", as: String.self) }
+        }
+        #expect(values == (1...10).map { "v\($0 % 10)" })
+        await store.close()
+    }
+}

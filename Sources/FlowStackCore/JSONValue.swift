@@ -128,3 +128,86 @@ extension JSONValue {
         return current
     }
 }
+
+// MARK: Writing
+
+extension JSONValue {
+    /// Compact JSON as UTF-8, written by hand: much faster than `JSONEncoder`, and it runs for
+    /// every journal entry and webhook answer. Numbers are written as `Codable` encodes them
+    /// (integers without a fraction; a non-finite number as `null`); with `sortedKeys`, object
+    /// keys are in code-unit order as with `JSONEncoder.OutputFormatting.sortedKeys`.
+    public func jsonBytes(sortedKeys: Bool = false) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(128)
+        write(to: &out, sortedKeys: sortedKeys)
+        return out
+    }
+
+    public func write(to out: inout [UInt8], sortedKeys: Bool = false) {
+        switch self {
+        case .null:
+            out += "null".utf8
+        case .bool(let value):
+            out += (value ? "true" : "false").utf8
+        case .number(let number):
+            Self.write(number: number, to: &out)
+        case .string(let text):
+            Self.write(string: text, to: &out)
+        case .array(let values):
+            out.append(UInt8(ascii: "["))
+            for (index, value) in values.enumerated() {
+                if index > 0 { out.append(UInt8(ascii: ",")) }
+                value.write(to: &out, sortedKeys: sortedKeys)
+            }
+            out.append(UInt8(ascii: "]"))
+        case .object(let object):
+            out.append(UInt8(ascii: "{"))
+            var first = true
+            func member(_ key: String, _ value: JSONValue) {
+                if !first { out.append(UInt8(ascii: ",")) }
+                first = false
+                Self.write(string: key, to: &out)
+                out.append(UInt8(ascii: ":"))
+                value.write(to: &out, sortedKeys: sortedKeys)
+            }
+            if sortedKeys {
+                for key in object.keys.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }) { member(key, object[key]!) }
+            } else {
+                for (key, value) in object { member(key, value) }
+            }
+            out.append(UInt8(ascii: "}"))
+        }
+    }
+
+    public static func write(number: Double, to out: inout [UInt8]) {
+        if number.isFinite, number == number.rounded(), abs(number) < 9.007_199_254_740_992e15 {
+            out += String(Int64(number)).utf8
+        } else if number.isFinite {
+            out += number.description.utf8
+        } else {
+            out += "null".utf8
+        }
+    }
+
+    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
+
+    public static func write(string: String, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        for byte in string.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): out += "\\\"".utf8
+            case UInt8(ascii: "\\"): out += "\\\\".utf8
+            case UInt8(ascii: "\n"): out += "\\n".utf8
+            case UInt8(ascii: "\r"): out += "\\r".utf8
+            case UInt8(ascii: "\t"): out += "\\t".utf8
+            case 0..<0x20:
+                out += "\\u00".utf8
+                out.append(hexDigits[Int(byte >> 4)])
+                out.append(hexDigits[Int(byte & 0xF)])
+            default:
+                out.append(byte)
+            }
+        }
+        out.append(UInt8(ascii: "\""))
+    }
+}

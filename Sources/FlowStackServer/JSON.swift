@@ -34,9 +34,13 @@ enum JSON {
     }
 
     static func response(_ status: HTTPResponse.Status = .ok, _ value: some Encodable, headers: HTTPFields = [:]) throws -> Response {
-        let data = try encoder.encode(value)
         var headers = headers
         headers[.contentType] = "application/json; charset=utf-8"
+        // Workflow output (a webhook's answer) is written by hand: the same JSON, much faster.
+        if let json = value as? JSONValue {
+            return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: json.jsonBytes(sortedKeys: true))))
+        }
+        let data = try encoder.encode(value)
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 

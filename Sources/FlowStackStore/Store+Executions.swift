@@ -112,9 +112,93 @@ public struct ExecutionFilter: Sendable {
     }
 }
 
-private struct SealedEvent: Codable {
+/// A journal entry as sealed: the event and how its node ran.
+struct SealedEvent: Codable, Equatable, Sendable {
     var event: ExecutionEvent
     var run: NodeRunInfo?
+
+    /// The entry as JSON. The events that carry items (start, node results, resumes) and node
+    /// failures are written by hand — the same JSON `Codable` writes, which reads them back —
+    /// because `JSONEncoder` cost more than everything else a quick run does; other events go
+    /// through `JSONEncoder`.
+    func jsonBytes() throws -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(256)
+        out += #"{"event":"#.utf8
+        guard Self.write(event, to: &out), run?.milliseconds.isFinite ?? true else {
+            return Array(try JSONEncoder().encode(self))
+        }
+        if let run {
+            out += #","run":{"attempt":"#.utf8
+            out += String(run.attempt).utf8
+            out += #","milliseconds":"#.utf8
+            JSONValue.write(number: run.milliseconds, to: &out)
+            if let logs = run.logs {
+                out += #","logs":["#.utf8
+                for (index, line) in logs.enumerated() {
+                    if index > 0 { out.append(UInt8(ascii: ",")) }
+                    JSONValue.write(string: line, to: &out)
+                }
+                out.append(UInt8(ascii: "]"))
+            }
+            out.append(UInt8(ascii: "}"))
+        }
+        out.append(UInt8(ascii: "}"))
+        return out
+    }
+
+    /// Writes the event as synthesized `Codable` does (`{"case":{"label":value,…}}`); false for
+    /// the cases left to `JSONEncoder`.
+    private static func write(_ event: ExecutionEvent, to out: inout [UInt8]) -> Bool {
+        func items(_ items: [Item]) {
+            out.append(UInt8(ascii: "["))
+            for (index, item) in items.enumerated() {
+                if index > 0 { out.append(UInt8(ascii: ",")) }
+                out += #"{"json":"#.utf8
+                item.json.write(to: &out)
+                if let binary = item.binary {
+                    out += #","binary":"#.utf8
+                    JSONValue.object(binary).write(to: &out)
+                }
+                out.append(UInt8(ascii: "}"))
+            }
+            out.append(UInt8(ascii: "]"))
+        }
+        func outputs(_ outputs: [[Item]]) {
+            out.append(UInt8(ascii: "["))
+            for (index, output) in outputs.enumerated() {
+                if index > 0 { out.append(UInt8(ascii: ",")) }
+                items(output)
+            }
+            out.append(UInt8(ascii: "]"))
+        }
+        switch event {
+        case .start(let trigger, let triggerItems):
+            out += #"{"start":{"trigger":"#.utf8
+            JSONValue.write(string: trigger, to: &out)
+            out += #","items":"#.utf8
+            items(triggerItems)
+        case .nodeSucceeded(let node, let nodeOutputs):
+            out += #"{"nodeSucceeded":{"node":"#.utf8
+            JSONValue.write(string: node, to: &out)
+            out += #","outputs":"#.utf8
+            outputs(nodeOutputs)
+        case .resumed(let node, let nodeOutputs):
+            out += #"{"resumed":{"node":"#.utf8
+            JSONValue.write(string: node, to: &out)
+            out += #","outputs":"#.utf8
+            outputs(nodeOutputs)
+        case .nodeFailed(let node, let error):
+            out += #"{"nodeFailed":{"node":"#.utf8
+            JSONValue.write(string: node, to: &out)
+            out += #","error":"#.utf8
+            JSONValue.write(string: error, to: &out)
+        default:
+            return false
+        }
+        out += "}}".utf8
+        return true
+    }
 }
 
 extension Store {
@@ -151,7 +235,7 @@ extension Store {
     }
 
     private func sealEvent(_ event: ExecutionEvent, run: NodeRunInfo?, executionID: String, seq: Int, orgID: String) throws -> Data {
-        Data(try sealer.seal(try JSONEncoder().encode(SealedEvent(event: event, run: run)), purpose: .data,
+        Data(try sealer.seal(try SealedEvent(event: event, run: run).jsonBytes(), purpose: .data,
                              context: eventContext(executionID, seq, orgID)))
     }
 

@@ -197,6 +197,9 @@ func waitForStatus(_ client: APIClient, _ id: String, auth: Auth, until done: Se
             #expect(answered.json["greeting"] as? String == "Hello Ada")
             #expect(try await client.get("/webhook/greet").status == 405)
             #expect(try await client.request(.post, "/webhook/greet", rawBody: "<x/>", contentType: "application/xml").status == 415)
+            let malformed = try await client.request(.post, "/webhook/greet", rawBody: #"{"name": "Ada",}"#, contentType: "application/json")
+            #expect(malformed.status == 400 && malformed.errorCode == "malformed_json")
+            #expect(try await client.post("/webhook/greet/", ["name": "Ada"]).json["greeting"] as? String == "Hello Ada")
 
             let twin = try await client.post("/api/v1/projects/\(project)/workflows", greet, auth: auth).json["id"] as! String
             let clash = try await client.post("/api/v1/workflows/\(twin)/activate", nil, auth: auth)

@@ -138,7 +138,7 @@ struct WebhookController {
             guard JSON.nestingDepth(bytes) <= api.settings.maxJSONDepth else {
                 throw FlowStackError.badRequest("json_too_deep", "The JSON body is nested deeper than \(api.settings.maxJSONDepth) levels.")
             }
-            guard let value = try? JSONDecoder().decode(JSONValue.self, from: Data(bytes)) else {
+            guard let value = try? JSONValue(parsing: bytes, maximumDepth: api.settings.maxJSONDepth) else {
                 throw FlowStackError.badRequest("malformed_json", "The request body is not valid JSON.")
             }
             return value

@@ -209,13 +209,25 @@ struct WorkflowController {
 
 /// Webhook paths: what a Webhook node may serve, normalized.
 enum WebhookPaths {
+    /// A path without its outer slashes, if it uses only ASCII letters, digits, `-`, `_`, `.` and
+    /// `/`, has no empty, `.` or `..` segment, and is at most 200 bytes; otherwise nil.
     static func normalize(_ raw: String) -> String? {
-        let trimmed = raw.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
-        guard !trimmed.isEmpty, trimmed.utf8.count <= 200, !trimmed.contains("//"), !trimmed.split(separator: "/").contains(where: { $0 == "." || $0 == ".." }),
-              trimmed.unicodeScalars.allSatisfy({ CharacterSet.alphanumerics.contains($0) && $0.isASCII || "-_./".unicodeScalars.contains($0) }) else {
+        let slash = UInt8(ascii: "/")
+        let bytes = Array(raw.utf8)
+        guard let first = bytes.firstIndex(where: { $0 != slash }), let last = bytes.lastIndex(where: { $0 != slash }) else { return nil }
+        let trimmed = bytes[first...last]
+        guard trimmed.count <= 200, trimmed.allSatisfy({ byte in
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                 UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), slash: true
+            default: false
+            }
+        }) else { return nil }
+        let segments = trimmed.split(separator: slash, omittingEmptySubsequences: false)
+        guard !segments.contains(where: { $0.isEmpty || $0.elementsEqual([UInt8(ascii: ".")]) || $0.elementsEqual([UInt8(ascii: "."), UInt8(ascii: ".")]) }) else {
             return nil
         }
-        return trimmed
+        return String(decoding: trimmed, as: UTF8.self)
     }
 
     static func routes(of workflow: StoredWorkflow) throws -> [WebhookRoute] {

@@ -177,7 +177,8 @@ let package = Package(
         ),
         .testTarget(
             name: "FlowStackServerTests",
-            dependencies: ["FlowStackServer", "FlowStackTesting", "FlowStackSandbox", .product(name: "NIOSSL", package: "swift-nio-ssl")],
+            dependencies: ["FlowStackServer", "FlowStackTesting", "FlowStackSandbox", .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                           .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "NIOPosix", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
     ]

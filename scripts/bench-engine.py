@@ -45,6 +45,9 @@ class Mock:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out as two writes: without TCP_NODELAY, a keep-alive client waits
+            # for the delayed ACK (40 ms) between them, as no real API server would make it.
+            disable_nagle_algorithm = True
 
             def do_GET(self):
                 self.send_response(200)

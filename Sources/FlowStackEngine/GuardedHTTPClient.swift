@@ -4,19 +4,28 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import Synchronization
 
 /// Outbound HTTP for the HTTP Request node, behind the SSRF guard: every URL (and every redirect
 /// target) is vetted after DNS resolution, and the connection goes to the very address that was
 /// vetted (the client is told to use it instead of resolving again), so DNS rebinding cannot
 /// swap in a private address. TLS certificates are verified against the host name.
+///
+/// Clients — and so their keep-alive connections — are pooled per vetted destination: a client
+/// is reused only for the same host names pinned to the same vetted address with the same limits,
+/// so reuse never connects anywhere the guard did not just approve.
 public struct GuardedHTTPClient: OutboundFetching {
     public let policy: AddressPolicy
     let resolver: any HostResolver
+    private let clients = ClientPool()
 
     public init(policy: AddressPolicy, resolver: any HostResolver = SystemResolver()) {
         self.policy = policy
         self.resolver = resolver
     }
+
+    /// How many destinations have a pooled client (for tests).
+    var pooledClients: Int { clients.count }
 
     public func fetch(_ request: OutboundRequest) async throws -> OutboundResponse {
         var url = request.url
@@ -65,16 +74,23 @@ public struct GuardedHTTPClient: OutboundFetching {
 
     private func send(url: String, parsed: URL, destination: AddressPolicy.Destination, method: String, headers: [(String, String)],
                       body: [UInt8]?, request: OutboundRequest) async throws -> OutboundResponse {
-        var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow,
-                                                     timeout: .init(connect: .seconds(10), read: .seconds(Int64(request.timeout.rounded(.up)))))
         var override: [String: String] = [:]
         for host in [parsed.host(percentEncoded: true), parsed.host, Optional(destination.host)].compactMap({ $0 }) {
             override[host] = destination.address.description
             override[host.trimmingCharacters(in: CharacterSet(charactersIn: "[]"))] = destination.address.description
         }
-        configuration.dnsOverride = override
-        configuration.decompression = .enabled(limit: .size(request.maxResponseBytes))
-        let client = HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton, configuration: configuration)
+        let readTimeout = Int64(request.timeout.rounded(.up))
+        let key = ClientPool.Key(override: override, readTimeout: readTimeout, maxResponseBytes: request.maxResponseBytes)
+        let client = clients.borrow(key) {
+            var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow,
+                                                         timeout: .init(connect: .seconds(10), read: .seconds(readTimeout)))
+            configuration.dnsOverride = override
+            configuration.decompression = .enabled(limit: .size(request.maxResponseBytes))
+            // Keep-alive connections: up to 32 to one destination (beyond that requests wait for one).
+            configuration.connectionPool = .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: 32)
+            return HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton, configuration: configuration)
+        }
+        defer { clients.giveBack(key, client) }
         do {
             var outbound = HTTPClientRequest(url: url)
             outbound.method = HTTPMethod(rawValue: method)
@@ -107,13 +123,10 @@ public struct GuardedHTTPClient: OutboundFetching {
                 }
                 return response
             }
-            try await client.shutdown()
             return result
         } catch let error as NodeError {
-            try? await client.shutdown()
             throw error
         } catch {
-            try? await client.shutdown()
             throw NodeError("The request to \(destination.host) failed: \(Self.describe(error))")
         }
     }
@@ -128,5 +141,91 @@ public struct GuardedHTTPClient: OutboundFetching {
             }
         }
         return String(describing: type(of: error))
+    }
+}
+
+/// HTTP clients by vetted destination, at most `capacity` of them. A client evicted while in use
+/// is shut down when its last request ends; the rest are shut down with the pool.
+final class ClientPool: Sendable {
+    struct Key: Hashable, Sendable {
+        let override: [String: String]
+        let readTimeout: Int64
+        let maxResponseBytes: Int
+    }
+
+    private struct Entry {
+        let client: HTTPClient
+        var inUse = 0
+        var lastUsed: UInt64 = 0
+    }
+
+    private struct State {
+        var entries: [Key: Entry] = [:]
+        var retired: [ObjectIdentifier: Entry] = [:]
+        var clock: UInt64 = 0
+    }
+
+    private let state = Mutex(State())
+    let capacity: Int
+
+    init(capacity: Int = 32) {
+        self.capacity = capacity
+    }
+
+    var count: Int { state.withLock { $0.entries.count } }
+
+    func borrow(_ key: Key, make: () -> HTTPClient) -> HTTPClient {
+        var evicted: HTTPClient?
+        let client = state.withLock { state -> HTTPClient in
+            state.clock += 1
+            if var entry = state.entries[key] {
+                entry.inUse += 1
+                entry.lastUsed = state.clock
+                state.entries[key] = entry
+                return entry.client
+            }
+            if state.entries.count >= capacity, let (oldKey, oldest) = state.entries.min(by: { $0.value.lastUsed < $1.value.lastUsed }) {
+                state.entries[oldKey] = nil
+                if oldest.inUse == 0 {
+                    evicted = oldest.client
+                } else {
+                    state.retired[ObjectIdentifier(oldest.client)] = oldest
+                }
+            }
+            let client = make()
+            state.entries[key] = Entry(client: client, inUse: 1, lastUsed: state.clock)
+            return client
+        }
+        evicted?.shutdown { _ in }
+        return client
+    }
+
+    /// Ends one request on `client` (borrowed under `key`).
+    func giveBack(_ key: Key, _ client: HTTPClient) {
+        let id = ObjectIdentifier(client)
+        let finished = state.withLock { state -> HTTPClient? in
+            if var entry = state.entries[key], ObjectIdentifier(entry.client) == id {
+                entry.inUse -= 1
+                state.entries[key] = entry
+                return nil
+            }
+            // Evicted while in use: shut down after its last request.
+            guard var entry = state.retired[id] else { return nil }
+            entry.inUse -= 1
+            if entry.inUse > 0 {
+                state.retired[id] = entry
+                return nil
+            }
+            state.retired[id] = nil
+            return entry.client
+        }
+        finished?.shutdown { _ in }
+    }
+
+    deinit {
+        state.withLock { state in
+            for entry in state.entries.values { entry.client.shutdown { _ in } }
+            for entry in state.retired.values { entry.client.shutdown { _ in } }
+        }
     }
 }

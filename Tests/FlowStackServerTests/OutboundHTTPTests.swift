@@ -1,9 +1,19 @@
-import FlowStackEngine
+import AsyncHTTPClient
+@testable import FlowStackEngine
 import FlowStackNodes
 import Foundation
 import Hummingbird
 import HummingbirdTesting
+import NIOPosix
+import Synchronization
 import Testing
+
+/// A resolver whose answer the test changes (DNS rebinding).
+final class SwitchingResolver: HostResolver {
+    let answer: Mutex<[IPAddress]>
+    init(_ answer: [IPAddress]) { self.answer = Mutex(answer) }
+    func resolve(host: String, port: Int) async throws -> [IPAddress] { answer.withLock { $0 } }
+}
 
 /// A resolver that answers from a table: stands in for DNS, which tests cannot control.
 struct TableResolver: HostResolver {
@@ -95,6 +105,44 @@ struct TableResolver: HostResolver {
             let strict = GuardedHTTPClient(policy: .default, resolver: mixed)
             await #expect(throws: NodeError.self) { _ = try await get(strict, "http://mixed.example.test:\(port)/hello") }
         }
+    }
+}
+
+extension OutboundHTTPTests {
+    @Test("clients are pooled per vetted destination: reused for the same address, never for a new DNS answer")
+    func pooling() async throws {
+        try await withServer { port in
+            let resolver = SwitchingResolver([IPAddress("127.0.0.1")!])
+            let client = GuardedHTTPClient(policy: try AddressPolicy(allow: ["127.0.0.0/8"]), resolver: resolver)
+            for _ in 0..<5 {
+                #expect(try await get(client, "http://api.example.test:\(port)/hello").status == 200)
+            }
+            #expect(client.pooledClients == 1)
+            // The name now points elsewhere (nothing listens on 127.0.0.2): the pooled client and its
+            // open connection to 127.0.0.1 must not be used for it.
+            resolver.answer.withLock { $0 = [IPAddress("127.0.0.2")!] }
+            await #expect(throws: NodeError.self) { _ = try await get(client, "http://api.example.test:\(port)/hello") }
+            #expect(client.pooledClients == 2)
+        }
+    }
+
+    @Test("the pool keeps at most its capacity; a client evicted while in use is shut down after its request")
+    func poolCapacity() throws {
+        let pool = ClientPool(capacity: 2)
+        func key(_ n: Int) -> ClientPool.Key { .init(override: ["h\(n)": "127.0.0.1"], readTimeout: 5, maxResponseBytes: 1) }
+        func make() -> HTTPClient { HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton) }
+        let first = pool.borrow(key(1), make: make)
+        let second = pool.borrow(key(2), make: make)
+        pool.giveBack(key(2), second)
+        #expect(pool.borrow(key(1), make: make) === first)
+        pool.giveBack(key(1), first)
+        let third = pool.borrow(key(3), make: make)
+        #expect(pool.count == 2)
+        // key 2 was the least recently used and idle: evicted. key 1 is still borrowed once.
+        #expect(pool.borrow(key(1), make: make) === first)
+        let fourth = pool.borrow(key(4), make: make)
+        #expect(pool.count == 2)
+        for (k, c) in [(1, first), (1, first), (3, third), (4, fourth)] { pool.giveBack(key(k), c) }
     }
 }
 

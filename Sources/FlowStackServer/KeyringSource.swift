@@ -1,6 +1,7 @@
 import FlowStackCrypto
 import FlowStackStore
 import Foundation
+import Synchronization
 import Logging
 import ServiceLifecycle
 
@@ -79,8 +80,10 @@ public enum KeyringSource: Sendable, CustomStringConvertible {
     }
 
     /// The standard output of `/bin/sh -c command` (its standard error passes through); fails on a
-    /// non-zero exit or after 30 seconds.
-    static func output(of command: String) throws -> Data {
+    /// non-zero exit or after `timeout` seconds. The command runs in a process group of its own
+    /// (Foundation's `Process` makes the child a group leader): on timeout the whole group is
+    /// killed, so a grandchild holding the pipe cannot keep startup waiting.
+    static func output(of command: String, timeout: TimeInterval = 30) throws -> Data {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/sh")
         process.arguments = ["-c", command]
@@ -88,17 +91,28 @@ public enum KeyringSource: Sendable, CustomStringConvertible {
         process.standardOutput = pipe
         process.standardInput = FileHandle.nullDevice
         try process.run()
-        let pid = process.processIdentifier
+        let group = process.processIdentifier
+        let finished = Mutex(false)
+        let timedOut = Mutex(false)
         let timer = Thread {
-            Thread.sleep(forTimeInterval: 30)
-            if process.isRunning { kill(pid, SIGKILL) }
+            Thread.sleep(forTimeInterval: timeout)
+            // While the output is still being read, some member of the group holds the pipe, so
+            // the group (and its id) still exists.
+            if !finished.withLock({ $0 }) {
+                timedOut.withLock { $0 = true }
+                kill(-group, SIGKILL)
+            }
         }
         timer.start()
         let data = pipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
+        finished.withLock { $0 = true }
+        guard !timedOut.withLock({ $0 }) else {
+            throw StartupError("the keyring command did not finish within \(Int(timeout)) seconds and was killed")
+        }
         guard process.terminationReason == .exit, process.terminationStatus == 0 else {
             throw StartupError(process.terminationReason == .uncaughtSignal
-                ? "the keyring command was stopped (signal \(process.terminationStatus); it is killed after 30 seconds)"
+                ? "the keyring command was stopped (signal \(process.terminationStatus))"
                 : "the keyring command failed (exit status \(process.terminationStatus))")
         }
         return data

@@ -122,14 +122,15 @@ extension Store {
         return inserted
     }
 
-    /// Replaces a connection's name, data and state; false when the name is taken. Stored OAuth2
+    /// Replaces a connection's name and data; false when the name is taken. Its state (status,
+    /// last test) is left as it is in the database — a test or token refresh may have changed it
+    /// since `connection` was read — unless `resetStatus` (new data: untested again). Stored OAuth2
     /// tokens stay unless `clearTokens` (the client or endpoints changed).
-    public func updateConnection(_ connection: Connection, clearTokens: Bool = false, on db: any SQLDatabase) async throws -> Bool {
+    public func updateConnection(_ connection: Connection, resetStatus: Bool, clearTokens: Bool = false, on db: any SQLDatabase) async throws -> Bool {
         do {
             try await db.raw("""
                 UPDATE connections SET name = \(bind: connection.name), config_sealed = \(bind: try sealConfig(connection)),
-                    status = \(bind: connection.status), status_message = \(bind: connection.statusMessage),
-                    last_tested_at = \(bind: connection.lastTestedAt.ms),
+                    status = \(unsafeRaw: resetStatus ? "'untested'" : "status"), status_message = \(unsafeRaw: resetStatus ? "NULL" : "status_message"),
                     token_expires_at = \(unsafeRaw: clearTokens ? "NULL" : "token_expires_at"),
                     updated_at = \(bind: now.millisecondsSince1970)
                 WHERE id = \(bind: connection.id)

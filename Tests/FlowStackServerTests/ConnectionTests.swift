@@ -170,10 +170,21 @@ func httpWorkflow(url: String, connection: String) -> [String: Any] {
             #expect((list.json["items"] as? [Any])?.count == 1)
             #expect(!list.text.contains(marker))
             // PATCH: a new secret replaces the old; omitted secrets are kept.
+            // A rename leaves the state alone, even one written after the editor's copy was read
+            // (a test or token refresh racing the PATCH); new data makes it untested again.
+            let stale = try #require(try await app.store.connection(id: id))
+            try await app.store.setConnectionStatus(id: id, status: "error", message: "refresh failed", tested: true)
+            let store = app.store
+            let renamedStale = try await store.write { db in try await store.updateConnection(stale, resetStatus: false, on: db) }
+            #expect(renamedStale)
+            let afterStale = try #require(try await app.store.connection(id: id))
+            #expect(afterStale.status == "error" && afterStale.statusMessage == "refresh failed" && afterStale.lastTestedAt != nil)
             let renamed = try await client.request(.patch, "/api/v1/connections/\(id)", json: ["name": "crm2"], auth: auth)
             #expect(renamed.json["name"] as? String == "crm2")
+            #expect(renamed.json["status"] as? String == "error")
             let rotated = try await client.request(.patch, "/api/v1/connections/\(id)", json: ["data": ["token": marker + "-v2"]], auth: auth)
             #expect(rotated.status == 200)
+            #expect(rotated.json["status"] as? String == "untested")
             #expect(!rotated.text.contains(marker))
             let stored = try #require(try await app.store.connection(id: id))
             #expect(stored.data.secrets["token"] == marker + "-v2")

@@ -342,6 +342,8 @@ func waitForStatus(_ client: APIClient, _ id: String, auth: Auth, until done: Se
             #expect((output["query"] as? [String: Any])?["by"] as? String == "ann")
             #expect(!done.text.contains("not-for-the-workflow"))
             #expect(try await client.post("/webhook-waiting/\(execution)", nil).status == 404)
+            // Not waiting any more: 404 whatever the body (it is not even read).
+            #expect(try await client.request(.post, "/webhook-waiting/\(execution)", rawBody: "<x/>", contentType: "application/xml").status == 404)
 
             let second = try await client.post("/api/v1/workflows/\(id)/run?wait=true", nil, auth: auth).json["id"] as! String
             let cancelled = try await client.post("/api/v1/executions/\(second)/cancel", nil, auth: auth)

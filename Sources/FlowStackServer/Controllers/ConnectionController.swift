@@ -151,8 +151,9 @@ struct ConnectionController {
         if body.name != nil { changed.append("name") }
         let changedFields = changed.joined(separator: ",")
         let clear = clearTokens
+        let reset = body.data != nil
         let saved = try await api.store.write { [store = api.store] db in
-            guard try await store.updateConnection(updated, clearTokens: clear, on: db) else { return false }
+            guard try await store.updateConnection(updated, resetStatus: reset, clearTokens: clear, on: db) else { return false }
             try await store.appendAudit(AuditRecord(orgID: updated.orgID, action: "connection.updated", resourceType: "connection",
                                                     resourceID: updated.id,
                                                     details: ["name": updated.name, "type": updated.kind.rawValue, "fields": changedFields]),

@@ -112,6 +112,9 @@ struct WebhookController {
     /// (`{body, headers, query, method}`, without credentials), like a webhook trigger's.
     @Sendable func resume(_ request: Request, context: FlowStackRequestContext) async throws -> Response {
         let id = try context.parameters.id("executionId", prefix: "exe")
+        let notWaiting = FlowStackError(status: 404, code: "not_waiting", message: "No execution waits for a resume call here.")
+        // Unknown or not waiting: 404 before the body is read (wakeUp checks again, atomically).
+        guard let record = try await api.store.execution(id: id), record.status == .waiting else { throw notWaiting }
         var request = request
         let body: ByteBuffer
         do {
@@ -125,9 +128,7 @@ struct WebhookController {
             "query": .object(Dictionary(request.uri.queryParameters.map { (String($0.key), JSONValue.string(String($0.value))) }, uniquingKeysWith: { a, _ in a })),
             "method": .string(request.method.rawValue),
         ])
-        guard try await api.engine.wakeUp(id, payload: item) else {
-            throw FlowStackError(status: 404, code: "not_waiting", message: "No execution waits for a resume call here.")
-        }
+        guard try await api.engine.wakeUp(id, payload: item) else { throw notWaiting }
         return try JSON.response(.ok, ["executionId": id, "status": "resuming"])
     }
 

@@ -318,24 +318,34 @@ extension Store {
         }
         let errorSealed = try inserted.error.map { Data(try sealer.seal($0, context: errorContext(record.id, record.orgID))) }
         let row = inserted
-        try await write { db in
-            try await db.raw("""
-                INSERT INTO executions (id, org_id, project_id, workflow_id, version_id, mode, status, trigger_node, created_at, started_at,
-                                        finished_at, failed_node, error_sealed, fence, lease_owner, lease_expires, wait_until, events,
-                                        parent_id, retry_of)
-                VALUES (\(bind: row.id), \(bind: row.orgID), \(bind: row.projectID), \(bind: row.workflowID), \(bind: row.versionID),
-                        \(bind: row.mode.rawValue), \(bind: row.status.rawValue), \(bind: row.triggerNode), \(bind: row.createdAt.millisecondsSince1970),
-                        \(bind: row.startedAt.ms), \(bind: row.finishedAt.ms), \(bind: row.failedNode), \(bind: errorSealed), 1,
-                        \(bind: holds ? leaseOwner : nil), \(bind: holds ? leaseUntil.millisecondsSince1970 : nil), \(bind: row.waitUntil.ms),
-                        \(bind: row.events), \(bind: row.parentID), \(bind: row.retryOf))
-                """).run()
-            // All entries in one statement: one round trip to the database.
-            var insert: SQLQueryString = "INSERT INTO execution_events (execution_id, seq, node, event_sealed, created_at) VALUES "
-            for (seq, entry) in sealed.enumerated() {
-                if seq > 0 { insert += ", " }
-                insert += "(\(bind: row.id), \(bind: seq), \(bind: entry.0), \(bind: entry.1), \(bind: now.millisecondsSince1970))"
+        var execution: SQLQueryString = """
+            INSERT INTO executions (id, org_id, project_id, workflow_id, version_id, mode, status, trigger_node, created_at, started_at,
+                                    finished_at, failed_node, error_sealed, fence, lease_owner, lease_expires, wait_until, events,
+                                    parent_id, retry_of)
+            VALUES (\(bind: row.id), \(bind: row.orgID), \(bind: row.projectID), \(bind: row.workflowID), \(bind: row.versionID),
+                    \(bind: row.mode.rawValue), \(bind: row.status.rawValue), \(bind: row.triggerNode), \(bind: row.createdAt.millisecondsSince1970),
+                    \(bind: row.startedAt.ms), \(bind: row.finishedAt.ms), \(bind: row.failedNode), \(bind: errorSealed), 1,
+                    \(bind: holds ? leaseOwner : nil), \(bind: holds ? leaseUntil.millisecondsSince1970 : nil), \(bind: row.waitUntil.ms),
+                    \(bind: row.events), \(bind: row.parentID), \(bind: row.retryOf))
+            """
+        // All entries in one statement: one round trip to the database.
+        var events: SQLQueryString = "INSERT INTO execution_events (execution_id, seq, node, event_sealed, created_at) VALUES "
+        for (seq, entry) in sealed.enumerated() {
+            if seq > 0 { events += ", " }
+            events += "(\(bind: row.id), \(bind: seq), \(bind: entry.0), \(bind: entry.1), \(bind: now.millisecondsSince1970))"
+        }
+        if database.kind == .postgres {
+            // One statement (the execution in a data-modifying WITH): atomic without BEGIN and
+            // COMMIT, so one round trip instead of four.
+            execution = "WITH execution AS (" + execution + ") " + events
+            let statement = execution
+            try await database.writeStatement { db in try await db.raw(statement).run() }
+        } else {
+            let first = execution, second = events
+            try await write { db in
+                try await db.raw(first).run()
+                try await db.raw(second).run()
             }
-            try await db.raw(insert).run()
         }
         return inserted
     }

@@ -112,6 +112,13 @@ public struct ExecutionFilter: Sendable {
     }
 }
 
+private extension ExecutionEvent {
+    var isResumed: Bool {
+        if case .resumed = self { return true }
+        return false
+    }
+}
+
 /// A journal entry as sealed: the event and how its node ran.
 struct SealedEvent: Codable, Equatable, Sendable {
     var event: ExecutionEvent
@@ -172,25 +179,22 @@ struct SealedEvent: Codable, Equatable, Sendable {
             }
             out.append(UInt8(ascii: "]"))
         }
+        /// `{"case":{"label":"value"` — the common start of every case written here.
+        func open(_ name: String, _ label: String, _ value: String) {
+            out += "{\"\(name)\":{\"\(label)\":".utf8
+            JSONValue.write(string: value, to: &out)
+        }
         switch event {
         case .start(let trigger, let triggerItems):
-            out += #"{"start":{"trigger":"#.utf8
-            JSONValue.write(string: trigger, to: &out)
+            open("start", "trigger", trigger)
             out += #","items":"#.utf8
             items(triggerItems)
-        case .nodeSucceeded(let node, let nodeOutputs):
-            out += #"{"nodeSucceeded":{"node":"#.utf8
-            JSONValue.write(string: node, to: &out)
-            out += #","outputs":"#.utf8
-            outputs(nodeOutputs)
-        case .resumed(let node, let nodeOutputs):
-            out += #"{"resumed":{"node":"#.utf8
-            JSONValue.write(string: node, to: &out)
+        case .nodeSucceeded(let node, let nodeOutputs), .resumed(let node, let nodeOutputs):
+            open(event.isResumed ? "resumed" : "nodeSucceeded", "node", node)
             out += #","outputs":"#.utf8
             outputs(nodeOutputs)
         case .nodeFailed(let node, let error):
-            out += #"{"nodeFailed":{"node":"#.utf8
-            JSONValue.write(string: node, to: &out)
+            open("nodeFailed", "node", node)
             out += #","error":"#.utf8
             JSONValue.write(string: error, to: &out)
         default:

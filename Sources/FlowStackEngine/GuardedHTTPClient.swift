@@ -67,10 +67,7 @@ public struct GuardedHTTPClient: OutboundFetching {
         throw NodeError("The request was redirected more than \(request.maxRedirects) times.")
     }
 
-    public static func sameOrigin(_ a: URL, _ b: URL) -> Bool {
-        func port(_ url: URL) -> Int? { url.port ?? (url.scheme?.lowercased() == "https" ? 443 : url.scheme?.lowercased() == "http" ? 80 : nil) }
-        return a.scheme?.lowercased() == b.scheme?.lowercased() && a.host?.lowercased() == b.host?.lowercased() && port(a) == port(b)
-    }
+    public static func sameOrigin(_ a: URL, _ b: URL) -> Bool { a.hasSameOrigin(as: b) }
 
     private func send(url: String, parsed: URL, destination: AddressPolicy.Destination, method: String, headers: [(String, String)],
                       body: [UInt8]?, request: OutboundRequest) async throws -> OutboundResponse {

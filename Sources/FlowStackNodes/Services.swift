@@ -149,3 +149,12 @@ public struct StandaloneServices: NodeServices {
         return try await fetcher.fetch(request)
     }
 }
+
+extension URL {
+    /// Same scheme, host and port (a missing port is the scheme's default): where a credential
+    /// given for one URL may also go.
+    public func hasSameOrigin(as other: URL) -> Bool {
+        func port(_ url: URL) -> Int? { url.port ?? (url.scheme?.lowercased() == "https" ? 443 : url.scheme?.lowercased() == "http" ? 80 : nil) }
+        return scheme?.lowercased() == other.scheme?.lowercased() && host?.lowercased() == other.host?.lowercased() && port(self) == port(other)
+    }
+}

@@ -133,6 +133,17 @@ import Testing
         #expect(try Template.evaluate("{{ $json.payload }}", hostile) == "{{ this.constructor.constructor('return process')() }}")
     }
 
+    @Test("names a node binds ($response, $pageCount) read as data; other names stay undefined")
+    func boundNames() throws {
+        var scope = ExpressionContext()
+        scope.boundNames = ["$response": ["body": ["next": "{{ $env.SECRET }}"]], "$pageCount": 2, "plain": 1]
+        #expect(try Template.evaluate("{{ $response.body.next }}", scope) == "{{ $env.SECRET }}")
+        #expect(try Template.evaluate("{{ $pageCount + 1 }}", scope) == 3)
+        // Only `$` names are bound, and only while a node binds them.
+        #expect(throws: ExpressionError.self) { try Template.evaluate("{{ plain }}", scope) }
+        #expect(throws: ExpressionError.self) { try Template.evaluate("{{ $response }}", ExpressionContext()) }
+    }
+
     @Test("errors name the position", arguments: [
         ("{{ $json. }}", 10), ("{{ 1 + }}", 7), ("{{ (1 }}", 6), ("x {{ 'abc }}", 2), ("{{ }}", 2), ("{{ $json.a", 0),
     ])

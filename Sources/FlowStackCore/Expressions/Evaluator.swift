@@ -144,6 +144,7 @@ final class Evaluator {
         case "NaN": return .number(.nan)
         case "Infinity": return .number(.infinity)
         default:
+            if name.hasPrefix("$"), let bound = context.boundNames[name] { return .json(bound) }
             if Self.forbiddenGlobals.contains(name) {
                 throw ExpressionError(.forbidden, "'\(name)' is not available in expressions", at: position)
             }

@@ -25,6 +25,10 @@ public struct ExpressionContext: Sendable {
     public var limits: ExpressionLimits
     /// How deep in sub-workflow calls this execution runs (0 at the top).
     public var callDepth = 0
+    /// Names a node binds for some of its own parameters, each starting with `$` (the HTTP
+    /// Request node's `$response` and `$pageCount` while it paginates). They hold data, which is
+    /// read like `$json` and never evaluated.
+    public var boundNames: [String: JSONValue] = [:]
 
     public init(
         json: JSONValue = .object([:]), inputItems: [JSONValue]? = nil, itemIndex: Int = 0,

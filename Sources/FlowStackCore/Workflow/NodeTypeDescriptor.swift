@@ -11,12 +11,18 @@ public struct NodeTypeDescriptor: Sendable {
         public var required: Bool
         /// Allowed values, for `.options`.
         public var options: [String]
+        /// Checks the shape of a `.json` value beyond its kind, at save time: each problem names
+        /// the field inside the parameter (`mode`, `parameters[0].in`). Strings that are
+        /// expressions are checked when they run instead.
+        public var check: (@Sendable (JSONValue) -> [(field: String, message: String)])?
 
-        public init(_ name: String, _ kind: ParameterKind, required: Bool = false, options: [String] = []) {
+        public init(_ name: String, _ kind: ParameterKind, required: Bool = false, options: [String] = [],
+                    check: (@Sendable (JSONValue) -> [(field: String, message: String)])? = nil) {
             self.name = name
             self.kind = kind
             self.required = required
             self.options = options
+            self.check = check
         }
     }
 

@@ -146,6 +146,10 @@ public enum WorkflowValidator {
                 if case .bool = value {} else {
                     problems.append(.init("invalid_parameter", "The parameter '\(parameter.name)' must be true or false.", node: node.name, field: field))
                 }
+            case .json:
+                for problem in parameter.check?(value) ?? [] {
+                    problems.append(.init("invalid_parameter", problem.message, node: node.name, field: "\(field).\(problem.field)"))
+                }
             default: break
             }
         }

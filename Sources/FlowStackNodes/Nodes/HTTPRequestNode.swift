@@ -14,44 +14,87 @@ public struct HTTPRequestNode: NodeType {
         .init("timeout", .number), .init("followRedirects", .boolean), .init("maxRedirects", .number),
         .init("responseFormat", .options, options: ["autodetect", "json", "text", "binary"]), .init("fullResponse", .boolean),
         .init("ignoreHttpErrors", .boolean), .init("connection", .string),
+        .init("pagination", .json, check: Pagination.problems),
     ])
 
     public func run(_ input: NodeInput) async throws -> NodeOutput {
         let services = try input.requireServices("The HTTP Request node")
         var output: [Item] = []
         for index in input.items.indices {
-            let request = try makeRequest(input, index)
             // A connection (by id or name, of this workflow's project) signs the request; its
             // secret is added by the platform and never appears in the node's data.
             let connection = try input.string("connection", item: index, default: input.node.connection ?? "")
-            let response = connection.isEmpty
-                ? try await services.fetch(request)
-                : try await services.fetch(request, connection: connection, caller: input.base)
-            if !(200..<400).contains(response.status), !(try input.parameter("ignoreHttpErrors", item: index)?.isTruthy ?? false) {
-                // Redacted before it is cut, so no part of a secret survives at the cut.
-                let body = String(decoding: response.body.prefix(64 * 1024), as: UTF8.self)
-                let snippet = String((input.base.redactor?.redact(body) ?? body).prefix(200))
-                throw NodeError("The server answered \(response.status): \(snippet)")
+            let fullResponse = try input.parameter("fullResponse", item: index)?.isTruthy ?? false
+            let pagination = try Pagination(input, item: index)
+            var overrides = PageOverrides()
+            var origin: URL?
+            var pageCount = 0
+            pages: while true {
+                let request = try makeRequest(input, index, overrides: overrides)
+                if let first = origin, !connection.isEmpty, let next = URL(string: request.url), !next.hasSameOrigin(as: first) {
+                    // The next page's address comes from the server's answer: a credential is
+                    // only ever sent to the origin the node itself named.
+                    throw NodeError("The next page (\(next.host ?? "?")) is on another origin than the first request; with a connection, pagination stays on one origin.",
+                                    field: "pagination.nextUrl")
+                }
+                origin = origin ?? URL(string: request.url)
+                let response = connection.isEmpty
+                    ? try await services.fetch(request)
+                    : try await services.fetch(request, connection: connection, caller: input.base)
+                pageCount += 1
+                if let pagination, pagination.completion == .statusCode, pagination.statusCodes.contains(response.status) { break }
+                if !(200..<400).contains(response.status), !(try input.parameter("ignoreHttpErrors", item: index)?.isTruthy ?? false) {
+                    // Redacted before it is cut, so no part of a secret survives at the cut.
+                    let body = String(decoding: response.body.prefix(64 * 1024), as: UTF8.self)
+                    let snippet = String((input.base.redactor?.redact(body) ?? body).prefix(200))
+                    throw NodeError("The server answered \(response.status): \(snippet)")
+                }
+                let (body, binary) = try decode(response, input, index)
+                guard let pagination else {
+                    output += items(body: body, binary: binary, response: response, fullResponse: fullResponse)
+                    break
+                }
+                if pagination.completion == .emptyResponse, Pagination.isEmpty(body, bytes: response.body) { break }
+                output += items(body: body, binary: binary, response: response, fullResponse: fullResponse)
+                if pageCount >= pagination.maxRequests { break }
+                let scope = Pagination.scope(input, item: index, response: Self.describe(response, body: body), pageCount: pageCount)
+                if try pagination.isComplete(scope) { break }
+                switch pagination.mode {
+                case .nextUrl:
+                    guard let next = try pagination.nextURL(scope, after: request.url) else { break pages }
+                    overrides.url = next
+                case .parameters:
+                    let url = overrides.url
+                    overrides = PageOverrides(try pagination.settings(scope))
+                    overrides.url = url
+                }
+                if pagination.intervalMilliseconds > 0 { try await Task.sleep(for: .milliseconds(pagination.intervalMilliseconds)) }
             }
-            output += try items(from: response, input, index)
         }
         return .items([output])
     }
 
-    func makeRequest(_ input: NodeInput, _ index: Int) throws -> OutboundRequest {
+    func makeRequest(_ input: NodeInput, _ index: Int, overrides: PageOverrides = PageOverrides()) throws -> OutboundRequest {
         let method = try input.string("method", item: index, default: "GET").uppercased()
         guard Self.methods.contains(method) else { throw NodeError("method must be one of GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS.", field: "method") }
-        let urlText = try input.string("url", item: index)
+        let urlText = try overrides.url ?? input.string("url", item: index)
         guard var components = URLComponents(string: urlText), let scheme = components.scheme?.lowercased(), scheme == "http" || scheme == "https",
               components.host?.isEmpty == false else {
             throw NodeError("url must be an absolute http or https URL.", field: "url")
         }
-        if let query = try input.parameter("query", item: index), query != .null {
+        if overrides.url == nil, let query = try input.parameter("query", item: index), query != .null {
             guard let fields = query.objectValue else { throw NodeError("query must be an object.", field: "query") }
             var items = components.queryItems ?? []
             for (name, value) in fields.sorted(by: { $0.key < $1.key }) {
                 items.append(URLQueryItem(name: name, value: value.stringValue ?? value.jsonText))
             }
+            components.queryItems = items
+        }
+        if !overrides.query.isEmpty {
+            // A page parameter replaces a query parameter of the same name.
+            var items = components.queryItems ?? []
+            items.removeAll { item in overrides.query.contains { $0.0 == item.name } }
+            items += overrides.query.map { URLQueryItem(name: $0.0, value: $0.1) }
             components.queryItems = items
         }
         guard let url = components.url?.absoluteString else { throw NodeError("url is not a valid URL.", field: "url") }
@@ -64,9 +107,21 @@ public struct HTTPRequestNode: NodeType {
                 headers.append((name, text))
             }
         }
+        for (name, text) in overrides.headers {
+            guard HeaderCheck.isToken(name), HeaderCheck.isValue(text) else { throw NodeError("The header '\(name)' is not valid.", field: "pagination.parameters") }
+            headers.removeAll { $0.0.lowercased() == name.lowercased() }
+            headers.append((name, text))
+        }
         var body: [UInt8]?
         let bodyType = try input.string("bodyType", item: index, default: "none")
-        let given = try input.parameter("body", item: index)
+        var given = try input.parameter("body", item: index)
+        if !overrides.body.isEmpty {
+            guard bodyType == "json" || bodyType == "form", var fields = (given ?? .object([:])).objectValue else {
+                throw NodeError("A page parameter in the body needs bodyType json or form with an object body.", field: "pagination.parameters")
+            }
+            for (name, value) in overrides.body { fields[name] = value }
+            given = .object(fields)
+        }
         func setContentType(_ value: String) {
             if !headers.contains(where: { $0.0.lowercased() == "content-type" }) { headers.append(("Content-Type", value)) }
         }
@@ -96,36 +151,39 @@ public struct HTTPRequestNode: NodeType {
                                followRedirects: try input.parameter("followRedirects", item: index)?.isTruthy ?? true, maxRedirects: maxRedirects)
     }
 
-    func items(from response: OutboundResponse, _ input: NodeInput, _ index: Int) throws -> [Item] {
+    /// The response body as the node's `responseFormat` reads it, and a binary part if any.
+    func decode(_ response: OutboundResponse, _ input: NodeInput, _ index: Int) throws -> (body: JSONValue, binary: [String: JSONValue]?) {
         let contentType = response.headers.first { $0.0.lowercased() == "content-type" }?.1.lowercased() ?? ""
         var format = try input.string("responseFormat", item: index, default: "autodetect")
         if format == "autodetect" {
             format = contentType.contains("json") ? "json" : (contentType.hasPrefix("text/") || contentType.contains("xml") || contentType.isEmpty) ? "text" : "binary"
         }
-        var binary: [String: JSONValue]?
-        let body: JSONValue
         switch format {
         case "json":
-            if response.body.isEmpty {
-                body = .null
-            } else {
-                guard let parsed = try? JSONDecoder().decode(JSONValue.self, from: Data(response.body)) else {
-                    throw NodeError("The response is not valid JSON.")
-                }
-                body = parsed
+            if response.body.isEmpty { return (.null, nil) }
+            guard let parsed = try? JSONDecoder().decode(JSONValue.self, from: Data(response.body)) else {
+                throw NodeError("The response is not valid JSON.")
             }
+            return (parsed, nil)
         case "text":
-            body = .string(String(decoding: response.body, as: UTF8.self))
+            return (.string(String(decoding: response.body, as: UTF8.self)), nil)
         case "binary":
-            body = .null
-            binary = ["data": .object(["mimeType": .string(contentType.isEmpty ? "application/octet-stream" : contentType),
-                                       "data": .string(Data(response.body).base64EncodedString()), "fileSize": .number(Double(response.body.count))])]
+            return (.null, ["data": .object(["mimeType": .string(contentType.isEmpty ? "application/octet-stream" : contentType),
+                                             "data": .string(Data(response.body).base64EncodedString()), "fileSize": .number(Double(response.body.count))])])
         default:
             throw NodeError("responseFormat must be autodetect, json, text or binary.", field: "responseFormat")
         }
-        if try input.parameter("fullResponse", item: index)?.isTruthy ?? false {
-            let headers = JSONValue.object(Dictionary(response.headers.map { ($0.0.lowercased(), JSONValue.string($0.1)) }, uniquingKeysWith: { a, _ in a }))
-            return [Item(json: .object(["statusCode": .number(Double(response.status)), "headers": headers, "body": body]), binary: binary)]
+    }
+
+    /// `{statusCode, headers, body}`: the full response item, and `$response` in pagination.
+    static func describe(_ response: OutboundResponse, body: JSONValue) -> JSONValue {
+        let headers = JSONValue.object(Dictionary(response.headers.map { ($0.0.lowercased(), JSONValue.string($0.1)) }, uniquingKeysWith: { a, _ in a }))
+        return .object(["statusCode": .number(Double(response.status)), "headers": headers, "body": body])
+    }
+
+    func items(body: JSONValue, binary: [String: JSONValue]?, response: OutboundResponse, fullResponse: Bool) -> [Item] {
+        if fullResponse {
+            return [Item(json: Self.describe(response, body: body), binary: binary)]
         }
         switch body {
         case .array(let elements) where elements.allSatisfy({ $0.objectValue != nil }):

@@ -48,6 +48,8 @@ public final class ExecutionEngine: Service, Sendable {
     /// Signs requests with connections and keeps OAuth2 tokens fresh.
     public let connections: ConnectionBroker
     let wake: AsyncStream<Void>.Continuation
+    /// Flushes pending inline runs and renews the leases of running ones.
+    let keeper: LeaseKeeper
     /// Project variables by project, kept for a second (changes through this server clear them).
     private let variableCache = Mutex<[String: (fetched: ContinuousClock.Instant, values: [String: String])]>([:])
     private let wakeStream: AsyncStream<Void>
@@ -61,6 +63,7 @@ public final class ExecutionEngine: Service, Sendable {
         self.codeRunner = codeRunner
         self.fetcher = fetcher
         self.connections = ConnectionBroker(store: store, fetcher: fetcher, logger: logger)
+        self.keeper = LeaseKeeper(flushAfter: configuration.flushAfter, heartbeat: configuration.heartbeatInterval)
         (wakeStream, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
@@ -82,10 +85,15 @@ public final class ExecutionEngine: Service, Sendable {
         return inserted
     }
 
-    /// Accepts an execution and runs it in the caller's task, holding its lease; answers when it
-    /// finishes or goes to sleep. If this process dies midway, another worker finishes it.
+    /// Accepts an execution and runs it, holding its lease; answers when it finishes or goes to
+    /// sleep. If this process dies midway, another worker finishes it.
+    ///
+    /// With `inCallersTask`, the run drives in the calling task instead of a task of its own,
+    /// which is markedly cheaper; a lost lease (a cancel call, or another worker taking over) then
+    /// cancels the calling task. Pass it only from a task that serves this run alone, such as a
+    /// request handler, never from inside another run (a sub-workflow's caller).
     public func runNow(_ workflow: StoredWorkflow, trigger: String, items: [Item], mode: ExecutionMode, parentID: String? = nil,
-                       depth: Int = 0, reply: WebhookReply? = nil) async throws -> ExecutionResult {
+                       depth: Int = 0, reply: WebhookReply? = nil, inCallersTask: Bool = false) async throws -> ExecutionResult {
         let record = ExecutionRecord(orgID: workflow.orgID, projectID: workflow.projectID, workflowID: workflow.id, versionID: workflow.versionID,
                                      mode: mode, triggerNode: trigger, createdAt: store.now, parentID: parentID)
         let start = ExecutionEvent.start(trigger: trigger, items: items)
@@ -95,7 +103,7 @@ public final class ExecutionEngine: Service, Sendable {
         running.startedAt = record.createdAt
         running.events = 1
         return try await execute(running, definition: workflow.definition, journal: [ExecutionJournalEntry(seq: 0, node: nil, event: start, createdAt: record.createdAt)],
-                                 depth: depth, pending: true, reply: reply)
+                                 depth: depth, pending: true, reply: reply, inCallersTask: inCallersTask)
     }
 
     /// Waits until execution `id` has finished or sleeps, and answers its record.
@@ -176,7 +184,8 @@ public final class ExecutionEngine: Service, Sendable {
                 return
             }
             let journal = try await store.journal(executionID: record.id, orgID: record.orgID)
-            _ = try await execute(record, definition: definition, journal: journal, depth: 0)
+            // Each claimed run has a task of its own in the worker's group.
+            _ = try await execute(record, definition: definition, journal: journal, depth: 0, inCallersTask: true)
         } catch is LeaseLost {
             logger.info("execution lease lost", metadata: ["execution": "\(record.id)"])
         } catch {
@@ -192,7 +201,7 @@ public final class ExecutionEngine: Service, Sendable {
     // MARK: Running
 
     func execute(_ record: ExecutionRecord, definition: Workflow, journal: [ExecutionJournalEntry], depth: Int,
-                 pending: Bool = false, reply: WebhookReply? = nil) async throws -> ExecutionResult {
+                 pending: Bool = false, reply: WebhookReply? = nil, inCallersTask: Bool = false) async throws -> ExecutionResult {
         let driver = self.driver
         var machine = ExecutionStateMachine(workflow: definition, outputCounts: driver.outputCounts(definition))
         for entry in journal {
@@ -234,35 +243,23 @@ public final class ExecutionEngine: Service, Sendable {
                 actions += next
             }
         }
-        let heartbeat = configuration.heartbeatInterval
-        let fence = record.fence
-        let frozenContext = context
-        let startActions = actions
-        let (final, outcome) = try await withThrowingTaskGroup(of: (ExecutionStateMachine, DriveOutcome)?.self) { [store, configuration] group in
-            let initial = machine
-            group.addTask {
-                var running = initial
-                var summaries: [String: NodeRunSummary] = [:]
-                let outcome = try await driver.drive(&running, actions: startActions, base: frozenContext, deadline: deadline,
-                                                     journal: storeJournal, summaries: &summaries)
-                return (running, outcome)
+        let (initial, frozen, startActions) = (machine, context, actions)
+        let drive: @Sendable () async throws -> (ExecutionStateMachine, DriveOutcome) = {
+            var running = initial
+            var summaries: [String: NodeRunSummary] = [:]
+            let outcome = try await driver.drive(&running, actions: startActions, base: frozen, deadline: deadline,
+                                                 journal: storeJournal, summaries: &summaries)
+            return (running, outcome)
+        }
+        let (final, outcome): (ExecutionStateMachine, DriveOutcome)
+        if inCallersTask {
+            (final, outcome) = try await keeper.watch(storeJournal, pending: pending, drive)
+        } else {
+            // A task of its own, so a lost lease cancels this run only, not the task that called it.
+            (final, outcome) = try await withThrowingTaskGroup(of: (ExecutionStateMachine, DriveOutcome).self) { [keeper] group in
+                group.addTask { try await keeper.watch(storeJournal, pending: pending, drive) }
+                return try await group.next()!
             }
-            group.addTask {
-                if pending {
-                    // A run still pending after `flushAfter` is written, so it survives a crash from then on.
-                    try await Task.sleep(for: .seconds(configuration.flushAfter))
-                    try await storeJournal.flush()
-                }
-                while true {
-                    try await Task.sleep(for: .seconds(heartbeat))
-                    if try await !storeJournal.heartbeat() { throw LeaseLost(executionID: record.id) }
-                }
-            }
-            defer { group.cancelAll() }
-            while let next = try await group.next() {
-                if let next { return next }
-            }
-            throw LeaseLost(executionID: record.id)
         }
         machine = final
         switch outcome {

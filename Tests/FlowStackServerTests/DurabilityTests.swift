@@ -56,6 +56,40 @@ import Testing
         }
     }
 
+    @Test("an inline run is written once it outlives flushAfter, and a cancel call stops it mid-node (its lease is lost)", arguments: Backend.allCases)
+    func inlineRunKeeper(_ backend: Backend) async throws {
+        let app = try await TestApp.make(backend, configure: { $0.engine.inlineWaitLimit = 60 })
+        try await app.test { client in
+            let (auth, project, _) = try await setUp(client, app)
+            let workflow: [String: Any] = [
+                "name": "Slow",
+                "nodes": [["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
+                          ["name": "Pause", "type": "flowstack.wait", "typeVersion": 1, "parameters": ["resume": "timeInterval", "seconds": 30]],
+                          ["name": "After", "type": "flowstack.set", "typeVersion": 1, "parameters": ["fields": ["done": true]]]],
+                "edges": [["from": "Manual", "to": "Pause"], ["from": "Pause", "to": "After"]],
+            ]
+            let id = try #require(try await client.post("/api/v1/projects/\(project)/workflows", workflow, auth: auth).json["id"] as? String)
+            let started = ContinuousClock.now
+            let run = Task { try await client.post("/api/v1/workflows/\(id)/run?wait=true", nil, auth: auth) }
+            // Pending runs live in memory only until flushAfter (0.25 s); then the row is there, running.
+            var execution: String?
+            for _ in 0..<200 where execution == nil {
+                try await Task.sleep(for: .milliseconds(25))
+                let list = try await client.get("/api/v1/projects/\(project)/executions?status=running", auth: auth)
+                execution = (list.json["items"] as? [[String: Any]])?.first?["id"] as? String
+            }
+            let running = try #require(execution, "the inline run was never written")
+            #expect(try await client.post("/api/v1/executions/\(running)/cancel", nil, auth: auth).json["status"] as? String == "cancelled")
+            // The next heartbeat finds the fence moved and cancels the run inside its 30 s wait.
+            let answer = try await run.value
+            #expect(ContinuousClock.now - started < .seconds(15), "the cancelled run went on")
+            #expect(answer.status >= 400 || answer.json["status"] as? String == "cancelled", "\(answer.text)")
+            let stored = try await client.get("/api/v1/executions/\(running)", auth: auth)
+            #expect(stored.json["status"] as? String == "cancelled")
+            #expect(!stored.text.contains("\"done\""))
+        }
+    }
+
     @Test("a crashed execution resumes at the node that was running; completed nodes do not run again", arguments: Backend.allCases)
     func resumeAfterCrash(_ backend: Backend) async throws {
         let fetcher = ScriptedFetcher()

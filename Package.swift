@@ -31,6 +31,10 @@ let package = Package(
     ],
     targets: [
         .systemLibrary(
+            name: "CSystemRandom",
+            path: "Sources/CSystemRandom"
+        ),
+        .systemLibrary(
             name: "CArgon2",
             path: "Sources/CArgon2",
             pkgConfig: "libargon2",
@@ -68,6 +72,7 @@ let package = Package(
             dependencies: [
                 "FlowStackCore",
                 "CArgon2",
+                "CSystemRandom",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),

@@ -1,6 +1,10 @@
 import Crypto
 import Foundation
 import Synchronization
+#if canImport(Glibc)
+import CSystemRandom
+import Glibc
+#endif
 
 /// The keyring shared by every copy of a `Sealer`, and how to load it again.
 final class KeyringBox: Sendable {
@@ -100,14 +104,39 @@ public struct Sealer: Sendable {
         var header: [UInt8] = [Self.formatVersion, purpose.tag, UInt8(idBytes.count)]
         header += idBytes
         let aad = header + context.bytes
-        let dataKey = SymmetricKey(size: .bits256)
-        let wrapped = try AES.GCM.seal(dataKey.withUnsafeBytes { Array($0) }, using: kek.key, authenticating: aad)
-        let box = try AES.GCM.seal(plaintext, using: dataKey, authenticating: aad)
+        // The data key and both nonces from one draw of the kernel's generator.
+        let random = Self.randomBytes(32 + 12 + 12)
+        let dataKey = SymmetricKey(data: random[0..<32])
+        let wrapped = try AES.GCM.seal(random[0..<32], using: kek.key, nonce: try AES.GCM.Nonce(data: random[32..<44]), authenticating: aad)
+        let box = try AES.GCM.seal(plaintext, using: dataKey, nonce: try AES.GCM.Nonce(data: random[44..<56]), authenticating: aad)
         var out = header
         out.reserveCapacity(header.count + 60 + 28 + plaintext.count)
         out += wrapped.combined!
         out += box.combined!
         return out
+    }
+
+    /// `count` bytes from the kernel's random generator in one call (`getrandom`). swift-crypto's
+    /// own keys and nonces draw eight bytes a call: eight system calls for every seal.
+    static func randomBytes(_ count: Int) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: count)
+        bytes.withUnsafeMutableBytes { buffer in
+            #if canImport(Glibc)
+            var filled = 0
+            while filled < count {
+                let read = getrandom(buffer.baseAddress! + filled, count - filled, 0)
+                if read < 0 {
+                    // Interrupted before any byte: try again. Anything else leaves no safe way on.
+                    precondition(errno == EINTR, "getrandom failed: \(errno)")
+                    continue
+                }
+                filled += read
+            }
+            #else
+            arc4random_buf(buffer.baseAddress!, count)
+            #endif
+        }
+        return bytes
     }
 
     public func seal(_ string: String, purpose: KeyPurpose = .data, context: SealContext) throws -> [UInt8] {

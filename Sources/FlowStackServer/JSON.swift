@@ -83,9 +83,17 @@ enum JSON {
     }
 
     static func isJSONContentType(_ value: String?) -> Bool {
-        guard let value else { return false }
-        let mediaType = value.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
-        return mediaType == "application/json"
+        mediaType(value) == "application/json"
+    }
+
+    /// The media type of a `Content-Type` value: before any `;`, without surrounding spaces and
+    /// tabs, ASCII-lowercased ("" when there is none). Byte by byte: this runs on every request.
+    static func mediaType(_ value: String?) -> String {
+        guard let value else { return "" }
+        let type = value.utf8.prefix { $0 != UInt8(ascii: ";") }
+        let isBlank = { (byte: UInt8) in byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
+        guard let first = type.firstIndex(where: { !isBlank($0) }), let last = type.lastIndex(where: { !isBlank($0) }) else { return "" }
+        return String(decoding: type[first...last].map { (0x41...0x5A).contains($0) ? $0 | 0x20 : $0 }, as: UTF8.self)
     }
 
     /// Whether a JSON text contains `\u0000` as an escape (not as an escaped backslash followed by text).

@@ -1,5 +1,5 @@
 import Crypto
-import FlowStackCrypto
+@testable import FlowStackCrypto
 import Foundation
 import Testing
 
@@ -45,6 +45,14 @@ import Testing
     func uniqueNonces() throws {
         let all = try (0..<200).map { _ in try sealer.seal(marker, context: context) }
         #expect(Set(all).count == 200)
+        // Every nonce (the wrapped data key's and the value's, after the header) is fresh.
+        let nonces = all.flatMap { sealed -> [[UInt8]] in
+            let header = 3 + Int(sealed[2])
+            return [Array(sealed[header..<(header + 12)]), Array(sealed[(header + 60)..<(header + 72)])]
+        }
+        #expect(Set(nonces).count == 400)
+        #expect(Sealer.randomBytes(56) != Sealer.randomBytes(56))
+        #expect(Sealer.randomBytes(300).count == 300)
     }
 
     @Test("another keyring cannot open it")

@@ -134,8 +134,8 @@ struct WebhookController {
 
     private func parseBody(_ bytes: [UInt8], contentType: String?) throws -> JSONValue {
         if bytes.isEmpty { return .object([:]) }
-        let type = (contentType ?? "").split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
-        if JSON.isJSONContentType(contentType) {
+        let type = JSON.mediaType(contentType)
+        if type == "application/json" {
             guard JSON.nestingDepth(bytes) <= api.settings.maxJSONDepth else {
                 throw FlowStackError.badRequest("json_too_deep", "The JSON body is nested deeper than \(api.settings.maxJSONDepth) levels.")
             }

@@ -86,14 +86,10 @@ public final class ExecutionEngine: Service, Sendable {
     }
 
     /// Accepts an execution and runs it, holding its lease; answers when it finishes or goes to
-    /// sleep. If this process dies midway, another worker finishes it.
-    ///
-    /// With `inCallersTask`, the run drives in the calling task instead of a task of its own,
-    /// which is markedly cheaper; a lost lease (a cancel call, or another worker taking over) then
-    /// cancels the calling task. Pass it only from a task that serves this run alone, such as a
-    /// request handler, never from inside another run (a sub-workflow's caller).
+    /// sleep. If this process dies midway, another worker finishes it. `task` says where it
+    /// drives (see `RunTask`).
     public func runNow(_ workflow: StoredWorkflow, trigger: String, items: [Item], mode: ExecutionMode, parentID: String? = nil,
-                       depth: Int = 0, reply: WebhookReply? = nil, inCallersTask: Bool = false) async throws -> ExecutionResult {
+                       depth: Int = 0, reply: WebhookReply? = nil, task: RunTask = .own) async throws -> ExecutionResult {
         let record = ExecutionRecord(orgID: workflow.orgID, projectID: workflow.projectID, workflowID: workflow.id, versionID: workflow.versionID,
                                      mode: mode, triggerNode: trigger, createdAt: store.now, parentID: parentID)
         let start = ExecutionEvent.start(trigger: trigger, items: items)
@@ -103,7 +99,7 @@ public final class ExecutionEngine: Service, Sendable {
         running.startedAt = record.createdAt
         running.events = 1
         return try await execute(running, definition: workflow.definition, journal: [ExecutionJournalEntry(seq: 0, node: nil, event: start, createdAt: record.createdAt)],
-                                 depth: depth, pending: true, reply: reply, inCallersTask: inCallersTask)
+                                 depth: depth, pending: true, reply: reply, task: task)
     }
 
     /// Waits until execution `id` has finished or sleeps, and answers its record.
@@ -185,7 +181,7 @@ public final class ExecutionEngine: Service, Sendable {
             }
             let journal = try await store.journal(executionID: record.id, orgID: record.orgID)
             // Each claimed run has a task of its own in the worker's group.
-            _ = try await execute(record, definition: definition, journal: journal, depth: 0, inCallersTask: true)
+            _ = try await execute(record, definition: definition, journal: journal, depth: 0, task: .caller)
         } catch is LeaseLost {
             logger.info("execution lease lost", metadata: ["execution": "\(record.id)"])
         } catch {
@@ -201,7 +197,7 @@ public final class ExecutionEngine: Service, Sendable {
     // MARK: Running
 
     func execute(_ record: ExecutionRecord, definition: Workflow, journal: [ExecutionJournalEntry], depth: Int,
-                 pending: Bool = false, reply: WebhookReply? = nil, inCallersTask: Bool = false) async throws -> ExecutionResult {
+                 pending: Bool = false, reply: WebhookReply? = nil, task: RunTask = .own) async throws -> ExecutionResult {
         let driver = self.driver
         var machine = ExecutionStateMachine(workflow: definition, outputCounts: driver.outputCounts(definition))
         for entry in journal {
@@ -252,14 +248,16 @@ public final class ExecutionEngine: Service, Sendable {
             return (running, outcome)
         }
         let (final, outcome): (ExecutionStateMachine, DriveOutcome)
-        if inCallersTask {
-            (final, outcome) = try await keeper.watch(storeJournal, pending: pending, drive)
-        } else {
-            // A task of its own, so a lost lease cancels this run only, not the task that called it.
+        switch task {
+        case .own:
             (final, outcome) = try await withThrowingTaskGroup(of: (ExecutionStateMachine, DriveOutcome).self) { [keeper] group in
-                group.addTask { try await keeper.watch(storeJournal, pending: pending, drive) }
+                group.addTask { try await keeper.watch(storeJournal, pending: pending, cancelsTask: true, drive) }
                 return try await group.next()!
             }
+        case .caller:
+            (final, outcome) = try await keeper.watch(storeJournal, pending: pending, cancelsTask: true, drive)
+        case .shared:
+            (final, outcome) = try await keeper.watch(storeJournal, pending: pending, cancelsTask: false, drive)
         }
         machine = final
         switch outcome {
@@ -307,6 +305,19 @@ public final class ExecutionEngine: Service, Sendable {
     }
 }
 
+/// Where a run drives, and so what a lost lease (a cancel call, another worker taking over) stops.
+public enum RunTask: Sendable {
+    /// A child task of its own, cancelled with the lease: the node in flight stops. For runs
+    /// inside another run (sub-workflows), whose caller must go on.
+    case own
+    /// The caller's task, which serves this run alone (a claimed run, a webhook run in the
+    /// background): cancelled with the lease. Cheaper than a task of its own.
+    case caller
+    /// The caller's task, which also serves other work (a request handler: its task serves the
+    /// whole keep-alive connection), so it is never cancelled: the run stops at its next step.
+    case shared
+}
+
 final class ActiveCount: Sendable {
     private let count = Mutex(0)
     var value: Int { count.withLock { $0 } }
@@ -326,6 +337,16 @@ actor StoreJournal: ExecutionJournal {
     let leaseDuration: TimeInterval
     private var nextSeq: Int
     private var pending: (start: ExecutionEvent, owner: String, entries: [(event: ExecutionEvent, node: String?, run: NodeRunInfo?)])?
+    /// Why the run may take no further step (its lease was lost, a flush or heartbeat failed).
+    private nonisolated let abandoned = Mutex<(any Error)?>(nil)
+
+    nonisolated func abandon(_ error: any Error) {
+        abandoned.withLock { $0 = $0 ?? error }
+    }
+
+    private func checkAbandoned() throws {
+        if let error = abandoned.withLock({ $0 }) { throw error }
+    }
 
     /// Where a Respond to Webhook node's answer goes (runs started by a webhook that waits for one).
     let reply: WebhookReply?
@@ -369,6 +390,7 @@ actor StoreJournal: ExecutionJournal {
     }
 
     private func append(_ entry: (event: ExecutionEvent, node: String?, run: NodeRunInfo?), progress: ExecutionProgress?) async throws {
+        try checkAbandoned()
         try await flushing?.value
         if pending != nil {
             pending!.entries.append(entry)
@@ -404,6 +426,7 @@ actor StoreJournal: ExecutionJournal {
     }
 
     func mark(_ progress: ExecutionProgress) async throws {
+        try checkAbandoned()
         try await flushing?.value
         if pending != nil {
             try await flush(progress)

@@ -3,9 +3,10 @@ import Synchronization
 
 /// Keeps the leases of the executions this process is running, from one ticker for all of them:
 /// it writes an inline run that is still pending after `flushAfter` (see `StoreJournal`), renews
-/// each lease every `heartbeatInterval`, and cancels the task of a run whose lease is lost or
-/// whose flush failed. A ticker per engine instead of a timer task per run: at thousands of runs
-/// a second, a timer and a task group per run cost more than the run itself.
+/// each lease every `heartbeatInterval`, and stops a run whose lease is lost or whose flush or
+/// heartbeat failed: its journal refuses further steps, and its task is cancelled when the task
+/// serves that run alone. A ticker per engine instead of a timer task per run: at thousands of
+/// runs a second, a timer and a task group per run cost more than the run itself.
 final class LeaseKeeper: Sendable {
     /// The task a run drives in. It is only used under `state`'s lock while the run is
     /// registered, and a run unregisters (under the lock) before its task can end.
@@ -15,7 +16,8 @@ final class LeaseKeeper: Sendable {
 
     private struct Run {
         let journal: StoreJournal
-        let task: RunningTask
+        /// Cancelled when the run fails; nil when the task also serves other work.
+        let task: RunningTask?
         let started: ContinuousClock.Instant
         var lastBeat: ContinuousClock.Instant
         /// Still to be written after `flushAfter` (an inline run that has not been written yet).
@@ -44,14 +46,14 @@ final class LeaseKeeper: Sendable {
         tick = .milliseconds(max(5, min(50, Int64(min(flushAfter, heartbeat) * 1000 / 5))))
     }
 
-    /// Runs `body` in the current task while keeping its lease. A lost lease or a failed flush
-    /// cancels the current task (and so `body`), and is what this throws. Use it from a task
-    /// that serves this run only: the cancellation is the task's, not only `body`'s.
-    func watch<T: Sendable>(_ journal: StoreJournal, pending: Bool, _ body: () async throws -> T) async throws -> T {
+    /// Runs `body` in the current task while keeping its lease. A lost lease or a failed flush or
+    /// heartbeat makes the journal refuse further steps, and is what this throws. With
+    /// `cancelsTask`, it also cancels the current task, so the node in flight stops: only for a
+    /// task that serves this run alone (a request handler's task serves its whole connection).
+    func watch<T: Sendable>(_ journal: StoreJournal, pending: Bool, cancelsTask: Bool, _ body: () async throws -> T) async throws -> T {
         let key = withUnsafeCurrentTask { current -> Int in
             let now = ContinuousClock.now
-            // Outside a task there is nothing to cancel; `run` always has one.
-            let task = RunningTask(task: current!)
+            let task = cancelsTask ? current.map(RunningTask.init(task:)) : nil
             let (key, start) = state.withLock { state -> (Int, Bool) in
                 let key = state.nextKey
                 state.nextKey += 1
@@ -69,12 +71,17 @@ final class LeaseKeeper: Sendable {
             result = .failure(error)
         }
         let failure = state.withLock { $0.runs.removeValue(forKey: key)?.failure }
-        if case .failure = result, let failure { throw failure }
+        if let failure, cancelsTask || (try? result.get()) == nil {
+            // A cancelled task is not handed back as if the run had gone well.
+            throw failure
+        }
         return try result.get()
     }
 
     private func startTicking() {
-        Task {
+        // Detached: the ticker outlives the run that started it and must not keep its task's
+        // priority or task-locals.
+        Task.detached { [self] in
             while true {
                 try? await Task.sleep(for: tick)
                 guard let (flushes, beats) = due() else { return }
@@ -97,9 +104,8 @@ final class LeaseKeeper: Sendable {
                                 self.fail(key, LeaseLost(executionID: journal.record.id))
                             }
                         } catch {
-                            // A heartbeat that could not be written is tried again at the next one;
-                            // the lease lasts several heartbeats.
-                            self.finished(key)
+                            // Unrenewed, the lease would run out while this run goes on.
+                            self.fail(key, error)
                         }
                     }
                 }
@@ -140,10 +146,11 @@ final class LeaseKeeper: Sendable {
 
     private func fail(_ key: Int, _ error: any Error) {
         state.withLock { state in
-            guard state.runs[key] != nil else { return }
+            guard let run = state.runs[key] else { return }
             state.runs[key]!.failure = error
+            run.journal.abandon(error)
             // Under the lock: the run cannot unregister, and so its task cannot end, meanwhile.
-            state.runs[key]!.task.task.cancel()
+            run.task?.task.cancel()
         }
     }
 }

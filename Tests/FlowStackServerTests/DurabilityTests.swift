@@ -56,37 +56,57 @@ import Testing
         }
     }
 
-    @Test("an inline run is written once it outlives flushAfter, and a cancel call stops it mid-node (its lease is lost)", arguments: Backend.allCases)
+    @Test("an inline run is written once it outlives flushAfter; a cancel call stops it, mid-node when its task serves it alone",
+          arguments: Backend.allCases)
     func inlineRunKeeper(_ backend: Backend) async throws {
         let app = try await TestApp.make(backend, configure: { $0.engine.inlineWaitLimit = 60 })
         try await app.test { client in
             let (auth, project, _) = try await setUp(client, app)
-            let workflow: [String: Any] = [
-                "name": "Slow",
-                "nodes": [["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
-                          ["name": "Pause", "type": "flowstack.wait", "typeVersion": 1, "parameters": ["resume": "timeInterval", "seconds": 30]],
-                          ["name": "After", "type": "flowstack.set", "typeVersion": 1, "parameters": ["fields": ["done": true]]]],
-                "edges": [["from": "Manual", "to": "Pause"], ["from": "Pause", "to": "After"]],
-            ]
-            let id = try #require(try await client.post("/api/v1/projects/\(project)/workflows", workflow, auth: auth).json["id"] as? String)
-            let started = ContinuousClock.now
-            let run = Task { try await client.post("/api/v1/workflows/\(id)/run?wait=true", nil, auth: auth) }
-            // Pending runs live in memory only until flushAfter (0.25 s); then the row is there, running.
-            var execution: String?
-            for _ in 0..<200 where execution == nil {
-                try await Task.sleep(for: .milliseconds(25))
-                let list = try await client.get("/api/v1/projects/\(project)/executions?status=running", auth: auth)
-                execution = (list.json["items"] as? [[String: Any]])?.first?["id"] as? String
+            func pause(_ seconds: Int) -> [String: Any] {
+                [
+                    "name": "Slow",
+                    "nodes": [["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
+                              ["name": "Pause", "type": "flowstack.wait", "typeVersion": 1, "parameters": ["resume": "timeInterval", "seconds": seconds]],
+                              ["name": "After", "type": "flowstack.set", "typeVersion": 1, "parameters": ["fields": ["done": true]]]],
+                    "edges": [["from": "Manual", "to": "Pause"], ["from": "Pause", "to": "After"]],
+                ]
             }
-            let running = try #require(execution, "the inline run was never written")
-            #expect(try await client.post("/api/v1/executions/\(running)/cancel", nil, auth: auth).json["status"] as? String == "cancelled")
-            // The next heartbeat finds the fence moved and cancels the run inside its 30 s wait.
-            let answer = try await run.value
-            #expect(ContinuousClock.now - started < .seconds(15), "the cancelled run went on")
+            /// The execution that is running, once it has been written (pending runs live in memory until flushAfter).
+            func running() async throws -> String {
+                for _ in 0..<200 {
+                    let list = try await client.get("/api/v1/projects/\(project)/executions?status=running", auth: auth)
+                    if let id = (list.json["items"] as? [[String: Any]])?.first?["id"] as? String { return id }
+                    try await Task.sleep(for: .milliseconds(25))
+                }
+                throw CancellationError()
+            }
+            func cancel(_ id: String) async throws {
+                #expect(try await client.post("/api/v1/executions/\(id)/cancel", nil, auth: auth).json["status"] as? String == "cancelled")
+            }
+
+            // A request handler's task serves its whole connection, so it is not cancelled: the run
+            // stops at its next step (After never runs).
+            let short = try #require(try await client.post("/api/v1/projects/\(project)/workflows", pause(2), auth: auth).json["id"] as? String)
+            let call = Task { try await client.post("/api/v1/workflows/\(short)/run?wait=true", nil, auth: auth) }
+            let first = try await running()
+            try await cancel(first)
+            let answer = try await call.value
             #expect(answer.status >= 400 || answer.json["status"] as? String == "cancelled", "\(answer.text)")
-            let stored = try await client.get("/api/v1/executions/\(running)", auth: auth)
+            let stored = try await client.get("/api/v1/executions/\(first)", auth: auth)
             #expect(stored.json["status"] as? String == "cancelled")
             #expect(!stored.text.contains("\"done\""))
+
+            // In a task of its own (or one that serves the run alone), the lost lease cancels the
+            // node in flight: the 30 s wait ends at the next heartbeat (0.2 s here).
+            let longID = try #require(try await client.post("/api/v1/projects/\(project)/workflows", pause(30), auth: auth).json["id"] as? String)
+            let long = try #require(try await app.store.workflow(id: longID))
+            for task in [RunTask.own, .caller] {
+                let started = ContinuousClock.now
+                let run = Task { try await app.engine.runNow(long, trigger: "Manual", items: [Item(json: [:])], mode: .manual, task: task) }
+                try await cancel(try await running())
+                await #expect(throws: LeaseLost.self) { _ = try await run.value }
+                #expect(ContinuousClock.now - started < .seconds(15), "the cancelled run went on (\(task))")
+            }
         }
     }
 

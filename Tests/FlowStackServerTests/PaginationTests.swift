@@ -172,6 +172,12 @@ final class PagedAPI: Sendable {
                     let open = try await run(client, project, auth, ["url": jump, "pagination": pagination])
                     #expect(output(open).map { $0["cursor"] as? Int } == [0, 2], "\(open.text)")
                     #expect(elsewhere.seen.withLock { $0.count } == 1)
+                    // A credential header the node itself sets is dropped there, as on a redirect.
+                    let typed = try await run(client, project, auth, ["url": jump, "pagination": pagination,
+                                                                      "headers": ["Authorization": "Bearer typed-in", "Cookie": "s=1", "X-Trace": "t"]])
+                    #expect(output(typed).count == 2, "\(typed.text)")
+                    #expect(api.seen.withLock { $0.last?.authorization } == "Bearer typed-in")
+                    #expect(elsewhere.seen.withLock { $0.count == 2 && $0.last?.authorization == nil })
 
                     // With a connection, pages stay on the first request's origin: the other server sees nothing.
                     let token = "page-token-\(UUID())"
@@ -186,7 +192,7 @@ final class PagedAPI: Sendable {
                     let refused = try await run(client, project, auth, ["url": jump, "connection": "api", "pagination": pagination])
                     #expect(refused.json["status"] as? String == "failed")
                     #expect((refused.json["error"] as? String ?? "").contains("another origin"), "\(refused.text)")
-                    #expect(elsewhere.seen.withLock { $0.count } == 1)
+                    #expect(elsewhere.seen.withLock { $0.count } == 2)
                 }
             }
         }
@@ -208,7 +214,14 @@ final class PagedAPI: Sendable {
                 (["mode": "nextUrl", "nextUrl": "{{ $response.body.next }}", "intervalMs": -1], "parameters.pagination.intervalMs"),
                 (["mode": "nextUrl", "nextUrl": "{{ $response.body.next }}", "limit": 3], "parameters.pagination.limit"),
                 (["mode": "nextUrl", "nextUrl": "{{ $response.body.next "], "parameters.pagination.nextUrl"),
+                (["mode": "nextUrl", "nextUrl": "{{ $response.body.next }}", "statusCodes": [404]], "parameters.pagination.statusCodes"),
+                (["mode": "parameters", "parameters": [5]], "parameters.pagination.parameters[0]"),
             ]
+            // Not even as an expression: its per-page fields would then come from data.
+            let expression = try await client.post("/api/v1/projects/\(project)/workflows",
+                                                   workflow(["url": "https://api.example.com/x", "pagination": "{{ $json.pagination }}"]), auth: auth)
+            #expect(((expression.json["error"] as? [String: Any])?["problems"] as? [[String: Any]] ?? []).contains { $0["field"] as? String == "parameters.pagination" },
+                    "\(expression.text)")
             for (pagination, field) in cases {
                 let saved = try await client.post("/api/v1/projects/\(project)/workflows",
                                                   workflow(["url": "https://api.example.com/x", "pagination": pagination]), auth: auth)

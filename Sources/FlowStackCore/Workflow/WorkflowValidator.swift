@@ -126,7 +126,8 @@ public enum WorkflowValidator {
                 }
                 continue
             }
-            if case .string(let text) = value, Template.containsExpression(text) { continue }
+            // An expression is checked when it runs; a parameter with its own check decides itself.
+            if case .string(let text) = value, Template.containsExpression(text), parameter.check == nil { continue }
             switch parameter.kind {
             case .options:
                 if case .string(let text) = value, !parameter.options.contains(text) {
@@ -148,7 +149,8 @@ public enum WorkflowValidator {
                 }
             case .json:
                 for problem in parameter.check?(value) ?? [] {
-                    problems.append(.init("invalid_parameter", problem.message, node: node.name, field: "\(field).\(problem.field)"))
+                    problems.append(.init("invalid_parameter", problem.message, node: node.name,
+                                          field: problem.field.isEmpty ? field : problem.field.hasPrefix("[") ? field + problem.field : "\(field).\(problem.field)"))
                 }
             default: break
             }

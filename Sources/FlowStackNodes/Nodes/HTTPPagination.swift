@@ -42,7 +42,9 @@ struct Pagination: Sendable {
     /// are not checked here (they are checked once evaluated).
     static func problems(_ value: JSONValue) -> [(field: String, message: String)] {
         guard let object = value.objectValue else {
-            return isExpression(value) ? [] : [("", "pagination must be an object.")]
+            // Not even as an expression: its per-page fields would then come from data, and data
+            // is never evaluated as a template.
+            return [("", "pagination must be an object (its fields may be expressions).")]
         }
         var problems: [(field: String, message: String)] = []
         for key in object.keys.sorted() where !fields.contains(key) {
@@ -68,7 +70,7 @@ struct Pagination: Sendable {
                     problems.append(("parameters", "parameters must list 1 to \(settingLimit) parameters to set."))
                 }
                 for (index, setting) in settings.enumerated() {
-                    problems += settingProblems(setting).map { ("parameters[\(index)].\($0.field)", $0.message) }
+                    problems += settingProblems(setting).map { ("parameters[\(index)]" + ($0.field.isEmpty ? "" : ".\($0.field)"), $0.message) }
                 }
             case let other? where isExpression(other):
                 break
@@ -93,6 +95,16 @@ struct Pagination: Sendable {
             }
         default:
             break
+        }
+        if complete.map(isExpression) != true {
+            // A field for another way of ending would be ignored: say so rather than surprise.
+            let ending = complete?.stringValue ?? Completion.emptyResponse.rawValue
+            if object["statusCodes"] != nil, ending != Completion.statusCode.rawValue {
+                problems.append(("statusCodes", "statusCodes is only read when complete is statusCode."))
+            }
+            if object["completeExpression"] != nil, ending != Completion.expression.rawValue {
+                problems.append(("completeExpression", "completeExpression is only read when complete is expression."))
+            }
         }
         if let count = object["maxRequests"], !isExpression(count), !isInteger(count, in: 1...requestLimit) {
             problems.append(("maxRequests", "maxRequests must be a whole number from 1 to \(requestLimit)."))
@@ -135,15 +147,8 @@ struct Pagination: Sendable {
     /// The node's pagination for item `index`, or nil when it has none.
     init?(_ input: NodeInput, item index: Int) throws {
         guard let given = input.node.parameters["pagination"], given != .null else { return nil }
-        let raw: [String: JSONValue]
-        switch given {
-        case .object(let fields):
-            raw = fields
-        default:
-            guard case .object(let fields) = try NodeInput.resolve(given, input.context(for: index)) else {
-                throw NodeError("pagination must be an object.", field: "pagination")
-            }
-            raw = fields
+        guard case .object(let raw) = given else {
+            throw NodeError("pagination must be an object (its fields may be expressions).", field: "pagination")
         }
         // The fixed fields are evaluated now, for the item; the per-page ones after each response.
         var fixed = raw.filter { !Self.perPage.contains($0.key) }
@@ -159,6 +164,11 @@ struct Pagination: Sendable {
         maxRequests = fixed["maxRequests"]?.numberValue.map(Int.init) ?? Self.defaultMaxRequests
         intervalMilliseconds = fixed["intervalMs"]?.numberValue.map(Int.init) ?? 0
         self.raw = raw.filter { Self.perPage.contains($0.key) }
+    }
+
+    /// Whether a page parameter goes in the body (as far as the literal parameters say).
+    var setsBody: Bool {
+        raw["parameters"]?.arrayValue?.contains { $0["in"] == .string(Place.body.rawValue) } ?? false
     }
 
     /// The context the per-page fields are evaluated in.
@@ -200,7 +210,7 @@ struct Pagination: Sendable {
         }
         return try list.enumerated().map { index, item in
             if let problem = Self.settingProblems(item).first {
-                throw NodeError(problem.message, field: "pagination.parameters[\(index)].\(problem.field)")
+                throw NodeError(problem.message, field: "pagination.parameters[\(index)]" + (problem.field.isEmpty ? "" : ".\(problem.field)"))
             }
             guard let place = item["in"]?.stringValue.flatMap(Place.init(rawValue:)), let name = item["name"]?.stringValue, let value = item["value"] else {
                 throw NodeError("in must be query, header or body.", field: "pagination.parameters[\(index)].in")

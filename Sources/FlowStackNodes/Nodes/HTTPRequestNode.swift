@@ -6,6 +6,8 @@ import Foundation
 public struct HTTPRequestNode: NodeType {
     public init() {}
     static let methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+    /// The most response bytes one item's pages may add up to.
+    static let paginationByteLimit = 64 << 20
     public static let descriptor = NodeTypeDescriptor(type: "flowstack.httpRequest", parameters: [
         .init("url", .string, required: true),
         .init("method", .options, options: methods),
@@ -26,22 +28,34 @@ public struct HTTPRequestNode: NodeType {
             let connection = try input.string("connection", item: index, default: input.node.connection ?? "")
             let fullResponse = try input.parameter("fullResponse", item: index)?.isTruthy ?? false
             let pagination = try Pagination(input, item: index)
+            if let pagination, pagination.setsBody, !["json", "form"].contains(try input.string("bodyType", item: index, default: "none")) {
+                throw NodeError("A page parameter in the body needs bodyType json or form with an object body.", field: "pagination.parameters")
+            }
             var overrides = PageOverrides()
             var origin: URL?
             var pageCount = 0
+            var received = 0
             pages: while true {
-                let request = try makeRequest(input, index, overrides: overrides)
-                if let first = origin, !connection.isEmpty, let next = URL(string: request.url), !next.hasSameOrigin(as: first) {
+                var request = try makeRequest(input, index, overrides: overrides)
+                if let first = origin, let next = URL(string: request.url), !next.hasSameOrigin(as: first) {
                     // The next page's address comes from the server's answer: a credential is
                     // only ever sent to the origin the node itself named.
-                    throw NodeError("The next page (\(next.host ?? "?")) is on another origin than the first request; with a connection, pagination stays on one origin.",
-                                    field: "pagination.nextUrl")
+                    if !connection.isEmpty {
+                        throw NodeError("The next page (\(next.host ?? "?")) is on another origin than the first request; with a connection, pagination stays on one origin.",
+                                        field: "pagination.nextUrl")
+                    }
+                    request.headers.removeAll { ["authorization", "cookie", "proxy-authorization"].contains($0.0.lowercased()) }
                 }
                 origin = origin ?? URL(string: request.url)
                 let response = connection.isEmpty
                     ? try await services.fetch(request)
                     : try await services.fetch(request, connection: connection, caller: input.base)
                 pageCount += 1
+                received += response.body.count
+                if pagination != nil, received > Self.paginationByteLimit {
+                    throw NodeError("Pagination received more than \(Self.paginationByteLimit >> 20) MiB; lower maxRequests or narrow the request.",
+                                    field: "pagination.maxRequests")
+                }
                 if let pagination, pagination.completion == .statusCode, pagination.statusCodes.contains(response.status) { break }
                 if !(200..<400).contains(response.status), !(try input.parameter("ignoreHttpErrors", item: index)?.isTruthy ?? false) {
                     // Redacted before it is cut, so no part of a secret survives at the cut.

@@ -60,12 +60,12 @@ struct WebhookController {
             let engine = api.engine
             let run = Task {
                 defer { reply.close() }
-                return try await engine.runNow(workflow, trigger: node.name, items: [item], mode: .webhook, reply: reply, inCallersTask: true)
+                return try await engine.runNow(workflow, trigger: node.name, items: [item], mode: .webhook, reply: reply, task: .caller)
             }
             if let answer = await reply.wait() { return try response(answer.json) }
             return try respond(try await run.value, workflow: workflow.definition)
         default:
-            let result = try await api.engine.runNow(workflow, trigger: node.name, items: [item], mode: .webhook, inCallersTask: true)
+            let result = try await api.engine.runNow(workflow, trigger: node.name, items: [item], mode: .webhook, task: .shared)
             return try respond(result, workflow: workflow.definition)
         }
     }

@@ -193,7 +193,7 @@ struct WorkflowController {
         }
         let wait = request.query("wait").map { $0 == "true" || $0 == "1" } ?? false
         if wait {
-            let result = try await api.engine.runNow(workflow, trigger: trigger.name, items: items, mode: .manual, inCallersTask: true)
+            let result = try await api.engine.runNow(workflow, trigger: trigger.name, items: items, mode: .manual, task: .shared)
             return try JSON.response(.ok, RunResultDTO(result))
         }
         let record = try await api.engine.submit(workflow, trigger: trigger.name, items: items, mode: .manual)

@@ -110,6 +110,45 @@ import Testing
         }
     }
 
+    @Test("a cancelled sub-workflow fails only its Execute Workflow node; the calling run goes on", arguments: Backend.allCases)
+    func cancelledSubWorkflow(_ backend: Backend) async throws {
+        let app = try await TestApp.make(backend, configure: { $0.engine.inlineWaitLimit = 60 })
+        try await app.test { client in
+            let (auth, project, _) = try await setUp(client, app)
+            let child: [String: Any] = [
+                "name": "Child",
+                "nodes": [["name": "Called", "type": "flowstack.executeWorkflowTrigger", "typeVersion": 1, "parameters": [:]],
+                          ["name": "Hold", "type": "flowstack.wait", "typeVersion": 1, "parameters": ["resume": "timeInterval", "seconds": 30]]],
+                "edges": [["from": "Called", "to": "Hold"]],
+            ]
+            let childID = try #require(try await client.post("/api/v1/projects/\(project)/workflows", child, auth: auth).json["id"] as? String)
+            // After the call, a wait: in a cancelled task it would fail at once.
+            let parent: [String: Any] = [
+                "name": "Parent",
+                "nodes": [["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
+                          ["name": "Call", "type": "flowstack.executeWorkflow", "typeVersion": 1, "parameters": ["workflowId": childID], "onError": "continue"],
+                          ["name": "Breathe", "type": "flowstack.wait", "typeVersion": 1, "parameters": ["resume": "timeInterval", "seconds": 0.3]],
+                          ["name": "Done", "type": "flowstack.set", "typeVersion": 1, "parameters": ["fields": ["done": true]]]],
+                "edges": [["from": "Manual", "to": "Call"], ["from": "Call", "to": "Breathe"], ["from": "Breathe", "to": "Done"]],
+            ]
+            let parentID = try #require(try await client.post("/api/v1/projects/\(project)/workflows", parent, auth: auth).json["id"] as? String)
+            let started = ContinuousClock.now
+            let call = Task { try await client.post("/api/v1/workflows/\(parentID)/run?wait=true", nil, auth: auth) }
+            var sub: String?
+            for _ in 0..<200 where sub == nil {
+                try await Task.sleep(for: .milliseconds(25))
+                let list = try await client.get("/api/v1/projects/\(project)/executions?mode=sub-workflow&status=running", auth: auth)
+                sub = (list.json["items"] as? [[String: Any]])?.first?["id"] as? String
+            }
+            let running = try #require(sub, "the sub-workflow was never written")
+            #expect(try await client.post("/api/v1/executions/\(running)/cancel", nil, auth: auth).json["status"] as? String == "cancelled")
+            let answer = try await call.value
+            #expect(ContinuousClock.now - started < .seconds(15), "the cancelled sub-workflow went on")
+            #expect(answer.json["status"] as? String == "succeeded", "\(answer.text)")
+            #expect((answer.json["output"] as? [[String: Any]])?.first?["done"] as? Bool == true, "\(answer.text)")
+        }
+    }
+
     @Test("a crashed execution resumes at the node that was running; completed nodes do not run again", arguments: Backend.allCases)
     func resumeAfterCrash(_ backend: Backend) async throws {
         let fetcher = ScriptedFetcher()

@@ -137,11 +137,21 @@ enum SQLiteValue: Sendable, Equatable {
     case text(String)
     case blob([UInt8])
 
+    static func optional(_ value: String?) -> SQLiteValue { value.map(SQLiteValue.text) ?? .null }
+    static func optional(_ value: Int64?) -> SQLiteValue { value.map(SQLiteValue.integer) ?? .null }
+
     /// The SQLite value of a bound Swift value. The store binds strings, integers, booleans,
     /// doubles, bytes and their optionals; anything else is refused rather than guessed at.
     init(binding value: any Encodable) throws {
         switch value {
         case let text as String: self = .text(text)
+        case let optional as any SQLiteOptionalBinding:
+            // One cast for every optional (nil or not), instead of trying each kind and encoding.
+            guard let wrapped = optional.wrappedBinding else {
+                self = .null
+                return
+            }
+            try self.init(binding: wrapped)
         case let number as Int: self = .integer(Int64(number))
         case let number as Int64: self = .integer(number)
         case let number as Int32: self = .integer(Int64(number))
@@ -157,6 +167,47 @@ enum SQLiteValue: Sendable, Equatable {
             }
             self = .null
         }
+    }
+}
+
+/// An optional bind: its value, or nil for SQL NULL.
+protocol SQLiteOptionalBinding {
+    var wrappedBinding: (any Encodable)? { get }
+}
+
+extension Optional: SQLiteOptionalBinding where Wrapped: Encodable {
+    var wrappedBinding: (any Encodable)? { self.map { $0 as any Encodable } }
+}
+
+/// A statement whose values are already in SQLite's terms, for the hottest inserts: SQLite runs
+/// it as it is, without SQLKit's serializer or a cast per value. Elsewhere (PostgreSQL, or inside
+/// another expression) it serializes as ordinary binds. Its `sql` uses `?1`, `?2`, … in order,
+/// each once, and no other `?`.
+struct BoundStatement: SQLExpression {
+    let sql: String
+    let values: [SQLiteValue]
+
+    func serialize(to serializer: inout SQLSerializer) {
+        // `?N` placeholders in order; the text between them as it is.
+        var rest = Substring(sql)
+        var index = 0
+        while let mark = rest.firstIndex(of: "?") {
+            serializer.write(String(rest[..<mark]))
+            var end = rest.index(after: mark)
+            while end < rest.endIndex, rest[end].isASCII, rest[end].isNumber { end = rest.index(after: end) }
+            switch values[index] {
+            // A literal NULL, not a bind: a bound null carries a type, which PostgreSQL then
+            // refuses for a column of another one.
+            case .null: serializer.write("NULL")
+            case .integer(let value): serializer.write(bind: value)
+            case .real(let value): serializer.write(bind: value)
+            case .text(let value): serializer.write(bind: value)
+            case .blob(let value): serializer.write(bind: Data(value))
+            }
+            index += 1
+            rest = rest[end...]
+        }
+        serializer.write(String(rest))
     }
 }
 
@@ -325,6 +376,10 @@ struct SQLiteDatabase: SQLDatabase {
     /// Runs synchronously on the calling thread: the store calls this from the connection's
     /// own executor (see `SQLiteStore.read` and `GroupCommitWriter`).
     func execute(sql query: any SQLExpression, _ onRow: @escaping @Sendable (any SQLRow) -> ()) async throws {
+        if let statement = query as? BoundStatement {
+            for row in try connection.query(statement.sql, statement.values) { onRow(row) }
+            return
+        }
         let (sql, binds) = serialize(query)
         let values = try binds.map { try SQLiteValue(binding: $0) }
         for row in try connection.query(sql, values) {

@@ -322,37 +322,45 @@ extension Store {
         }
         let errorSealed = try inserted.error.map { Data(try sealer.seal($0, context: errorContext(record.id, record.orgID))) }
         let row = inserted
-        var execution: SQLQueryString = """
-            INSERT INTO executions (id, org_id, project_id, workflow_id, version_id, mode, status, trigger_node, created_at, started_at,
-                                    finished_at, failed_node, error_sealed, fence, lease_owner, lease_expires, wait_until, events,
-                                    parent_id, retry_of)
-            VALUES (\(bind: row.id), \(bind: row.orgID), \(bind: row.projectID), \(bind: row.workflowID), \(bind: row.versionID),
-                    \(bind: row.mode.rawValue), \(bind: row.status.rawValue), \(bind: row.triggerNode), \(bind: row.createdAt.millisecondsSince1970),
-                    \(bind: row.startedAt.ms), \(bind: row.finishedAt.ms), \(bind: row.failedNode), \(bind: errorSealed), 1,
-                    \(bind: holds ? leaseOwner : nil), \(bind: holds ? leaseUntil.millisecondsSince1970 : nil), \(bind: row.waitUntil.ms),
-                    \(bind: row.events), \(bind: row.parentID), \(bind: row.retryOf))
-            """
+        let values: [SQLiteValue] = [
+            .text(row.id), .text(row.orgID), .text(row.projectID), .text(row.workflowID), .text(row.versionID), .text(row.mode.rawValue),
+            .text(row.status.rawValue), .text(row.triggerNode), .integer(row.createdAt.millisecondsSince1970), .optional(row.startedAt.ms),
+            .optional(row.finishedAt.ms), .optional(row.failedNode), errorSealed.map { .blob(Array($0)) } ?? .null, .integer(1),
+            holds ? .text(leaseOwner) : .null, holds ? .integer(leaseUntil.millisecondsSince1970) : .null, .optional(row.waitUntil.ms),
+            .integer(Int64(row.events)), .optional(row.parentID), .optional(row.retryOf),
+        ]
+        let execution = BoundStatement(sql: Self.insertExecutionSQL, values: values)
         // All entries in one statement: one round trip to the database.
-        var events: SQLQueryString = "INSERT INTO execution_events (execution_id, seq, node, event_sealed, created_at) VALUES "
+        var sql = "INSERT INTO execution_events (execution_id, seq, node, event_sealed, created_at) VALUES "
+        var eventValues: [SQLiteValue] = []
+        eventValues.reserveCapacity(sealed.count * 5)
         for (seq, entry) in sealed.enumerated() {
-            if seq > 0 { events += ", " }
-            events += "(\(bind: row.id), \(bind: seq), \(bind: entry.0), \(bind: entry.1), \(bind: now.millisecondsSince1970))"
+            let n = seq * 5
+            sql += (seq == 0 ? "" : ", ") + "(?\(n + 1), ?\(n + 2), ?\(n + 3), ?\(n + 4), ?\(n + 5))"
+            eventValues += [.text(row.id), .integer(Int64(seq)), .optional(entry.0), .blob(Array(entry.1)), .integer(now.millisecondsSince1970)]
         }
+        let events = BoundStatement(sql: sql, values: eventValues)
         if database.kind == .postgres {
             // One statement (the execution in a data-modifying WITH): atomic without BEGIN and
             // COMMIT, so one round trip instead of four.
-            execution = "WITH execution AS (" + execution + ") " + events
-            let statement = execution
+            let statement: SQLQueryString = "WITH execution AS (\(execution)) \(events)"
             try await database.writeStatement { db in try await db.raw(statement).run() }
         } else {
-            let first = execution, second = events
+            // The values go to SQLite as they are: this is the hottest insert of a webhook run.
             try await write { db in
-                try await db.raw(first).run()
-                try await db.raw(second).run()
+                try await db.execute(sql: execution) { _ in }
+                try await db.execute(sql: events) { _ in }
             }
         }
         return inserted
     }
+
+    static let insertExecutionSQL = """
+        INSERT INTO executions (id, org_id, project_id, workflow_id, version_id, mode, status, trigger_node, created_at, started_at,
+                                finished_at, failed_node, error_sealed, fence, lease_owner, lease_expires, wait_until, events,
+                                parent_id, retry_of)
+        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)
+        """
 
     /// Seals the entries now (outside the writer) and returns the statements to run in a transaction.
     private func prepareJournal(executionID: String, orgID: String, fence: Int, firstSeq: Int,

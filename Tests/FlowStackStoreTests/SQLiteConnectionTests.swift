@@ -1,6 +1,7 @@
 @testable import FlowStackStore
 import Foundation
 import Logging
+import NIOCore
 import SQLKit
 import Testing
 
@@ -47,6 +48,54 @@ import Testing
         #expect(throws: SQLiteError.self) { try rows[0].decode(column: "missing", as: String.self) }
         // Int64.max does not fit an Int32.
         #expect(throws: SQLiteError.self) { try rows[0].decode(column: "n", as: Int32.self) }
+        await store.close()
+    }
+
+    @Test("optionals bind as their value or NULL; an optional of an unbindable type is still refused")
+    func optionals() throws {
+        #expect(try SQLiteValue(binding: String?.some("x")) == .text("x"))
+        #expect(try SQLiteValue(binding: Int64?.some(7)) == .integer(7))
+        #expect(try SQLiteValue(binding: Int?.none) == .null)
+        #expect(try SQLiteValue(binding: Data??.some(.none)) == .null)
+        #expect(try SQLiteValue(binding: [UInt8]?.some([1, 2])) == .blob([1, 2]))
+        struct Point: Encodable, Sendable { let x = 1 }
+        #expect(throws: SQLiteError.self) { try SQLiteValue(binding: Point?.some(Point())) }
+    }
+
+    @Test("a bound statement runs as it is on SQLite, and serializes as ordinary binds for another dialect")
+    func boundStatements() async throws {
+        let (store, directory) = try await open()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let statement = BoundStatement(sql: "INSERT INTO t (id, s, n, r, b) VALUES (?1, ?2, ?3, ?4, ?5)",
+                                       values: [.integer(1), .text("a?b"), .null, .real(1.5), .blob([9])])
+        try await store.write { db in try await db.execute(sql: statement) { _ in } }
+        let row = try #require(try await store.read { db in try await db.raw("SELECT s, n, r, b FROM t WHERE id = 1").first() })
+        #expect(try row.decode(column: "s", as: String.self) == "a?b")
+        #expect(try row.decodeNil(column: "n"))
+        #expect(try row.decode(column: "r", as: Double.self) == 1.5)
+        #expect(try row.decode(column: "b", as: Data.self) == Data([9]))
+        // Another dialect numbers its own placeholders; a null is a literal NULL (untyped).
+        struct Dollar: SQLDialect {
+            var name: String { "dollar" }
+            var identifierQuote: any SQLExpression { SQLRaw("\"") }
+            var literalStringQuote: any SQLExpression { SQLRaw("'") }
+            func bindPlaceholder(at position: Int) -> any SQLExpression { SQLRaw("$\(position)") }
+            func literalBoolean(_ value: Bool) -> any SQLExpression { SQLRaw(value ? "true" : "false") }
+            var literalDefault: any SQLExpression { SQLRaw("DEFAULT") }
+            var supportsAutoIncrement: Bool { false }
+            var autoIncrementClause: any SQLExpression { SQLRaw("") }
+        }
+        struct Serializing: SQLDatabase {
+            var logger: Logger { Logger(label: "test") }
+            var eventLoop: any EventLoop { fatalError("not used") }
+            var dialect: any SQLDialect { Dollar() }
+            func execute(sql query: any SQLExpression, _ onRow: @escaping @Sendable (any SQLRow) -> ()) -> EventLoopFuture<Void> { fatalError("not used") }
+        }
+        let wrapped: SQLQueryString = "WITH x AS (\(statement)) \(BoundStatement(sql: "SELECT ?1", values: [.text("z")]))"
+        let (sql, binds) = Serializing().serialize(wrapped)
+        #expect(sql == "WITH x AS (INSERT INTO t (id, s, n, r, b) VALUES ($1, $2, NULL, $3, $4)) SELECT $5")
+        #expect(binds.count == 5)
+        #expect(binds[1] as? String == "a?b" && binds[4] as? String == "z")
         await store.close()
     }
 

@@ -59,7 +59,7 @@ public struct GuardedHTTPClient: OutboundFetching {
                 // for where it redirects: never to another host, nor from https down to http.
                 headers.removeAll { header in
                     let name = header.0.lowercased()
-                    return ["authorization", "cookie", "proxy-authorization"].contains(name) || request.credentialHeaders.contains(name)
+                    return OutboundRequest.originBoundHeaders.contains(name) || request.credentialHeaders.contains(name)
                 }
             }
             url = next.absoluteString

@@ -70,6 +70,9 @@ public struct OutboundRequest: Sendable {
     public var credentialHeaders: Set<String> = []
     /// The body carries a credential: it is never re-sent to another origin on a redirect.
     public var credentialInBody = false
+    /// Headers that always carry a credential (lowercased): they stay with the origin they were
+    /// set for, on a redirect and on a next page.
+    public static let originBoundHeaders: Set<String> = ["authorization", "cookie", "proxy-authorization"]
     /// The nonce `{{secret:NAME:NONCE}}` placeholders must carry to be filled (Code nodes only).
     public var secretNonce: String?
 

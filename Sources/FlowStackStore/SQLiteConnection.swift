@@ -195,6 +195,7 @@ struct BoundStatement: SQLExpression {
             serializer.write(String(rest[..<mark]))
             var end = rest.index(after: mark)
             while end < rest.endIndex, rest[end].isASCII, rest[end].isNumber { end = rest.index(after: end) }
+            precondition(index < values.count, "BoundStatement: more placeholders than values")
             switch values[index] {
             // A literal NULL, not a bind: a bound null carries a type, which PostgreSQL then
             // refuses for a column of another one.

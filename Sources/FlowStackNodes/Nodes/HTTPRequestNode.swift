@@ -44,7 +44,7 @@ public struct HTTPRequestNode: NodeType {
                         throw NodeError("The next page (\(next.host ?? "?")) is on another origin than the first request; with a connection, pagination stays on one origin.",
                                         field: "pagination.nextUrl")
                     }
-                    request.headers.removeAll { ["authorization", "cookie", "proxy-authorization"].contains($0.0.lowercased()) }
+                    request.headers.removeAll { OutboundRequest.originBoundHeaders.contains($0.0.lowercased()) }
                 }
                 origin = origin ?? URL(string: request.url)
                 let response = connection.isEmpty
@@ -78,9 +78,7 @@ public struct HTTPRequestNode: NodeType {
                     guard let next = try pagination.nextURL(scope, after: request.url) else { break pages }
                     overrides.url = next
                 case .parameters:
-                    let url = overrides.url
                     overrides = PageOverrides(try pagination.settings(scope))
-                    overrides.url = url
                 }
                 if pagination.intervalMilliseconds > 0 { try await Task.sleep(for: .milliseconds(pagination.intervalMilliseconds)) }
             }

@@ -16,6 +16,7 @@ final class SQLiteConnection: Sendable {
     private struct State: ~Copyable {
         var handle: OpaquePointer?
         var statements: [String: OpaquePointer] = [:]
+        var walHook: WALHook?
     }
 
     private let state: Mutex<State>
@@ -73,12 +74,28 @@ final class SQLiteConnection: Sendable {
         }
     }
 
+    /// Calls `hook` after every commit on this connection that wrote to the WAL, on the committing
+    /// thread, inside the statement (so `hook` must not use this connection's methods; it gets the
+    /// raw handle). This replaces SQLite's automatic checkpoint on this connection.
+    func setWALHook(_ hook: WALHook) {
+        state.withLock { state in
+            guard let handle = state.handle else { return }
+            state.walHook = hook
+            sqlite3_wal_hook(handle, { context, handle, _, frames in
+                guard let context, let handle else { return SQLITE_OK }
+                Unmanaged<WALHook>.fromOpaque(context).takeUnretainedValue().committed(handle, Int(frames))
+                return SQLITE_OK
+            }, Unmanaged.passUnretained(hook).toOpaque())
+        }
+    }
+
     func close() {
         state.withLock { state in
             for statement in state.statements.values { sqlite3_finalize(statement) }
             state.statements = [:]
             sqlite3_close_v2(state.handle)
             state.handle = nil
+            state.walHook = nil
         }
     }
 
@@ -410,6 +427,15 @@ struct FlowStackSQLiteDialect: SQLDialect {
 
 /// A task executor on a serial dispatch queue of its own (off the cooperative pool, which may
 /// therefore block on SQLite without starving request handling).
+/// What a connection does after each commit to the WAL (see `SQLiteConnection.setWALHook`).
+final class WALHook: Sendable {
+    let committed: @Sendable (_ handle: OpaquePointer, _ frames: Int) -> Void
+
+    init(_ committed: @escaping @Sendable (_ handle: OpaquePointer, _ frames: Int) -> Void) {
+        self.committed = committed
+    }
+}
+
 final class SerialQueueTaskExecutor: TaskExecutor {
     private let queue: DispatchQueue
 

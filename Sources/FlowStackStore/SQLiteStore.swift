@@ -1,3 +1,4 @@
+import CSQLite
 import FlowStackCore
 import Foundation
 import Logging
@@ -13,12 +14,14 @@ public final class SQLiteStore: Database {
     private let readerSQL: [SQLiteDatabase]
     private let writerConnection: SQLiteConnection
     private let writer: GroupCommitWriter
+    private let checkpointer: Checkpointer
     private let nextReader = Atomic<Int>(0)
     private let path: String
     private let logger: Logger
 
-    private init(path: String, readers: [SQLiteConnection], writer: SQLiteConnection, logger: Logger) {
+    private init(path: String, readers: [SQLiteConnection], writer: SQLiteConnection, checkpointer: Checkpointer, logger: Logger) {
         self.path = path
+        self.checkpointer = checkpointer
         self.logger = logger
         self.readers = readers
         self.readerSQL = readers.map { SQLiteDatabase(connection: $0, logger: logger) }
@@ -26,7 +29,12 @@ public final class SQLiteStore: Database {
         self.writer = GroupCommitWriter(database: SQLiteDatabase(connection: writer, logger: logger), executor: writer.executor, logger: logger)
     }
 
-    public static func open(path: String, readerCount: Int = Int(ProcessInfo.processInfo.environment["FLOWSTACK_SQLITE_READERS"] ?? "") ?? 2, logger: Logger) async throws -> SQLiteStore {
+    public static func open(path: String, readerCount: Int = Int(ProcessInfo.processInfo.environment["FLOWSTACK_SQLITE_READERS"] ?? "") ?? 2,
+                            logger: Logger) async throws -> SQLiteStore {
+        try await open(path: path, readerCount: readerCount, checkpointFrames: Checkpointer.defaultFrames, logger: logger)
+    }
+
+    static func open(path: String, readerCount: Int, checkpointFrames: (background: Int, restart: Int), logger: Logger) async throws -> SQLiteStore {
         func connect(_ label: String) throws -> SQLiteConnection {
             let connection = try SQLiteConnection(path: path, label: "flowstack.sqlite.\(label)")
             _ = try connection.query("PRAGMA busy_timeout = 5000", [])
@@ -47,7 +55,9 @@ public final class SQLiteStore: Database {
             _ = try reader.query("PRAGMA query_only = ON", [])
             readers.append(reader)
         }
-        return SQLiteStore(path: path, readers: readers, writer: writer, logger: logger)
+        let checkpointer = Checkpointer(connection: try connect("checkpoint"), frames: checkpointFrames, logger: logger)
+        writer.setWALHook(WALHook { handle, frames in checkpointer.committed(handle, frames: frames) })
+        return SQLiteStore(path: path, readers: readers, writer: writer, checkpointer: checkpointer, logger: logger)
     }
 
     public func read<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
@@ -77,43 +87,101 @@ public final class SQLiteStore: Database {
 
     public func close() async {
         await writer.drain()
+        await checkpointer.drain()
         for reader in readers { reader.close() }
+        checkpointer.connection.close()
         writerConnection.close()
     }
+
+    /// Checkpoints run so far by the background connection (for tests).
+    var backgroundCheckpoints: Int { checkpointer.completed }
 
     /// Number of transactions the writer has committed and how many COMMITs that took
     /// (for tests and benchmarks of group commit).
     public var writerStatistics: (transactions: Int, commits: Int) {
-        get async { await writer.statistics }
+        writer.statistics
+    }
+}
+
+/// Checkpoints the WAL off the writer's thread.
+///
+/// SQLite's automatic checkpoint runs inside the COMMIT that takes the WAL past 1000 frames: it
+/// copies pages into the database file and syncs it while every queued write waits. Here that
+/// COMMIT only asks a connection of its own to run a PASSIVE checkpoint, which copies what it can
+/// without blocking the writer or the readers. Under continuous writes a passive checkpoint never
+/// reaches the WAL's end, and only a complete checkpoint lets the writer start the WAL over; so
+/// once the WAL passes `restart` frames the committing writer checkpoints in place, as SQLite
+/// would. By then nearly every frame is copied, and that checkpoint is short.
+final class Checkpointer: Sendable {
+    static let defaultFrames = (background: 1000, restart: 8000)
+
+    let connection: SQLiteConnection
+    private let frames: (background: Int, restart: Int)
+    private let running = Atomic<Bool>(false)
+    private let count = Atomic<Int>(0)
+    private let logger: Logger
+
+    init(connection: SQLiteConnection, frames: (background: Int, restart: Int), logger: Logger) {
+        self.connection = connection
+        self.frames = frames
+        self.logger = logger
+    }
+
+    var completed: Int { count.load(ordering: .relaxed) }
+
+    /// Called on the writer's thread after each commit, with the WAL's length in frames.
+    func committed(_ handle: OpaquePointer, frames walFrames: Int) {
+        if walFrames >= frames.restart {
+            // Returns SQLITE_BUSY at once if the background checkpoint runs: the next commit tries again.
+            sqlite3_wal_checkpoint_v2(handle, nil, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
+        } else if walFrames >= frames.background, running.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged {
+            Task(executorPreference: connection.executor) { [self] in
+                defer { running.store(false, ordering: .releasing) }
+                do {
+                    _ = try connection.query("PRAGMA wal_checkpoint(PASSIVE)", [])
+                    count.add(1, ordering: .relaxed)
+                } catch {
+                    logger.warning("SQLite background checkpoint failed", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+    }
+
+    /// Waits until no checkpoint runs (before the connection closes).
+    func drain() async {
+        while running.load(ordering: .acquiring) {
+            try? await Task.sleep(for: .milliseconds(5))
+        }
     }
 }
 
 /// The single SQLite writer with group commit.
 ///
-/// Callers submit transaction bodies; whichever caller finds the writer idle becomes the leader
-/// and runs everything queued so far in one `BEGIN IMMEDIATE … COMMIT`, each body inside its own
-/// savepoint so one failure rolls back only that body. The leader then hands leadership to the
-/// next waiting caller. Throughput therefore grows with concurrency instead of paying one commit
-/// per request.
-actor GroupCommitWriter {
+/// Callers queue transaction bodies. One drain loop runs on the writer's own thread while anything
+/// is queued: it takes everything queued so far (up to `maximumBatch`), runs it in one
+/// `BEGIN IMMEDIATE … COMMIT`, resumes those callers, and goes straight on to the next batch.
+/// Throughput therefore grows with concurrency instead of paying one commit per request, and the
+/// next batch never waits for a caller's task to be scheduled on the shared cooperative pool: under
+/// load that pool is busy with requests, and a hand-off through it left the writer idle between
+/// batches while every request waited for it.
+final class GroupCommitWriter: Sendable {
     private typealias Body = @Sendable (any SQLDatabase) async throws -> any Sendable
-
-    private enum Outcome {
-        case done(Result<any Sendable, any Error>)
-        case lead
-    }
 
     private struct Waiter {
         let body: Body
-        let continuation: CheckedContinuation<Outcome, Never>
+        let continuation: CheckedContinuation<Result<any Sendable, any Error>, Never>
+    }
+
+    private struct State {
+        var queue: [Waiter] = []
+        var running = false
+        var transactions = 0
+        var commits = 0
     }
 
     private let database: any SQLDatabase
     private let logger: Logger
-    private var queue: [Waiter] = []
-    private var leading = false
-    private var transactions = 0
-    private var commits = 0
+    private let state = Mutex(State())
     private let maximumBatch = 512
     private let executor: SerialQueueTaskExecutor
 
@@ -125,44 +193,51 @@ actor GroupCommitWriter {
 
     /// Waits until no batch runs (before the connection closes).
     func drain() async {
-        while leading {
+        while state.withLock({ $0.running }) {
             try? await Task.sleep(for: .milliseconds(5))
         }
     }
 
-    var statistics: (transactions: Int, commits: Int) { (transactions, commits) }
+    var statistics: (transactions: Int, commits: Int) {
+        state.withLock { ($0.transactions, $0.commits) }
+    }
 
     func submit<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
         let erased: Body = { db in try await body(db) }
-        if leading {
-            let outcome = await withCheckedContinuation { continuation in
-                queue.append(Waiter(body: erased, continuation: continuation))
+        // The drain loop runs in a task of its own: a caller's task may be cancelled (a finished
+        // run stops its heartbeat), and cancellation must neither fail the other callers' bodies
+        // nor interrupt COMMIT or ROLLBACK and leave the transaction open.
+        let result = await withCheckedContinuation { continuation in
+            let start = state.withLock { state in
+                state.queue.append(Waiter(body: erased, continuation: continuation))
+                defer { state.running = true }
+                return !state.running
             }
-            if case .done(let result) = outcome {
-                return try result.get() as! T
+            if start {
+                Task(executorPreference: executor) { await self.drainQueue() }
             }
-        } else {
-            leading = true
         }
-        // This caller leads: run its own body with everything queued so far.
-        let batch = Array(queue.prefix(maximumBatch - 1))
-        queue.removeFirst(batch.count)
-        // The batch runs in a task of its own: the leader's task may be cancelled (a finished run
-        // stops its heartbeat), and cancellation must neither fail the other callers' bodies nor
-        // interrupt COMMIT or ROLLBACK and leave the transaction open.
-        let bodies = [erased] + batch.map(\.body)
-        // It runs on the writer's own thread: under load the shared cooperative pool is busy with
-        // requests, and every statement's continuation would queue behind them.
-        let results = await Task(executorPreference: executor) { await self.runBatch(bodies) }.value
-        for (waiter, result) in zip(batch, results.dropFirst()) {
-            waiter.continuation.resume(returning: .done(result))
+        return try result.get() as! T
+    }
+
+    /// Runs batches until the queue is empty, on the writer's thread.
+    private func drainQueue() async {
+        while true {
+            let batch: [Waiter]? = state.withLock { state in
+                if state.queue.isEmpty {
+                    state.running = false
+                    return nil
+                }
+                let batch = Array(state.queue.prefix(maximumBatch))
+                state.queue.removeFirst(batch.count)
+                return batch
+            }
+            guard let batch else { return }
+            let results = await runBatch(batch.map(\.body))
+            for (waiter, result) in zip(batch, results) {
+                waiter.continuation.resume(returning: result)
+            }
         }
-        if queue.isEmpty {
-            leading = false
-        } else {
-            queue.removeFirst().continuation.resume(returning: .lead)
-        }
-        return try results[0].get() as! T
     }
 
     /// Runs the batch optimistically in one transaction without savepoints (each savepoint costs
@@ -189,8 +264,7 @@ actor GroupCommitWriter {
         if !failed {
             do {
                 try await database.raw("COMMIT").run()
-                transactions += bodies.count
-                commits += 1
+                counted(bodies.count)
                 return results
             } catch {
                 logger.warning("SQLite batch commit failed; retrying with savepoints", metadata: ["error": "\(error)"])
@@ -198,6 +272,13 @@ actor GroupCommitWriter {
         }
         try? await database.raw("ROLLBACK").run()
         return await runBatchWithSavepoints(bodies)
+    }
+
+    private func counted(_ bodies: Int) {
+        state.withLock { state in
+            state.transactions += bodies
+            state.commits += 1
+        }
     }
 
     private func runBatchWithSavepoints(_ bodies: [Body]) async -> [Result<any Sendable, any Error>] {
@@ -229,8 +310,7 @@ actor GroupCommitWriter {
         }
         do {
             try await database.raw("COMMIT").run()
-            transactions += bodies.count
-            commits += 1
+            counted(bodies.count)
             return results
         } catch {
             try? await database.raw("ROLLBACK").run()

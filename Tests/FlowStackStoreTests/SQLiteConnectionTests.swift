@@ -143,4 +143,33 @@ import Testing
         #expect(values == (1...10).map { "v\($0 % 10)" })
         await store.close()
     }
+
+    @Test("the WAL is checkpointed by a connection of its own, and the writer starts it over once it passes the limit")
+    func checkpoints() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sqlite-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("test.db").path
+        let store = try await SQLiteStore.open(path: path, readerCount: 1, checkpointFrames: (background: 20, restart: 100), logger: Logger(label: "test"))
+        try await store.write { db in try await db.raw("CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB NOT NULL)").run() }
+        let blob = Data(repeating: 7, count: 3000)
+        var largestWAL = 0
+        for id in 1...400 {
+            try await store.write { db in try await db.raw("INSERT INTO t (id, b) VALUES (\(bind: id), \(bind: blob))").run() }
+            let size = (try? FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? Int) ?? 0
+            largestWAL = max(largestWAL, size)
+        }
+        // 400 commits of a page or more each: SQLite's own checkpoint (at 1000 frames) would let the
+        // WAL grow past 1000 frames; starting over at 100 keeps it near that.
+        #expect(largestWAL > 0)
+        #expect(largestWAL < 160 * (4096 + 24), "the WAL grew to \(largestWAL) bytes")
+        #expect(store.backgroundCheckpoints > 0)
+        let databaseSize = try FileManager.default.attributesOfItem(atPath: path)[.size] as! Int
+        #expect(databaseSize > 400 * 3000, "checkpoints copied the rows into the database file")
+        await store.close()
+        let reopened = try await SQLiteStore.open(path: path, logger: Logger(label: "test"))
+        let count = try await reopened.read { db in try await db.raw("SELECT COUNT(*) AS n FROM t").first()!.decode(column: "n", as: Int.self) }
+        #expect(count == 400)
+        await reopened.close()
+    }
 }

@@ -109,7 +109,7 @@ import Testing
         }
         #expect(count == 180)
         if let sqlite = store.database as? SQLiteStore {
-            let stats = await sqlite.writerStatistics
+            let stats = sqlite.writerStatistics
             #expect(stats.commits < stats.transactions, "group commit batched \(stats.transactions) transactions into \(stats.commits) commits")
         }
         await store.database.close()

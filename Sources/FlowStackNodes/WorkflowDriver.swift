@@ -84,70 +84,90 @@ public struct WorkflowDriver: Sendable {
                 }
             }
             loop: while true {
-                for action in actions {
-                    switch action {
-                    case .runNode(let name, let inputs, let attempt):
-                        guard let node = workflow.node(named: name) else { continue }
-                        var context = base
-                        context.nodeOutputs = machine.outputs.mapValues { $0.first?.map(\.json) ?? [] }
-                        let frozen = context
-                        pending += 1
-                        group.addTask {
-                            let outcome = await self.runNode(node, inputs: inputs, base: frozen)
-                            switch outcome.result {
-                            case .items(let outputs)?:
-                                return (.nodeSucceeded(node: name, outputs: outputs),
-                                        NodeRunSummary(node: name, status: "succeeded", items: outputs.reduce(0) { $0 + $1.count },
-                                                       attempts: attempt, milliseconds: outcome.milliseconds, error: nil, logs: outcome.logs.nilIfEmpty))
-                            case .wait(let until, let items)?:
-                                return (.nodeWaiting(node: name, until: until, items: items),
-                                        NodeRunSummary(node: name, status: "waiting", items: items.count, attempts: attempt,
-                                                       milliseconds: outcome.milliseconds, error: nil))
-                            case .waitForResume(let items)?:
-                                return (.nodeWaiting(node: name, until: nil, items: items),
-                                        NodeRunSummary(node: name, status: "waiting", items: items.count, attempts: attempt,
-                                                       milliseconds: outcome.milliseconds, error: nil))
-                            case nil:
-                                let message = outcome.error ?? "The node failed."
-                                return (.nodeFailed(node: name, error: message),
-                                        NodeRunSummary(node: name, status: "failed", items: 0, attempts: attempt,
-                                                       milliseconds: outcome.milliseconds, error: message, logs: outcome.logs.nilIfEmpty))
-                            }
-                        }
-                    case .scheduleRetry(let name, let delay):
-                        pending += 1
-                        group.addTask {
-                            try await Task.sleep(for: .milliseconds(delay))
-                            return (.retryDue(node: name), nil)
-                        }
-                    case .sleep(let name, let until):
-                        let delay = until.map { $0.timeIntervalSinceNow } ?? .infinity
-                        if delay <= inlineWaitLimit, let items = machine.waiting[name] {
+                let completed: (ExecutionEvent, NodeRunSummary?)
+                if deadline == nil, pending == 0, actions.count == 1, case .runNode(let name, let inputs, let attempt) = actions[0],
+                   let node = workflow.node(named: name) {
+                    // One node and nothing else running: run it in this task. A child task would
+                    // add a task, a hop to the pool and one back, and run alone all the same.
+                    // (With a workflow timeout the deadline's timer must race the node.)
+                    completed = await step(node, inputs: inputs, attempt: attempt, base: context(base, machine))
+                } else {
+                    for action in actions {
+                        switch action {
+                        case .runNode(let name, let inputs, let attempt):
+                            guard let node = workflow.node(named: name) else { continue }
+                            let frozen = context(base, machine)
+                            pending += 1
+                            group.addTask { await self.step(node, inputs: inputs, attempt: attempt, base: frozen) }
+                        case .scheduleRetry(let name, let delay):
                             pending += 1
                             group.addTask {
-                                if delay > 0 { try await Task.sleep(for: .seconds(delay)) }
-                                return (.resumed(node: name, outputs: [items]), nil)
+                                try await Task.sleep(for: .milliseconds(delay))
+                                return (.retryDue(node: name), nil)
                             }
+                        case .sleep(let name, let until):
+                            let delay = until.map { $0.timeIntervalSinceNow } ?? .infinity
+                            if delay <= inlineWaitLimit, let items = machine.waiting[name] {
+                                pending += 1
+                                group.addTask {
+                                    if delay > 0 { try await Task.sleep(for: .seconds(delay)) }
+                                    return (.resumed(node: name, outputs: [items]), nil)
+                                }
+                            }
+                        case .finish:
+                            group.cancelAll()
+                            break loop
                         }
-                    case .finish:
+                    }
+                    if pending == 0 {
+                        // Nothing is running: the execution either finished or sleeps.
+                        if machine.status == .waiting { outcome = .sleeping(until: machine.waitingUntil) }
                         group.cancelAll()
                         break loop
                     }
+                    guard let next = try await group.next() else { break }
+                    if case .timedOut = next.0 {} else { pending -= 1 }
+                    completed = next
                 }
-                if pending == 0 {
-                    // Nothing is running: the execution either finished or sleeps.
-                    if machine.status == .waiting { outcome = .sleeping(until: machine.waitingUntil) }
-                    group.cancelAll()
-                    break loop
-                }
-                guard let (event, summary) = try await group.next() else { break }
-                if case .timedOut = event {} else { pending -= 1 }
+                let (event, summary) = completed
                 if let summary { summaries[summary.node] = summary }
                 actions = machine.handle(event)
                 try await journal?.record(event, node: summary, machine: machine, actions: actions)
             }
         }
         return outcome
+    }
+
+    /// The context a node runs in: `base` with the outputs of the nodes that ran so far.
+    private func context(_ base: ExpressionContext, _ machine: ExecutionStateMachine) -> ExpressionContext {
+        var context = base
+        context.nodeOutputs = machine.outputs.mapValues { $0.first?.map(\.json) ?? [] }
+        return context
+    }
+
+    /// Runs one node and says what happened, as an event for the state machine and a summary.
+    private func step(_ node: WorkflowNode, inputs: [[Item]], attempt: Int, base: ExpressionContext) async -> (ExecutionEvent, NodeRunSummary?) {
+        let name = node.name
+        let outcome = await runNode(node, inputs: inputs, base: base)
+        switch outcome.result {
+        case .items(let outputs)?:
+            return (.nodeSucceeded(node: name, outputs: outputs),
+                    NodeRunSummary(node: name, status: "succeeded", items: outputs.reduce(0) { $0 + $1.count },
+                                   attempts: attempt, milliseconds: outcome.milliseconds, error: nil, logs: outcome.logs.nilIfEmpty))
+        case .wait(let until, let items)?:
+            return (.nodeWaiting(node: name, until: until, items: items),
+                    NodeRunSummary(node: name, status: "waiting", items: items.count, attempts: attempt,
+                                   milliseconds: outcome.milliseconds, error: nil))
+        case .waitForResume(let items)?:
+            return (.nodeWaiting(node: name, until: nil, items: items),
+                    NodeRunSummary(node: name, status: "waiting", items: items.count, attempts: attempt,
+                                   milliseconds: outcome.milliseconds, error: nil))
+        case nil:
+            let message = outcome.error ?? "The node failed."
+            return (.nodeFailed(node: name, error: message),
+                    NodeRunSummary(node: name, status: "failed", items: 0, attempts: attempt,
+                                   milliseconds: outcome.milliseconds, error: message, logs: outcome.logs.nilIfEmpty))
+        }
     }
 
     struct Outcome: Sendable {

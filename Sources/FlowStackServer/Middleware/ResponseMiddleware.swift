@@ -11,18 +11,7 @@ struct ResponseMiddleware<Context: RequestContext>: RouterMiddleware {
     var routes: RouteTable?
 
     /// Strict: the API serves JSON only and no page may be framed or run inline script.
-    static var securityHeaders: HTTPFields {
-        [
-            .strictTransportSecurity: "max-age=63072000; includeSubDomains",
-            HTTPField.Name("X-Content-Type-Options")!: "nosniff",
-            HTTPField.Name("Referrer-Policy")!: "no-referrer",
-            .contentSecurityPolicy: "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
-            HTTPField.Name("X-Frame-Options")!: "DENY",
-            .cacheControl: "no-store",
-            HTTPField.Name("Cross-Origin-Opener-Policy")!: "same-origin",
-            HTTPField.Name("Cross-Origin-Resource-Policy")!: "same-origin",
-        ]
-    }
+    static var securityHeaders: HTTPFields { ResponseHeaders.security }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let start = ContinuousClock.now
@@ -43,7 +32,7 @@ struct ResponseMiddleware<Context: RequestContext>: RouterMiddleware {
             response = FlowStackError(status: 500, code: "internal_error", message: "An internal error occurred (request \(context.id)).").response()
         }
         for field in Self.securityHeaders { response.headers[field.name] = field.value }
-        response.headers[HTTPField.Name("X-Request-Id")!] = context.id
+        response.headers[ResponseHeaders.requestID] = context.id
         let elapsed = ContinuousClock.now - start
         context.logger.info("request", metadata: [
             "method": "\(request.method.rawValue)",
@@ -63,4 +52,19 @@ struct ResponseMiddleware<Context: RequestContext>: RouterMiddleware {
         default: FlowStackError(status: 500, code: "internal_error", message: "An internal error occurred.").response()
         }
     }
+}
+
+/// The headers every response carries, built once (a generic type cannot hold stored statics).
+enum ResponseHeaders {
+    static let security: HTTPFields = [
+        .strictTransportSecurity: "max-age=63072000; includeSubDomains",
+        HTTPField.Name("X-Content-Type-Options")!: "nosniff",
+        HTTPField.Name("Referrer-Policy")!: "no-referrer",
+        .contentSecurityPolicy: "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+        HTTPField.Name("X-Frame-Options")!: "DENY",
+        .cacheControl: "no-store",
+        HTTPField.Name("Cross-Origin-Opener-Policy")!: "same-origin",
+        HTTPField.Name("Cross-Origin-Resource-Policy")!: "same-origin",
+    ]
+    static let requestID = HTTPField.Name("X-Request-Id")!
 }

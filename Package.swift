@@ -64,6 +64,7 @@ let package = Package(
         ),
         .target(
             name: "FlowStackCore",
+            dependencies: ["CSystemRandom"],
             resources: [.copy("Resources/common-passwords.txt")],
             swiftSettings: swiftSettings
         ),

@@ -1,10 +1,7 @@
 import Crypto
+import FlowStackCore
 import Foundation
 import Synchronization
-#if canImport(Glibc)
-import CSystemRandom
-import Glibc
-#endif
 
 /// The keyring shared by every copy of a `Sealer`, and how to load it again.
 final class KeyringBox: Sendable {
@@ -119,24 +116,7 @@ public struct Sealer: Sendable {
     /// `count` bytes from the kernel's random generator in one call (`getrandom`). swift-crypto's
     /// own keys and nonces draw eight bytes a call: eight system calls for every seal.
     static func randomBytes(_ count: Int) -> [UInt8] {
-        var bytes = [UInt8](repeating: 0, count: count)
-        bytes.withUnsafeMutableBytes { buffer in
-            #if canImport(Glibc)
-            var filled = 0
-            while filled < count {
-                let read = getrandom(buffer.baseAddress! + filled, count - filled, 0)
-                if read < 0 {
-                    // Interrupted before any byte: try again. Anything else leaves no safe way on.
-                    precondition(errno == EINTR, "getrandom failed: \(errno)")
-                    continue
-                }
-                filled += read
-            }
-            #else
-            arc4random_buf(buffer.baseAddress!, count)
-            #endif
-        }
-        return bytes
+        SystemRandom.bytes(count)
     }
 
     public func seal(_ string: String, purpose: KeyPurpose = .data, context: SealContext) throws -> [UInt8] {

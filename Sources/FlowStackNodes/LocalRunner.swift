@@ -48,7 +48,7 @@ public struct LocalRunner: Sendable {
     }
 
     public func run(_ workflow: Workflow, input: [Item] = [Item(json: .object([:]))], trigger: String? = nil,
-                    variables: [String: String] = [:], executionID: String = Identifier.make("exe")) async throws -> RunResult {
+                    variables: [String: String] = [:], executionID: String = Identifier.makeOrdered("exe")) async throws -> RunResult {
         let problems = WorkflowValidator.validate(workflow, catalog: catalog.descriptors)
         guard problems.isEmpty else { throw InvalidWorkflow(problems: problems) }
         guard let start = trigger.flatMap(workflow.node(named:)) ?? workflow.nodes.first(where: driver.isTrigger) else {

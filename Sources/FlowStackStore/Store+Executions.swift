@@ -29,7 +29,7 @@ public struct ExecutionRecord: Sendable, Equatable {
     public var parentID: String?
     public var retryOf: String?
 
-    public init(id: String = Identifier.make("exe"), orgID: String, projectID: String, workflowID: String, versionID: String,
+    public init(id: String = Identifier.makeOrdered("exe"), orgID: String, projectID: String, workflowID: String, versionID: String,
                 mode: ExecutionMode, status: ExecutionStatus = .queued, triggerNode: String, createdAt: Date,
                 parentID: String? = nil, retryOf: String? = nil) {
         self.id = id

@@ -1,3 +1,4 @@
+import Foundation
 import FlowStackCore
 import Testing
 
@@ -59,6 +60,24 @@ import Testing
         #expect(ids.allSatisfy { Identifier.isValid($0, prefix: "usr") })
         #expect(!Identifier.isValid(ids[0], prefix: "org"))
         #expect(!Identifier.isValid("usr_../../etc", prefix: "usr"))
+        #expect(!Identifier.isValid("usr_" + String(repeating: "i", count: 26), prefix: "usr"), "i, l, o and u are not in the alphabet")
+    }
+
+    @Test("ordered identifiers start with their time in milliseconds, sort by it, and still carry 80 random bits")
+    func orderedIdentifiers() {
+        let alphabet = Array("0123456789abcdefghjkmnpqrstvwxyz")
+        func milliseconds(_ id: String) -> UInt64 {
+            id.dropFirst(4).prefix(10).reduce(0) { $0 << 5 | UInt64(alphabet.firstIndex(of: $1)!) }
+        }
+        let moment = Date(timeIntervalSince1970: 1_764_000_000.123)
+        let sameTime = (0..<1000).map { _ in Identifier.makeOrdered("exe", at: moment) }
+        #expect(Set(sameTime).count == 1000)
+        #expect(sameTime.allSatisfy { Identifier.isValid($0, prefix: "exe") && milliseconds($0) == 1_764_000_000_123 })
+        #expect(Set(sameTime.map { $0.suffix(16) }).count == 1000)
+        let times = [0.0, 1.0, 999.5, 1_000_000, 1_764_000_000.5, 4_000_000_000]
+        let ids = times.map { Identifier.makeOrdered("exe", at: Date(timeIntervalSince1970: $0)) }
+        #expect(ids == ids.sorted())
+        #expect(ids.map(milliseconds) == times.map { UInt64(($0 * 1000).rounded(.down)) })
     }
 }
 

@@ -22,8 +22,9 @@ public enum Identifier {
     ///
     /// For rows written at a high rate (executions): new keys land at the end of the primary-key
     /// index instead of on a random page of it, so a group commit dirties a few pages rather
-    /// than one per row. 80 random bits still cannot be guessed; the time an ID shows is the
-    /// creation time its record shows anyway.
+    /// than one per row. 80 random bits still cannot be guessed (OWASP asks 64 for session IDs),
+    /// which matters because a waiting execution's resume URL is its ID; what the prefix shows
+    /// is when the execution was created, to the millisecond, as its record does.
     public static func makeOrdered(_ prefix: String, at date: Date = Date()) -> String {
         let milliseconds = UInt64(max(0, (date.timeIntervalSince1970 * 1000).rounded(.down))) & (1 << 50 - 1)
         var characters: [UInt8] = []

@@ -93,8 +93,11 @@ public final class SQLiteStore: Database {
         writerConnection.close()
     }
 
-    /// Checkpoints run so far by the background connection (for tests).
+    /// Background checkpoints so far that copied frames into the database file (for tests).
     var backgroundCheckpoints: Int { checkpointer.completed }
+
+    /// Waits until no background checkpoint runs (for tests).
+    func checkpointsDrained() async { await checkpointer.drain() }
 
     /// Number of transactions the writer has committed and how many COMMITs that took
     /// (for tests and benchmarks of group commit).
@@ -127,6 +130,7 @@ final class Checkpointer: Sendable {
         self.logger = logger
     }
 
+    /// Background checkpoints that copied at least one frame.
     var completed: Int { count.load(ordering: .relaxed) }
 
     /// Called on the writer's thread after each commit, with the WAL's length in frames.
@@ -138,8 +142,11 @@ final class Checkpointer: Sendable {
             Task(executorPreference: connection.executor) { [self] in
                 defer { running.store(false, ordering: .releasing) }
                 do {
-                    _ = try connection.query("PRAGMA wal_checkpoint(PASSIVE)", [])
-                    count.add(1, ordering: .relaxed)
+                    // One row: busy (0 or 1), log (frames in the WAL), checkpointed (frames copied).
+                    let row = try connection.query("PRAGMA wal_checkpoint(PASSIVE)", []).first
+                    if let copied = try row?.decode(column: "checkpointed", as: Int.self), copied > 0 {
+                        count.add(1, ordering: .relaxed)
+                    }
                 } catch {
                     logger.warning("SQLite background checkpoint failed", metadata: ["error": "\(error)"])
                 }

@@ -144,13 +144,14 @@ import Testing
         await store.close()
     }
 
-    @Test("the WAL is checkpointed by a connection of its own, and the writer starts it over once it passes the limit")
-    func checkpoints() async throws {
+    /// Writes 400 rows of 3,000 bytes, one commit each, with the given checkpoint limits; returns
+    /// the largest WAL seen, the background checkpoints that copied frames, and the database size.
+    private func writeRows(checkpointFrames: (background: Int, restart: Int)) async throws -> (largestWAL: Int, background: Int, databaseSize: Int) {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sqlite-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let path = directory.appendingPathComponent("test.db").path
-        let store = try await SQLiteStore.open(path: path, readerCount: 1, checkpointFrames: (background: 20, restart: 100), logger: Logger(label: "test"))
+        let store = try await SQLiteStore.open(path: path, readerCount: 1, checkpointFrames: checkpointFrames, logger: Logger(label: "test"))
         try await store.write { db in try await db.raw("CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB NOT NULL)").run() }
         let blob = Data(repeating: 7, count: 3000)
         var largestWAL = 0
@@ -159,17 +160,42 @@ import Testing
             let size = (try? FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? Int) ?? 0
             largestWAL = max(largestWAL, size)
         }
-        // 400 commits of a page or more each: SQLite's own checkpoint (at 1000 frames) would let the
-        // WAL grow past 1000 frames; starting over at 100 keeps it near that.
-        #expect(largestWAL > 0)
-        #expect(largestWAL < 160 * (4096 + 24), "the WAL grew to \(largestWAL) bytes")
-        #expect(store.backgroundCheckpoints > 0)
+        await store.checkpointsDrained()
+        let background = store.backgroundCheckpoints
         let databaseSize = try FileManager.default.attributesOfItem(atPath: path)[.size] as! Int
-        #expect(databaseSize > 400 * 3000, "checkpoints copied the rows into the database file")
         await store.close()
         let reopened = try await SQLiteStore.open(path: path, logger: Logger(label: "test"))
         let count = try await reopened.read { db in try await db.raw("SELECT COUNT(*) AS n FROM t").first()!.decode(column: "n", as: Int.self) }
         #expect(count == 400)
         await reopened.close()
+        return (largestWAL, background, databaseSize)
+    }
+
+    @Test("past the restart limit the writer checkpoints in place, so the WAL starts over")
+    func checkpointInPlace() async throws {
+        // No background checkpoints: only the writer's own keep the WAL near 100 frames. SQLite's
+        // automatic checkpoint (1000 frames) would let it grow to about 1000.
+        let result = try await writeRows(checkpointFrames: (background: Int.max, restart: 100))
+        #expect(result.background == 0)
+        #expect(result.largestWAL > 0)
+        #expect(result.largestWAL < 120 * (4096 + 24), "the WAL grew to \(result.largestWAL) bytes")
+        #expect(result.databaseSize > 300 * 3000, "checkpoints copied the rows into the database file")
+    }
+
+    @Test("the WAL is checkpointed by a connection of its own")
+    func checkpointInBackground() async throws {
+        // The writer never checkpoints itself here: every copied row was copied by the other connection.
+        let result = try await writeRows(checkpointFrames: (background: 20, restart: Int.max))
+        #expect(result.background > 0)
+        #expect(result.databaseSize > 300 * 3000, "checkpoints copied the rows into the database file")
+    }
+
+    @Test("with neither limit reached nothing checkpoints before close (the control for the two above)")
+    func checkpointBaseline() async throws {
+        // The hook replaces SQLite's automatic checkpoint: the database file keeps only its first pages.
+        let result = try await writeRows(checkpointFrames: (background: Int.max, restart: Int.max))
+        #expect(result.background == 0)
+        #expect(result.databaseSize < 100 * 4096)
+        #expect(result.largestWAL > 400 * 3000)
     }
 }

@@ -6,7 +6,9 @@ import PackageDescription
 let package = Package(
     name: "FlowStackFuzz",
     targets: [
-        .target(name: "FlowStackCore", path: "Sources/FlowStackCore", resources: [.copy("Resources/common-passwords.txt")]),
+        .systemLibrary(name: "CSystemRandom", path: "Sources/CSystemRandom"),
+        .target(name: "FlowStackCore", dependencies: ["CSystemRandom"], path: "Sources/FlowStackCore",
+                resources: [.copy("Resources/common-passwords.txt")]),
         .target(name: "ExpressionFuzz", dependencies: ["FlowStackCore"]),
     ]
 )

@@ -101,8 +101,9 @@ public struct Sealer: Sendable {
         var header: [UInt8] = [Self.formatVersion, purpose.tag, UInt8(idBytes.count)]
         header += idBytes
         let aad = header + context.bytes
-        // The data key and both nonces from one draw of the kernel's generator.
-        let random = Self.randomBytes(32 + 12 + 12)
+        // The data key and both nonces from one draw of the kernel's generator (swift-crypto's
+        // own keys and nonces draw eight bytes a system call).
+        let random = SystemRandom.bytes(32 + 12 + 12)
         let dataKey = SymmetricKey(data: random[0..<32])
         let wrapped = try AES.GCM.seal(random[0..<32], using: kek.key, nonce: try AES.GCM.Nonce(data: random[32..<44]), authenticating: aad)
         let box = try AES.GCM.seal(plaintext, using: dataKey, nonce: try AES.GCM.Nonce(data: random[44..<56]), authenticating: aad)
@@ -111,12 +112,6 @@ public struct Sealer: Sendable {
         out += wrapped.combined!
         out += box.combined!
         return out
-    }
-
-    /// `count` bytes from the kernel's random generator in one call (`getrandom`). swift-crypto's
-    /// own keys and nonces draw eight bytes a call: eight system calls for every seal.
-    static func randomBytes(_ count: Int) -> [UInt8] {
-        SystemRandom.bytes(count)
     }
 
     public func seal(_ string: String, purpose: KeyPurpose = .data, context: SealContext) throws -> [UInt8] {

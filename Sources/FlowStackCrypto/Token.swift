@@ -1,11 +1,11 @@
 import Crypto
+import FlowStackCore
 import Foundation
 
 /// Random secrets (session tokens, API keys, setup tokens) and their one-way hashes.
 public enum Token {
     public static func randomBytes(_ count: Int) -> [UInt8] {
-        var generator = SystemRandomNumberGenerator()
-        return (0..<count).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+        SystemRandom.bytes(count)
     }
 
     /// `prefix` followed by 256 random bits in base64url.

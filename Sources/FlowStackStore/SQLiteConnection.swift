@@ -425,8 +425,6 @@ struct FlowStackSQLiteDialect: SQLDialect {
     var triggerSyntax: SQLTriggerSyntax { .init(create: [.supportsBody, .supportsCondition, .supportsUpdateColumns], drop: []) }
 }
 
-/// A task executor on a serial dispatch queue of its own (off the cooperative pool, which may
-/// therefore block on SQLite without starving request handling).
 /// What a connection does after each commit to the WAL (see `SQLiteConnection.setWALHook`).
 final class WALHook: Sendable {
     let committed: @Sendable (_ handle: OpaquePointer, _ frames: Int) -> Void
@@ -436,6 +434,8 @@ final class WALHook: Sendable {
     }
 }
 
+/// A task executor on a serial dispatch queue of its own (off the cooperative pool, which may
+/// therefore block on SQLite without starving request handling).
 final class SerialQueueTaskExecutor: TaskExecutor {
     private let queue: DispatchQueue
 

@@ -1,5 +1,6 @@
 import Crypto
-@testable import FlowStackCrypto
+import FlowStackCore
+import FlowStackCrypto
 import Foundation
 import Testing
 
@@ -51,8 +52,11 @@ import Testing
             return [Array(sealed[header..<(header + 12)]), Array(sealed[(header + 60)..<(header + 72)])]
         }
         #expect(Set(nonces).count == 400)
-        #expect(Sealer.randomBytes(56) != Sealer.randomBytes(56))
-        #expect(Sealer.randomBytes(300).count == 300)
+        #expect(SystemRandom.bytes(56) != SystemRandom.bytes(56))
+        #expect(SystemRandom.bytes(300).count == 300)
+        #expect(SystemRandom.bytes(0).isEmpty)
+        // Not stuck on one value: across 4,096 bytes every byte value shows up.
+        #expect(Set(SystemRandom.bytes(4096)).count == 256)
     }
 
     @Test("another keyring cannot open it")

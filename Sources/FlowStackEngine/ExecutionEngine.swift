@@ -51,7 +51,7 @@ public final class ExecutionEngine: Service, Sendable {
     /// Flushes pending inline runs and renews the leases of running ones.
     let keeper: LeaseKeeper
     /// Project variables by project, kept for a second (changes through this server clear them).
-    private let variableCache = Mutex<[String: (fetched: ContinuousClock.Instant, values: [String: String])]>([:])
+    private let variableCache = ExpiringCache<String, [String: String]>(lifetime: .seconds(1))
     private let wakeStream: AsyncStream<Void>
 
     public init(store: Store, catalog: NodeCatalog = .standard, configuration: EngineConfiguration = .init(), logger: Logger,
@@ -115,19 +115,12 @@ public final class ExecutionEngine: Service, Sendable {
 
     /// A project's variables (`$env`), from a one-second cache.
     func projectVariables(_ projectID: String) async throws -> [String: String] {
-        let now = ContinuousClock.now
-        if let cached = variableCache.withLock({ $0[projectID] }), now - cached.fetched < .seconds(1) { return cached.values }
-        let values = try await store.variableMap(projectID: projectID)
-        variableCache.withLock { cache in
-            if cache.count > 10_000 { cache.removeAll() }
-            cache[projectID] = (now, values)
-        }
-        return values
+        try await variableCache.value(for: projectID) { [store] in try await store.variableMap(projectID: projectID) } ?? [:]
     }
 
     /// Forgets cached variables after a change.
     public func variablesChanged(projectID: String) {
-        _ = variableCache.withLock { $0.removeValue(forKey: projectID) }
+        variableCache.remove(projectID)
     }
 
     // MARK: The worker

@@ -1,40 +1,29 @@
+import FlowStackCore
 import FlowStackStore
 import Foundation
-import Synchronization
 
 /// Active webhook routes and their workflows, kept for a second so a busy webhook does not read
 /// (and decrypt) its workflow on every request. Changes made through this server clear it at
-/// once; changes made through another replica are seen within `lifetime`.
+/// once; changes made through another replica are seen within a second. A busy entry is read
+/// again in the background before it expires (see `ExpiringCache`), so requests do not queue
+/// behind the read.
 final class WebhookCache: Sendable {
-    private struct Entry {
-        var route: WebhookRoute
-        var workflow: StoredWorkflow
-        var fetched: ContinuousClock.Instant
-    }
-    private let entries = Mutex<[String: Entry]>([:])
-    let lifetime: Duration
+    private let cache: ExpiringCache<String, (route: WebhookRoute, workflow: StoredWorkflow)>
 
     init(lifetime: Duration = .seconds(1)) {
-        self.lifetime = lifetime
+        cache = ExpiringCache(lifetime: lifetime)
     }
 
     func lookup(_ path: String, store: Store) async throws -> (WebhookRoute, StoredWorkflow)? {
-        let now = ContinuousClock.now
-        if let entry = entries.withLock({ $0[path] }), now - entry.fetched < lifetime {
-            return (entry.route, entry.workflow)
+        try await cache.value(for: path) {
+            guard let route = try await store.webhook(path: path), let workflow = try await store.workflow(id: route.workflowID), workflow.active else {
+                return nil
+            }
+            return (route, workflow)
         }
-        guard let route = try await store.webhook(path: path), let workflow = try await store.workflow(id: route.workflowID), workflow.active else {
-            entries.withLock { _ = $0.removeValue(forKey: path) }
-            return nil
-        }
-        entries.withLock { cache in
-            if cache.count > 10_000 { cache.removeAll() }
-            cache[path] = Entry(route: route, workflow: workflow, fetched: now)
-        }
-        return (route, workflow)
     }
 
     func invalidate() {
-        entries.withLock { $0.removeAll() }
+        cache.removeAll()
     }
 }

@@ -106,6 +106,14 @@ public final class ExpiringCache<Key: Hashable & Sendable, Value: Sendable>: Sen
         }
     }
 
+    /// Changes the cached value of `key`, if there is one, keeping its age (for a change this
+    /// server has just written itself).
+    public func update(_ key: Key, _ change: (inout Value) -> Void) {
+        state.withLock { state in
+            if state.entries[key] != nil { change(&state.entries[key]!.value) }
+        }
+    }
+
     /// Forgets `key` (after a change to what it caches).
     public func remove(_ key: Key) {
         state.withLock { state in

@@ -169,6 +169,22 @@ import Testing
         #expect(try await eventually(cache, is: nil))
     }
 
+    @Test("An update changes a cached value in place and keeps its age; a missing key stays missing")
+    func updateKeepsAge() async throws {
+        let cache = makeCache()
+        cache.update("k") { $0 = "ignored" }
+        #expect(try await get(cache) == "v1")
+        cache.update("k") { $0 += "+touched" }
+        #expect(try await get(cache) == "v1+touched")
+        #expect(await loader.calls == 1)
+        // Its age runs from the load, not the update: past half-life a refresh starts.
+        await loader.set(answer: "v2")
+        clock.advance(.milliseconds(600))
+        #expect(try await get(cache) == "v1+touched")
+        #expect(try await eventually(cache, is: "v2"))
+        #expect(await loader.calls == 2)
+    }
+
     @Test("Keys are cached apart")
     func keysAreSeparate() async throws {
         let cache = makeCache()

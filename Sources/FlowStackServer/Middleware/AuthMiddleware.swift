@@ -17,7 +17,7 @@ struct AuthMiddleware: RouterMiddleware {
         let response = try await authenticate(request, context: context, next: next)
         if request.method != .get && request.method != .head && request.method != .options, response.status.code < 400 {
             // A change may revoke a key or change what its creator may do: authenticate afresh.
-            auth.apiKeys.clear()
+            auth.apiKeys.removeAll()
         }
         return response
     }

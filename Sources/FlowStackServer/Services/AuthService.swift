@@ -1,4 +1,3 @@
-import Synchronization
 import FlowStackCore
 import FlowStackCrypto
 import FlowStackStore
@@ -16,10 +15,11 @@ struct AuthService: Sendable {
     let throttle: FailureThrottle
     let passwordPolicy: PasswordPolicy
     let logger: Logger
-    /// Authenticated API keys for a second: most requests then need no database read. Any
-    /// successful change made through this server clears it (AuthMiddleware), so a revoked key or a
-    /// changed membership takes effect at once here and within a second on other servers.
-    let apiKeys = APIKeyCache()
+    /// API-key lookups for a second, keyed by the key's hash (never the key): most requests then
+    /// need no database read. Any successful change made through this server clears it
+    /// (AuthMiddleware), so a revoked key or a changed membership takes effect at once here and
+    /// within a second on other servers.
+    let apiKeys = ExpiringCache<String, Store.APIKeyIdentity>(lifetime: .seconds(1))
     /// A valid hash of a random password, verified for unknown e-mails so both cases cost the same.
     let dummyHash: String
 
@@ -160,57 +160,15 @@ struct AuthService: Sendable {
         let key = parts[1].trimmingCharacters(in: .whitespaces)
         guard key.hasPrefix(Self.apiKeyPrefix), key.count < 100 else { throw invalid }
         let hash = Token.hash(key)
-        let found: Store.APIKeyIdentity
-        if let cached = apiKeys.lookup(hash) {
-            found = cached
-        } else {
-            guard let loaded = try await store.apiKey(hash: hash) else { throw invalid }
-            found = loaded
-            apiKeys.store(hash, loaded)
-        }
+        guard let found = try await apiKeys.value(for: hash, load: { [store] in try await store.apiKey(hash: hash) }) else { throw invalid }
         let apiKey = found.key, user = found.user
         let now = clock.now()
         guard apiKey.revokedAt == nil, apiKey.expiresAt.map({ now < $0 }) ?? true, !user.disabled else { throw invalid }
         if apiKey.lastUsedAt.map({ now.timeIntervalSince($0) >= 60 }) ?? true {
             try await store.touchAPIKey(id: apiKey.id)
-            apiKeys.touched(hash, at: now)
+            apiKeys.update(hash) { $0.key.lastUsedAt = now }
         }
         let membership = found.organization.flatMap { org in found.role.map { (organization: org, role: $0) } }
         return Identity(user: user, method: .apiKey(apiKey, membership: membership))
-    }
-}
-
-/// A short-lived cache of API-key lookups, keyed by the key's hash (never the key).
-final class APIKeyCache: Sendable {
-    private struct Entry {
-        var loaded: ContinuousClock.Instant
-        var identity: Store.APIKeyIdentity
-    }
-    private let entries = Mutex<[String: Entry]>([:])
-    static let lifetime: Duration = .seconds(1)
-    static let capacity = 10_000
-
-    func lookup(_ hash: String) -> Store.APIKeyIdentity? {
-        let now = ContinuousClock.now
-        return entries.withLock { entries in
-            guard let entry = entries[hash], now - entry.loaded < Self.lifetime else { return nil }
-            return entry.identity
-        }
-    }
-
-    func store(_ hash: String, _ identity: Store.APIKeyIdentity) {
-        let now = ContinuousClock.now
-        entries.withLock { entries in
-            if entries.count >= Self.capacity { entries.removeAll() }
-            entries[hash] = Entry(loaded: now, identity: identity)
-        }
-    }
-
-    func touched(_ hash: String, at date: Date) {
-        entries.withLock { $0[hash]?.identity.key.lastUsedAt = date }
-    }
-
-    func clear() {
-        entries.withLock { $0.removeAll() }
     }
 }

@@ -13,10 +13,14 @@ public final class PostgresStore: Database, @unchecked Sendable {
     public let client: PostgresClient
     private let logger: Logger
     private let runner: Task<Void, Never>
+    private let batcher: InsertBatcher
 
     private init(client: PostgresClient, logger: Logger) {
         self.client = client
         self.logger = logger
+        self.batcher = InsertBatcher(maximumInFlight: Self.insertStatementsInFlight, logger: logger) { statement in
+            try await client.withConnection { connection in try await connection.sql().execute(sql: statement) { _ in } }
+        }
         // The pool's run loop must live as long as the store; it ends when `close` cancels it.
         self.runner = Task { await client.run() }
     }
@@ -72,6 +76,17 @@ public final class PostgresStore: Database, @unchecked Sendable {
             throw error
         }
     }
+
+    /// How many merged inserts may run at once (the pool has `maximumConnections`).
+    static let insertStatementsInFlight = 2
+
+    /// Inserts the rows atomically, group-committed with concurrent inserts (`InsertBatcher`).
+    func insert(_ rows: RowInsert) async throws {
+        try await batcher.insert(rows)
+    }
+
+    /// Inserts committed so far and the statements that took (for tests and benchmarks).
+    var insertStatistics: (inserts: Int, statements: Int) { batcher.statistics }
 
     public func writeStatement<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
         try await client.withConnection { connection in try await body(connection.sql()) }

@@ -329,38 +329,31 @@ extension Store {
             holds ? .text(leaseOwner) : .null, holds ? .integer(leaseUntil.millisecondsSince1970) : .null, .optional(row.waitUntil.ms),
             .integer(Int64(row.events)), .optional(row.parentID), .optional(row.retryOf),
         ]
-        let execution = BoundStatement(sql: Self.insertExecutionSQL, values: values)
-        // All entries in one statement: one round trip to the database.
-        var sql = "INSERT INTO execution_events (execution_id, seq, node, event_sealed, created_at) VALUES "
-        var eventValues: [SQLiteValue] = []
-        eventValues.reserveCapacity(sealed.count * 5)
-        for (seq, entry) in sealed.enumerated() {
-            let n = seq * 5
-            sql += (seq == 0 ? "" : ", ") + "(?\(n + 1), ?\(n + 2), ?\(n + 3), ?\(n + 4), ?\(n + 5))"
-            eventValues += [.text(row.id), .integer(Int64(seq)), .optional(entry.0), .blob(Array(entry.1)), .integer(now.millisecondsSince1970)]
+        let eventRows: [[SQLiteValue]] = sealed.enumerated().map { seq, entry in
+            [.text(row.id), .integer(Int64(seq)), .optional(entry.0), .blob(Array(entry.1)), .integer(now.millisecondsSince1970)]
         }
-        let events = BoundStatement(sql: sql, values: eventValues)
-        if database.kind == .postgres {
-            // One statement (the execution in a data-modifying WITH): atomic without BEGIN and
-            // COMMIT, so one round trip instead of four.
-            let statement: SQLQueryString = "WITH execution AS (\(execution)) \(events)"
-            try await database.writeStatement { db in try await db.raw(statement).run() }
+        // The execution and all its entries at once: on PostgreSQL group-committed with
+        // concurrent inserts in one statement, on SQLite in one transaction of the writer's.
+        let insert = RowInsert(tables: Self.executionInsertTables, rows: [[values], eventRows])
+        if let postgres = database as? PostgresStore {
+            try await postgres.insert(insert)
         } else {
-            // The values go to SQLite as they are: this is the hottest insert of a webhook run.
+            let statements = insert.statements
             try await write { db in
-                try await db.execute(sql: execution) { _ in }
-                try await db.execute(sql: events) { _ in }
+                for statement in statements { try await db.execute(sql: statement) { _ in } }
             }
         }
         return inserted
     }
 
-    static let insertExecutionSQL = """
-        INSERT INTO executions (id, org_id, project_id, workflow_id, version_id, mode, status, trigger_node, created_at, started_at,
-                                finished_at, failed_node, error_sealed, fence, lease_owner, lease_expires, wait_until, events,
-                                parent_id, retry_of)
-        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)
-        """
+    static let executionInsertTables: [RowInsert.Table] = [
+        RowInsert.Table(name: "executions", columns: [
+            "id", "org_id", "project_id", "workflow_id", "version_id", "mode", "status", "trigger_node", "created_at", "started_at",
+            "finished_at", "failed_node", "error_sealed", "fence", "lease_owner", "lease_expires", "wait_until", "events",
+            "parent_id", "retry_of",
+        ]),
+        RowInsert.Table(name: "execution_events", columns: ["execution_id", "seq", "node", "event_sealed", "created_at"]),
+    ]
 
     /// Seals the entries now (outside the writer) and returns the statements to run in a transaction.
     private func prepareJournal(executionID: String, orgID: String, fence: Int, firstSeq: Int,

@@ -1,0 +1,195 @@
+import Logging
+import SQLKit
+import Synchronization
+
+/// Rows for one or more tables that must be inserted together (atomically), in the order their
+/// foreign keys need: the parent table first.
+struct RowInsert: Sendable {
+    struct Table: Sendable, Equatable {
+        let name: String
+        let columns: [String]
+    }
+
+    let tables: [Table]
+    /// `rows[t]` are the rows of `tables[t]`; each row has one value per column.
+    let rows: [[[SQLiteValue]]]
+
+    init(tables: [Table], rows: [[[SQLiteValue]]]) {
+        precondition(tables.count == rows.count && zip(tables, rows).allSatisfy { table, rows in
+            rows.allSatisfy { $0.count == table.columns.count }
+        }, "RowInsert: every row needs one value per column")
+        self.tables = tables
+        self.rows = rows
+    }
+
+    var valueCount: Int { rows.reduce(0) { $0 + $1.reduce(0) { $0 + $1.count } } }
+
+    /// One statement a table (for SQLite, which has no data-modifying `WITH`), to run in one
+    /// transaction.
+    var statements: [BoundStatement] {
+        tables.indices.compactMap { t in
+            rows[t].isEmpty ? nil : Self.statement(merging: [RowInsert(tables: [tables[t]], rows: [rows[t]])])
+        }
+    }
+
+    /// One statement that inserts the rows of all `inserts` (which share one layout): the parent
+    /// tables in data-modifying `WITH` clauses, so the statement is atomic without BEGIN and
+    /// COMMIT, and foreign keys are checked when it ends.
+    static func statement(merging inserts: [RowInsert]) -> BoundStatement {
+        let tables = inserts[0].tables
+        var sql = ""
+        var values: [SQLiteValue] = []
+        values.reserveCapacity(inserts.reduce(0) { $0 + $1.valueCount })
+        var placeholder = 0
+        let nonEmpty = tables.indices.filter { t in inserts.contains { !$0.rows[t].isEmpty } }
+        for (position, t) in nonEmpty.enumerated() {
+            let table = tables[t]
+            let last = position == nonEmpty.count - 1
+            if !last { sql += (position == 0 ? "WITH " : ", ") + "t\(position) AS (" } else if position > 0 { sql += " " }
+            sql += "INSERT INTO \(table.name) (\(table.columns.joined(separator: ", "))) VALUES "
+            var firstRow = true
+            for insert in inserts {
+                for row in insert.rows[t] {
+                    sql += firstRow ? "(" : ", ("
+                    firstRow = false
+                    for (column, value) in row.enumerated() {
+                        placeholder += 1
+                        sql += (column == 0 ? "?" : ", ?") + String(placeholder)
+                        values.append(value)
+                    }
+                    sql += ")"
+                }
+            }
+            if !last { sql += ")" }
+        }
+        return BoundStatement(sql: sql, values: values)
+    }
+}
+
+/// Group commit for PostgreSQL's hottest write: the insert of an execution with its journal.
+///
+/// Alone, each insert costs a statement, a round trip and a commit of its own; under load the
+/// server spends more time on that overhead than on the rows. Here concurrent inserts queue, and
+/// up to `maximumInFlight` statements at a time each insert everything that is queued (one
+/// statement, one commit). An insert that arrives while the database is idle runs at once.
+///
+/// A merged statement is all or nothing. If it fails, its inserts run again one by one, so an
+/// insert fails only for a fault of its own. Statements run in tasks of their own: a caller that
+/// is cancelled while it waits does not cancel an insert that was accepted.
+final class InsertBatcher: Sendable {
+    typealias Execute = @Sendable (BoundStatement) async throws -> Void
+
+    private struct Waiter {
+        let insert: RowInsert
+        let continuation: CheckedContinuation<Result<Void, any Error>, Never>
+    }
+
+    private struct State {
+        var queue: [Waiter] = []
+        var inFlight = 0
+        var inserts = 0
+        var statements = 0
+    }
+
+    /// PostgreSQL takes at most 65,535 parameters in a statement.
+    static let maximumValues = 30_000
+    static let maximumInserts = 256
+
+    private let maximumInFlight: Int
+    private let execute: Execute
+    private let logger: Logger
+    private let state = Mutex(State())
+
+    init(maximumInFlight: Int, logger: Logger, execute: @escaping Execute) {
+        precondition(maximumInFlight > 0)
+        self.maximumInFlight = maximumInFlight
+        self.logger = logger
+        self.execute = execute
+    }
+
+    /// Inserts committed so far and the statements that took (for tests and benchmarks).
+    var statistics: (inserts: Int, statements: Int) {
+        state.withLock { ($0.inserts, $0.statements) }
+    }
+
+    /// Inserts waiting for a statement (for tests).
+    var queued: Int { state.withLock { $0.queue.count } }
+
+    func insert(_ insert: RowInsert) async throws {
+        let result = await withCheckedContinuation { continuation in
+            let start = state.withLock { state in
+                state.queue.append(Waiter(insert: insert, continuation: continuation))
+                guard state.inFlight < maximumInFlight else { return false }
+                state.inFlight += 1
+                return true
+            }
+            if start {
+                Task { await self.drain() }
+            }
+        }
+        try result.get()
+    }
+
+    /// Runs statements until the queue is empty.
+    private func drain() async {
+        while let batch = nextBatch() {
+            let results = await run(batch.map(\.insert))
+            for (waiter, result) in zip(batch, results) {
+                waiter.continuation.resume(returning: result)
+            }
+        }
+    }
+
+    /// The longest prefix of the queue that shares the first insert's layout and fits one
+    /// statement; nil (and one drainer fewer) when the queue is empty.
+    private func nextBatch() -> [Waiter]? {
+        state.withLock { state in
+            guard let first = state.queue.first else {
+                state.inFlight -= 1
+                return nil
+            }
+            var count = 1
+            var values = first.insert.valueCount
+            while count < state.queue.count, count < Self.maximumInserts {
+                let next = state.queue[count].insert
+                guard next.tables == first.insert.tables, values + next.valueCount <= Self.maximumValues else { break }
+                values += next.valueCount
+                count += 1
+            }
+            let batch = Array(state.queue.prefix(count))
+            state.queue.removeFirst(count)
+            return batch
+        }
+    }
+
+    private func run(_ inserts: [RowInsert]) async -> [Result<Void, any Error>] {
+        do {
+            try await execute(RowInsert.statement(merging: inserts))
+            counted(inserts.count)
+            return inserts.map { _ in .success(()) }
+        } catch let error where inserts.count > 1 {
+            logger.warning("a merged insert failed; inserting its rows one by one",
+                           metadata: ["inserts": "\(inserts.count)", "error": "\(String(describing: type(of: error)))"])
+        } catch {
+            return [.failure(error)]
+        }
+        var results: [Result<Void, any Error>] = []
+        for insert in inserts {
+            do {
+                try await execute(RowInsert.statement(merging: [insert]))
+                counted(1)
+                results.append(.success(()))
+            } catch {
+                results.append(.failure(error))
+            }
+        }
+        return results
+    }
+
+    private func counted(_ inserts: Int) {
+        state.withLock { state in
+            state.inserts += inserts
+            state.statements += 1
+        }
+    }
+}

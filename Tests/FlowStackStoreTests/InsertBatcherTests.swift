@@ -1,0 +1,204 @@
+import FlowStackCore
+import FlowStackTesting
+import Foundation
+import Logging
+import Synchronization
+import Testing
+
+@testable import FlowStackStore
+
+@Suite struct InsertBatcherTests {
+    static let layout = [
+        RowInsert.Table(name: "parent", columns: ["id", "name"]),
+        RowInsert.Table(name: "child", columns: ["parent_id", "n"]),
+    ]
+
+    static func insert(_ id: String, children: Int = 1) -> RowInsert {
+        RowInsert(tables: layout, rows: [[[.text(id), .null]], (0..<children).map { [.text(id), .integer(Int64($0))] }])
+    }
+
+    /// An `execute` that records each statement and holds the first one until `release`.
+    final class GatedDatabase: Sendable {
+        let statements = Mutex<[BoundStatement]>([])
+        private let gate = Mutex<(held: Bool, waiter: CheckedContinuation<Void, Never>?)>((true, nil))
+        let failing: String?
+
+        init(failing: String? = nil) { self.failing = failing }
+
+        func execute(_ statement: BoundStatement) async throws {
+            let first = statements.withLock { $0.append(statement); return $0.count == 1 }
+            if first {
+                await withCheckedContinuation { continuation in
+                    let held = gate.withLock { gate in
+                        if gate.held { gate.waiter = continuation }
+                        return gate.held
+                    }
+                    if !held { continuation.resume() }
+                }
+            }
+            if let failing, statement.values.contains(.text(failing)) {
+                throw DatabaseError("refused \(failing)")
+            }
+        }
+
+        func release() {
+            gate.withLock { gate in
+                gate.held = false
+                gate.waiter?.resume()
+                gate.waiter = nil
+            }
+        }
+
+        var count: Int { statements.withLock { $0.count } }
+    }
+
+    /// Waits for `condition`; on a timeout opens the gate (so the held statement cannot hang the
+    /// test) and fails.
+    static func waitUntil(_ database: GatedDatabase, _ condition: () -> Bool) async throws {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !condition() {
+            guard ContinuousClock.now < deadline else {
+                database.release()
+                throw DatabaseError("timed out")
+            }
+            try await Task.sleep(for: .milliseconds(2))
+        }
+    }
+
+    @Test("merged rows form one statement: parent tables in WITH clauses, empty tables left out")
+    func mergedStatement() {
+        let merged = RowInsert.statement(merging: [Self.insert("a", children: 2), Self.insert("b", children: 0)])
+        #expect(merged.sql == "WITH t0 AS (INSERT INTO parent (id, name) VALUES (?1, ?2), (?3, ?4)) "
+                + "INSERT INTO child (parent_id, n) VALUES (?5, ?6), (?7, ?8)")
+        #expect(merged.values == [.text("a"), .null, .text("b"), .null, .text("a"), .integer(0), .text("a"), .integer(1)])
+        let alone = RowInsert.statement(merging: [Self.insert("c", children: 0)])
+        #expect(alone.sql == "INSERT INTO parent (id, name) VALUES (?1, ?2)")
+        // SQLite has no data-modifying WITH: one statement a table, each numbered from 1.
+        #expect(Self.insert("d", children: 1).statements.map(\.sql) == [
+            "INSERT INTO parent (id, name) VALUES (?1, ?2)", "INSERT INTO child (parent_id, n) VALUES (?1, ?2)",
+        ])
+    }
+
+    @Test("inserts that arrive while a statement runs are committed together in the next one")
+    func groupCommit() async throws {
+        let database = GatedDatabase()
+        let batcher = InsertBatcher(maximumInFlight: 1, logger: Logger(label: "test")) { try await database.execute($0) }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await batcher.insert(Self.insert("first")) }
+            try await Self.waitUntil(database) { database.count == 1 }
+            for index in 0..<20 {
+                group.addTask { try await batcher.insert(Self.insert("row\(index)")) }
+            }
+            try await Self.waitUntil(database) { batcher.queued == 20 }
+            database.release()
+            try await group.waitForAll()
+        }
+        let statements = database.statements.withLock { $0 }
+        #expect(statements.count == 2)
+        #expect(Set(statements.last!.values.compactMap { if case .text(let id) = $0, id.hasPrefix("row") { id } else { nil } }).count == 20)
+        #expect(batcher.statistics == (inserts: 21, statements: 2))
+    }
+
+    @Test("an insert while the database is idle runs at once, up to the limit of statements in flight")
+    func idleStartsAtOnce() async throws {
+        let database = GatedDatabase()
+        let batcher = InsertBatcher(maximumInFlight: 2, logger: Logger(label: "test")) { try await database.execute($0) }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await batcher.insert(Self.insert("first")) }
+            try await Self.waitUntil(database) { database.count == 1 }
+            // The first statement is held: the second insert starts a statement of its own.
+            group.addTask { try await batcher.insert(Self.insert("second")) }
+            try await Self.waitUntil(database) { database.count == 2 }
+            #expect(batcher.statistics == (inserts: 1, statements: 1))
+            database.release()
+            try await group.waitForAll()
+        }
+        #expect(batcher.statistics == (inserts: 2, statements: 2))
+    }
+
+    @Test("a failed merged statement is retried insert by insert, so only the faulty insert fails")
+    func failureIsolated() async throws {
+        let database = GatedDatabase(failing: "bad")
+        let batcher = InsertBatcher(maximumInFlight: 1, logger: Logger(label: "test")) { try await database.execute($0) }
+        let failed = try await withThrowingTaskGroup(of: String?.self) { group in
+            group.addTask { try await batcher.insert(Self.insert("first")); return nil }
+            try await Self.waitUntil(database) { database.count == 1 }
+            for id in ["a", "b", "bad", "c"] {
+                group.addTask {
+                    do {
+                        try await batcher.insert(Self.insert(id))
+                        return nil
+                    } catch {
+                        return id
+                    }
+                }
+            }
+            try await Self.waitUntil(database) { batcher.queued == 4 }
+            database.release()
+            return try await group.reduce(into: [String]()) { if let id = $1 { $0.append(id) } }
+        }
+        #expect(failed == ["bad"])
+        // first, the merged four (failed), then each of the four again.
+        #expect(database.count == 6)
+        #expect(batcher.statistics == (inserts: 4, statements: 4))
+    }
+
+    @Test("concurrent executions with their journals are all stored; a duplicate fails alone", arguments: Backend.allCases)
+    func executionsStored(_ backend: Backend) async throws {
+        let database = try await TestDatabase.make(backend)
+        defer { database.remove() }
+        let store = try await database.openStore()
+        let records = (0..<120).map { _ in
+            ExecutionRecord(orgID: "org", projectID: "project", workflowID: "workflow", versionID: "v1", mode: .webhook,
+                            triggerNode: "Hook", createdAt: store.now)
+        }
+        let finished = ExecutionProgress(status: .succeeded)
+        @Sendable func insert(_ index: Int) async throws {
+            _ = try await store.insertExecutionWithJournal(
+                records[index], start: .start(trigger: "Hook", items: [Item(json: ["n": .number(Double(index))])]),
+                leaseOwner: "test", leaseUntil: store.now,
+                events: [(event: .nodeSucceeded(node: "Hook", outputs: [[Item(json: ["n": .number(Double(index))])]]), node: "Hook", run: nil)],
+                progress: finished)
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<60 { group.addTask { try await insert(index) } }
+            try await group.waitForAll()
+        }
+        // The second half, with five of the first half again among them: the repeats must fail
+        // without taking the inserts merged with them along.
+        let duplicates = try await withThrowingTaskGroup(of: Bool.self) { group in
+            for index in 60..<120 {
+                group.addTask { try await insert(index); return false }
+                if index % 12 == 0 {
+                    group.addTask {
+                        do {
+                            try await insert(index - 60)
+                            return false
+                        } catch {
+                            return true
+                        }
+                    }
+                }
+            }
+            return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+        }
+        #expect(duplicates == 5)
+        for (index, record) in records.enumerated() {
+            let stored = try #require(try await store.execution(id: record.id))
+            #expect(stored.status == .succeeded)
+            let journal = try await store.journal(executionID: record.id, orgID: record.orgID)
+            #expect(journal.map(\.seq) == [0, 1])
+            guard case .nodeSucceeded(_, let outputs) = journal.last?.event else {
+                Issue.record("no node output for execution \(index)")
+                continue
+            }
+            #expect(outputs.first?.first?.json["n"] == .number(Double(index)))
+        }
+        if let postgres = store.database as? PostgresStore {
+            let statistics = postgres.insertStatistics
+            #expect(statistics.inserts == 120, "every insert but the repeats committed once")
+            #expect(statistics.statements < statistics.inserts, "group commit merged \(statistics.inserts) inserts into \(statistics.statements) statements")
+        }
+        await store.database.close()
+    }
+}

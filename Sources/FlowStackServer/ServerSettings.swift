@@ -36,6 +36,9 @@ public struct ServerSettings: Sendable {
     public var ipFailureLimit = 30
     public var ipFailureWindow: TimeInterval = 15 * 60
     public var apiKeyRotationDays = 90
+    /// How long an API-key lookup is cached: a key revoked through another server stops working
+    /// here within this time (through this server, at once).
+    public var apiKeyCacheLifetime: Duration = .seconds(1)
     public var invitationLifetime: TimeInterval = 7 * 24 * 3600
     public var maxBodyBytes = 1 << 20
     public var maxJSONDepth = 32

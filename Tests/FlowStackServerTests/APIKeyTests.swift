@@ -1,6 +1,6 @@
 import FlowStackCore
 import FlowStackCrypto
-import FlowStackServer
+@testable import FlowStackServer
 import FlowStackStore
 import FlowStackTesting
 import Foundation
@@ -124,6 +124,55 @@ import Testing
             try await Task.sleep(for: .milliseconds(1100))
             #expect(try await client.get("/api/v1/me", auth: .apiKey(key)).status == 401)
         }
+    }
+
+    @Test("running, retrying or cancelling keeps cached keys; any other change authenticates afresh")
+    func runsKeepCachedKeys() async throws {
+        // A long cache life, so only a clear can make this server notice the revocation below.
+        let app = try await TestApp.make(.sqlite) { $0.apiKeyCacheLifetime = .seconds(600) }
+        try await app.test { client in
+            let owner = try await client.setupOwner(app)
+            let auth = try await client.login(owner)
+            let key = try await client.createAPIKey(auth, orgID: owner.orgID)
+            let project = try await client.createProject(auth, orgID: owner.orgID)
+            let workflow: [String: Any] = [
+                "name": "Run", "nodes": [["name": "M", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]]],
+            ]
+            let id = try #require(try await client.post("/api/v1/projects/\(project)/workflows", workflow, auth: auth).json["id"] as? String)
+            #expect(try await client.post("/api/v1/workflows/\(id)/run", nil, auth: .apiKey(key)).status == 202)
+            // Revoked behind this server's back (as another server would): the cached lookup
+            // still serves, and runs do not clear it.
+            try await app.store.write { db in try await db.raw("UPDATE api_keys SET revoked_at = 1").run() }
+            #expect(try await client.post("/api/v1/workflows/\(id)/run", nil, auth: .apiKey(key)).status == 202)
+            #expect(try await client.post("/api/v1/workflows/\(id)/run", nil, auth: .apiKey(key)).status == 202)
+            // Any other change does: the next request reads the key again and finds it revoked.
+            _ = try await client.createProject(auth, orgID: owner.orgID, name: "Other")
+            let refused = try await client.post("/api/v1/workflows/\(id)/run", nil, auth: .apiKey(key))
+            #expect(refused.status == 401)
+            #expect(refused.errorCode == "invalid_api_key")
+        }
+    }
+
+    @Test("only runs, retries and cancels leave the key cache alone", arguments: [
+        (HTTPRequest.Method.post, "/api/v1/workflows/wf_1/run", true),
+        (.post, "/api/v1/executions/exe_1/retry", true),
+        (.post, "/api/v1/executions/exe_1/cancel", true),
+        (.put, "/api/v1/workflows/wf_1/run", false),
+        (.delete, "/api/v1/executions/exe_1/cancel", false),
+        (.post, "/api/v1/workflows//run", false),
+        (.post, "/api/v1/workflows/wf_1/run/", false),
+        (.post, "/api/v1/workflows/wf_1/activate", false),
+        (.post, "/api/v1/executions/exe_1/delete", false),
+        (.post, "/api/v1/orgs/org_1/api-keys", false),
+        (.delete, "/api/v1/orgs/org_1/api-keys/key_1", false),
+        (.post, "/api/v1/orgs/org_1/members", false),
+        (.post, "/api/v2/workflows/wf_1/run", false),
+        (.post, "//api/v1/workflows/run", false),
+        (.post, "/api/v1/workflows/wf_1/run?x=1", false),
+        (.post, "/x/v1/workflows/wf_1/run", false),
+    ])
+    func cacheKeepingChanges(method: HTTPRequest.Method, path: String, keeps: Bool) {
+        #expect(AuthMiddleware.leavesIdentitiesAlone(method: method, path: path) == keeps)
     }
 
     @Test("keys older than 90 days are flagged for rotation", arguments: Backend.allCases)

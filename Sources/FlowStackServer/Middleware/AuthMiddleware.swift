@@ -15,11 +15,25 @@ struct AuthMiddleware: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let response = try await authenticate(request, context: context, next: next)
-        if request.method != .get && request.method != .head && request.method != .options, response.status.code < 400 {
+        if request.method != .get && request.method != .head && request.method != .options, response.status.code < 400,
+           !Self.leavesIdentitiesAlone(method: request.method, path: request.uri.path) {
             // A change may revoke a key or change what its creator may do: authenticate afresh.
             auth.apiKeys.removeAll()
         }
         return response
+    }
+
+    /// The changes that cannot revoke a key or change what anyone may do: running a workflow, and
+    /// retrying or cancelling an execution (what automation calls at a high rate). Every other
+    /// change empties the key cache; a path that only resembles these does too.
+    static func leavesIdentitiesAlone(method: HTTPRequest.Method, path: String) -> Bool {
+        guard method == .post else { return false }
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 6, parts[0].isEmpty, parts[1] == "api", parts[2] == "v1", !parts[4].isEmpty else { return false }
+        switch (parts[3], parts[5]) {
+        case ("workflows", "run"), ("executions", "retry"), ("executions", "cancel"): return true
+        default: return false
+        }
     }
 
     private func authenticate(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {

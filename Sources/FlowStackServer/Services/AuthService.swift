@@ -15,11 +15,11 @@ struct AuthService: Sendable {
     let throttle: FailureThrottle
     let passwordPolicy: PasswordPolicy
     let logger: Logger
-    /// API-key lookups for a second, keyed by the key's hash (never the key): most requests then
-    /// need no database read. Any successful change made through this server clears it
-    /// (AuthMiddleware), so a revoked key or a changed membership takes effect at once here and
-    /// within a second on other servers.
-    let apiKeys = ExpiringCache<String, Store.APIKeyIdentity>(lifetime: .seconds(1))
+    /// API-key lookups for a second (`apiKeyCacheLifetime`), keyed by the key's hash (never the
+    /// key): most requests then need no database read. A successful change made through this
+    /// server clears it (AuthMiddleware), so a revoked key or a changed membership takes effect
+    /// at once here and within a second on other servers.
+    let apiKeys: ExpiringCache<String, Store.APIKeyIdentity>
     /// A valid hash of a random password, verified for unknown e-mails so both cases cost the same.
     let dummyHash: String
 
@@ -30,6 +30,7 @@ struct AuthService: Sendable {
         self.throttle = FailureThrottle(limit: settings.ipFailureLimit, window: settings.ipFailureWindow, clock: store.clock)
         self.passwordPolicy = .standard
         self.logger = logger
+        self.apiKeys = ExpiringCache(lifetime: settings.apiKeyCacheLifetime)
         self.dummyHash = try await hasher.hash(Token.make(prefix: ""))
     }
 

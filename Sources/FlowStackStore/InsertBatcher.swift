@@ -24,6 +24,22 @@ struct RowInsert: Sendable {
 
     var valueCount: Int { rows.reduce(0) { $0 + $1.reduce(0) { $0 + $1.count } } }
 
+    /// Roughly how many bytes the values take in a statement.
+    var byteCount: Int {
+        rows.reduce(0) { total, table in
+            table.reduce(total) { total, row in
+                row.reduce(total) { total, value in
+                    switch value {
+                    case .null: total + 4
+                    case .integer, .real: total + 8
+                    case .text(let text): total + text.utf8.count
+                    case .blob(let bytes): total + bytes.count
+                    }
+                }
+            }
+        }
+    }
+
     /// One statement a table (for SQLite, which has no data-modifying `WITH`), to run in one
     /// transaction.
     var statements: [BoundStatement] {
@@ -71,16 +87,21 @@ struct RowInsert: Sendable {
 /// Alone, each insert costs a statement, a round trip and a commit of its own; under load the
 /// server spends more time on that overhead than on the rows. Here concurrent inserts queue, and
 /// up to `maximumInFlight` statements at a time each insert everything that is queued (one
-/// statement, one commit). An insert that arrives while the database is idle runs at once.
+/// statement, one commit). An insert that arrives while the database is idle runs at once. When
+/// the oldest queued insert has waited `overflowAfter` (statements in flight are slow or stuck),
+/// a new arrival starts another statement, up to `overflowLimit` in all.
 ///
-/// A merged statement is all or nothing. If it fails, its inserts run again one by one, so an
-/// insert fails only for a fault of its own. Statements run in tasks of their own: a caller that
-/// is cancelled while it waits does not cancel an insert that was accepted.
+/// A merged statement is all or nothing. If it fails for a row's fault (`isRowError`: a
+/// constraint or a bad value), its inserts run again one by one, so an insert fails only for a
+/// fault of its own. Any other failure (the connection, the server) fails every insert in it
+/// with that error, as it would have failed each alone. Statements run in tasks of their own: a
+/// caller that is cancelled while it waits does not cancel an insert that was accepted.
 final class InsertBatcher: Sendable {
     typealias Execute = @Sendable (BoundStatement) async throws -> Void
 
     private struct Waiter {
         let insert: RowInsert
+        let queuedAt: ContinuousClock.Instant
         let continuation: CheckedContinuation<Result<Void, any Error>, Never>
     }
 
@@ -94,16 +115,28 @@ final class InsertBatcher: Sendable {
     /// PostgreSQL takes at most 65,535 parameters in a statement.
     static let maximumValues = 30_000
     static let maximumInserts = 256
+    /// Large journals go in statements of their own rather than one huge message.
+    static let maximumBytes = 8 << 20
 
     private let maximumInFlight: Int
+    private let overflowLimit: Int
+    private let overflowAfter: Duration
     private let execute: Execute
+    private let isRowError: @Sendable (any Error) -> Bool
+    private let now: @Sendable () -> ContinuousClock.Instant
     private let logger: Logger
     private let state = Mutex(State())
 
-    init(maximumInFlight: Int, logger: Logger, execute: @escaping Execute) {
-        precondition(maximumInFlight > 0)
+    init(maximumInFlight: Int, overflowLimit: Int = 8, overflowAfter: Duration = .milliseconds(200), logger: Logger,
+         now: @escaping @Sendable () -> ContinuousClock.Instant = { .now },
+         isRowError: @escaping @Sendable (any Error) -> Bool, execute: @escaping Execute) {
+        precondition(maximumInFlight > 0 && overflowLimit >= maximumInFlight)
         self.maximumInFlight = maximumInFlight
+        self.overflowLimit = overflowLimit
+        self.overflowAfter = overflowAfter
         self.logger = logger
+        self.now = now
+        self.isRowError = isRowError
         self.execute = execute
     }
 
@@ -116,15 +149,19 @@ final class InsertBatcher: Sendable {
     var queued: Int { state.withLock { $0.queue.count } }
 
     func insert(_ insert: RowInsert) async throws {
+        let queuedAt = now()
         let result = await withCheckedContinuation { continuation in
             let start = state.withLock { state in
-                state.queue.append(Waiter(insert: insert, continuation: continuation))
-                guard state.inFlight < maximumInFlight else { return false }
+                state.queue.append(Waiter(insert: insert, queuedAt: queuedAt, continuation: continuation))
+                let stalled = queuedAt - state.queue[0].queuedAt >= overflowAfter
+                guard state.inFlight < maximumInFlight || (stalled && state.inFlight < overflowLimit) else { return false }
                 state.inFlight += 1
                 return true
             }
             if start {
-                Task { await self.drain() }
+                // Detached: a drainer serves many callers and must not carry one's priority or
+                // task-local values.
+                Task.detached { await self.drain() }
             }
         }
         try result.get()
@@ -150,10 +187,13 @@ final class InsertBatcher: Sendable {
             }
             var count = 1
             var values = first.insert.valueCount
+            var bytes = first.insert.byteCount
             while count < state.queue.count, count < Self.maximumInserts {
                 let next = state.queue[count].insert
-                guard next.tables == first.insert.tables, values + next.valueCount <= Self.maximumValues else { break }
+                guard next.tables == first.insert.tables, values + next.valueCount <= Self.maximumValues,
+                      bytes + next.byteCount <= Self.maximumBytes else { break }
                 values += next.valueCount
+                bytes += next.byteCount
                 count += 1
             }
             let batch = Array(state.queue.prefix(count))
@@ -167,11 +207,11 @@ final class InsertBatcher: Sendable {
             try await execute(RowInsert.statement(merging: inserts))
             counted(inserts.count)
             return inserts.map { _ in .success(()) }
-        } catch let error where inserts.count > 1 {
-            logger.warning("a merged insert failed; inserting its rows one by one",
+        } catch let error where inserts.count > 1 && isRowError(error) {
+            logger.warning("a merged insert was refused; inserting its rows one by one",
                            metadata: ["inserts": "\(inserts.count)", "error": "\(String(describing: type(of: error)))"])
         } catch {
-            return [.failure(error)]
+            return inserts.map { _ in .failure(error) }
         }
         var results: [Result<Void, any Error>] = []
         for insert in inserts {

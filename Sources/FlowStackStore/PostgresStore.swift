@@ -18,7 +18,7 @@ public final class PostgresStore: Database, @unchecked Sendable {
     private init(client: PostgresClient, logger: Logger) {
         self.client = client
         self.logger = logger
-        self.batcher = InsertBatcher(maximumInFlight: Self.insertStatementsInFlight, logger: logger) { statement in
+        self.batcher = InsertBatcher(maximumInFlight: Self.insertStatementsInFlight, logger: logger, isRowError: Self.isRowError) { statement in
             try await client.withConnection { connection in try await connection.sql().execute(sql: statement) { _ in } }
         }
         // The pool's run loop must live as long as the store; it ends when `close` cancels it.
@@ -79,6 +79,13 @@ public final class PostgresStore: Database, @unchecked Sendable {
 
     /// How many merged inserts may run at once (the pool has `maximumConnections`).
     static let insertStatementsInFlight = 2
+
+    /// Whether PostgreSQL refused a statement for what a row holds (integrity constraint or data
+    /// exception, SQLSTATE classes 23 and 22), rather than for the connection or the server.
+    static func isRowError(_ error: any Error) -> Bool {
+        guard let error = error as? PSQLError, error.code == .server, let state = error.serverInfo?[.sqlState] else { return false }
+        return state.hasPrefix("23") || state.hasPrefix("22")
+    }
 
     /// Inserts the rows atomically, group-committed with concurrent inserts (`InsertBatcher`).
     func insert(_ rows: RowInsert) async throws {

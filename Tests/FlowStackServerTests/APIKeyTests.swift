@@ -126,7 +126,7 @@ import Testing
         }
     }
 
-    @Test("running, retrying or cancelling keeps cached keys; any other change authenticates afresh")
+    @Test("webhooks and running, retrying or cancelling keep cached keys; any other change authenticates afresh")
     func runsKeepCachedKeys() async throws {
         // A long cache life, so only a clear can make this server notice the revocation below.
         let app = try await TestApp.make(.sqlite) { $0.apiKeyCacheLifetime = .seconds(600) }
@@ -139,10 +139,17 @@ import Testing
                 "name": "Run", "nodes": [["name": "M", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]]],
             ]
             let id = try #require(try await client.post("/api/v1/projects/\(project)/workflows", workflow, auth: auth).json["id"] as? String)
+            let hook: [String: Any] = [
+                "name": "Hook", "nodes": [["name": "Hook", "type": "flowstack.webhook", "typeVersion": 1,
+                                           "parameters": ["method": "POST", "path": "keeps-keys", "respond": "lastNode"]]],
+            ]
+            let hookID = try #require(try await client.post("/api/v1/projects/\(project)/workflows", hook, auth: auth).json["id"] as? String)
+            #expect(try await client.post("/api/v1/workflows/\(hookID)/activate", nil, auth: auth).status == 200)
             #expect(try await client.post("/api/v1/workflows/\(id)/run", nil, auth: .apiKey(key)).status == 202)
             // Revoked behind this server's back (as another server would): the cached lookup
-            // still serves, and runs do not clear it.
+            // still serves, and neither webhooks nor runs clear it.
             try await app.store.write { db in try await db.raw("UPDATE api_keys SET revoked_at = 1").run() }
+            #expect(try await client.post("/webhook/keeps-keys", ["n": 1]).status == 200)
             #expect(try await client.post("/api/v1/workflows/\(id)/run", nil, auth: .apiKey(key)).status == 202)
             #expect(try await client.post("/api/v1/workflows/\(id)/run", nil, auth: .apiKey(key)).status == 202)
             // Any other change does: the next request reads the key again and finds it revoked.
@@ -168,7 +175,6 @@ import Testing
         (.post, "/api/v1/orgs/org_1/members", false),
         (.post, "/api/v2/workflows/wf_1/run", false),
         (.post, "//api/v1/workflows/run", false),
-        (.post, "/api/v1/workflows/wf_1/run?x=1", false),
         (.post, "/x/v1/workflows/wf_1/run", false),
     ])
     func cacheKeepingChanges(method: HTTPRequest.Method, path: String, keeps: Bool) {

@@ -2,12 +2,13 @@ import FlowStackCore
 import FlowStackTesting
 import Foundation
 import Logging
+import SQLKit
 import Synchronization
 import Testing
 
 @testable import FlowStackStore
 
-@Suite struct InsertBatcherTests {
+@Suite(.timeLimit(.minutes(1))) struct InsertBatcherTests {
     static let layout = [
         RowInsert.Table(name: "parent", columns: ["id", "name"]),
         RowInsert.Table(name: "child", columns: ["parent_id", "n"]),
@@ -65,6 +66,28 @@ import Testing
         }
     }
 
+    /// Holds a first statement, queues inserts of `ids` behind it (so they merge), lets it go, and
+    /// answers the ids whose insert failed.
+    static func failedInserts(_ ids: [String], batcher: InsertBatcher, database: GatedDatabase) async throws -> [String] {
+        try await withThrowingTaskGroup(of: String?.self) { group in
+            group.addTask { try await batcher.insert(Self.insert("first")); return nil }
+            try await Self.waitUntil(database) { database.count == 1 }
+            for id in ids {
+                group.addTask {
+                    do {
+                        try await batcher.insert(Self.insert(id))
+                        return nil
+                    } catch {
+                        return id
+                    }
+                }
+            }
+            try await Self.waitUntil(database) { batcher.queued == ids.count }
+            database.release()
+            return try await group.reduce(into: [String]()) { if let id = $1 { $0.append(id) } }
+        }
+    }
+
     @Test("merged rows form one statement: parent tables in WITH clauses, empty tables left out")
     func mergedStatement() {
         let merged = RowInsert.statement(merging: [Self.insert("a", children: 2), Self.insert("b", children: 0)])
@@ -82,7 +105,7 @@ import Testing
     @Test("inserts that arrive while a statement runs are committed together in the next one")
     func groupCommit() async throws {
         let database = GatedDatabase()
-        let batcher = InsertBatcher(maximumInFlight: 1, logger: Logger(label: "test")) { try await database.execute($0) }
+        let batcher = InsertBatcher(maximumInFlight: 1, logger: Logger(label: "test"), isRowError: { $0 is DatabaseError }) { try await database.execute($0) }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await batcher.insert(Self.insert("first")) }
             try await Self.waitUntil(database) { database.count == 1 }
@@ -102,45 +125,95 @@ import Testing
     @Test("an insert while the database is idle runs at once, up to the limit of statements in flight")
     func idleStartsAtOnce() async throws {
         let database = GatedDatabase()
-        let batcher = InsertBatcher(maximumInFlight: 2, logger: Logger(label: "test")) { try await database.execute($0) }
+        let batcher = InsertBatcher(maximumInFlight: 2, logger: Logger(label: "test"), isRowError: { $0 is DatabaseError }) { try await database.execute($0) }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await batcher.insert(Self.insert("first")) }
             try await Self.waitUntil(database) { database.count == 1 }
             // The first statement is held: the second insert starts a statement of its own.
             group.addTask { try await batcher.insert(Self.insert("second")) }
-            try await Self.waitUntil(database) { database.count == 2 }
+            try await Self.waitUntil(database) { batcher.statistics.statements == 1 }
             #expect(batcher.statistics == (inserts: 1, statements: 1))
             database.release()
             try await group.waitForAll()
         }
         #expect(batcher.statistics == (inserts: 2, statements: 2))
+        // Both drainers stopped with the queue empty; the next insert starts one again.
+        try await batcher.insert(Self.insert("third"))
+        #expect(batcher.statistics == (inserts: 3, statements: 3))
+        #expect(batcher.queued == 0)
+    }
+
+    @Test("when queued inserts wait too long behind a stuck statement, a new arrival starts another")
+    func overflowPastStall() async throws {
+        let database = GatedDatabase()
+        let clock = Mutex(ContinuousClock.now)
+        let batcher = InsertBatcher(maximumInFlight: 1, overflowAfter: .milliseconds(200), logger: Logger(label: "test"),
+                                    now: { clock.withLock { $0 } }, isRowError: { _ in false }) { try await database.execute($0) }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await batcher.insert(Self.insert("stuck")) }
+            try await Self.waitUntil(database) { database.count == 1 }
+            group.addTask { try await batcher.insert(Self.insert("waiting")) }
+            try await Self.waitUntil(database) { batcher.queued == 1 }
+            // Not yet stalled: a second arrival just queues.
+            clock.withLock { $0 += .milliseconds(100) }
+            group.addTask { try await batcher.insert(Self.insert("early")) }
+            try await Self.waitUntil(database) { batcher.queued == 2 }
+            #expect(database.count == 1)
+            // The oldest has now waited 200 ms: the next arrival starts a statement for all three.
+            clock.withLock { $0 += .milliseconds(100) }
+            group.addTask { try await batcher.insert(Self.insert("late")) }
+            try await Self.waitUntil(database) { batcher.statistics.statements == 1 }
+            #expect(batcher.statistics == (inserts: 3, statements: 1))
+            database.release()
+            try await group.waitForAll()
+        }
+        #expect(batcher.statistics == (inserts: 4, statements: 2))
     }
 
     @Test("a failed merged statement is retried insert by insert, so only the faulty insert fails")
     func failureIsolated() async throws {
         let database = GatedDatabase(failing: "bad")
-        let batcher = InsertBatcher(maximumInFlight: 1, logger: Logger(label: "test")) { try await database.execute($0) }
-        let failed = try await withThrowingTaskGroup(of: String?.self) { group in
-            group.addTask { try await batcher.insert(Self.insert("first")); return nil }
-            try await Self.waitUntil(database) { database.count == 1 }
-            for id in ["a", "b", "bad", "c"] {
-                group.addTask {
-                    do {
-                        try await batcher.insert(Self.insert(id))
-                        return nil
-                    } catch {
-                        return id
-                    }
-                }
-            }
-            try await Self.waitUntil(database) { batcher.queued == 4 }
-            database.release()
-            return try await group.reduce(into: [String]()) { if let id = $1 { $0.append(id) } }
-        }
+        let batcher = InsertBatcher(maximumInFlight: 1, logger: Logger(label: "test"), isRowError: { $0 is DatabaseError }) { try await database.execute($0) }
+        let failed = try await Self.failedInserts(["a", "b", "bad", "c"], batcher: batcher, database: database)
         #expect(failed == ["bad"])
         // first, the merged four (failed), then each of the four again.
         #expect(database.count == 6)
         #expect(batcher.statistics == (inserts: 4, statements: 4))
+    }
+
+    @Test("a merged statement that fails for the connection fails all its inserts at once, without retrying them")
+    func connectionFailure() async throws {
+        let database = GatedDatabase(failing: "b")
+        let batcher = InsertBatcher(maximumInFlight: 1, logger: Logger(label: "test"), isRowError: { _ in false }) { try await database.execute($0) }
+        let failed = try await Self.failedInserts(["a", "b", "c"], batcher: batcher, database: database)
+        #expect(failed.sorted() == ["a", "b", "c"])
+        #expect(database.count == 2)
+    }
+
+    @Test("PostgreSQL's constraint and data errors count as a row's fault; others do not")
+    func rowErrors() async throws {
+        let database = try await TestDatabase.make(.postgres)
+        defer { database.remove() }
+        let store = try await database.openStore()
+        let postgres = try #require(store.database as? PostgresStore)
+        try await store.write { db in try await db.raw("CREATE TABLE t (n INTEGER PRIMARY KEY)").run() }
+        try await store.write { db in try await db.raw("INSERT INTO t (n) VALUES (1)").run() }
+        func failure(_ sql: String) async -> (any Error)? {
+            do {
+                try await postgres.writeStatement { db in try await db.raw(SQLQueryString(sql)).run() }
+                return nil
+            } catch {
+                return error
+            }
+        }
+        let duplicate = try #require(await failure("INSERT INTO t (n) VALUES (1)"))
+        #expect(PostgresStore.isRowError(duplicate))
+        let badValue = try #require(await failure("INSERT INTO t (n) VALUES (99999999999)"))
+        #expect(PostgresStore.isRowError(badValue))
+        let noTable = try #require(await failure("INSERT INTO missing (n) VALUES (1)"))
+        #expect(!PostgresStore.isRowError(noTable))
+        #expect(!PostgresStore.isRowError(DatabaseError("not PostgreSQL's")))
+        await store.database.close()
     }
 
     @Test("concurrent executions with their journals are all stored; a duplicate fails alone", arguments: Backend.allCases)

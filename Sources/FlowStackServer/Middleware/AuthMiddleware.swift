@@ -14,6 +14,11 @@ struct AuthMiddleware: RouterMiddleware {
     let auth: AuthService
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        if request.uri.path.hasPrefix("/webhook") {
+            // Webhooks authenticate per workflow (WebhookController), never with user
+            // credentials, and change no one's identity: the key cache stays.
+            return try await next(request, context)
+        }
         let response = try await authenticate(request, context: context, next: next)
         if request.method != .get && request.method != .head && request.method != .options, response.status.code < 400,
            !Self.leavesIdentitiesAlone(method: request.method, path: request.uri.path) {
@@ -24,8 +29,9 @@ struct AuthMiddleware: RouterMiddleware {
     }
 
     /// The changes that cannot revoke a key or change what anyone may do: running a workflow, and
-    /// retrying or cancelling an execution (what automation calls at a high rate). Every other
-    /// change empties the key cache; a path that only resembles these does too.
+    /// retrying or cancelling an execution (what automation calls at a high rate; webhooks never
+    /// reach this check). Every other change empties the key cache; a path that only resembles
+    /// these does too.
     static func leavesIdentitiesAlone(method: HTTPRequest.Method, path: String) -> Bool {
         guard method == .post else { return false }
         let parts = path.split(separator: "/", omittingEmptySubsequences: false)
@@ -38,10 +44,6 @@ struct AuthMiddleware: RouterMiddleware {
 
     private func authenticate(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
-        if request.uri.path.hasPrefix("/webhook") {
-            // Webhooks authenticate per workflow (WebhookController), never with user credentials.
-            return try await next(request, context)
-        }
         if let authorization = request.headers[.authorization] {
             do {
                 context.identity = try await auth.identity(forAuthorization: authorization)

@@ -67,14 +67,15 @@ public final class ExpiringCache<Key: Hashable & Sendable, Value: Sendable>: Sen
         return try await loading!.value
     }
 
-    /// Starts loading `key`, called under the lock. The load runs in a task of its own: a caller
-    /// that is cancelled must not fail the others waiting. It cannot finish before it is
+    /// Starts loading `key`, called under the lock. The load runs in a detached task of its own:
+    /// a caller that is cancelled must not fail the others waiting, and the load serves them all,
+    /// so it carries no one caller's priority or task-local values. It cannot finish before it is
     /// registered, since `finish` takes the lock held here.
     private func start(_ key: Key, _ load: @escaping @Sendable () async throws -> Value?, at asked: ContinuousClock.Instant,
                        in state: inout State) -> Task<Value?, any Error> {
         let id = state.nextLoad
         state.nextLoad += 1
-        let task = Task { [self] in
+        let task = Task.detached { [self] in
             do {
                 let value = try await load()
                 finish(key, load: id, storing: .some(value.map { Entry(value: $0, loaded: asked) }))

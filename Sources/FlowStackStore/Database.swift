@@ -20,21 +20,10 @@ public protocol Database: Sendable {
     /// it throws.
     func write<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T
 
-    /// Runs `body`, which executes exactly one statement. A statement is atomic by itself, so
-    /// PostgreSQL runs it without the BEGIN and COMMIT round trips; SQLite group-commits it as
-    /// any write.
-    func writeStatement<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T
-
     /// Checks that the database answers (readiness).
     func ping() async throws
 
     func close() async
-}
-
-extension Database {
-    public func writeStatement<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
-        try await write(body)
-    }
 }
 
 /// How a `Database` is reached, parsed from `--database`.

@@ -101,6 +101,9 @@ final class InsertBatcher: Sendable {
 
     private struct Waiter {
         let insert: RowInsert
+        /// `insert.valueCount` and `insert.byteCount`, counted before taking the lock.
+        let values: Int
+        let bytes: Int
         let queuedAt: ContinuousClock.Instant
         let continuation: CheckedContinuation<Result<Void, any Error>, Never>
     }
@@ -150,9 +153,10 @@ final class InsertBatcher: Sendable {
 
     func insert(_ insert: RowInsert) async throws {
         let queuedAt = now()
+        let (values, bytes) = (insert.valueCount, insert.byteCount)
         let result = await withCheckedContinuation { continuation in
             let start = state.withLock { state in
-                state.queue.append(Waiter(insert: insert, queuedAt: queuedAt, continuation: continuation))
+                state.queue.append(Waiter(insert: insert, values: values, bytes: bytes, queuedAt: queuedAt, continuation: continuation))
                 let stalled = queuedAt - state.queue[0].queuedAt >= overflowAfter
                 guard state.inFlight < maximumInFlight || (stalled && state.inFlight < overflowLimit) else { return false }
                 state.inFlight += 1
@@ -186,14 +190,14 @@ final class InsertBatcher: Sendable {
                 return nil
             }
             var count = 1
-            var values = first.insert.valueCount
-            var bytes = first.insert.byteCount
+            var values = first.values
+            var bytes = first.bytes
             while count < state.queue.count, count < Self.maximumInserts {
-                let next = state.queue[count].insert
-                guard next.tables == first.insert.tables, values + next.valueCount <= Self.maximumValues,
-                      bytes + next.byteCount <= Self.maximumBytes else { break }
-                values += next.valueCount
-                bytes += next.byteCount
+                let next = state.queue[count]
+                guard next.insert.tables == first.insert.tables, values + next.values <= Self.maximumValues,
+                      bytes + next.bytes <= Self.maximumBytes else { break }
+                values += next.values
+                bytes += next.bytes
                 count += 1
             }
             let batch = Array(state.queue.prefix(count))

@@ -95,10 +95,6 @@ public final class PostgresStore: Database, @unchecked Sendable {
     /// Inserts committed so far and the statements that took (for tests and benchmarks).
     var insertStatistics: (inserts: Int, statements: Int) { batcher.statistics }
 
-    public func writeStatement<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
-        try await client.withConnection { connection in try await body(connection.sql()) }
-    }
-
     /// Calls `onNotification` for every NOTIFY on `channel` (and once each time listening starts, so
     /// nothing sent while the connection was down is missed), until the task is cancelled.
     /// Reconnects after a failure; polling covers the gap.

@@ -198,19 +198,21 @@ import Testing
         let postgres = try #require(store.database as? PostgresStore)
         try await store.write { db in try await db.raw("CREATE TABLE t (n INTEGER PRIMARY KEY)").run() }
         try await store.write { db in try await db.raw("INSERT INTO t (n) VALUES (1)").run() }
-        func failure(_ sql: String) async -> (any Error)? {
+        // Through the batcher's own path, as an insert alone meets them.
+        func failure(_ table: String, _ n: Int64) async -> (any Error)? {
             do {
-                try await postgres.writeStatement { db in try await db.raw(SQLQueryString(sql)).run() }
+                try await postgres.insert(RowInsert(tables: [RowInsert.Table(name: table, columns: ["n"])], rows: [[[.integer(n)]]]))
                 return nil
             } catch {
                 return error
             }
         }
-        let duplicate = try #require(await failure("INSERT INTO t (n) VALUES (1)"))
+        #expect(await failure("t", 2) == nil)
+        let duplicate = try #require(await failure("t", 1))
         #expect(PostgresStore.isRowError(duplicate))
-        let badValue = try #require(await failure("INSERT INTO t (n) VALUES (99999999999)"))
+        let badValue = try #require(await failure("t", 99_999_999_999))
         #expect(PostgresStore.isRowError(badValue))
-        let noTable = try #require(await failure("INSERT INTO missing (n) VALUES (1)"))
+        let noTable = try #require(await failure("missing", 1))
         #expect(!PostgresStore.isRowError(noTable))
         #expect(!PostgresStore.isRowError(DatabaseError("not PostgreSQL's")))
         await store.database.close()

@@ -17,8 +17,9 @@ struct AuthService: Sendable {
     let logger: Logger
     /// API-key lookups for a second (`apiKeyCacheLifetime`), keyed by the key's hash (never the
     /// key): most requests then need no database read. A successful change made through this
-    /// server clears it (AuthMiddleware), so a revoked key or a changed membership takes effect
-    /// at once here and within a second on other servers.
+    /// server clears it (AuthMiddleware; runs, retries, cancels and webhooks, which cannot revoke
+    /// anything, do not), so a revoked key or a changed membership takes effect at once here and
+    /// within a second on other servers.
     let apiKeys: ExpiringCache<String, Store.APIKeyIdentity>
     /// A valid hash of a random password, verified for unknown e-mails so both cases cost the same.
     let dummyHash: String

@@ -9,6 +9,13 @@ public struct CodeRequest: Codable, Sendable {
         public var workflowId: String
         public var workflowName: String
         public var nodeName: String
+
+        public init(executionId: String, workflowId: String, workflowName: String, nodeName: String) {
+            self.executionId = executionId
+            self.workflowId = workflowId
+            self.workflowName = workflowName
+            self.nodeName = nodeName
+        }
     }
     public var code: String
     public var mode: Mode
@@ -53,6 +60,99 @@ public struct CodeResponse: Codable, Sendable {
         self.errorKind = errorKind
         self.line = line
         self.logs = logs
+    }
+}
+
+extension CodeRequest {
+    /// The request as one line of JSON for the sandbox child: the document `JSONEncoder` writes
+    /// (absent optionals left out), built with `JSONValue`'s writer, which is several times faster
+    /// on many items.
+    public func jsonLine() -> [UInt8] {
+        var object: [String: JSONValue] = [
+            "code": .string(code),
+            "mode": .string(mode.rawValue),
+            "items": .array(items.map(\.jsonValue)),
+            "env": .object(env.mapValues(JSONValue.string)),
+            "timeLimitMs": .number(Double(timeLimitMs)),
+            "maxOutputBytes": .number(Double(maxOutputBytes)),
+            "maxLogBytes": .number(Double(maxLogBytes)),
+            "context": .object([
+                "executionId": .string(context.executionId), "workflowId": .string(context.workflowId),
+                "workflowName": .string(context.workflowName), "nodeName": .string(context.nodeName),
+            ]),
+        ]
+        if let maxMemoryBytes { object["maxMemoryBytes"] = .number(Double(maxMemoryBytes)) }
+        if let secretNonce { object["secretNonce"] = .string(secretNonce) }
+        var line = JSONValue.object(object).jsonBytes()
+        line.append(0x0A)
+        return line
+    }
+}
+
+/// The sandbox child's answer was not a `CodeResponse`.
+public struct MalformedCodeResponse: Error, Sendable, CustomStringConvertible {
+    public let reason: String
+    public var description: String { "malformed sandbox answer: \(reason)" }
+}
+
+extension CodeResponse {
+    /// Reads the child's answer (one line of JSON) with `JSONValue`'s parser instead of
+    /// `JSONDecoder`, which took most of the parent's time on a Code node returning many items.
+    /// As strict as `Decodable`: a missing `ok`, a field of the wrong kind or an item without
+    /// `json` is an error; a field that is null counts as absent.
+    public init(parsing line: [UInt8]) throws {
+        guard case .object(let fields) = try JSONValue(parsing: line) else { throw MalformedCodeResponse(reason: "not an object") }
+        func present(_ key: String) -> JSONValue? {
+            if let value = fields[key], value != .null { return value }
+            return nil
+        }
+        func string(_ key: String) throws -> String? {
+            guard let value = present(key) else { return nil }
+            guard case .string(let text) = value else { throw MalformedCodeResponse(reason: "\(key) is not a string") }
+            return text
+        }
+        guard case .bool(let ok) = fields["ok"] else { throw MalformedCodeResponse(reason: "ok is not a boolean") }
+        var items: [Item]?
+        if let value = present("items") {
+            guard case .array(let elements) = value else { throw MalformedCodeResponse(reason: "items is not an array") }
+            items = try elements.map { element in
+                guard let item = Item(jsonValue: element) else { throw MalformedCodeResponse(reason: "an item is not {json, binary?}") }
+                return item
+            }
+        }
+        var line: Int?
+        if let value = present("line") {
+            guard case .number(let number) = value, let exact = Int(exactly: number) else { throw MalformedCodeResponse(reason: "line is not an integer") }
+            line = exact
+        }
+        var logs: [String]?
+        if let value = present("logs") {
+            guard case .array(let elements) = value else { throw MalformedCodeResponse(reason: "logs is not an array") }
+            logs = try elements.map { element in
+                guard case .string(let text) = element else { throw MalformedCodeResponse(reason: "a log line is not a string") }
+                return text
+            }
+        }
+        self.init(ok: ok, items: items, error: try string("error"), errorKind: try string("errorKind"), line: line, logs: logs)
+    }
+}
+
+extension Item {
+    /// The item as `Codable` writes it: `{"json": …}`, with `"binary"` when there is any.
+    public var jsonValue: JSONValue {
+        var object: [String: JSONValue] = ["json": json]
+        if let binary { object["binary"] = .object(binary) }
+        return .object(object)
+    }
+
+    /// An item from `{"json": …, "binary"?: {…}}`; nil for anything else (as `Decodable` fails).
+    public init?(jsonValue: JSONValue) {
+        guard case .object(let fields) = jsonValue, let json = fields["json"] else { return nil }
+        switch fields["binary"] {
+        case nil, .null?: self.init(json: json)
+        case .object(let binary)?: self.init(json: json, binary: binary)
+        default: return nil
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 import FlowStackCore
 import FlowStackNodes
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -36,14 +37,14 @@ public actor SandboxPool: CodeRunning {
     public let executable: String
     public let limits: SandboxLimits
     private var idle: [SandboxChild] = []
-    private var running = 0
-    private var waiters: [CheckedContinuation<Void, Never>] = []
+    private let slots: RunSlots
     /// What the most recent child reported it enforces (network namespace, seccomp, …).
     public private(set) var protections: [String: JSONValue] = [:]
 
     public init(executable: String, limits: SandboxLimits = .init()) {
         self.executable = executable
         self.limits = limits
+        self.slots = RunSlots(maximum: limits.maximum)
     }
 
     /// The `flowstack-sandbox` next to the running executable, if there is one.
@@ -65,14 +66,8 @@ public actor SandboxPool: CodeRunning {
     }
 
     public func run(_ request: CodeRequest, broker: CodeBroker?) async throws -> CodeResponse {
-        while running >= limits.maximum {
-            await withCheckedContinuation { waiters.append($0) }
-        }
-        running += 1
-        defer {
-            running -= 1
-            if !waiters.isEmpty { waiters.removeFirst().resume() }
-        }
+        await slots.acquire()
+        defer { slots.release() }
         let child: SandboxChild
         if let warm = idle.popLast() {
             child = warm
@@ -106,13 +101,70 @@ public actor SandboxPool: CodeRunning {
     }
 }
 
+/// Admission to the pool's `maximum` concurrent runs, first come, first served.
+///
+/// A released slot passes straight to the longest waiter. (Freeing it and letting the waiter take
+/// it when it is next scheduled let every caller arriving in between take it first: under load a
+/// waiter could go to the back of the queue again and again, and requests timed out.)
+final class RunSlots: Sendable {
+    private struct State {
+        var inUse = 0
+        var waiters: [CheckedContinuation<Void, Never>] = []
+        var head = 0
+    }
+    let maximum: Int
+    private let state = Mutex(State())
+
+    init(maximum: Int) { self.maximum = max(1, maximum) }
+
+    /// Slots taken (a slot handed to a waiter counts from the moment it is handed over).
+    var inUse: Int { state.withLock { $0.inUse } }
+    /// Callers waiting for a slot.
+    var waiting: Int { state.withLock { $0.waiters.count - $0.head } }
+
+    func acquire() async {
+        await withCheckedContinuation { continuation in
+            let granted = state.withLock { state -> Bool in
+                if state.inUse < maximum && state.head == state.waiters.count {
+                    state.inUse += 1
+                    return true
+                }
+                state.waiters.append(continuation)
+                return false
+            }
+            if granted { continuation.resume() }
+        }
+    }
+
+    func release() {
+        let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard state.head < state.waiters.count else {
+                state.inUse -= 1
+                return nil
+            }
+            // The slot stays taken: it now belongs to the longest waiter.
+            let waiter = state.waiters[state.head]
+            state.head += 1
+            if state.head == state.waiters.count {
+                state.waiters.removeAll(keepingCapacity: true)
+                state.head = 0
+            } else if state.head >= 64 && state.head * 2 >= state.waiters.count {
+                // Under sustained load the queue may never empty: drop the served front now and then.
+                state.waiters.removeFirst(state.head)
+                state.head = 0
+            }
+            return waiter
+        }
+        next?.resume()
+    }
+}
+
 /// One child process and its pipes.
 final class SandboxChild: @unchecked Sendable {
     // Only used by one run at a time (the pool hands a child to one caller).
     let process = Process()
     let input: FileHandle
-    let output: FileHandle
-    private var buffer = Data()
+    let output: ChildOutput
     let directory: String
 
     enum Outcome: Sendable {
@@ -135,39 +187,20 @@ final class SandboxChild: @unchecked Sendable {
         process.standardError = FileHandle.nullDevice
         try process.run()
         input = stdin.fileHandleForWriting
-        output = stdout.fileHandleForReading
+        output = ChildOutput(stdout.fileHandleForReading)
     }
 
     var pid: pid_t { process.processIdentifier }
     static let brokerPrefix = Data(#"{"http":"#.utf8)
     static let maximumBrokerCalls = 100
 
-    /// Reads one line from the child on a thread of its own (a blocking read must never occupy a
-    /// thread of the concurrency pool or of Dispatch, which the pool runs on); nil at end of file.
+    /// The child's next line; nil once it has exited.
     func readLine() async -> Data? {
-        await withCheckedContinuation { continuation in
-            let thread = Thread {
-                while true {
-                    if let newline = self.buffer.firstIndex(of: 0x0A) {
-                        let line = self.buffer[self.buffer.startIndex..<newline]
-                        self.buffer.removeSubrange(self.buffer.startIndex...newline)
-                        continuation.resume(returning: Data(line))
-                        return
-                    }
-                    let chunk = self.output.availableData
-                    if chunk.isEmpty {
-                        continuation.resume(returning: nil)
-                        return
-                    }
-                    self.buffer += chunk
-                }
-            }
-            thread.start()
-        }
+        await output.next()
     }
 
     func readReady() async throws -> [String: JSONValue] {
-        guard let line = await readLine(), let value = try? JSONDecoder().decode(JSONValue.self, from: line),
+        guard let line = await readLine(), let value = try? JSONValue(parsing: Array(line)),
               value["ready"] == .bool(true) else {
             terminate()
             throw SandboxError.unavailable("the sandbox process did not start")
@@ -197,9 +230,7 @@ final class SandboxChild: @unchecked Sendable {
         }
         defer { watchdog.cancel() }
         do {
-            var line = try JSONEncoder().encode(request)
-            line.append(0x0A)
-            try input.write(contentsOf: line)
+            try input.write(contentsOf: request.jsonLine())
         } catch {
             return .killed(CodeResponse(ok: false, error: "The code sandbox stopped unexpectedly.", errorKind: "internal"))
         }
@@ -210,7 +241,7 @@ final class SandboxChild: @unchecked Sendable {
             // `$http.request` calls arrive as {"http": {...}} lines until the final answer.
             guard let line = answer, line.starts(with: Self.brokerPrefix) else { break }
             calls += 1
-            let call = (try? JSONDecoder().decode(JSONValue.self, from: line))?["http"] ?? .null
+            let call = (try? JSONValue(parsing: Array(line)))?["http"] ?? .null
             // The child counts its calls too; the parent does not rely on it.
             let result: JSONValue = if calls > Self.maximumBrokerCalls {
                 .object(["error": .string("A Code node run may make at most \(Self.maximumBrokerCalls) $http.request calls.")])
@@ -220,7 +251,7 @@ final class SandboxChild: @unchecked Sendable {
                 .object(["error": .string("$http.request is not available here.")])
             }
             do {
-                var reply = try JSONEncoder().encode(result)
+                var reply = result.jsonBytes()
                 reply.append(0x0A)
                 try input.write(contentsOf: reply)
             } catch {
@@ -239,7 +270,7 @@ final class SandboxChild: @unchecked Sendable {
                 return .killed(CodeResponse(ok: false, error: "The Code node's sandbox crashed (for example by allocating too much memory); the run was stopped.", errorKind: "crash"))
             }
         }
-        guard let response = try? JSONDecoder().decode(CodeResponse.self, from: answer) else {
+        guard let response = try? CodeResponse(parsing: Array(answer)) else {
             return .killed(CodeResponse(ok: false, error: "The code sandbox answered something unreadable.", errorKind: "internal"))
         }
         // A child that hit its memory cap may still hold a large heap: replace it. (After a
@@ -260,6 +291,61 @@ final class SandboxChild: @unchecked Sendable {
         let fields = text.split(separator: " ")
         guard fields.count > 1, let pages = Int(fields[1]) else { return nil }
         return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+}
+
+/// A child's output as lines, read by one thread of the child's own for its whole life: a blocking
+/// read must never occupy a thread of the concurrency pool or of Dispatch, which the pool runs on
+/// (and a thread per line cost a thread start per run). The thread ends at end of file, when the
+/// child exits or is killed.
+final class ChildOutput: Sendable {
+    private struct State {
+        var lines: [Data] = []
+        var ended = false
+        var reader: CheckedContinuation<Data?, Never>?
+    }
+    private let state = Mutex(State())
+
+    init(_ handle: FileHandle) {
+        let thread = Thread { [self] in
+            var buffer = Data()
+            while true {
+                let chunk = handle.availableData
+                var complete: [Data] = []
+                if !chunk.isEmpty {
+                    buffer += chunk
+                    while let newline = buffer.firstIndex(of: 0x0A) {
+                        complete.append(Data(buffer[buffer.startIndex..<newline]))
+                        buffer.removeSubrange(buffer.startIndex...newline)
+                    }
+                }
+                let ended = chunk.isEmpty
+                let waiting = state.withLock { state -> (CheckedContinuation<Data?, Never>, Data?)? in
+                    state.lines += complete
+                    state.ended = ended
+                    guard let reader = state.reader, !state.lines.isEmpty || ended else { return nil }
+                    state.reader = nil
+                    return (reader, state.lines.isEmpty ? nil : state.lines.removeFirst())
+                }
+                if let (reader, line) = waiting { reader.resume(returning: line) }
+                if ended { return }
+            }
+        }
+        thread.start()
+    }
+
+    /// The next line; nil once the output has ended. One reader at a time (a child serves one run).
+    func next() async -> Data? {
+        await withCheckedContinuation { continuation in
+            let ready = state.withLock { state -> (Data?, Bool) in
+                if !state.lines.isEmpty { return (state.lines.removeFirst(), true) }
+                if state.ended { return (nil, true) }
+                precondition(state.reader == nil, "two readers of one sandbox child")
+                state.reader = continuation
+                return (nil, false)
+            }
+            if ready.1 { continuation.resume(returning: ready.0) }
+        }
     }
 }
 

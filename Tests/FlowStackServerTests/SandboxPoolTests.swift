@@ -1,0 +1,153 @@
+import FlowStackCore
+import FlowStackNodes
+@testable import FlowStackSandbox
+import Foundation
+import Synchronization
+import Testing
+
+/// The pool's admission and its reading of a child's output, without a child.
+@Suite struct SandboxPoolPartsTests {
+    /// Waits (bounded) until `condition` holds.
+    func eventually(_ condition: () -> Bool) async throws {
+        for _ in 0..<2000 where !condition() { try await Task.sleep(for: .milliseconds(1)) }
+        #expect(condition())
+    }
+
+    @Test("a released slot goes to the longest waiter, never to a caller that came later", .timeLimit(.minutes(1)))
+    func slotsAreFair() async throws {
+        let slots = RunSlots(maximum: 1)
+        let order = OrderLog()
+        await slots.acquire()
+        let first = Task { await slots.acquire(); order.append("first") }
+        try await eventually { slots.waiting == 1 }
+        let second = Task { await slots.acquire(); order.append("second") }
+        try await eventually { slots.waiting == 2 }
+        slots.release()
+        // Handed over: still taken, so a newcomer cannot slip in before the waiters.
+        #expect(slots.inUse == 1 && slots.waiting == 1)
+        let late = Task { await slots.acquire(); order.append("late") }
+        try await eventually { slots.waiting == 2 }
+        await first.value
+        #expect(order.entries == ["first"])
+        slots.release()
+        await second.value
+        slots.release()
+        await late.value
+        #expect(order.entries == ["first", "second", "late"])
+        slots.release()
+        #expect(slots.inUse == 0 && slots.waiting == 0)
+    }
+
+    @Test("up to the maximum run at once, and all of a long queue is served in order", .timeLimit(.minutes(1)))
+    func slotsUnderLoad() async throws {
+        let slots = RunSlots(maximum: 3)
+        for _ in 0..<3 { await slots.acquire() }
+        #expect(slots.inUse == 3)
+        let order = OrderLog()
+        var tasks: [Task<Void, Never>] = []
+        for index in 0..<200 {
+            tasks.append(Task { await slots.acquire(); order.append("\(index)") })
+            try await eventually { slots.waiting == index + 1 }
+        }
+        for index in 0..<200 {
+            slots.release()
+            await tasks[index].value
+            #expect(slots.inUse == 3)
+        }
+        #expect(order.entries == (0..<200).map { "\($0)" })
+        for _ in 0..<3 { slots.release() }
+        #expect(slots.inUse == 0)
+    }
+
+    @Test("a child's output arrives as lines, across and within chunks, then ends", .timeLimit(.minutes(1)))
+    func outputLines() async throws {
+        let pipe = Pipe()
+        let output = ChildOutput(pipe.fileHandleForReading)
+        let writer = pipe.fileHandleForWriting
+        try writer.write(contentsOf: Data("one\ntw".utf8))
+        #expect(await output.next() == Data("one".utf8))
+        let waiting = Task { await output.next() }
+        try await Task.sleep(for: .milliseconds(20))
+        try writer.write(contentsOf: Data("o\n\nthree\nfour".utf8))
+        #expect(await waiting.value == Data("two".utf8))
+        #expect(await output.next() == Data())
+        #expect(await output.next() == Data("three".utf8))
+        try writer.close()
+        // An unfinished last line is not an answer.
+        #expect(await output.next() == nil)
+        #expect(await output.next() == nil)
+    }
+}
+
+final class OrderLog: Sendable {
+    private let storage = Mutex<[String]>([])
+    func append(_ entry: String) { storage.withLock { $0.append(entry) } }
+    var entries: [String] { storage.withLock { $0 } }
+}
+
+/// What a Code node may return, checked by the sandbox's bootstrap with the real child.
+@Suite(.serialized) struct SandboxOutputTests {
+    static let pool = SandboxPool(executable: sandboxExecutable)
+
+    func run(_ code: String, mode: CodeRequest.Mode = .all, items: [Item] = [Item(json: ["n": 1])], maxOutputBytes: Int = 1 << 20) async throws -> CodeResponse {
+        try await Self.pool.run(CodeRequest(code: code, mode: mode, items: items, env: [:], timeLimitMs: 5000, maxOutputBytes: maxOutputBytes,
+                                            maxLogBytes: 4096, context: .init(executionId: "exe_t", workflowId: "wf_t", workflowName: "T", nodeName: "Code")))
+    }
+
+    @Test("objects, {json} and {json, binary} items come out as items; input items arrive as {json, binary?}")
+    func accepted() async throws {
+        let response = try await run("""
+            const [a, b] = $input.all();
+            return [{plain: 1}, {json: {wrapped: true}}, {json: {x: 1}, binary: {f: {data: 'aGk='}}}, {json: {}, binary: null},
+                    {json: {first: a.json.n, second: b.json, hasBinary: b.binary.file.data}}];
+            """, items: [Item(json: ["n": 1]), Item(json: ["m": 2], binary: ["file": ["data": "eA=="]])])
+        #expect(response.ok, "\(response.error ?? "")")
+        #expect(response.items == [Item(json: ["plain": 1]), Item(json: ["wrapped": true]), Item(json: ["x": 1], binary: ["f": ["data": "aGk="]]),
+                                   Item(json: [:]), Item(json: ["first": 1, "second": ["m": 2], "hasBinary": "eA=="])])
+        let each = try await run("return {json: {doubled: $json.n * 2, index: $itemIndex, same: item.json.n === $input.item.json.n}}", mode: .each,
+                                 items: (1...3).map { Item(json: ["n": .number(Double($0))]) })
+        #expect(each.items?.map(\.json) == [["doubled": 2, "index": 0, "same": true], ["doubled": 4, "index": 1, "same": true],
+                                            ["doubled": 6, "index": 2, "same": true]])
+    }
+
+    @Test("each wrong shape fails the node with a message that says what is wrong", arguments: [
+        ("return 5", "The Code node must return an array of objects, but it returned a number"),
+        ("return", "The Code node must return an array of objects, but it returned undefined (is a return statement missing? Return [] for no items)"),
+        ("return [{a: 1}, 7]", "The Code node must return an array of objects, but item 1 is a number"),
+        ("return [null]", "The Code node must return an array of objects, but item 0 is null"),
+        ("return [[1, 2]]", "The Code node must return an array of objects, but item 0 is an array"),
+        ("return [{json: [1]}]", #"Item 0: the "json" property must be an object, not an array"#),
+        ("return [{json: 'x'}]", #"Item 0: the "json" property must be an object, not a string"#),
+        ("return [{json: null}]", #"Item 0: the "json" property must be an object, not null"#),
+        ("return [{json: {}, binary: [1]}]", #"Item 0: the "binary" property must be an object, not an array"#),
+        ("return [{json: {}, binary: 3}]", #"Item 0: the "binary" property must be an object, not a number"#),
+        ("const o = {}; o.self = o; return [o]", "Item 0 could not be converted to JSON: TypeError: JSON.stringify cannot serialize cyclic structures."),
+        ("return [{json: {toJSON() { return [1] }}}]", "Item 0 did not convert to a JSON object"),
+    ])
+    func refused(code: String, message: String) async throws {
+        let response = try await run(code)
+        #expect(!response.ok)
+        #expect(response.errorKind == "output")
+        #expect(response.error == message)
+    }
+
+    @Test("in each mode every item must give an object", arguments: [
+        ("return 1", "In \"each\" mode the Code node must return an object for every item, but it returned a number for item 0"),
+        ("return [{a: 1}]", "In \"each\" mode the Code node must return an object for every item, but it returned an array for item 0"),
+        ("return $itemIndex === 1 ? null : {a: 1}", "In \"each\" mode the Code node must return an object for every item, but it returned null for item 1"),
+    ])
+    func refusedEach(code: String, message: String) async throws {
+        let response = try await run(code, mode: .each, items: [Item(json: ["n": 1]), Item(json: ["n": 2])])
+        #expect(!response.ok)
+        #expect(response.error == message)
+    }
+
+    @Test("output past the limit stops the run")
+    func outputLimit() async throws {
+        let response = try await run("return Array.from({length: 1000}, (_, i) => ({json: {i, pad: 'x'.repeat(100)}}))", maxOutputBytes: 10_000)
+        #expect(!response.ok)
+        #expect(response.error == "The output of the Code node is larger than the limit of 10000 bytes")
+        let fits = try await run("return Array.from({length: 10}, (_, i) => ({json: {i}}))", maxOutputBytes: 10_000)
+        #expect(fits.items?.count == 10)
+    }
+}

@@ -36,8 +36,9 @@ enum Bootstrap {
       // Not needed by Code nodes; less engine surface (its compiler) for untrusted code.
       delete G.WebAssembly;
 
+      // Object.hasOwn is native; Reflect.apply and Array.isArray are JavaScript built-ins.
+      const owns = typeof Object.hasOwn === 'function' ? Object.hasOwn : function (o, k) { return apply(hasOwn, o, [k]); };
       function isRecord(v) { return v !== null && typeof v === 'object' && !isArray(v); }
-      function owns(o, k) { return apply(hasOwn, o, [k]); }
       function setGlobal(name, value) {
         defineProperty(G, name, { value, writable: true, enumerable: false, configurable: true });
       }
@@ -133,9 +134,12 @@ enum Bootstrap {
       const source = isArray(request.items) ? request.items : [];
       const items = [];
       for (let i = 0; i < source.length; i++) {
+        // Per item only native checks (see serialize); an array has no own "json" anyway.
         const raw = source[i];
-        const item = { json: isRecord(raw) && owns(raw, 'json') ? raw.json : {} };
-        if (isRecord(raw) && isRecord(raw.binary)) item.binary = raw.binary;
+        const record = raw !== null && typeof raw === 'object';
+        const item = { json: record && owns(raw, 'json') ? raw.json : {} };
+        const binary = record ? raw.binary : undefined;
+        if (binary !== undefined && binary !== null && typeof binary === 'object' && !isArray(binary)) item.binary = binary;
         items[i] = item;
       }
       function makeInput(current) {
@@ -152,32 +156,57 @@ enum Bootstrap {
       // size limit stops a runaway result early (Swift checks the exact UTF-8 size again).
       class OutputProblem { constructor(message) { this.message = message; } }
       let outputUnits = 2;
-      function toJSON(value, label) {
+      // The JSON text of a value, or '' when it has none (undefined, a function).
+      function toJSON(value, index) {
         let s;
         try {
           s = stringify(value);
         } catch (e) {
           if (e instanceof RangeErrorCtor && e.message === 'Out of memory') throw e;
-          throw new OutputProblem(label + ' could not be converted to JSON: ' + errorText(e));
+          throw new OutputProblem('Item ' + index + ' could not be converted to JSON: ' + errorText(e));
         }
-        if (typeof s !== 'string' || s.charCodeAt(0) !== 123) {
-          throw new OutputProblem(label + ' did not convert to a JSON object');
-        }
-        return s;
+        return typeof s === 'string' ? s : '';
       }
-      function serialize(value, label) {
+      function shapeProblem(value, index, each) {
+        return new OutputProblem(each
+          ? 'In "each" mode the Code node must return an object for every item, but it returned ' + typeName(value) + ' for item ' + index
+          : 'The Code node must return an array of objects, but item ' + index + ' is ' + typeName(value));
+      }
+      // A value whose JSON text is not an object: an array, or something whose toJSON gave no object.
+      function notAnObject(value, index, each, property) {
+        if (isArray(value)) {
+          if (property === undefined) return shapeProblem(value, index, each);
+          return new OutputProblem('Item ' + index + ': the "' + property + '" property must be an object, not an array');
+        }
+        return new OutputProblem('Item ' + index + ' did not convert to a JSON object');
+      }
+      // One returned value as {"json":…[,"binary":…]}. It runs once per item, so on the way through
+      // it calls only native functions: every run has a fresh context, and JavaScriptCore compiled
+      // small JavaScript helpers called per item (Array.isArray and Reflect.apply are such) with its
+      // optimizing JIT again in every run, at more cost than the run itself. Arrays are told apart
+      // by their JSON text ("[…"); Array.isArray runs only to word an error.
+      function serialize(value, index, each) {
+        if (value === null || typeof value !== 'object') throw shapeProblem(value, index, each);
         let json = value;
         let binary;
         if (owns(value, 'json')) {
           json = value.json;
-          if (!isRecord(json)) throw new OutputProblem(label + ': the "json" property must be an object, not ' + typeName(json));
+          if (json === null || typeof json !== 'object') {
+            throw new OutputProblem('Item ' + index + ': the "json" property must be an object, not ' + typeName(json));
+          }
           binary = value.binary;
-          if (binary !== undefined && binary !== null && !isRecord(binary)) {
-            throw new OutputProblem(label + ': the "binary" property must be an object, not ' + typeName(binary));
+          if (binary !== undefined && binary !== null && typeof binary !== 'object') {
+            throw new OutputProblem('Item ' + index + ': the "binary" property must be an object, not ' + typeName(binary));
           }
         }
-        let out = '{"json":' + toJSON(json, label);
-        if (binary !== undefined && binary !== null) out += ',"binary":' + toJSON(binary, label);
+        const jsonText = toJSON(json, index);
+        if (jsonText.charCodeAt(0) !== 123) throw notAnObject(json, index, each, json === value ? undefined : 'json');
+        let out = '{"json":' + jsonText;
+        if (binary !== undefined && binary !== null) {
+          const binaryText = toJSON(binary, index);
+          if (binaryText.charCodeAt(0) !== 123) throw notAnObject(binary, index, each, 'binary');
+          out += ',"binary":' + binaryText;
+        }
         out += '}';
         outputUnits += out.length + 1;
         if (outputUnits > maxOutputBytes) {
@@ -200,11 +229,7 @@ enum Bootstrap {
         }
         let out = '[';
         for (let i = 0; i < list.length; i++) {
-          const value = list[i];
-          if (!isRecord(value)) {
-            throw new OutputProblem('The Code node must return an array of objects, but item ' + i + ' is ' + typeName(value));
-          }
-          out += (i > 0 ? ',' : '') + serialize(value, 'Item ' + i);
+          out += (i > 0 ? ',' : '') + serialize(list[i], i, false);
         }
         return out + ']';
       }
@@ -213,16 +238,12 @@ enum Bootstrap {
         let out = '[';
         for (let i = 0; i < items.length; i++) {
           const item = items[i];
-          setGlobal('item', item);
-          setGlobal('$json', item.json);
-          setGlobal('$itemIndex', i);
-          setGlobal('$input', makeInput(item));
-          const result = await fn();
-          if (!isRecord(result)) {
-            throw new OutputProblem('In "each" mode the Code node must return an object for every item, but it returned '
-              + typeName(result) + ' for item ' + i);
-          }
-          out += (i > 0 ? ',' : '') + serialize(result, 'Item ' + i);
+          // defineProperty directly, not through setGlobal: see serialize.
+          defineProperty(G, 'item', { value: item, writable: true, enumerable: false, configurable: true });
+          defineProperty(G, '$json', { value: item.json, writable: true, enumerable: false, configurable: true });
+          defineProperty(G, '$itemIndex', { value: i, writable: true, enumerable: false, configurable: true });
+          defineProperty(G, '$input', { value: makeInput(item), writable: true, enumerable: false, configurable: true });
+          out += (i > 0 ? ',' : '') + serialize(await fn(), i, true);
         }
         return out + ']';
       }

@@ -44,8 +44,34 @@ struct RowInsert: Sendable {
     /// transaction.
     var statements: [BoundStatement] {
         tables.indices.compactMap { t in
-            rows[t].isEmpty ? nil : Self.statement(merging: [RowInsert(tables: [tables[t]], rows: [rows[t]])])
+            rows[t].isEmpty ? nil : BoundStatement(sql: Self.insertSQL(tables[t], rows: rows[t].count), values: rows[t].flatMap { $0 })
         }
+    }
+
+    private struct Shape: Hashable {
+        let table: String
+        let rows: Int
+    }
+    /// Statement texts by table and row count: SQLite's writer inserts the same few shapes over
+    /// and over, and building the text took longer than looking it up.
+    private static let texts = Mutex<[Shape: String]>([:])
+    private static let maximumCachedRows = 64
+
+    /// `INSERT INTO table (columns) VALUES (?1, …), …` for `rows` rows, as `statement(merging:)`
+    /// writes it for one table.
+    static func insertSQL(_ table: Table, rows: Int) -> String {
+        let shape = Shape(table: table.name, rows: rows)
+        if rows <= maximumCachedRows, let text = texts.withLock({ $0[shape] }) { return text }
+        let dummy = Array(repeating: Array(repeating: SQLiteValue.null, count: table.columns.count), count: rows)
+        let text = statement(merging: [RowInsert(tables: [table], rows: [dummy])]).sql
+        if rows <= maximumCachedRows {
+            texts.withLock { texts in
+                // Tables are few and fixed; the bound only guards against a caller with many.
+                if texts.count >= 1024 { texts.removeAll() }
+                texts[shape] = text
+            }
+        }
+        return text
     }
 
     /// One statement that inserts the rows of all `inserts` (which share one layout): the parent

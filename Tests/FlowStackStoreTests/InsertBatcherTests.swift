@@ -102,6 +102,20 @@ import Testing
         ])
     }
 
+    @Test("SQLite's statements, texts kept or not, are what merging writes for each table alone", arguments: [1, 3, 64, 65, 130])
+    func sqliteStatements(children: Int) {
+        for _ in 0..<2 {
+            let insert = Self.insert("e", children: children)
+            let statements = insert.statements
+            #expect(statements.count == 2)
+            for (t, statement) in statements.enumerated() {
+                let alone = RowInsert.statement(merging: [RowInsert(tables: [insert.tables[t]], rows: [insert.rows[t]])])
+                #expect(statement.sql == alone.sql)
+                #expect(statement.values == alone.values)
+            }
+        }
+    }
+
     @Test("inserts that arrive while a statement runs are committed together in the next one")
     func groupCommit() async throws {
         let database = GatedDatabase()

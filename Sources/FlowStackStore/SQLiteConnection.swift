@@ -89,6 +89,9 @@ final class SQLiteConnection: Sendable {
         }
     }
 
+    /// Whether `close()` has not run yet.
+    var isOpen: Bool { state.withLock { $0.handle != nil } }
+
     func close() {
         state.withLock { state in
             for statement in state.statements.values { sqlite3_finalize(statement) }

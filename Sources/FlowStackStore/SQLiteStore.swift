@@ -35,29 +35,44 @@ public final class SQLiteStore: Database {
     }
 
     static func open(path: String, readerCount: Int, checkpointFrames: (background: Int, restart: Int), logger: Logger) async throws -> SQLiteStore {
+        try await open(path: path, readerCount: readerCount, checkpointFrames: checkpointFrames, logger: logger) { label in
+            try SQLiteConnection(path: path, label: "flowstack.sqlite.\(label)")
+        }
+    }
+
+    /// Opens the store's connections with `openConnection`; if any step fails, the connections
+    /// opened so far are closed again before the error is thrown.
+    static func open(path: String, readerCount: Int, checkpointFrames: (background: Int, restart: Int), logger: Logger,
+                     openConnection: (_ label: String) throws -> SQLiteConnection) async throws -> SQLiteStore {
+        var opened: [SQLiteConnection] = []
         func connect(_ label: String) throws -> SQLiteConnection {
-            let connection = try SQLiteConnection(path: path, label: "flowstack.sqlite.\(label)")
+            let connection = try openConnection(label)
+            opened.append(connection)
             _ = try connection.query("PRAGMA busy_timeout = 5000", [])
             _ = try connection.query("PRAGMA foreign_keys = ON", [])
             _ = try connection.query("PRAGMA synchronous = NORMAL", [])
             return connection
         }
-        let writer = try connect("writer")
-        let modeRows = try writer.query("PRAGMA journal_mode = WAL", [])
-        let mode = try modeRows.first?.decode(column: "journal_mode", as: String.self)
-        guard mode?.lowercased() == "wal" else {
-            writer.close()
-            throw DatabaseError("SQLite did not switch to WAL mode (got \(mode ?? "nothing"))")
+        do {
+            let writer = try connect("writer")
+            let modeRows = try writer.query("PRAGMA journal_mode = WAL", [])
+            let mode = try modeRows.first?.decode(column: "journal_mode", as: String.self)
+            guard mode?.lowercased() == "wal" else {
+                throw DatabaseError("SQLite did not switch to WAL mode (got \(mode ?? "nothing"))")
+            }
+            var readers: [SQLiteConnection] = []
+            for index in 0..<readerCount {
+                let reader = try connect("reader\(index)")
+                _ = try reader.query("PRAGMA query_only = ON", [])
+                readers.append(reader)
+            }
+            let checkpointer = Checkpointer(connection: try connect("checkpoint"), frames: checkpointFrames, logger: logger)
+            writer.setWALHook(WALHook { handle, frames in checkpointer.committed(handle, frames: frames) })
+            return SQLiteStore(path: path, readers: readers, writer: writer, checkpointer: checkpointer, logger: logger)
+        } catch {
+            for connection in opened { connection.close() }
+            throw error
         }
-        var readers: [SQLiteConnection] = []
-        for index in 0..<readerCount {
-            let reader = try connect("reader\(index)")
-            _ = try reader.query("PRAGMA query_only = ON", [])
-            readers.append(reader)
-        }
-        let checkpointer = Checkpointer(connection: try connect("checkpoint"), frames: checkpointFrames, logger: logger)
-        writer.setWALHook(WALHook { handle, frames in checkpointer.committed(handle, frames: frames) })
-        return SQLiteStore(path: path, readers: readers, writer: writer, checkpointer: checkpointer, logger: logger)
     }
 
     public func read<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {

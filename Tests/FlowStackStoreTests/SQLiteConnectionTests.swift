@@ -17,6 +17,38 @@ import Testing
         return (store, directory.path)
     }
 
+    @Test("when opening fails part way, every connection opened so far is closed again", arguments: [1, 2, 3, 4])
+    func openFailureClosesConnections(failingAt failing: Int) async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sqlite-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("test.db").path
+        struct Refused: Error {}
+        var opened: [SQLiteConnection] = []
+        // Connections: the writer, two readers, the checkpointer; the `failing`th one is refused.
+        await #expect(throws: Refused.self) {
+            _ = try await SQLiteStore.open(path: path, readerCount: 2, checkpointFrames: Checkpointer.defaultFrames, logger: Logger(label: "test")) { label in
+                guard opened.count + 1 < failing || failing == 0 else { throw Refused() }
+                let connection = try SQLiteConnection(path: path, label: label)
+                opened.append(connection)
+                return connection
+            }
+        }
+        #expect(opened.count == failing - 1)
+        #expect(opened.allSatisfy { !$0.isOpen })
+        // A connection that opens but then fails (here: its first PRAGMA) is closed with the rest.
+        var all: [SQLiteConnection] = []
+        await #expect(throws: SQLiteError.self) {
+            _ = try await SQLiteStore.open(path: path, readerCount: 2, checkpointFrames: Checkpointer.defaultFrames, logger: Logger(label: "test")) { label in
+                let connection = try SQLiteConnection(path: path, label: label)
+                all.append(connection)
+                if label == "reader1" { connection.close() }
+                return connection
+            }
+        }
+        #expect(all.count == 3 && all.allSatisfy { !$0.isOpen })
+    }
+
     @Test("values round-trip by type, and nulls decode only as optionals")
     func roundTrip() async throws {
         let (store, directory) = try await open()

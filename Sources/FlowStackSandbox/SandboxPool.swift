@@ -308,17 +308,20 @@ final class ChildOutput: Sendable {
 
     init(_ handle: FileHandle) {
         let thread = Thread { [self] in
-            var buffer = Data()
+            // The unfinished line so far. Only each new chunk is searched for a newline, so a
+            // long line costs its length, not its length times its chunks.
+            var partial = Data()
             while true {
                 let chunk = handle.availableData
                 var complete: [Data] = []
-                if !chunk.isEmpty {
-                    buffer += chunk
-                    while let newline = buffer.firstIndex(of: 0x0A) {
-                        complete.append(Data(buffer[buffer.startIndex..<newline]))
-                        buffer.removeSubrange(buffer.startIndex...newline)
-                    }
+                var rest = chunk[...]
+                while let newline = rest.firstIndex(of: 0x0A) {
+                    partial += rest[rest.startIndex..<newline]
+                    complete.append(partial)
+                    partial = Data()
+                    rest = rest[rest.index(after: newline)...]
                 }
+                partial += rest
                 let ended = chunk.isEmpty
                 let waiting = state.withLock { state -> (CheckedContinuation<Data?, Never>, Data?)? in
                     state.lines += complete

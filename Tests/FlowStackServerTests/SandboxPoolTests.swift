@@ -72,6 +72,13 @@ import Testing
         #expect(await waiting.value == Data("two".utf8))
         #expect(await output.next() == Data())
         #expect(await output.next() == Data("three".utf8))
+        // A long line in many chunks arrives whole, after "four".
+        let long = Data((0..<300_000).map { UInt8(ascii: "a") + UInt8($0 % 26) })
+        for start in stride(from: 0, to: long.count, by: 4096) {
+            try writer.write(contentsOf: long[start..<min(start + 4096, long.count)])
+        }
+        try writer.write(contentsOf: Data("\nfive".utf8))
+        #expect(await output.next() == Data("four".utf8) + long)
         try writer.close()
         // An unfinished last line is not an answer.
         #expect(await output.next() == nil)

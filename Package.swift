@@ -57,9 +57,13 @@ let package = Package(
             dependencies: ["CJavaScriptCore"],
             swiftSettings: swiftSettings
         ),
+        .systemLibrary(
+            name: "CSpawn",
+            path: "Sources/CSpawn"
+        ),
         .target(
             name: "FlowStackSandbox",
-            dependencies: ["FlowStackCore", "FlowStackNodes"],
+            dependencies: ["FlowStackCore", "FlowStackNodes", "CSpawn"],
             swiftSettings: swiftSettings
         ),
         .target(

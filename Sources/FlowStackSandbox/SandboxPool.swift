@@ -1,3 +1,4 @@
+import CSpawn
 import FlowStackCore
 import FlowStackNodes
 import Foundation
@@ -160,12 +161,19 @@ final class RunSlots: Sendable {
 }
 
 /// One child process and its pipes.
+///
+/// Spawned with `posix_spawn` directly, not with Foundation's `Process`: `Process` notices a
+/// child's exit by a socket the child inherits, and the sandbox closes every inherited descriptor
+/// at start. `Process` then took the child for exited and waited for it in its one manager
+/// thread, so while any sandbox child lived, no other `Process` in the server (the keyring
+/// command) was ever seen to finish. Here `terminate()` kills and reaps the child itself.
 final class SandboxChild: @unchecked Sendable {
     // Only used by one run at a time (the pool hands a child to one caller).
-    let process = Process()
+    let pid: pid_t
     let input: FileHandle
     let output: ChildOutput
     let directory: String
+    private let ended = Atomic<Bool>(false)
 
     enum Outcome: Sendable {
         case answered(CodeResponse)
@@ -176,21 +184,63 @@ final class SandboxChild: @unchecked Sendable {
     init(executable: String) throws {
         directory = NSTemporaryDirectory() + "flowstack-sandbox-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
-        let stdin = Pipe(), stdout = Pipe()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = []
-        // An empty environment (no server secrets), an empty working directory, only its pipes.
-        process.environment = ["SWIFT_BACKTRACE": "enable=no"]
-        process.currentDirectoryURL = URL(fileURLWithPath: directory)
-        process.standardInput = stdin
-        process.standardOutput = stdout
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        input = stdin.fileHandleForWriting
-        output = ChildOutput(stdout.fileHandleForReading)
+        do {
+            (pid, input, output) = try Self.spawn(executable, directory: directory)
+        } catch {
+            try? FileManager.default.removeItem(atPath: directory)
+            throw error
+        }
     }
 
-    var pid: pid_t { process.processIdentifier }
+    /// Starts `executable` with an empty environment (no server secrets), `directory` as its working
+    /// directory, the two pipes as its standard input and output, /dev/null as its standard error,
+    /// no other descriptor, default signal handling and a process group of its own.
+    private static func spawn(_ executable: String, directory: String) throws -> (pid_t, FileHandle, ChildOutput) {
+        func failure(_ call: String, _ code: Int32) -> SandboxError {
+            SandboxError.unavailable("\(call) failed: \(String(cString: strerror(code)))")
+        }
+        var toChild: [Int32] = [-1, -1], fromChild: [Int32] = [-1, -1]
+        guard pipe2(&toChild, O_CLOEXEC) == 0 else { throw failure("pipe2", errno) }
+        guard pipe2(&fromChild, O_CLOEXEC) == 0 else {
+            let code = errno
+            close(toChild[0]); close(toChild[1])
+            throw failure("pipe2", code)
+        }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var noSignals = sigset_t(), allSignals = sigset_t()
+        sigemptyset(&noSignals)
+        sigfillset(&allSignals)
+        var code = posix_spawn_file_actions_adddup2(&actions, toChild[0], STDIN_FILENO)
+        if code == 0 { code = posix_spawn_file_actions_adddup2(&actions, fromChild[1], STDOUT_FILENO) }
+        if code == 0 { code = posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0) }
+        if code == 0 { code = posix_spawn_file_actions_addclosefrom_np(&actions, 3) }
+        if code == 0 { code = posix_spawn_file_actions_addchdir_np(&actions, directory) }
+        if code == 0 { code = posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)) }
+        if code == 0 { code = posix_spawnattr_setsigmask(&attributes, &noSignals) }
+        if code == 0 { code = posix_spawnattr_setsigdefault(&attributes, &allSignals) }
+        var pid: pid_t = 0
+        if code == 0 {
+            let argv: [UnsafeMutablePointer<CChar>?] = [strdup(executable), nil]
+            let envp: [UnsafeMutablePointer<CChar>?] = [strdup("SWIFT_BACKTRACE=enable=no"), nil]
+            defer { for pointer in argv + envp { free(pointer) } }
+            code = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+        }
+        close(toChild[0])
+        close(fromChild[1])
+        guard code == 0 else {
+            close(toChild[1])
+            close(fromChild[0])
+            throw failure("posix_spawn", code)
+        }
+        return (pid, FileHandle(fileDescriptor: toChild[1], closeOnDealloc: true),
+                ChildOutput(FileHandle(fileDescriptor: fromChild[0], closeOnDealloc: true)))
+    }
+
     static let brokerPrefix = Data(#"{"http":"#.utf8)
     static let maximumBrokerCalls = 100
 
@@ -279,8 +329,17 @@ final class SandboxChild: @unchecked Sendable {
         return .answered(response)
     }
 
+    /// Kills the child and reaps it (once; later calls do nothing). Until it is reaped here its pid
+    /// cannot be reused, so the kill never reaches another process.
     func terminate() {
-        if process.isRunning { kill(pid, SIGKILL) }
+        guard !ended.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        kill(pid, SIGKILL)
+        let pid = self.pid
+        let reaper = Thread {
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+        }
+        reaper.start()
         try? input.close()
         try? FileManager.default.removeItem(atPath: directory)
     }

@@ -158,3 +158,47 @@ final class OrderLog: Sendable {
         #expect(fits.items?.count == 10)
     }
 }
+
+/// How the pool starts and ends its children.
+@Suite struct SandboxChildTests {
+    @Test("a child starts with an empty environment in its own empty directory, and is reaped when it ends", .timeLimit(.minutes(1)))
+    func spawnAndReap() async throws {
+        let child = try SandboxChild(executable: sandboxExecutable)
+        _ = try await child.readReady()
+        let environment = try Data(contentsOf: URL(fileURLWithPath: "/proc/\(child.pid)/environ"))
+        #expect(environment == Data("SWIFT_BACKTRACE=enable=no\u{0}".utf8))
+        let cwd = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(child.pid)/cwd")
+        #expect(URL(fileURLWithPath: cwd).standardizedFileURL == URL(fileURLWithPath: child.directory).standardizedFileURL)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: child.directory).isEmpty)
+        #expect(getpgid(child.pid) == child.pid, "a process group of its own")
+        child.terminate()
+        child.terminate()
+        var gone = false
+        for _ in 0..<500 where !gone {
+            gone = kill(child.pid, 0) == -1 && errno == ESRCH
+            if !gone { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        #expect(gone, "killed and reaped, not left a zombie")
+        #expect(!FileManager.default.fileExists(atPath: child.directory))
+    }
+
+    @Test("while sandbox children live, other programs the server runs are still seen to finish", .timeLimit(.minutes(1)))
+    func otherProcessesFinish() async throws {
+        let pool = SandboxPool(executable: sandboxExecutable)
+        try await pool.warmUp()
+        let finished = Atomic<Bool>(false)
+        // On a thread of its own: if the exit is never noticed, waitUntilExit never returns.
+        let thread = Thread {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/bin/true")
+            try? process.run()
+            process.waitUntilExit()
+            finished.store(true, ordering: .releasing)
+        }
+        thread.start()
+        for _ in 0..<1000 where !finished.load(ordering: .acquiring) { try await Task.sleep(for: .milliseconds(10)) }
+        let noticed = finished.load(ordering: .acquiring)
+        #expect(noticed)
+        await pool.shutdown()
+    }
+}

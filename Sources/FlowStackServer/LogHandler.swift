@@ -18,9 +18,10 @@ public struct DeferredStreamLogHandler: LogHandler {
         self.metadataProvider = lines.metadataProvider
     }
 
-    /// Lines to standard output, as `StreamLogHandler.standardOutput` writes them.
-    public static func standardOutput(label: String) -> DeferredStreamLogHandler {
-        DeferredStreamLogHandler(StreamLogHandler.standardOutput(label: label))
+    /// Lines to standard error, where swift-log's default handler writes them (standard output
+    /// carries the CLI's answers, such as `flowstack keys status --json`).
+    public static func standardError(label: String) -> DeferredStreamLogHandler {
+        DeferredStreamLogHandler(StreamLogHandler.standardError(label: label))
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {

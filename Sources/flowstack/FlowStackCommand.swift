@@ -80,7 +80,7 @@ struct StorageOptions: ParsableArguments {
     }
 
     func logger(_ config: ConfigReader) -> Logger {
-        var logger = Logger(label: "flowstack", factory: DeferredStreamLogHandler.standardOutput)
+        var logger = Logger(label: "flowstack", factory: DeferredStreamLogHandler.standardError)
         logger.logLevel = config.string(forKey: "flowstack.logLevel").flatMap(Logger.Level.init(rawValue:)) ?? .info
         return logger
     }

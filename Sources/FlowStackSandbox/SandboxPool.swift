@@ -242,6 +242,13 @@ final class SandboxChild: @unchecked Sendable {
     }
 
     static let brokerPrefix = Data(#"{"http":"#.utf8)
+
+    /// The longest line a child may send for `request`: its items (`maxOutputBytes`), its logs
+    /// (`maxLogBytes`, each byte at most six when escaped) and room for the rest of the answer
+    /// (the child cuts an error message to 8 KiB).
+    static func maximumLineBytes(_ request: CodeRequest) -> Int {
+        request.maxOutputBytes + 6 * request.maxLogBytes + (256 << 10)
+    }
     static let maximumBrokerCalls = 100
 
     /// The child's next line; nil once it has exited.
@@ -279,6 +286,8 @@ final class SandboxChild: @unchecked Sendable {
             }
         }
         defer { watchdog.cancel() }
+        let maximumLine = Self.maximumLineBytes(request)
+        output.limit(maximumLine)
         do {
             try input.write(contentsOf: request.jsonLine())
         } catch {
@@ -311,6 +320,9 @@ final class SandboxChild: @unchecked Sendable {
             }
         }
         guard let answer else {
+            if output.overflowed {
+                return .killed(CodeResponse(ok: false, error: "The Code node's sandbox sent a line of more than \(maximumLine) bytes, past its output limits; the run was stopped.", errorKind: "output"))
+            }
             switch reason.value {
             case "time":
                 return .killed(CodeResponse(ok: false, error: "The Code node exceeded its time limit of \(request.timeLimitMs) ms and was stopped.", errorKind: "timeout"))
@@ -357,44 +369,72 @@ final class SandboxChild: @unchecked Sendable {
 /// read must never occupy a thread of the concurrency pool or of Dispatch, which the pool runs on
 /// (and a thread per line cost a thread start per run). The thread ends at end of file, when the
 /// child exits or is killed.
+///
+/// A line may be at most `maximumLineBytes` long (set per run from the request's limits). The
+/// child keeps within them, but its output is untrusted: a longer line is never buffered whole.
+/// The output then ends as if the child had exited, `overflowed` says why, and reading stops (the
+/// child's next write fails).
 final class ChildOutput: Sendable {
     private struct State {
         var lines: [Data] = []
         var ended = false
+        var overflowed = false
+        var maximumLineBytes: Int
         var reader: CheckedContinuation<Data?, Never>?
     }
-    private let state = Mutex(State())
+    private let state: Mutex<State>
 
-    init(_ handle: FileHandle) {
+    init(_ handle: FileHandle, maximumLineBytes: Int = 1 << 20) {
+        state = Mutex(State(maximumLineBytes: maximumLineBytes))
         let thread = Thread { [self] in
             // The unfinished line so far. Only each new chunk is searched for a newline, so a
             // long line costs its length, not its length times its chunks.
             var partial = Data()
             while true {
                 let chunk = handle.availableData
+                let maximum = state.withLock { $0.maximumLineBytes }
                 var complete: [Data] = []
+                var overflowed = false
                 var rest = chunk[...]
                 while let newline = rest.firstIndex(of: 0x0A) {
                     partial += rest[rest.startIndex..<newline]
+                    if partial.count > maximum {
+                        overflowed = true
+                        break
+                    }
                     complete.append(partial)
                     partial = Data()
                     rest = rest[rest.index(after: newline)...]
                 }
-                partial += rest
-                let ended = chunk.isEmpty
+                if !overflowed {
+                    partial += rest
+                    overflowed = partial.count > maximum
+                }
+                if overflowed { partial = Data() }
+                let ended = chunk.isEmpty || overflowed
                 let waiting = state.withLock { state -> (CheckedContinuation<Data?, Never>, Data?)? in
                     state.lines += complete
                     state.ended = ended
+                    state.overflowed = overflowed
                     guard let reader = state.reader, !state.lines.isEmpty || ended else { return nil }
                     state.reader = nil
                     return (reader, state.lines.isEmpty ? nil : state.lines.removeFirst())
                 }
                 if let (reader, line) = waiting { reader.resume(returning: line) }
+                // Returning releases the handle, which closes the pipe.
                 if ended { return }
             }
         }
         thread.start()
     }
+
+    /// The longest line accepted from now on.
+    func limit(_ maximumLineBytes: Int) {
+        state.withLock { $0.maximumLineBytes = maximumLineBytes }
+    }
+
+    /// True once the output ended because a line was longer than the limit.
+    var overflowed: Bool { state.withLock { $0.overflowed } }
 
     /// The next line; nil once the output has ended. One reader at a time (a child serves one run).
     func next() async -> Data? {

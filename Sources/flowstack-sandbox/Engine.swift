@@ -101,6 +101,9 @@ final class RequestState {
         guard brokerCalls < Self.maximumBrokerCalls else {
             return #"{"error":"A Code node run may make at most 100 $http.request calls."}"#
         }
+        guard payload.count <= limits.maxOutputBytes else {
+            return #"{"error":"$http.request options are larger than the limit of \#(limits.maxOutputBytes) bytes."}"#
+        }
         brokerCalls += 1
         var writer = JSONWriter(capacity: payload.count + 16)
         writer.raw("{\"http\":")
@@ -456,6 +459,21 @@ final class Engine {
         return Reply(bytes: Self.error(kind: kind, message: message, line: clamped, logs: state.logs))
     }
 
+    /// `text` cut at a Unicode scalar boundary to at most `limit` UTF-8 bytes, with a note saying so.
+    static func clipped(_ text: String, to limit: Int) -> String {
+        guard text.utf8.count > limit else { return text }
+        let note = " … (cut at \(limit) bytes)"
+        var kept = String.UnicodeScalarView()
+        var used = 0
+        for scalar in text.unicodeScalars {
+            let size = String(scalar).utf8.count
+            if used + size > limit - note.utf8.count { break }
+            kept.append(scalar)
+            used += size
+        }
+        return String(kept) + note
+    }
+
     /// The line of the innermost frame of user code in a JavaScriptCore stack
     /// ("name@code:LINE:COLUMN" per line), else the error's own line if it was thrown there.
     static func userLine(stack: String, line: Int, sourceURL: String, userLines: Int) -> Int {
@@ -489,10 +507,14 @@ final class Engine {
         Reply(bytes: Self.error(kind: "internal", message: "Internal sandbox error: \(reason)", line: 0, logs: state.logs))
     }
 
+    /// The longest error message sent, in UTF-8 bytes: the code chooses what it throws, and a
+    /// message of many megabytes would be stored with the execution.
+    static let maximumErrorBytes = 8 << 10
+
     static func error(kind: String, message: String, line: Int, logs: [String]) -> [UInt8] {
         var writer = JSONWriter()
         writer.raw("{\"ok\":false,\"error\":")
-        writer.string(message)
+        writer.string(clipped(message, to: maximumErrorBytes))
         writer.raw(",\"errorKind\":")
         writer.string(kind)
         if line > 0 { writer.raw(",\"line\":\(line)") }

@@ -169,6 +169,34 @@ import Testing
         await #expect(throws: NodeError.self) { try await run(HTTPRequestNode(), ["url": "https://x.example"], [items]) }
     }
 
+    struct FailingCode: CodeRunning {
+        let message: String
+        func run(_ request: CodeRequest) async throws -> CodeResponse {
+            CodeResponse(ok: false, error: message, errorKind: "runtime", line: 2)
+        }
+    }
+
+    /// The message a Code node fails with when the sandbox answers `message`.
+    func failure(_ message: String) async -> String? {
+        let services = StandaloneServices(codeRunner: FailingCode(message: message), fetcher: nil)
+        let node = WorkflowNode(name: "C", type: "flowstack.code", parameters: ["code": "throw new Error('x')"])
+        do {
+            _ = try await CodeNode().run(NodeInput(node: node, inputs: [[Item(json: [:])]], base: ExpressionContext(), services: services))
+            return nil
+        } catch {
+            return (error as? NodeError)?.message
+        }
+    }
+
+    @Test("a Code node keeps at most 16 KiB of the sandbox's error message, whatever the sandbox sends")
+    func codeErrorCut() async throws {
+        #expect(await failure("Error: short") == "Error: short (line 2)")
+        let huge = await failure("Error: " + String(repeating: "é", count: 1 << 20))
+        #expect(huge?.hasPrefix("Error: éé") == true)
+        #expect(huge?.hasSuffix(" … (line 2)") == true)
+        #expect((huge?.utf8.count ?? .max) <= (16 << 10) + 32)
+    }
+
     @Test("crypto hashes and HMACs with known answers")
     func crypto() async throws {
         let hash = try await run(CryptoNode(), ["value": "abc"], [[Item(json: [:])]])

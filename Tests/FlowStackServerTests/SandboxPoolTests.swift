@@ -84,6 +84,25 @@ import Testing
         #expect(await output.next() == nil)
         #expect(await output.next() == nil)
     }
+
+    @Test("a line longer than the limit is not kept: the output ends there, marked as overflowed", .timeLimit(.minutes(1)))
+    func outputLineLimit() async throws {
+        let pipe = Pipe()
+        let output = ChildOutput(pipe.fileHandleForReading, maximumLineBytes: 100)
+        let writer = pipe.fileHandleForWriting
+        try writer.write(contentsOf: Data((String(repeating: "a", count: 100) + "\n").utf8))
+        #expect(await output.next() == Data(String(repeating: "a", count: 100).utf8))
+        output.limit(1000)
+        try writer.write(contentsOf: Data((String(repeating: "b", count: 1000) + "\nshort\n").utf8))
+        #expect(await output.next()?.count == 1000)
+        #expect(await output.next() == Data("short".utf8))
+        #expect(!output.overflowed)
+        // Past the limit without a newline yet: the output ends before the line does.
+        for _ in 0..<3 { try writer.write(contentsOf: Data(repeating: UInt8(ascii: "c"), count: 400)) }
+        #expect(await output.next() == nil)
+        #expect(output.overflowed)
+        #expect(await output.next() == nil)
+    }
 }
 
 final class OrderLog: Sendable {
@@ -149,6 +168,28 @@ final class OrderLog: Sendable {
         #expect(response.error == message)
     }
 
+    @Test("an error message the code chooses is cut to 8 KiB, and the child serves the next run")
+    func errorMessageCut() async throws {
+        let response = try await run("throw new Error('é'.repeat(20_000_000))")
+        #expect(!response.ok)
+        #expect(response.errorKind == "runtime")
+        let message = response.error ?? ""
+        #expect(message.hasPrefix("Error: éé"))
+        #expect(message.hasSuffix(" … (cut at 8192 bytes)"))
+        #expect(message.utf8.count <= 8192)
+        let next = try await run("return [{json: {ok: true}}]")
+        #expect(next.items?.first?.json["ok"] == true)
+    }
+
+    @Test("$http.request options larger than the output limit never leave the sandbox")
+    func brokerCallLimit() async throws {
+        let response = try await run("""
+            try { await $http.request({url: 'https://example.com', method: 'POST', body: 'x'.repeat(20000)}); return [] }
+            catch (e) { return [{json: {message: e.message}}] }
+            """, maxOutputBytes: 10_000)
+        #expect(response.items?.first?.json["message"] == "$http.request options are larger than the limit of 10000 bytes.")
+    }
+
     @Test("output past the limit stops the run")
     func outputLimit() async throws {
         let response = try await run("return Array.from({length: 1000}, (_, i) => ({json: {i, pad: 'x'.repeat(100)}}))", maxOutputBytes: 10_000)
@@ -180,6 +221,31 @@ final class OrderLog: Sendable {
         }
         #expect(gone, "killed and reaped, not left a zombie")
         #expect(!FileManager.default.fileExists(atPath: child.directory))
+    }
+
+    @Test("a child that sends a line longer than its request allows is stopped, with an output error", .timeLimit(.minutes(1)))
+    func overlongLine() async throws {
+        // A stand-in for a compromised child: ready, then 3 MB without a newline for any request.
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("flowstack-fake-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let script = directory.appendingPathComponent("fake-sandbox").path
+        try Data("""
+            #!/bin/sh
+            echo '{"ready":true,"protections":{}}'
+            read -r request
+            exec /usr/bin/head -c 3000000 /dev/zero
+            """.utf8).write(to: URL(fileURLWithPath: script))
+        chmod(script, 0o755)
+        let pool = SandboxPool(executable: script)
+        let request = CodeRequest(code: "return []", mode: .all, items: [], env: [:], timeLimitMs: 5000, maxOutputBytes: 10_000, maxLogBytes: 1000,
+                                  context: .init(executionId: "e", workflowId: "w", workflowName: "W", nodeName: "C"))
+        let started = ContinuousClock.now
+        let response = try await pool.run(request)
+        #expect(response.errorKind == "output")
+        #expect(response.error?.contains("more than \(SandboxChild.maximumLineBytes(request)) bytes") == true)
+        #expect(ContinuousClock.now - started < .seconds(5), "stopped at the limit, not by the wall-clock kill")
+        await pool.shutdown()
     }
 
     @Test("while sandbox children live, other programs the server runs are still seen to finish", .timeLimit(.minutes(1)))

@@ -13,6 +13,8 @@ public struct CodeNode: NodeType {
 
     public static let defaultTimeLimitMs = 10_000
     public static let maximumTimeLimitMs = 120_000
+    /// The longest error message kept from the sandbox, in UTF-8 bytes.
+    static let maximumErrorBytes = 16 << 10
 
     public func run(_ input: NodeInput) async throws -> NodeOutput {
         guard case .string(let code)? = input.node.parameters["code"], !code.isEmpty else {
@@ -44,7 +46,12 @@ public struct CodeNode: NodeType {
         input.log.append(contentsOf: response.logs ?? [])
         guard response.ok else {
             let line = response.line.map { " (line \($0))" } ?? ""
-            throw NodeError((response.error ?? "The code failed.") + line, field: "code")
+            var message = response.error ?? "The code failed."
+            // The sandbox cuts messages to 8 KiB; its answers are not trusted to.
+            if message.utf8.count > Self.maximumErrorBytes {
+                message = String(decoding: message.utf8.prefix(Self.maximumErrorBytes), as: UTF8.self) + " …"
+            }
+            throw NodeError(message + line, field: "code")
         }
         return .items([response.items ?? []])
     }

@@ -40,13 +40,22 @@ struct RowInsert: Sendable {
         }
     }
 
-    /// One statement a table (for SQLite, which has no data-modifying `WITH`), to run in one
-    /// transaction.
+    /// Statements a table (for SQLite, which has no data-modifying `WITH`), parents first, to run
+    /// in one transaction: one a table, or more where a table's rows have more values than a
+    /// statement takes (`maximumStatementValues`).
     var statements: [BoundStatement] {
-        tables.indices.compactMap { t in
-            rows[t].isEmpty ? nil : BoundStatement(sql: Self.insertSQL(tables[t], rows: rows[t].count), values: rows[t].flatMap { $0 })
+        tables.indices.flatMap { t -> [BoundStatement] in
+            let rowsPerStatement = max(1, Self.maximumStatementValues / tables[t].columns.count)
+            return stride(from: 0, to: rows[t].count, by: rowsPerStatement).map { start in
+                let chunk = rows[t][start..<min(start + rowsPerStatement, rows[t].count)]
+                return BoundStatement(sql: Self.insertSQL(tables[t], rows: chunk.count), values: chunk.flatMap { $0 })
+            }
         }
     }
+
+    /// The most values bound in one of `statements`: SQLite takes at most 32,766 parameters, and
+    /// PostgreSQL 65,535.
+    static let maximumStatementValues = 30_000
 
     private struct Shape: Hashable {
         let table: String

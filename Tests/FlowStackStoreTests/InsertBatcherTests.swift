@@ -116,6 +116,18 @@ import Testing
         }
     }
 
+    @Test("a table's rows with more values than a statement takes are split, parents first, in order")
+    func statementsSplit() {
+        // Two values a row: 15,000 rows a statement.
+        let insert = Self.insert("f", children: 31_000)
+        let statements = insert.statements
+        #expect(statements.map(\.values.count) == [2, 30_000, 30_000, 2_000])
+        #expect(statements.allSatisfy { $0.values.count <= RowInsert.maximumStatementValues })
+        #expect(statements[0].sql.hasPrefix("INSERT INTO parent"))
+        #expect(statements.dropFirst().allSatisfy { $0.sql.hasPrefix("INSERT INTO child") })
+        #expect(statements.flatMap(\.values) == insert.rows.flatMap { $0.flatMap { $0 } })
+    }
+
     @Test("inserts that arrive while a statement runs are committed together in the next one")
     func groupCommit() async throws {
         let database = GatedDatabase()
@@ -288,6 +300,35 @@ import Testing
             #expect(statistics.inserts == 120, "every insert but the repeats committed once")
             #expect(statistics.statements < statistics.inserts, "group commit merged \(statistics.inserts) inserts into \(statistics.statements) statements")
         }
+        await store.database.close()
+    }
+
+    @Test("an execution whose journal has more values than one statement takes is stored whole", arguments: Backend.allCases)
+    func longJournal(_ backend: Backend) async throws {
+        let database = try await TestDatabase.make(backend)
+        defer { database.remove() }
+        let store = try await database.openStore()
+        let record = ExecutionRecord(orgID: "org", projectID: "project", workflowID: "workflow", versionID: "v1", mode: .webhook,
+                                     triggerNode: "Hook", createdAt: store.now)
+        // 5 values an entry: 75,000 in all, past SQLite's 32,766 and PostgreSQL's 65,535 parameters.
+        let count = 15_000
+        let events = (0..<count).map { index in
+            (event: ExecutionEvent.nodeSucceeded(node: "N\(index)", outputs: [[Item(json: ["n": .number(Double(index))])]]),
+             node: String?.some("N\(index)"), run: NodeRunInfo?.none)
+        }
+        _ = try await store.insertExecutionWithJournal(record, start: .start(trigger: "Hook", items: [Item(json: [:])]), leaseOwner: "test",
+                                                       leaseUntil: store.now, events: events, progress: ExecutionProgress(status: .succeeded))
+        let stored = try #require(try await store.execution(id: record.id))
+        #expect(stored.status == .succeeded)
+        #expect(stored.events == count + 1)
+        let journal = try await store.journal(executionID: record.id, orgID: record.orgID)
+        #expect(journal.map(\.seq) == Array(0...count))
+        guard case .nodeSucceeded(let node, let outputs) = journal.last?.event else {
+            Issue.record("no last node output")
+            return
+        }
+        #expect(node == "N\(count - 1)")
+        #expect(outputs.first?.first?.json["n"] == .number(Double(count - 1)))
         await store.database.close()
     }
 }

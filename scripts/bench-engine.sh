@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Engine benchmarks (issue 3): see scripts/bench-engine.py for the method. Writes its section into
-# BENCHMARKS.md (replacing an earlier one). Env: DURATION (30s), RUNS (1), CONNECTIONS (50,200).
+# BENCHMARKS.md (replacing an earlier one). Env: DURATION (30s), RUNS (3: each figure is the median of three runs), CONNECTIONS (50,200).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --bench

@@ -185,10 +185,12 @@ func nativeCallback(
             let line = JS.isNumber(ctx, argument(4)) ? JSValueToNumber(ctx, argument(4), nil) : 0
             state.outcome = .failed(
                 kind: JS.string(ctx, argument(1)) ?? "runtime",
-                message: JS.string(ctx, argument(2)) ?? "Error",
-                stack: JS.string(ctx, argument(3)) ?? "",
+                // Only what `error(kind:message:…)` can keep: each UTF-16 unit is at least one UTF-8 byte.
+                message: JS.string(ctx, argument(2), maxUnits: Engine.maximumErrorBytes + 1) ?? "Error",
+                // Only read for the line of the innermost user frame, near its start.
+                stack: JS.string(ctx, argument(3), maxUnits: 1 << 16) ?? "",
                 line: line.isFinite ? Int(max(0, min(1e9, line))) : 0,
-                sourceURL: JS.string(ctx, argument(5)) ?? "")
+                sourceURL: JS.string(ctx, argument(5), maxUnits: 1 << 10) ?? "")
         }
     default:
         break

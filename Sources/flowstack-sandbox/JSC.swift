@@ -62,11 +62,11 @@ enum JS {
         return String(decoding: UnsafeBufferPointer(start: characters, count: length), as: UTF16.self)
     }
 
-    /// ToString of a value, or nil if that threw.
-    static func string(_ ctx: JSContextRef, _ value: JSValueRef?) -> String? {
+    /// ToString of a value (its first `maxUnits` UTF-16 units), or nil if that threw.
+    static func string(_ ctx: JSContextRef, _ value: JSValueRef?, maxUnits: Int = Int.max) -> String? {
         guard let value, let js = JSValueToStringCopy(ctx, value, nil) else { return nil }
         defer { JSStringRelease(js) }
-        return string(js)
+        return string(js, maxUnits: maxUnits)
     }
 
     /// The UTF-8 bytes of a string value (no terminating NUL).

@@ -151,7 +151,7 @@ final class InsertBatcher: Sendable {
     }
 
     /// PostgreSQL takes at most 65,535 parameters in a statement.
-    static let maximumValues = 30_000
+    static let maximumValues = RowInsert.maximumStatementValues
     static let maximumInserts = 256
     /// Large journals go in statements of their own rather than one huge message.
     static let maximumBytes = 8 << 20

@@ -87,17 +87,9 @@ public final class PostgresStore: Database, @unchecked Sendable {
         return state.hasPrefix("23") || state.hasPrefix("22")
     }
 
-    /// Inserts the rows atomically, group-committed with concurrent inserts (`InsertBatcher`). Rows
-    /// with more values than one merged statement takes (a very long journal) are inserted in a
-    /// transaction of their own, a few statements long.
+    /// Inserts the rows atomically, group-committed with concurrent inserts (`InsertBatcher`). At
+    /// most `InsertBatcher.maximumValues` values.
     func insert(_ rows: RowInsert) async throws {
-        guard rows.valueCount <= InsertBatcher.maximumValues else {
-            let statements = rows.statements
-            try await write { db in
-                for statement in statements { try await db.execute(sql: statement) { _ in } }
-            }
-            return
-        }
         try await batcher.insert(rows)
     }
 

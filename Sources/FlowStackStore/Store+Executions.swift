@@ -333,9 +333,10 @@ extension Store {
             [.text(row.id), .integer(Int64(seq)), .optional(entry.0), .blob(Array(entry.1)), .integer(now.millisecondsSince1970)]
         }
         // The execution and all its entries at once: on PostgreSQL group-committed with
-        // concurrent inserts in one statement, on SQLite in one transaction of the writer's.
+        // concurrent inserts in one statement, on SQLite (and for a journal too long for one
+        // statement) in a transaction of their own.
         let insert = RowInsert(tables: Self.executionInsertTables, rows: [[values], eventRows])
-        if let postgres = database as? PostgresStore {
+        if let postgres = database as? PostgresStore, insert.valueCount <= InsertBatcher.maximumValues {
             try await postgres.insert(insert)
         } else {
             let statements = insert.statements

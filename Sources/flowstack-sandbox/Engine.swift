@@ -133,16 +133,9 @@ final class RequestState {
                 logCost += prefix.utf8.count + bytes + 1
                 return true
             }
-            // Keep what fits, cut at a Unicode scalar boundary.
-            var kept = String.UnicodeScalarView()
-            var used = 0
-            for scalar in text.unicodeScalars {
-                let size = String(scalar).utf8.count
-                if used + size > remaining { break }
-                kept.append(scalar)
-                used += size
-            }
-            if used > 0 { logs.append(prefix + String(kept)) }
+            // Keep what fits.
+            let kept = text.prefix(utf8Bytes: remaining)
+            if !kept.isEmpty { logs.append(prefix + kept) }
         }
         logs.append("[log truncated]")
         logTruncated = true
@@ -461,19 +454,11 @@ final class Engine {
         return Reply(bytes: Self.error(kind: kind, message: message, line: clamped, logs: state.logs))
     }
 
-    /// `text` cut at a Unicode scalar boundary to at most `limit` UTF-8 bytes, with a note saying so.
+    /// `text` cut to at most `limit` UTF-8 bytes, with a note saying so.
     static func clipped(_ text: String, to limit: Int) -> String {
         guard text.utf8.count > limit else { return text }
         let note = " … (cut at \(limit) bytes)"
-        var kept = String.UnicodeScalarView()
-        var used = 0
-        for scalar in text.unicodeScalars {
-            let size = String(scalar).utf8.count
-            if used + size > limit - note.utf8.count { break }
-            kept.append(scalar)
-            used += size
-        }
-        return String(kept) + note
+        return text.prefix(utf8Bytes: limit - note.utf8.count) + note
     }
 
     /// The line of the innermost frame of user code in a JavaScriptCore stack
@@ -524,5 +509,20 @@ final class Engine {
         writer.stringArray(logs)
         writer.raw("}")
         return writer.bytes
+    }
+}
+
+extension String {
+    /// The longest prefix of at most `limit` UTF-8 bytes that ends at a Unicode scalar boundary.
+    func prefix(utf8Bytes limit: Int) -> String {
+        var used = 0
+        var end = unicodeScalars.startIndex
+        for scalar in unicodeScalars {
+            let size = UTF8.width(scalar)
+            if used + size > limit { break }
+            used += size
+            end = unicodeScalars.index(after: end)
+        }
+        return String(unicodeScalars[..<end])
     }
 }

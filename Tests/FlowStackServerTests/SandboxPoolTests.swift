@@ -115,9 +115,10 @@ final class OrderLog: Sendable {
 @Suite(.serialized) struct SandboxOutputTests {
     static let pool = SandboxPool(executable: sandboxExecutable)
 
-    func run(_ code: String, mode: CodeRequest.Mode = .all, items: [Item] = [Item(json: ["n": 1])], maxOutputBytes: Int = 1 << 20) async throws -> CodeResponse {
+    func run(_ code: String, mode: CodeRequest.Mode = .all, items: [Item] = [Item(json: ["n": 1])], maxOutputBytes: Int = 1 << 20,
+             maxLogBytes: Int = 4096) async throws -> CodeResponse {
         try await Self.pool.run(CodeRequest(code: code, mode: mode, items: items, env: [:], timeLimitMs: 5000, maxOutputBytes: maxOutputBytes,
-                                            maxLogBytes: 4096, context: .init(executionId: "exe_t", workflowId: "wf_t", workflowName: "T", nodeName: "Code")))
+                                            maxLogBytes: maxLogBytes, context: .init(executionId: "exe_t", workflowId: "wf_t", workflowName: "T", nodeName: "Code")))
     }
 
     @Test("objects, {json} and {json, binary} items come out as items; input items arrive as {json, binary?}")
@@ -179,6 +180,15 @@ final class OrderLog: Sendable {
         #expect(message.utf8.count <= 8192)
         let next = try await run("return [{json: {ok: true}}]")
         #expect(next.items?.first?.json["ok"] == true)
+    }
+
+    @Test("console output stops at maxLogBytes, the last line cut at a character boundary, with one marker")
+    func logLimit() async throws {
+        // 51 bytes: 50 for the line and 1 for its end; each é is 2 bytes, each 😀 4.
+        let response = try await run("console.log('ok'); console.log('é'.repeat(30)); console.log('more'); return []", maxLogBytes: 3 + 51)
+        #expect(response.logs == ["ok", String(repeating: "é", count: 25), "[log truncated]"])
+        let emoji = try await run("console.log('a' + '😀'.repeat(5)); return []", maxLogBytes: 12)
+        #expect(emoji.logs == ["a😀😀", "[log truncated]"])
     }
 
     @Test("$http.request options larger than the output limit never leave the sandbox")

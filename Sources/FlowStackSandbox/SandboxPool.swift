@@ -182,6 +182,7 @@ final class SandboxChild: @unchecked Sendable {
     }
 
     init(executable: String) throws {
+        Self.survivesBrokenPipes()
         directory = NSTemporaryDirectory() + "flowstack-sandbox-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
         do {
@@ -242,6 +243,12 @@ final class SandboxChild: @unchecked Sendable {
     }
 
     static let brokerPrefix = Data(#"{"http":"#.utf8)
+
+    /// Writing to a child that has exited or closed its input must fail that run, not end this
+    /// process with SIGPIPE. The server ignores SIGPIPE already (SwiftNIO does once it opens a
+    /// socket), but `flowstack run` may have opened none. Children get default handling back.
+    private static let ignoringSIGPIPE: Void = { _ = signal(SIGPIPE, SIG_IGN) }()
+    static func survivesBrokenPipes() { Self.ignoringSIGPIPE }
 
     /// The longest line a child may send for `request`: its items (`maxOutputBytes`), its logs
     /// (`maxLogBytes`, each byte at most six when escaped) and room for the rest of the answer

@@ -1,6 +1,7 @@
 """The real binary: first start, TLS 1.3 only, plain-HTTP refusal, headers, restarts, keys."""
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -276,3 +277,26 @@ def test_cli_run_and_validate_a_workflow(tmp_path):
     failed = subprocess.run([BIN, "run", str(failing)], capture_output=True, text=True)
     assert failed.returncode == 1
     assert "status: failed" in failed.stderr
+
+
+def test_cli_survives_a_sandbox_that_stops_reading(tmp_path):
+    """A sandbox child that closed its input fails the Code node; writing the request to it must
+    not end `flowstack run` with SIGPIPE (which it did while nothing else had ignored SIGPIPE)."""
+    from conftest import BIN
+    binary = tmp_path / "flowstack"
+    try:
+        os.link(os.path.realpath(BIN), binary)
+    except OSError:
+        shutil.copy(os.path.realpath(BIN), binary)
+    # The pool uses the flowstack-sandbox next to the binary: here one that is ready, then stops reading.
+    fake = tmp_path / "flowstack-sandbox"
+    fake.write_text("#!/bin/sh\necho '{\"ready\":true,\"protections\":{}}'\nexec 0<&-\n/bin/sleep 10\n")
+    fake.chmod(0o755)
+    workflow = tmp_path / "code.json"
+    workflow.write_text(json.dumps({"name": "C", "nodes": [{"name": "S", "type": "flowstack.manualTrigger"},
+                                                           {"name": "Code", "type": "flowstack.code", "parameters": {"code": "return []"}}],
+                                    "edges": [{"from": "S", "to": "Code"}]}))
+    ran = subprocess.run([str(binary), "run", str(workflow)], capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 1, (ran.returncode, ran.stderr)
+    assert "status: failed" in ran.stderr
+    assert "sandbox stopped unexpectedly" in ran.stderr

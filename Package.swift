@@ -63,7 +63,7 @@ let package = Package(
         ),
         .target(
             name: "FlowStackSandbox",
-            dependencies: ["FlowStackCore", "FlowStackNodes", "CSpawn"],
+            dependencies: ["FlowStackCore", "FlowStackNodes", "CSpawn", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -94,6 +94,7 @@ let package = Package(
                 "CSQLite",
                 .product(name: "PostgresKit", package: "postgres-kit"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -17,7 +17,7 @@ public enum Bootstrap {
     /// Opens (and migrates) the database with the right keyring, or refuses with a clear message.
     public static func openStore(settings: ServerSettings, logger: Logger, clock: any WallClock = SystemWallClock()) async throws -> Store {
         try SecureFile.makeDirectory(settings.dataDirectory)
-        let database = try await DatabaseFactory.open(settings.resolvedDatabase, logger: logger)
+        let database = try await DatabaseFactory.open(settings.resolvedDatabase, timeouts: settings.databaseTimeouts, logger: logger)
         do {
             let initialized = try await Migrations.isInitialized(database)
             let keyring = try loadKeyring(settings: settings, databaseInitialized: initialized, logger: logger)

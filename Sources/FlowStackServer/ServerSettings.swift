@@ -14,6 +14,8 @@ public struct ServerSettings: Sendable {
     public var httpPort: Int?
     /// nil: SQLite in the data directory.
     public var database: DatabaseLocation?
+    /// Deadlines of database calls and, on PostgreSQL, of FlowStack's sessions.
+    public var databaseTimeouts = DatabaseTimeouts()
     public var allowSignup = false
     public var tlsCertificatePath: String?
     public var tlsKeyPath: String?

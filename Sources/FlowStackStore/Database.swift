@@ -20,10 +20,19 @@ public protocol Database: Sendable {
     /// it throws.
     func write<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T
 
+    /// Runs `body` in a transaction without the deadlines of ordinary calls (migrations).
+    func maintenance<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T
+
     /// Checks that the database answers (readiness).
     func ping() async throws
 
     func close() async
+}
+
+extension Database {
+    public func maintenance<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+        try await write(body)
+    }
 }
 
 /// How a `Database` is reached, parsed from `--database`.
@@ -57,12 +66,20 @@ public enum DatabaseLocation: Sendable, Equatable {
 }
 
 public enum DatabaseFactory {
-    public static func open(_ location: DatabaseLocation, logger: Logger) async throws -> any Database {
+    public static func open(_ location: DatabaseLocation, timeouts: DatabaseTimeouts = .init(), logger: Logger) async throws -> any Database {
         switch location {
         case .sqlite(let path):
             try await SQLiteStore.open(path: path, logger: logger)
         case .postgres(let url):
-            try await PostgresStore.open(url: url, logger: logger)
+            try await PostgresStore.open(url: url, timeouts: timeouts, logger: logger)
         }
     }
+}
+
+/// The database could not carry out a call for a reason of its own, not of the data: the
+/// connection died, the server is restarting or shutting down, a statement or lock timeout ended
+/// the call. Such a call may be retried; the HTTP answer is 503.
+public struct DatabaseUnavailable: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }

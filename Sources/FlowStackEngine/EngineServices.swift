@@ -35,20 +35,24 @@ struct EngineServices: NodeServices {
 
     func runCode(_ request: CodeRequest) async throws -> CodeResponse {
         guard let runner = engine.codeRunner else { throw NodeError("Code nodes are not available: the sandbox is not configured.") }
+        try await RunFence.check()
         return try await runner.run(request)
     }
 
     func runCode(_ request: CodeRequest, broker: CodeBroker?) async throws -> CodeResponse {
         guard let runner = engine.codeRunner else { throw NodeError("Code nodes are not available: the sandbox is not configured.") }
+        try await RunFence.check()
         return try await runner.run(request, broker: broker)
     }
 
     func fetch(_ request: OutboundRequest) async throws -> OutboundResponse {
         guard let fetcher = engine.fetcher else { throw NodeError("HTTP requests are not available here.") }
+        try await RunFence.check()
         return try await fetcher.fetch(request)
     }
 
     func fetch(_ request: OutboundRequest, connection: String, caller: ExpressionContext) async throws -> OutboundResponse {
-        try await engine.connections.fetch(request, connection: connection, caller: caller)
+        try await RunFence.check()
+        return try await engine.connections.fetch(request, connection: connection, caller: caller)
     }
 }

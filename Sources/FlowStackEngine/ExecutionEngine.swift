@@ -22,6 +22,12 @@ public struct EngineConfiguration: Sendable {
     public var flushAfter: TimeInterval = 0.25
     /// Sub-workflow nesting limit.
     public var maximumDepth: Int = 16
+    /// A run whose journal has not moved for this long is stuck: its lease is no longer renewed,
+    /// so another worker takes it over (and this one stops it).
+    public var stallTimeout: TimeInterval = 900
+    /// A journal write still unanswered after this long makes the run stuck at once (every
+    /// database call has a deadline shorter than this; SQLite's are its busy timeout).
+    public var writeStallTimeout: TimeInterval = 20
 
     public init() {}
 }
@@ -74,12 +80,21 @@ public final class ExecutionEngine: Service, Sendable {
     // MARK: Accepting executions
 
     /// Accepts an execution into the queue and returns at once (202 semantics).
+    /// `id` names the execution in advance (an idempotency key claimed it).
     public func submit(_ workflow: StoredWorkflow, trigger: String, items: [Item], mode: ExecutionMode, parentID: String? = nil,
-                       retryOf: String? = nil) async throws -> ExecutionRecord {
-        let record = ExecutionRecord(orgID: workflow.orgID, projectID: workflow.projectID, workflowID: workflow.id, versionID: workflow.versionID,
+                       retryOf: String? = nil, id: String? = nil) async throws -> ExecutionRecord {
+        let record = ExecutionRecord(id: id ?? Identifier.makeOrdered("exe"), orgID: workflow.orgID, projectID: workflow.projectID,
+                                     workflowID: workflow.id, versionID: workflow.versionID,
                                      mode: mode, triggerNode: trigger, createdAt: store.now, parentID: parentID, retryOf: retryOf)
-        let inserted = try await store.write { [store] db in
-            try await store.insertExecution(record, start: .start(trigger: trigger, items: items), leaseOwner: nil, leaseUntil: nil, on: db)
+        let inserted: ExecutionRecord
+        do {
+            inserted = try await store.write { [store] db in
+                try await store.insertExecution(record, start: .start(trigger: trigger, items: items), leaseOwner: nil, leaseUntil: nil, on: db)
+            }
+        } catch {
+            // The connection may have died after the commit: the caller is told what happened.
+            guard try await store.confirmAccepted(record.id, after: error, logger: logger) != nil else { throw error }
+            inserted = record
         }
         wake.yield()
         return inserted
@@ -89,8 +104,8 @@ public final class ExecutionEngine: Service, Sendable {
     /// sleep. If this process dies midway, another worker finishes it. `task` says where it
     /// drives (see `RunTask`).
     public func runNow(_ workflow: StoredWorkflow, trigger: String, items: [Item], mode: ExecutionMode, parentID: String? = nil,
-                       depth: Int = 0, reply: WebhookReply? = nil, task: RunTask = .own) async throws -> ExecutionResult {
-        let record = ExecutionRecord(orgID: workflow.orgID, projectID: workflow.projectID, workflowID: workflow.id, versionID: workflow.versionID,
+                       depth: Int = 0, reply: WebhookReply? = nil, task: RunTask = .own, id: String? = nil) async throws -> ExecutionResult {
+        let record = ExecutionRecord(id: id ?? Identifier.makeOrdered("exe"), orgID: workflow.orgID, projectID: workflow.projectID, workflowID: workflow.id, versionID: workflow.versionID,
                                      mode: mode, triggerNode: trigger, createdAt: store.now, parentID: parentID)
         let start = ExecutionEvent.start(trigger: trigger, items: items)
         var running = record
@@ -128,7 +143,9 @@ public final class ExecutionEngine: Service, Sendable {
     public func run() async throws {
         logger.info("execution worker started", metadata: ["worker": "\(configuration.workerID)"])
         let active = ActiveCount()
-        await withTaskGroup(of: Void.self) { group in
+        // Discarding: a finished run's task leaves nothing behind (a plain group keeps each
+        // child's result until someone awaits it, which the worker never does).
+        await withDiscardingTaskGroup { group in
             if let postgres = store.database as? PostgresStore {
                 // New work is claimed the moment it is committed; the poll below is the safety net.
                 group.addTask { [wake] in await postgres.listen(channel: Store.executionChannel) { wake.yield() } }
@@ -141,14 +158,18 @@ public final class ExecutionEngine: Service, Sendable {
                 }
             }
             for await _ in wakeStream.cancelOnGracefulShutdown() {
+                health.workerCycled()
                 let free = configuration.concurrency - active.value
                 guard free > 0 else { continue }
                 let claimed: [ExecutionRecord]
                 do {
+                    // The claim has a deadline like every database call: a dead connection
+                    // fails it, and the loop goes on at the next tick.
                     claimed = try await store.claimExecutions(owner: configuration.workerID, limit: free,
                                                               leaseUntil: store.now.addingTimeInterval(configuration.leaseDuration))
+                    health.claimSucceeded(logger: logger)
                 } catch {
-                    logger.warning("claiming executions failed", metadata: ["error": "\(String(describing: type(of: error)))"])
+                    health.claimFailed(error, logger: logger)
                     continue
                 }
                 for record in claimed {
@@ -165,6 +186,9 @@ public final class ExecutionEngine: Service, Sendable {
         logger.info("execution worker stopped")
     }
 
+    /// Whether the worker loop is alive and its claims succeed (for `/readyz`).
+    public let health = WorkerHealth()
+
     /// Runs a claimed execution from its journal.
     func resume(_ record: ExecutionRecord) async {
         do {
@@ -176,9 +200,13 @@ public final class ExecutionEngine: Service, Sendable {
             // Each claimed run has a task of its own in the worker's group.
             _ = try await execute(record, definition: definition, journal: journal, depth: 0, task: .caller)
         } catch is LeaseLost {
-            logger.info("execution lease lost", metadata: ["execution": "\(record.id)"])
+            logger.info("execution lease lost; another worker continues it", metadata: ["execution": "\(record.id)", "fence": "\(record.fence)"])
+        } catch let error as RunStalled {
+            logger.warning("execution stalled; its lease is no longer renewed", metadata: ["execution": "\(record.id)", "fence": "\(record.fence)",
+                                                                                        "reason": "\(error.reason)"])
         } catch {
-            logger.error("execution failed to run", metadata: ["execution": "\(record.id)", "error": "\(String(describing: type(of: error)))"])
+            logger.error("execution stopped by an error; another worker continues it after the lease",
+                         metadata: ["execution": "\(record.id)", "fence": "\(record.fence)", "error": "\(String(describing: error).prefix(300))"])
         }
     }
 
@@ -199,7 +227,8 @@ public final class ExecutionEngine: Service, Sendable {
         let storeJournal = StoreJournal(store: store, record: record, nextSeq: max(record.events, journal.count),
                                         leaseDuration: configuration.leaseDuration, pendingStart: pending ? journal.first?.event : nil,
                                         owner: configuration.workerID, reply: reply,
-                                        respondNodes: Set(definition.nodes.filter { $0.type == "flowstack.respondToWebhook" }.map(\.name)))
+                                        respondNodes: Set(definition.nodes.filter { $0.type == "flowstack.respondToWebhook" }.map(\.name)),
+                                        limits: StoreJournal.Limits(configuration), logger: logger)
         var current = record
         if machine.status.isFinished {
             // The journal already holds the end (an earlier holder died before marking the row).
@@ -236,8 +265,12 @@ public final class ExecutionEngine: Service, Sendable {
         let drive: @Sendable () async throws -> (ExecutionStateMachine, DriveOutcome) = {
             var running = initial
             var summaries: [String: NodeRunSummary] = [:]
-            let outcome = try await driver.drive(&running, actions: startActions, base: frozen, deadline: deadline,
-                                                 journal: storeJournal, summaries: &summaries)
+            // Every node start, outbound request and sandbox run first asks the journal whether
+            // this worker still holds the lease.
+            let outcome = try await RunFence.$current.withValue(storeJournal) {
+                try await driver.drive(&running, actions: startActions, base: frozen, deadline: deadline,
+                                       journal: storeJournal, summaries: &summaries)
+            }
             return (running, outcome)
         }
         let (final, outcome): (ExecutionStateMachine, DriveOutcome)
@@ -324,20 +357,49 @@ final class ActiveCount: Sendable {
 /// or as soon as it has run for `flushAfter` (or sleeps), whichever comes first. Until then the
 /// caller has no answer, so nothing has been acknowledged that a crash could lose; from then on
 /// every step is journaled before the engine acts on it.
-actor StoreJournal: ExecutionJournal {
+actor StoreJournal: ExecutionJournal, SideEffectPermit {
     let store: Store
     let record: ExecutionRecord
     let leaseDuration: TimeInterval
+    let limits: Limits
+    let logger: Logger
     private var nextSeq: Int
     private var pending: (start: ExecutionEvent, owner: String, entries: [(event: ExecutionEvent, node: String?, run: NodeRunInfo?)])?
     /// Why the run may take no further step (its lease was lost, a flush or heartbeat failed).
     private nonisolated let abandoned = Mutex<(any Error)?>(nil)
+    /// What this worker knows of its lease and of the run's progress, without asking the database.
+    private nonisolated let lease: Mutex<LeaseView>
+
+    struct Limits: Sendable {
+        var stall: Duration
+        var writeStall: Duration
+
+        init(stall: TimeInterval = 900, writeStall: TimeInterval = 20) {
+            self.stall = .milliseconds(Int64(stall * 1000))
+            self.writeStall = .milliseconds(Int64(writeStall * 1000))
+        }
+
+        init(_ configuration: EngineConfiguration) {
+            self.init(stall: configuration.stallTimeout, writeStall: configuration.writeStallTimeout)
+        }
+    }
+
+    struct LeaseView {
+        /// Until when the lease certainly holds: half the lease after the last write or renewal
+        /// was sent (margin for the clocks of other replicas). `nil` while the run is pending:
+        /// nobody else can hold an execution that is not written yet.
+        var holdsUntil: ContinuousClock.Instant?
+        /// The last step that reached the journal.
+        var progressed: ContinuousClock.Instant
+        /// A journal write under way since.
+        var writingSince: ContinuousClock.Instant?
+    }
 
     nonisolated func abandon(_ error: any Error) {
         abandoned.withLock { $0 = $0 ?? error }
     }
 
-    private func checkAbandoned() throws {
+    private nonisolated func checkAbandoned() throws {
         if let error = abandoned.withLock({ $0 }) { throw error }
     }
 
@@ -346,14 +408,62 @@ actor StoreJournal: ExecutionJournal {
     let respondNodes: Set<String>
 
     init(store: Store, record: ExecutionRecord, nextSeq: Int, leaseDuration: TimeInterval, pendingStart: ExecutionEvent? = nil, owner: String = "",
-         reply: WebhookReply? = nil, respondNodes: Set<String> = []) {
+         reply: WebhookReply? = nil, respondNodes: Set<String> = [], limits: Limits = Limits(), logger: Logger = Logger(label: "flowstack.journal")) {
         self.store = store
         self.record = record
         self.leaseDuration = leaseDuration
         self.nextSeq = nextSeq
         self.reply = reply
         self.respondNodes = respondNodes
+        self.limits = limits
+        self.logger = logger
+        let now = ContinuousClock.now
+        // A claimed run's lease was written just before it got here.
+        lease = Mutex(LeaseView(holdsUntil: pendingStart == nil ? now + Self.certainty(leaseDuration) : nil, progressed: now))
         if let pendingStart { pending = (pendingStart, owner, []) }
+    }
+
+    static func certainty(_ lease: TimeInterval) -> Duration { .milliseconds(Int64(lease * 500)) }
+
+    /// Runs a database write of this run, keeping track of its progress and of the lease it
+    /// renews: a write sent at `t` that succeeds proves the lease until `t + lease`.
+    private func writing<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        let sent = ContinuousClock.now
+        lease.withLock { $0.writingSince = sent }
+        do {
+            let result = try await body()
+            let certainty = Self.certainty(leaseDuration)
+            lease.withLock {
+                $0.writingSince = nil
+                $0.progressed = .now
+                $0.holdsUntil = sent + certainty
+            }
+            return result
+        } catch {
+            lease.withLock { $0.writingSince = nil }
+            throw error
+        }
+    }
+
+    /// Throws unless this worker still holds the execution. Costs nothing while the lease is
+    /// known to hold; after a pause (the process was stopped, the machine was starved) it renews
+    /// the lease first, and a worker that lost it stops before acting.
+    nonisolated func permit() async throws {
+        try checkAbandoned()
+        guard let holdsUntil = lease.withLock({ $0.holdsUntil }), ContinuousClock.now >= holdsUntil else { return }
+        let renewed: Bool
+        do {
+            renewed = try await heartbeat()
+        } catch {
+            abandon(error)
+            throw error
+        }
+        guard renewed else {
+            let lost = LeaseLost(executionID: record.id)
+            abandon(lost)
+            throw lost
+        }
+        try checkAbandoned()
     }
 
     nonisolated func record(_ event: ExecutionEvent, node: NodeRunSummary?, machine: ExecutionStateMachine, actions: [ExecutionAction]) async throws {
@@ -392,8 +502,10 @@ actor StoreJournal: ExecutionJournal {
         }
         let seq = nextSeq
         nextSeq += 1
-        try await store.appendJournal(executionID: record.id, orgID: record.orgID, fence: record.fence, firstSeq: seq,
-                                      events: [entry], progress: progress, leaseUntil: store.now.addingTimeInterval(leaseDuration))
+        try await writing {
+            try await store.appendJournal(executionID: record.id, orgID: record.orgID, fence: record.fence, firstSeq: seq,
+                                          events: [entry], progress: progress, leaseUntil: store.now.addingTimeInterval(leaseDuration))
+        }
         note(progress)
     }
 
@@ -406,15 +518,20 @@ actor StoreJournal: ExecutionJournal {
         guard let buffered = pending else { return }
         pending = nil
         nextSeq = 1 + buffered.entries.count
-        let (store, record, leaseDuration) = (self.store, self.record, self.leaseDuration)
+        let (store, record, leaseDuration, logger) = (self.store, self.record, self.leaseDuration, self.logger)
         let task = Task {
-            _ = try await store.insertExecutionWithJournal(record, start: buffered.start, leaseOwner: buffered.owner,
-                                                           leaseUntil: store.now.addingTimeInterval(leaseDuration), events: buffered.entries,
-                                                           progress: progress)
+            do {
+                _ = try await store.insertExecutionWithJournal(record, start: buffered.start, leaseOwner: buffered.owner,
+                                                               leaseUntil: store.now.addingTimeInterval(leaseDuration), events: buffered.entries,
+                                                               progress: progress)
+            } catch {
+                // The connection may have died after the commit: then it was written all the same.
+                guard try await store.confirmAccepted(record.id, after: error, logger: logger) != nil else { throw error }
+            }
         }
         flushing = task
         defer { flushing = nil }
-        try await task.value
+        try await writing { try await task.value }
         note(progress)
     }
 
@@ -425,16 +542,31 @@ actor StoreJournal: ExecutionJournal {
             try await flush(progress)
             return
         }
-        try await store.appendJournal(executionID: record.id, orgID: record.orgID, fence: record.fence, firstSeq: nextSeq, events: [],
-                                      progress: progress, leaseUntil: store.now.addingTimeInterval(leaseDuration))
+        try await writing {
+            try await store.appendJournal(executionID: record.id, orgID: record.orgID, fence: record.fence, firstSeq: nextSeq, events: [],
+                                          progress: progress, leaseUntil: store.now.addingTimeInterval(leaseDuration))
+        }
         note(progress)
     }
 
-    /// Extends the lease; false when another worker took the execution.
+    /// Extends the lease; false when another worker took the execution. Throws `RunStalled`,
+    /// and renews nothing, when the run has stopped making progress: a journal write that has
+    /// not come back, or no step for `limits.stall`. Another worker then takes it over.
     func heartbeat() async throws -> Bool {
+        let view = lease.withLock { $0 }
+        let now = ContinuousClock.now
+        if let since = view.writingSince, now - since > limits.writeStall {
+            throw RunStalled(executionID: record.id, reason: "a journal write has not come back for \(Int((now - since).components.seconds)) s")
+        }
+        if now - view.progressed > limits.stall {
+            throw RunStalled(executionID: record.id, reason: "no step for \(Int((now - view.progressed).components.seconds)) s")
+        }
         try await flushing?.value
         if pending != nil || released { return true }
+        let sent = ContinuousClock.now
         if try await store.heartbeat(executionID: record.id, fence: record.fence, leaseUntil: store.now.addingTimeInterval(leaseDuration)) {
+            let certainty = Self.certainty(leaseDuration)
+            lease.withLock { $0.holdsUntil = max($0.holdsUntil ?? sent, sent + certainty) }
             return true
         }
         // Not renewed: either another worker took it (or it was cancelled), which moved the fence,
@@ -484,5 +616,24 @@ extension ExecutionEngine {
         let woke = try await store.wakeExecution(record, payload: payload)
         if woke { wake.yield() }
         return woke
+    }
+}
+
+extension ExecutionEngine {
+    /// An execution as its journal has it, waiting up to `timeout` for it to finish or sleep
+    /// (what a repeated request with the same idempotency key is answered with).
+    public func result(of id: String, waitingUpTo timeout: TimeInterval) async throws -> ExecutionResult? {
+        guard var record = try await store.execution(id: id) else { return nil }
+        if !(record.status.isFinished || record.status == .waiting), timeout > 0 {
+            record = try await awaitFinished(id, timeout: timeout) ?? record
+        }
+        guard let definition = try await store.workflowDefinition(versionID: record.versionID, orgID: record.orgID) else {
+            return ExecutionResult(record: record, machine: ExecutionStateMachine(workflow: Workflow(name: "", nodes: [], edges: []), outputCounts: [:]))
+        }
+        var machine = ExecutionStateMachine(workflow: definition, outputCounts: driver.outputCounts(definition))
+        for entry in try await store.journal(executionID: record.id, orgID: record.orgID) {
+            _ = machine.handle(entry.event)
+        }
+        return ExecutionResult(record: record, machine: machine)
     }
 }

@@ -87,6 +87,7 @@ public struct WorkflowDriver: Sendable {
                 let completed: (ExecutionEvent, NodeRunSummary?)
                 if deadline == nil, pending == 0, actions.count == 1, case .runNode(let name, let inputs, let attempt) = actions[0],
                    let node = workflow.node(named: name) {
+                    try await RunFence.check()
                     // One node and nothing else running: run it in this task. A child task would
                     // add a task, a hop to the pool and one back, and run alone all the same.
                     // (With a workflow timeout the deadline's timer must race the node.)
@@ -96,6 +97,7 @@ public struct WorkflowDriver: Sendable {
                         switch action {
                         case .runNode(let name, let inputs, let attempt):
                             guard let node = workflow.node(named: name) else { continue }
+                            try await RunFence.check()
                             let frozen = context(base, machine)
                             pending += 1
                             group.addTask { await self.step(node, inputs: inputs, attempt: attempt, base: frozen) }
@@ -141,6 +143,8 @@ public struct WorkflowDriver: Sendable {
     /// The context a node runs in: `base` with the outputs of the nodes that ran so far.
     private func context(_ base: ExpressionContext, _ machine: ExecutionStateMachine) -> ExpressionContext {
         var context = base
+        // `$now` and a Wait's duration count from when the node starts, not from when the run did.
+        context.now = Date()
         context.nodeOutputs = machine.outputs.mapValues { $0.first?.map(\.json) ?? [] }
         return context
     }
@@ -239,4 +243,21 @@ public struct WorkflowDriver: Sendable {
 
 extension Array {
     var nilIfEmpty: Self? { isEmpty ? nil : self }
+}
+
+/// Asked before a run does anything with an effect outside it: a node starts, an outbound
+/// request is sent, user code runs. Throws when the run may no longer act (another worker holds
+/// the execution now), so a worker that was paused past its lease performs no new side effect.
+public protocol SideEffectPermit: Sendable {
+    func permit() async throws
+}
+
+/// The permit of the run the current task drives; nil where no lease applies (`flowstack run`).
+public enum RunFence {
+    @TaskLocal public static var current: (any SideEffectPermit)?
+
+    /// Throws when the current run may no longer act.
+    public static func check() async throws {
+        try await current?.permit()
+    }
 }

@@ -1,6 +1,7 @@
 import FlowStackCore
 import FlowStackCrypto
 import Foundation
+import Logging
 import SQLKit
 
 public enum ExecutionMode: String, Codable, Sendable, CaseIterable {
@@ -527,6 +528,47 @@ extension Store {
     public func unfinishedExecutionCount() async throws -> Int {
         try await read { db in
             Int(try await db.raw("SELECT COUNT(*) AS n FROM executions WHERE status IN ('queued', 'running', 'waiting')").first()?.int("n") ?? 0)
+        }
+    }
+}
+
+/// The database could not be asked whether an execution was accepted: the caller must not be
+/// told either way.
+public struct AcceptanceUnknown: Error, Sendable, CustomStringConvertible {
+    public let executionID: String
+    public var description: String { "whether execution \(executionID) was accepted is not known: the database did not answer" }
+}
+
+extension Store {
+    /// After a write of execution `id` failed: whether it was committed all the same (the
+    /// connection died after the server committed, before the answer arrived). Answers the row
+    /// when it is there, nil when it is not, and throws `AcceptanceUnknown` when the database
+    /// cannot be asked within `patience`.
+    public func confirmAccepted(_ id: String, after error: any Error, patience: Duration = .seconds(30), logger: Logger) async throws -> ExecutionRecord? {
+        if error is LeaseLost || isUniqueViolation(error) || error is CancellationError { return nil }
+        let deadline = ContinuousClock.now + patience
+        // A commit the server received just before the connection died may still be landing.
+        try? await Task.sleep(for: .milliseconds(100))
+        while true {
+            do {
+                let found = try await execution(id: id)
+                logger.warning("an execution's write failed; checked whether it was committed",
+                               metadata: ["execution": "\(id)", "committed": "\(found != nil)", "error": "\(String(describing: error).prefix(200))"])
+                if found == nil, error is DatabaseTimeout {
+                    // The abandoned call may still be under way on its connection and commit
+                    // later: absence now proves nothing.
+                    throw AcceptanceUnknown(executionID: id)
+                }
+                return found
+            } catch let unknown as AcceptanceUnknown {
+                throw unknown
+            } catch {
+                if ContinuousClock.now >= deadline || Task.isCancelled {
+                    logger.error("an execution's write failed and the database cannot say whether it was committed", metadata: ["execution": "\(id)"])
+                    throw AcceptanceUnknown(executionID: id)
+                }
+                try? await Task.sleep(for: .milliseconds(250))
+            }
         }
     }
 }

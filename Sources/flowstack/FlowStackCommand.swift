@@ -76,6 +76,14 @@ struct StorageOptions: ParsableArguments {
         settings.keyringFile = f.string(forKey: "keyringFile")
         settings.keyringJSON = f.string(forKey: "keyring", isSecret: true)
         settings.keyringCommand = f.string(forKey: "keyringCommand")
+        func seconds(_ key: ConfigKey, _ fallback: Duration) -> Duration {
+            let value = f.double(forKey: key, default: fallback.inSeconds)
+            return .milliseconds(Int64(max(0.001, value) * 1000))
+        }
+        settings.databaseTimeouts.call = seconds("dbCallTimeoutSeconds", settings.databaseTimeouts.call)
+        settings.databaseTimeouts.statement = seconds("dbStatementTimeoutSeconds", settings.databaseTimeouts.statement)
+        settings.databaseTimeouts.lock = seconds("dbLockTimeoutSeconds", settings.databaseTimeouts.lock)
+        settings.databaseTimeouts.idleInTransaction = seconds("dbIdleInTransactionTimeoutSeconds", settings.databaseTimeouts.idleInTransaction)
         return settings
     }
 
@@ -144,6 +152,9 @@ struct Serve: AsyncParsableCommand {
             .filter { !$0.isEmpty }
         settings.engine.leaseDuration = f.double(forKey: "leaseSeconds", default: settings.engine.leaseDuration)
         settings.engine.heartbeatInterval = min(settings.engine.heartbeatInterval, settings.engine.leaseDuration / 3)
+        settings.engine.stallTimeout = f.double(forKey: "stallSeconds", default: settings.engine.stallTimeout)
+        // A journal write that outlives every deadline of a database call means the run is stuck.
+        settings.engine.writeStallTimeout = settings.databaseTimeouts.call.inSeconds + 5
         settings.sandboxPath = f.string(forKey: "sandboxPath")
         let logger = storage.logger(config)
 

@@ -1,6 +1,7 @@
 import FlowStackCore
 import Foundation
 import HTTPTypes
+import FlowStackStore
 import Hummingbird
 import Logging
 
@@ -27,6 +28,16 @@ struct ResponseMiddleware<Context: RequestContext>: RouterMiddleware {
             } else {
                 response = Self.translate(error.status)
             }
+        } catch let error as AcceptanceUnknown {
+            context.logger.error("answered 503: acceptance unknown", metadata: ["execution": "\(error.executionID)"])
+            response = FlowStackError(status: 503, code: "acceptance_unknown",
+                                      message: "The database did not say whether the execution was accepted. Send the request again with the same Idempotency-Key header: it then starts nothing twice.").response()
+        } catch let error as DatabaseUnavailable {
+            context.logger.error("answered 503: the database is unavailable", metadata: ["error": "\(error)"])
+            response = FlowStackError(status: 503, code: "database_unavailable", message: "The database is unavailable; try again.").response()
+        } catch let error as DatabaseTimeout {
+            context.logger.error("answered 503: the database did not answer", metadata: ["error": "\(error)"])
+            response = FlowStackError(status: 503, code: "database_unavailable", message: "The database did not answer in time; the request may or may not have taken effect.").response()
         } catch {
             context.logger.error("internal error", metadata: ["error.type": "\(type(of: error))", "error": "\(String(describing: error).prefix(500))"])
             response = FlowStackError(status: 500, code: "internal_error", message: "An internal error occurred (request \(context.id)).").response()

@@ -179,6 +179,16 @@ public enum Migrations {
             // What a resume call sent to a waiting execution (sealed, bound to the wait it ends).
             "ALTER TABLE executions ADD COLUMN resume_sealed {blob}",
         ]),
+        Migration(version: 6, name: "idempotency keys", statements: [
+            // An Idempotency-Key of a webhook or run request (its SHA-256, never the key) and the
+            // execution it started, kept for a day.
+            """
+            CREATE TABLE idempotency_keys (
+                workflow_id TEXT NOT NULL, key_hash TEXT NOT NULL, execution_id TEXT NOT NULL, created_at {int} NOT NULL,
+                PRIMARY KEY (workflow_id, key_hash))
+            """,
+            "CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at)",
+        ]),
     ]
 
     /// Applies the migrations not yet applied, in order, each in its own transaction.
@@ -192,7 +202,7 @@ public enum Migrations {
                 """).run()
         }
         for migration in migrations.sorted(by: { $0.version < $1.version }) {
-            let applied: Bool = try await database.write { db in
+            let applied: Bool = try await database.maintenance { db in
                 if kind == .postgres {
                     // Several replicas may start at once: one applies, the others wait and skip.
                     try await db.raw("SELECT pg_advisory_xact_lock(\(literal: 7_310_001))").run()

@@ -254,3 +254,56 @@ extension Store {
         }
     }
 }
+
+/// What an `Idempotency-Key` names when a request carrying it arrives.
+public enum IdempotencyClaim: Sendable, Equatable {
+    /// The key is new: the request starts execution `executionID`.
+    case claimed
+    /// The key was used before, for `executionID`, `age` ago.
+    case used(executionID: String, age: TimeInterval)
+}
+
+extension Store {
+    /// How long an idempotency key answers with its first execution.
+    public static let idempotencyKeyLifetime: TimeInterval = 24 * 3600
+
+    static func idempotencyHash(_ key: String) -> String {
+        Token.hash(key)
+    }
+
+    /// Claims `key` for `executionID` on `workflowID`, or says which execution already has it.
+    public func claimIdempotencyKey(_ key: String, workflowID: String, executionID: String) async throws -> IdempotencyClaim {
+        let now = self.now.millisecondsSince1970
+        let hash = Self.idempotencyHash(key)
+        let expired = now - Int64(Self.idempotencyKeyLifetime * 1000)
+        return try await write { db in
+            try await db.raw("DELETE FROM idempotency_keys WHERE created_at < \(bind: expired)").run()
+            if try await db.raw("""
+                INSERT INTO idempotency_keys (workflow_id, key_hash, execution_id, created_at)
+                VALUES (\(bind: workflowID), \(bind: hash), \(bind: executionID), \(bind: now))
+                ON CONFLICT DO NOTHING RETURNING execution_id
+                """).first() != nil {
+                return .claimed
+            }
+            guard let row = try await db.raw("""
+                SELECT execution_id, created_at FROM idempotency_keys WHERE workflow_id = \(bind: workflowID) AND key_hash = \(bind: hash)
+                """).first() else {
+                return .claimed
+            }
+            return .used(executionID: try row.string("execution_id"), age: Double(now - (try row.int("created_at"))) / 1000)
+        }
+    }
+
+    /// Hands `key` from `previous` (an execution that was never accepted) to `executionID`; false
+    /// when another request took it meanwhile.
+    public func reassignIdempotencyKey(_ key: String, workflowID: String, from previous: String, to executionID: String) async throws -> Bool {
+        let now = self.now.millisecondsSince1970
+        let hash = Self.idempotencyHash(key)
+        return try await write { db in
+            try await db.raw("""
+                UPDATE idempotency_keys SET execution_id = \(bind: executionID), created_at = \(bind: now)
+                WHERE workflow_id = \(bind: workflowID) AND key_hash = \(bind: hash) AND execution_id = \(bind: previous) RETURNING execution_id
+                """).first() != nil
+        }
+    }
+}

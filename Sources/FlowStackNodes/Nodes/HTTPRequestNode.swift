@@ -1,3 +1,4 @@
+import Crypto
 import FlowStackCore
 import Foundation
 
@@ -17,6 +18,7 @@ public struct HTTPRequestNode: NodeType {
         .init("responseFormat", .options, options: ["autodetect", "json", "text", "binary"]), .init("fullResponse", .boolean),
         .init("ignoreHttpErrors", .boolean), .init("connection", .string),
         .init("pagination", .json, check: Pagination.problems),
+        .init("idempotencyKey", .boolean),
     ])
 
     public func run(_ input: NodeInput) async throws -> NodeOutput {
@@ -36,7 +38,7 @@ public struct HTTPRequestNode: NodeType {
             var pageCount = 0
             var received = 0
             pages: while true {
-                var request = try makeRequest(input, index, overrides: overrides)
+                var request = try makeRequest(input, index, overrides: overrides, page: pageCount)
                 if let first = origin, let next = URL(string: request.url), !next.hasSameOrigin(as: first) {
                     // The next page's address comes from the server's answer: a credential is
                     // only ever sent to the origin the node itself named.
@@ -86,7 +88,15 @@ public struct HTTPRequestNode: NodeType {
         return .items([output])
     }
 
-    func makeRequest(_ input: NodeInput, _ index: Int, overrides: PageOverrides = PageOverrides()) throws -> OutboundRequest {
+    /// The same for every run of this request of this execution (a worker that takes the
+    /// execution over sends the same key again), different for every other: the remote API can
+    /// then perform the at-least-once node's request once.
+    static func idempotencyKey(execution: String, node: String, item: Int, page: Int) -> String {
+        let digest = SHA256.hash(data: Array("\(execution)\u{0}\(node)\u{0}\(item)\u{0}\(page)".utf8))
+        return "fs-" + digest.prefix(16).map { String(format: "%02x", $0) }.joined()
+    }
+
+    func makeRequest(_ input: NodeInput, _ index: Int, overrides: PageOverrides = PageOverrides(), page: Int = 0) throws -> OutboundRequest {
         let method = try input.string("method", item: index, default: "GET").uppercased()
         guard Self.methods.contains(method) else { throw NodeError("method must be one of GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS.", field: "method") }
         let urlText = try overrides.url ?? input.string("url", item: index)
@@ -123,6 +133,10 @@ public struct HTTPRequestNode: NodeType {
             guard HeaderCheck.isToken(name), HeaderCheck.isValue(text) else { throw NodeError("The header '\(name)' is not valid.", field: "pagination.parameters") }
             headers.removeAll { $0.0.lowercased() == name.lowercased() }
             headers.append((name, text))
+        }
+        if try input.parameter("idempotencyKey", item: index)?.isTruthy ?? false,
+           !headers.contains(where: { $0.0.lowercased() == "idempotency-key" }) {
+            headers.append(("Idempotency-Key", Self.idempotencyKey(execution: input.base.executionID, node: input.node.name, item: index, page: page)))
         }
         var body: [UInt8]?
         let bodyType = try input.string("bodyType", item: index, default: "none")

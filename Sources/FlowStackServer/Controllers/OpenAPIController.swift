@@ -41,6 +41,7 @@ enum OpenAPIDocument {
     nonisolated(unsafe) static let schemas: [String: Object] = [
         "Error": object(["error": object(["code": string, "message": string, "field": string], required: ["code", "message"])]),
         "Status": object(["status": string]),
+        "Readiness": object(["status": string, "database": string, "worker": string]),
         "User": object(["id": string, "email": string, "name": string, "createdAt": dateTime]),
         "Organization": object(["id": string, "name": string, "plan": ["type": "string", "enum": ["free", "pro", "team", "enterprise"]],
                                 "role": string, "createdAt": dateTime], required: ["id", "name", "plan", "createdAt"]),
@@ -170,7 +171,7 @@ enum OpenAPIDocument {
 
     nonisolated(unsafe) static let paths: [String: Object] = [
         "/healthz": ["get": operation("health", "Liveness", ok: 200, schema: "Status", secured: false, tag: "health")],
-        "/readyz": ["get": operation("ready", "Readiness (database reachable)", ok: 200, schema: "Status", secured: false, tag: "health")],
+        "/readyz": ["get": operation("ready", "Readiness (the database answers, the execution worker runs)", ok: 200, schema: "Readiness", secured: false, tag: "health")],
         "/api/v1/openapi.json": ["get": ["operationId": "openapi", "summary": "This document", "tags": ["meta"],
                                          "security": [[String: [String]]()],
                                          "responses": ["200": ["description": "OpenAPI document", "content": ["application/json": ["schema": ["type": "object"]]]]]]],
@@ -276,7 +277,10 @@ enum OpenAPIDocument {
                 schema: "Workflow", parameters: workflowID, tag: "workflows")],
             "/api/v1/workflows/{workflowId}/run": ["post": [
                 "operationId": "runWorkflow", "summary": "Run by hand: 200 with the result when wait=true, else 202 with the execution id",
-                "tags": ["workflows"], "parameters": workflowID + [query("wait", ["type": "string", "enum": ["true", "false"]])],
+                "tags": ["workflows"], "parameters": workflowID + [query("wait", ["type": "string", "enum": ["true", "false"]]),
+                    ["name": "Idempotency-Key", "in": "header", "required": false,
+                     "description": "A repeat with the same key for this workflow within 24 h answers with the first execution",
+                     "schema": ["type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"]] as Object],
                 "requestBody": body(object(["items": ["type": "array", "maxItems": 10000, "items": ["type": "object"]]], required: []), required: false),
                 "security": [["apiKey": [String]()], ["session": [String]()]],
                 "responses": ["200": ["description": "The result", "content": ["application/json": ["schema": ref("RunResult")]]],

@@ -50,9 +50,15 @@ struct WebhookController {
             "query": .object(Dictionary(request.uri.queryParameters.map { (String($0.key), JSONValue.string(String($0.value))) }, uniquingKeysWith: { a, _ in a })),
             "method": .string(request.method.rawValue),
         ]))
-        switch node.parameters["respond"]?.stringValue ?? "lastNode" {
+        let respond = node.parameters["respond"]?.stringValue ?? "lastNode"
+        let start = try await Idempotency.begin(request, workflowID: workflow.id, api: api)
+        if case .replay(let id) = start {
+            return Idempotency.markReplayed(try await replay(id, respond: respond, workflow: workflow.definition))
+        }
+        let executionID = start?.newExecutionID
+        switch respond {
         case "immediately":
-            let record = try await api.engine.submit(workflow, trigger: node.name, items: [item], mode: .webhook)
+            let record = try await api.engine.submit(workflow, trigger: node.name, items: [item], mode: .webhook, id: executionID)
             return try JSON.response(.ok, ["executionId": record.id])
         case "respondNode":
             // Answered when the Respond to Webhook node runs; the rest of the workflow goes on.
@@ -60,14 +66,27 @@ struct WebhookController {
             let engine = api.engine
             let run = Task {
                 defer { reply.close() }
-                return try await engine.runNow(workflow, trigger: node.name, items: [item], mode: .webhook, reply: reply, task: .caller)
+                return try await engine.runNow(workflow, trigger: node.name, items: [item], mode: .webhook, reply: reply, task: .caller,
+                                               id: executionID)
             }
             if let answer = await reply.wait() { return try response(answer.json) }
-            return try respond(try await run.value, workflow: workflow.definition)
+            return try self.respond(try await run.value, workflow: workflow.definition)
         default:
-            let result = try await api.engine.runNow(workflow, trigger: node.name, items: [item], mode: .webhook, task: .shared)
-            return try respond(result, workflow: workflow.definition)
+            let result = try await api.engine.runNow(workflow, trigger: node.name, items: [item], mode: .webhook, task: .shared, id: executionID)
+            return try self.respond(result, workflow: workflow.definition)
         }
+    }
+
+    /// The answer to a repeated request: what the first one was (or would have been) answered.
+    private func replay(_ id: String, respond: String, workflow: Workflow) async throws -> Response {
+        if respond == "immediately" { return try JSON.response(.ok, ["executionId": id]) }
+        guard let result = try await api.engine.result(of: id, waitingUpTo: 30) else {
+            throw FlowStackError(status: 404, code: "not_found", message: "The execution this key started no longer exists.")
+        }
+        guard result.record.status.isFinished || result.record.status == .waiting else {
+            return try JSON.response(.accepted, ["executionId": id, "status": result.record.status.rawValue])
+        }
+        return try self.respond(result, workflow: workflow)
     }
 
     /// The answer of a finished run: the Respond to Webhook node's response if one ran, else the

@@ -192,11 +192,22 @@ struct WorkflowController {
             throw FlowStackError.validation("The workflow has no trigger to start from.", field: "nodes")
         }
         let wait = request.query("wait").map { $0 == "true" || $0 == "1" } ?? false
+        let start = try await Idempotency.begin(request, workflowID: workflow.id, api: api)
+        if case .replay(let id) = start {
+            guard let result = try await api.engine.result(of: id, waitingUpTo: wait ? 30 : 0) else {
+                throw FlowStackError(status: 404, code: "not_found", message: "The execution this key started no longer exists.")
+            }
+            let response = wait && (result.record.status.isFinished || result.record.status == .waiting)
+                ? try JSON.response(.ok, RunResultDTO(result))
+                : try JSON.response(.accepted, RunAcceptedDTO(id: id, status: result.record.status.rawValue))
+            return Idempotency.markReplayed(response)
+        }
+        let executionID = start?.newExecutionID
         if wait {
-            let result = try await api.engine.runNow(workflow, trigger: trigger.name, items: items, mode: .manual, task: .shared)
+            let result = try await api.engine.runNow(workflow, trigger: trigger.name, items: items, mode: .manual, task: .shared, id: executionID)
             return try JSON.response(.ok, RunResultDTO(result))
         }
-        let record = try await api.engine.submit(workflow, trigger: trigger.name, items: items, mode: .manual)
+        let record = try await api.engine.submit(workflow, trigger: trigger.name, items: items, mode: .manual, id: executionID)
         return try JSON.response(.accepted, RunAcceptedDTO(id: record.id, status: record.status.rawValue))
     }
 

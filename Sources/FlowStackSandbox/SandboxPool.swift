@@ -2,6 +2,7 @@ import CSpawn
 import FlowStackCore
 import FlowStackNodes
 import Foundation
+import Logging
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -168,12 +169,17 @@ final class RunSlots: Sendable {
 /// thread, so while any sandbox child lived, no other `Process` in the server (the keyring
 /// command) was ever seen to finish. Here `terminate()` kills and reaps the child itself.
 final class SandboxChild: @unchecked Sendable {
+    static let crashLogger = Logger(label: "flowstack.sandbox")
     // Only used by one run at a time (the pool hands a child to one caller).
     let pid: pid_t
     let input: FileHandle
     let output: ChildOutput
     let directory: String
     private let ended = Atomic<Bool>(false)
+    /// Reaped already (its exit was read for a crash report): its pid may belong to another process now.
+    private let reaped = Atomic<Bool>(false)
+    /// The last resident size the watchdog saw, in bytes.
+    private let lastResident = Atomic<Int>(0)
 
     enum Outcome: Sendable {
         case answered(CodeResponse)
@@ -284,7 +290,9 @@ final class SandboxChild: @unchecked Sendable {
                     kill(pid, SIGKILL)
                     return
                 }
-                if let rss = Self.residentBytes(pid), rss > limits.memoryBytes {
+                let rss = Self.residentBytes(pid)
+                if let rss { self.lastResident.store(rss, ordering: .relaxed) }
+                if let rss, rss > limits.memoryBytes {
                     reason.set("memory")
                     kill(pid, SIGKILL)
                     return
@@ -336,7 +344,11 @@ final class SandboxChild: @unchecked Sendable {
             case "memory":
                 return .killed(CodeResponse(ok: false, error: "The Code node used more than \(limits.memoryBytes >> 20) MiB of memory and was stopped.", errorKind: "memory"))
             default:
-                return .killed(CodeResponse(ok: false, error: "The Code node's sandbox crashed (for example by allocating too much memory); the run was stopped.", errorKind: "crash"))
+                let how = exitDescription()
+                SandboxChild.crashLogger.error("a Code node's sandbox process ended unexpectedly", metadata: [
+                    "pid": "\(pid)", "how": "\(how)", "rssBytes": "\(lastResident.load(ordering: .relaxed))",
+                ])
+                return .killed(CodeResponse(ok: false, error: "The Code node's sandbox crashed (\(how); last resident size \(lastResident.load(ordering: .relaxed) >> 20) MiB); the run was stopped.", errorKind: "crash"))
             }
         }
         guard let response = try? CodeResponse(parsing: Array(answer)) else {
@@ -350,8 +362,33 @@ final class SandboxChild: @unchecked Sendable {
 
     /// Kills the child and reaps it (once; later calls do nothing). Until it is reaped here its pid
     /// cannot be reused, so the kill never reaches another process.
+    /// How the child ended, read from its exit status: its output has closed, so it is exiting
+    /// (if it is still running after a second, something closed the pipe under it).
+    func exitDescription() -> String {
+        let deadline = ContinuousClock.now + .seconds(1)
+        var status: Int32 = 0
+        while true {
+            let result = waitpid(pid, &status, WNOHANG)
+            if result == pid {
+                reaped.store(true, ordering: .releasing)
+                let signal = status & 0x7F
+                if signal == 0 { return "exit status \((status >> 8) & 0xFF)" }
+                let name = strsignal(signal).map { String(cString: $0) } ?? "?"
+                return "signal \(signal) (\(name))"
+            }
+            if result == -1 && errno != EINTR { return "exit status unknown (\(String(cString: strerror(errno))))" }
+            if ContinuousClock.now >= deadline { return "its output closed while it was still running" }
+            usleep(5_000)
+        }
+    }
+
     func terminate() {
         guard !ended.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        if reaped.load(ordering: .acquiring) {
+            try? input.close()
+            try? FileManager.default.removeItem(atPath: directory)
+            return
+        }
         kill(pid, SIGKILL)
         let pid = self.pid
         let reaper = Thread {

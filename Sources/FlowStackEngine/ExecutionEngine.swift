@@ -162,6 +162,9 @@ public final class ExecutionEngine: Service, Sendable {
                 let free = configuration.concurrency - active.value
                 guard free > 0 else { continue }
                 let claimed: [ExecutionRecord]
+                // A claim sent at this instant holds its leases until this instant plus the
+                // lease, however long the run then takes to load.
+                let claimSent = ContinuousClock.now
                 do {
                     // The claim has a deadline like every database call: a dead connection
                     // fails it, and the loop goes on at the next tick.
@@ -175,7 +178,7 @@ public final class ExecutionEngine: Service, Sendable {
                 for record in claimed {
                     active.add(1)
                     group.addTask {
-                        await self.resume(record)
+                        await self.resume(record, claimSent: claimSent)
                         active.add(-1)
                         self.wake.yield()
                     }
@@ -190,7 +193,7 @@ public final class ExecutionEngine: Service, Sendable {
     public let health = WorkerHealth()
 
     /// Runs a claimed execution from its journal.
-    func resume(_ record: ExecutionRecord) async {
+    func resume(_ record: ExecutionRecord, claimSent: ContinuousClock.Instant) async {
         do {
             guard let definition = try await store.workflowDefinition(versionID: record.versionID, orgID: record.orgID) else {
                 try await finishBroken(record, message: "The workflow version of this execution no longer exists.")
@@ -198,7 +201,7 @@ public final class ExecutionEngine: Service, Sendable {
             }
             let journal = try await store.journal(executionID: record.id, orgID: record.orgID)
             // Each claimed run has a task of its own in the worker's group.
-            _ = try await execute(record, definition: definition, journal: journal, depth: 0, task: .caller)
+            _ = try await execute(record, definition: definition, journal: journal, depth: 0, task: .caller, leaseSent: claimSent)
         } catch is LeaseLost {
             logger.info("execution lease lost; another worker continues it", metadata: ["execution": "\(record.id)", "fence": "\(record.fence)"])
         } catch let error as RunStalled {
@@ -218,7 +221,8 @@ public final class ExecutionEngine: Service, Sendable {
     // MARK: Running
 
     func execute(_ record: ExecutionRecord, definition: Workflow, journal: [ExecutionJournalEntry], depth: Int,
-                 pending: Bool = false, reply: WebhookReply? = nil, task: RunTask = .own) async throws -> ExecutionResult {
+                 pending: Bool = false, reply: WebhookReply? = nil, task: RunTask = .own,
+                 leaseSent: ContinuousClock.Instant = .now) async throws -> ExecutionResult {
         let driver = self.driver
         var machine = ExecutionStateMachine(workflow: definition, outputCounts: driver.outputCounts(definition))
         for entry in journal {
@@ -228,7 +232,7 @@ public final class ExecutionEngine: Service, Sendable {
                                         leaseDuration: configuration.leaseDuration, pendingStart: pending ? journal.first?.event : nil,
                                         owner: configuration.workerID, reply: reply,
                                         respondNodes: Set(definition.nodes.filter { $0.type == "flowstack.respondToWebhook" }.map(\.name)),
-                                        limits: StoreJournal.Limits(configuration), logger: logger)
+                                        limits: StoreJournal.Limits(configuration), logger: logger, leaseSent: leaseSent)
         var current = record
         if machine.status.isFinished {
             // The journal already holds the end (an earlier holder died before marking the row).
@@ -408,7 +412,8 @@ actor StoreJournal: ExecutionJournal, SideEffectPermit {
     let respondNodes: Set<String>
 
     init(store: Store, record: ExecutionRecord, nextSeq: Int, leaseDuration: TimeInterval, pendingStart: ExecutionEvent? = nil, owner: String = "",
-         reply: WebhookReply? = nil, respondNodes: Set<String> = [], limits: Limits = Limits(), logger: Logger = Logger(label: "flowstack.journal")) {
+         reply: WebhookReply? = nil, respondNodes: Set<String> = [], limits: Limits = Limits(), logger: Logger = Logger(label: "flowstack.journal"),
+         leaseSent: ContinuousClock.Instant = .now) {
         self.store = store
         self.record = record
         self.leaseDuration = leaseDuration
@@ -418,8 +423,9 @@ actor StoreJournal: ExecutionJournal, SideEffectPermit {
         self.limits = limits
         self.logger = logger
         let now = ContinuousClock.now
-        // A claimed run's lease was written just before it got here.
-        lease = Mutex(LeaseView(holdsUntil: pendingStart == nil ? now + Self.certainty(leaseDuration) : nil, progressed: now))
+        // A claimed run's lease holds from when its claim was sent (loading the run may have
+        // taken long: the process may even have been stopped meanwhile).
+        lease = Mutex(LeaseView(holdsUntil: pendingStart == nil ? leaseSent + Self.certainty(leaseDuration) : nil, progressed: now))
         if let pendingStart { pending = (pendingStart, owner, []) }
     }
 

@@ -471,3 +471,48 @@ def test_idempotency_key_returns_the_original_execution(pg, backend):
     finally:
         deployment.destroy()
     assert not problems, f"{len(problems)} problems:\n" + "\n".join(problems)
+
+
+def test_readyz_reports_a_dead_database_and_recovers(pg):
+    """/readyz answers 503 while PostgreSQL is down and 200 once it is back, logging each change
+    once; the pool runs before the first lease (no "run() hasn't been called yet" warning)."""
+    db = pg.create_database()
+    deployment = Deployment(db, replicas=1, env=ENV)
+    problems = []
+    try:
+        deployment.start()
+        if deployment.ready(0) != 200:
+            problems.append(f"/readyz before the outage: {deployment.ready(0)}")
+        pg.stop("immediate")
+        down = None
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            status = deployment.ready(0, timeout=8)
+            if status == 503:
+                down = time.time()
+                break
+            time.sleep(0.2)
+        if down is None:
+            problems.append("/readyz never answered 503 while PostgreSQL was down")
+        pg.start()
+        up = None
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if deployment.ready(0) == 200:
+                up = time.time()
+                break
+            time.sleep(0.5)
+        if up is None:
+            problems.append("/readyz did not answer 200 again within 30 s of PostgreSQL's return")
+        output = deployment.servers[0].read_output()
+        if "hasn't been called yet" in output:
+            problems.append("the PostgreSQL client was used before it ran")
+        if output.count("not ready") != 1:
+            problems.append(f"'not ready' logged {output.count('not ready')} times, expected once:\n{deployment.logs(0, grep=('ready',))}")
+        if "ready again" not in output:
+            problems.append("the recovery was not logged")
+    finally:
+        if not os.path.exists(os.path.join(pg.data, "postmaster.pid")):
+            pg.start()
+        deployment.destroy()
+    assert not problems, "\n".join(problems)

@@ -27,16 +27,19 @@ struct HealthController {
         router.get("healthz") { _, _ in try JSON.response(.ok, Status(status: "ok")) }
         router.get("readyz") { _, context in
             var problems: [String] = []
+            var failing: [String] = []
             let status = Status(status: "ready", database: "ok", worker: "ok")
             do {
                 try await DeadlineRunner.shared.run(within: pingDeadline) { [store] in try await store.database.ping() }
             } catch {
+                failing.append("database")
                 problems.append("the database did not answer: \(String(describing: error).prefix(200))")
             }
             if let problem = engine.health.problem(stall: workerStall) {
+                failing.append("worker")
                 problems.append(problem)
             }
-            transitions.report(problems, logger: context.logger)
+            transitions.report(failing, problems, logger: context.logger)
             guard problems.isEmpty else {
                 let error = FlowStackError(status: 503, code: "not_ready", message: "Not ready: \(problems.joined(separator: "; ")).")
                 return try JSON.response(.serviceUnavailable, ErrorBody(error))
@@ -46,14 +49,14 @@ struct HealthController {
     }
 }
 
-/// Logs readiness once per change (not once per probe).
+/// Logs readiness once per change of what fails (not once per probe).
 final class ReadinessLog: Sendable {
     private let last = Mutex<[String]>([])
 
-    func report(_ problems: [String], logger: Logger) {
+    func report(_ failing: [String], _ problems: [String], logger: Logger) {
         let changed = last.withLock { last -> Bool in
-            defer { last = problems }
-            return last != problems
+            defer { last = failing }
+            return last != failing
         }
         guard changed else { return }
         if problems.isEmpty {

@@ -226,8 +226,8 @@ BUILD = None
 
 def binary_note():
     binary = os.environ["FLOWSTACK_BIN"]
-    build = BUILD or ("release" if "/release/" in binary else "debug" if "/debug/" in binary else "unlabelled")
-    return f"Binary: `{binary}` ({build} build), run on {time.strftime('%Y-%m-%d %H:%M')}."
+    build = BUILD or ("release build" if "/release/" in binary else "debug build" if "/debug/" in binary else "build not labelled")
+    return f"Binary: `{binary}` ({build}), run on {time.strftime('%Y-%m-%d %H:%M')}."
 
 
 def steady_markdown(kind, samples, args):
@@ -293,7 +293,7 @@ def main():
     parser.add_argument("--databases", default="sqlite,postgres")
     parser.add_argument("--log-level", default="warning", help="the server's FLOWSTACK_LOG_LEVEL")
     parser.add_argument("--output", default=os.path.join(ROOT, "RELIABILITY.md"))
-    parser.add_argument("--build", help="how the binary was built, for the report (default: from its path: release or debug)")
+    parser.add_argument("--build", help="how the binary was built, for the report, e.g. 'release build' (default: from its path)")
     parser.add_argument("--json", help="also write the raw samples to this file")
     parser.add_argument("--no-report", action="store_true", help="print only, do not write RELIABILITY.md")
     args = parser.parse_args()

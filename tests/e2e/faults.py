@@ -867,7 +867,7 @@ class LoadDriver:
     keeps a requests.Session (verify=the target's CA, trust_env=False) and paces itself, so a
     failing target is not hammered. Records per request: HTTP status, executionId, latency."""
 
-    def __init__(self, targets, threads=8, rate=40.0, duration=20.0, max_requests=None, timeout=20.0, prefix=None,
+    def __init__(self, targets, threads=8, rate=40.0, duration=20.0, max_requests=None, timeout=30.0, prefix=None,
                  headers=None, body=None, sink=None):
         """`targets`: [(url, ca)], thread i posts to targets[i % len(targets)]. `headers` and `body`:
         optional callables of the request id. `sink`: a callable that gets each result instead of

@@ -92,7 +92,7 @@ def test_security_headers_and_no_server_version(server):
         assert r.headers["Referrer-Policy"] == "no-referrer"
         assert "default-src 'none'" in r.headers["Content-Security-Policy"]
         assert "Server" not in r.headers
-    assert requests.get(server.url + "/readyz", verify=server.ca).json() == {"status": "ready"}
+    assert requests.get(server.url + "/readyz", verify=server.ca).json() == {"status": "ready", "database": "ok", "worker": "ok"}
 
 
 def test_owner_setup_login_api_key_with_curl(server, backend):

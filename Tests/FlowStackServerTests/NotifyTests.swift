@@ -26,9 +26,13 @@ import Testing
             try await Task.sleep(for: .milliseconds(500))
             let started = ContinuousClock.now
             let accepted = try await client.post("/api/v1/workflows/\(id)/run", nil, auth: auth)
-            let done = try await waitForStatus(client, accepted.json["id"] as! String, auth: auth, until: ["succeeded"])
+            var done = try await waitForStatus(client, accepted.json["id"] as! String, auth: auth, until: ["succeeded"])
+            while done.json["status"] as? String != "succeeded", ContinuousClock.now - started < .seconds(20) {
+                done = try await waitForStatus(client, accepted.json["id"] as! String, auth: auth, until: ["succeeded"])
+            }
             #expect(done.json["status"] as? String == "succeeded")
-            #expect(ContinuousClock.now - started < .seconds(5))
+            // Far inside the 60 s poll, with room for a machine busy with the rest of the suite.
+            #expect(ContinuousClock.now - started < .seconds(20))
             running.cancel()
         }
     }

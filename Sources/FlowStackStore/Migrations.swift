@@ -189,6 +189,18 @@ public enum Migrations {
             """,
             "CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at)",
         ]),
+        Migration(version: 7, name: "failed logins of unknown addresses", statements: [
+            // Failed logins for e-mail addresses no account has (SHA-256 of the address), counted
+            // and locked like an account's, so the lockout does not tell which accounts exist.
+            """
+            CREATE TABLE login_failures (
+                email_hash TEXT PRIMARY KEY, failures {int} NOT NULL, locked_until {int}, updated_at {int} NOT NULL)
+            """,
+            "CREATE INDEX login_failures_updated ON login_failures (updated_at)",
+            // An account's count of failures starts again after a quiet period, as an unknown
+            // address's does (its row is forgotten).
+            "ALTER TABLE users ADD COLUMN last_failed_login_at {int}",
+        ]),
     ]
 
     /// Applies the migrations not yet applied, in order, each in its own transaction.

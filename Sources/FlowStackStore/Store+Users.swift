@@ -61,13 +61,17 @@ extension Store {
     /// Atomically counts a login attempt before the password is checked, so parallel attempts
     /// cannot race past the limit: the counter is incremented first and reset on success. An
     /// expired lock starts a fresh count.
-    public func reserveLoginAttempt(userID: String, maxFailures: Int) async throws -> LoginSlot {
+    public func reserveLoginAttempt(userID: String, maxFailures: Int, forgetAfter: TimeInterval = 30 * 60) async throws -> LoginSlot {
         let now = self.now.millisecondsSince1970
+        let quiet = now - Int64(forgetAfter * 1000)
         return try await write { db in
             guard let row = try await db.raw("""
                 UPDATE users SET
-                    failed_logins = CASE WHEN locked_until IS NOT NULL AND locked_until <= \(bind: now) THEN 1 ELSE failed_logins + 1 END,
-                    locked_until = CASE WHEN locked_until IS NOT NULL AND locked_until <= \(bind: now) THEN NULL ELSE locked_until END
+                    failed_logins = CASE WHEN locked_until IS NOT NULL AND locked_until <= \(bind: now) THEN 1
+                                         WHEN locked_until IS NULL AND last_failed_login_at IS NOT NULL AND last_failed_login_at <= \(bind: quiet) THEN 1
+                                         ELSE failed_logins + 1 END,
+                    locked_until = CASE WHEN locked_until IS NOT NULL AND locked_until <= \(bind: now) THEN NULL ELSE locked_until END,
+                    last_failed_login_at = \(bind: now)
                 WHERE id = \(bind: userID)
                 RETURNING failed_logins, locked_until
                 """).first()
@@ -81,6 +85,49 @@ extension Store {
                 return .locked(until: Date(millisecondsSince1970: now))
             }
             return .allowed(attempt: attempt)
+        }
+    }
+
+    /// `reserveLoginAttempt` for an e-mail address no account has: the same counting and the
+    /// same lock, keyed by the address's hash, so a locked unknown address answers like a
+    /// locked account.
+    public func reserveUnknownLoginAttempt(emailHash: String, maxFailures: Int, forgetAfter: TimeInterval = 30 * 60) async throws -> LoginSlot {
+        let now = self.now.millisecondsSince1970
+        let quiet = now - Int64(forgetAfter * 1000)
+        return try await write { db in
+            let row = try await db.raw("""
+                INSERT INTO login_failures (email_hash, failures, locked_until, updated_at) VALUES (\(bind: emailHash), 1, NULL, \(bind: now))
+                ON CONFLICT (email_hash) DO UPDATE SET
+                    failures = CASE WHEN login_failures.locked_until IS NOT NULL AND login_failures.locked_until <= \(bind: now) THEN 1
+                                    WHEN login_failures.locked_until IS NULL AND login_failures.updated_at <= \(bind: quiet) THEN 1
+                                    ELSE login_failures.failures + 1 END,
+                    locked_until = CASE WHEN login_failures.locked_until IS NOT NULL AND login_failures.locked_until <= \(bind: now)
+                                   THEN NULL ELSE login_failures.locked_until END,
+                    updated_at = \(bind: now)
+                RETURNING failures, locked_until
+                """).first()
+            guard let row else { throw FlowStackError.invalidCredentials }
+            let attempt = Int(try row.int("failures"))
+            if let until = try row.optionalDate("locked_until") { return .locked(until: until) }
+            if attempt > maxFailures { return .locked(until: Date(millisecondsSince1970: now)) }
+            return .allowed(attempt: attempt)
+        }
+    }
+
+    public func lockUnknownAddress(emailHash: String, until: Date) async throws {
+        try await write { db in
+            try await db.raw("UPDATE login_failures SET locked_until = \(bind: until.millisecondsSince1970) WHERE email_hash = \(bind: emailHash)").run()
+        }
+    }
+
+    /// Forgets unknown addresses that have not failed for `age` and are not locked.
+    public func deleteStaleLoginFailures(olderThan age: TimeInterval) async throws {
+        let now = self.now
+        try await write { db in
+            try await db.raw("""
+                DELETE FROM login_failures WHERE updated_at <= \(bind: now.addingTimeInterval(-age).millisecondsSince1970)
+                AND (locked_until IS NULL OR locked_until <= \(bind: now.millisecondsSince1970))
+                """).run()
         }
     }
 

@@ -6,7 +6,7 @@ import Logging
 
 /// Passwords, logins, sessions and API-key authentication.
 struct AuthService: Sendable {
-    static let sessionCookieName = "flowstack_session"
+    static let sessionCookieName = "__Host-flowstack_session"
     static let apiKeyPrefix = "fsk_"
 
     let store: Store
@@ -72,13 +72,27 @@ struct AuthService: Sendable {
         try await checkThrottle(actor.ip)
         let email = (try? Validate.email(rawEmail)) ?? rawEmail.lowercased()
         guard let user = try await store.user(email: email) else {
-            _ = await hasher.verify(password, against: dummyHash)
+            // Counted and locked exactly like an account, so the answers (401, then 423) do not
+            // tell whether the address has one.
+            let slot = try await store.reserveUnknownLoginAttempt(emailHash: Token.hash(email), maxFailures: settings.lockoutThreshold,
+                                                              forgetAfter: settings.lockoutDuration)
             await recordFailure(actor.ip)
             try await store.audit(AuditRecord(orgID: nil, action: "auth.login", resourceType: "user", resourceID: nil,
                                               outcome: "failure", details: ["reason": "unknown_email", "email": String(email.prefix(254))]), actor: actor)
-            throw FlowStackError.invalidCredentials
+            switch slot {
+            case .locked(let until):
+                throw Self.locked(until: until, now: clock.now())
+            case .allowed(let attempt):
+                _ = await hasher.verify(password, against: dummyHash)
+                if attempt >= settings.lockoutThreshold {
+                    let until = clock.now().addingTimeInterval(settings.lockoutDuration)
+                    try await store.lockUnknownAddress(emailHash: Token.hash(email), until: until)
+                    throw Self.locked(until: until, now: clock.now())
+                }
+                throw FlowStackError.invalidCredentials
+            }
         }
-        switch try await store.reserveLoginAttempt(userID: user.id, maxFailures: settings.lockoutThreshold) {
+        switch try await store.reserveLoginAttempt(userID: user.id, maxFailures: settings.lockoutThreshold, forgetAfter: settings.lockoutDuration) {
         case .locked(let until):
             await recordFailure(actor.ip)
             try await store.audit(AuditRecord(orgID: nil, action: "auth.login", resourceType: "user", resourceID: user.id,

@@ -15,9 +15,12 @@ public final class Redactor: Sendable {
 
     public init() {}
 
-    /// Adds secret values (longest first, so a secret that contains another is removed whole).
+    /// Adds secret values (longest first, so a secret that contains another is removed whole),
+    /// each also in the forms it is commonly echoed in: percent-encoded (a key in a query
+    /// string), JSON-escaped (a secret with a quote or backslash inside a JSON string) and
+    /// base64 (at each of the three alignments, as inside `Basic user:password`).
     public func register(_ values: some Sequence<String>) {
-        let fresh = values.filter { $0.utf8.count >= Self.minimumLength }
+        let fresh = values.filter { $0.utf8.count >= Self.minimumLength }.flatMap(Self.encodings)
         guard !fresh.isEmpty else { return }
         secrets.withLock { list in
             var known = Set(list)
@@ -27,6 +30,55 @@ public final class Redactor: Sendable {
     }
 
     public var isEmpty: Bool { secrets.withLock { $0.isEmpty } }
+
+    /// A secret and its encoded forms (the base64 forms only when long enough to be specific).
+    static func encodings(_ secret: String) -> [String] {
+        var forms = [secret]
+        let unreserved = CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+        if let encoded = secret.addingPercentEncoding(withAllowedCharacters: unreserved), encoded != secret {
+            forms.append(encoded)
+            forms.append(lowercasingPercentEscapes(encoded))
+            if secret.contains(" ") {
+                forms.append(encoded.replacingOccurrences(of: "%20", with: "+"))
+            }
+        }
+        if let data = try? JSONEncoder().encode(secret), let quoted = String(data: data, encoding: .utf8), quoted.count >= 2 {
+            let escaped = String(quoted.dropFirst().dropLast())
+            forms.append(escaped)
+            forms.append(escaped.replacingOccurrences(of: "\\/", with: "/"))
+        }
+        let bytes = Array(secret.utf8)
+        for offset in 0..<3 {
+            let encoded = Data(Array(repeating: 0, count: offset) + bytes).base64EncodedString()
+            // The characters that depend on the secret's bits only.
+            let first = (offset * 8 + 5) / 6
+            let last = ((offset + bytes.count) * 8) / 6 - 1
+            guard last - first + 1 >= 8 else { continue }
+            let characters = Array(encoded)
+            let core = String(characters[first...last])
+            forms.append(core)
+            forms.append(core.replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_"))
+        }
+        var seen = Set<String>()
+        return forms.filter { $0.utf8.count >= minimumLength && seen.insert($0).inserted }
+    }
+
+    private static func lowercasingPercentEscapes(_ text: String) -> String {
+        var result = ""
+        var pending = 0
+        for character in text {
+            if character == "%" {
+                pending = 2
+                result.append(character)
+            } else if pending > 0 {
+                pending -= 1
+                result.append(contentsOf: character.lowercased())
+            } else {
+                result.append(character)
+            }
+        }
+        return result
+    }
 
     /// `text` with every registered secret replaced.
     public func redact(_ text: String) -> String {

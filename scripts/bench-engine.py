@@ -101,7 +101,12 @@ class Server:
             subprocess.run(["psql", PG, "-qc", f"CREATE DATABASE {database}"], check=True)
             args += ["--database", PG.rsplit("/", 1)[0] + "/" + database]
         self.log = open(os.path.join(work, engine + ".log"), "w")
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        # The benchmark is one client at full speed: the per-client rate and connection limits are off.
+        env = dict(os.environ, FLOWSTACK_RATE_API_PER_SECOND="0", FLOWSTACK_RATE_API_BURST="0", FLOWSTACK_RATE_KEY_PER_SECOND="0",
+                   FLOWSTACK_RATE_KEY_BURST="0", FLOWSTACK_RATE_ORG_PER_SECOND="0", FLOWSTACK_RATE_ORG_BURST="0",
+                   FLOWSTACK_RATE_WEBHOOK_PER_SECOND="0", FLOWSTACK_RATE_WEBHOOK_BURST="0", FLOWSTACK_RATE_WEBHOOK_ADDRESS_PER_SECOND="0",
+                   FLOWSTACK_RATE_WEBHOOK_ADDRESS_BURST="0", FLOWSTACK_HANDSHAKES_PER_SECOND="0", FLOWSTACK_CONNECTIONS_PER_ADDRESS="0")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env)
         self.url = f"https://localhost:{self.port}"
         self.ca = os.path.join(self.data, "tls", "server.crt")
         for _ in range(300):

@@ -34,7 +34,12 @@ for engine in sqlite postgres; do
     psql "$FLOWSTACK_TEST_POSTGRES_URL" -qc "CREATE DATABASE bench"
     db_args=(--database "${FLOWSTACK_TEST_POSTGRES_URL%/postgres}/bench")
   fi
-  "$BIN" serve --data-dir "$data" --port "$port" "${db_args[@]}" --log-level warning > "$work/$engine.log" 2>&1 &
+  # wrk is one client at full speed: the per-client rate and connection limits are off (0).
+  env FLOWSTACK_RATE_API_PER_SECOND=0 FLOWSTACK_RATE_API_BURST=0 FLOWSTACK_RATE_KEY_PER_SECOND=0 FLOWSTACK_RATE_KEY_BURST=0 \
+    FLOWSTACK_RATE_ORG_PER_SECOND=0 FLOWSTACK_RATE_ORG_BURST=0 FLOWSTACK_RATE_WEBHOOK_PER_SECOND=0 FLOWSTACK_RATE_WEBHOOK_BURST=0 \
+    FLOWSTACK_RATE_WEBHOOK_ADDRESS_PER_SECOND=0 FLOWSTACK_RATE_WEBHOOK_ADDRESS_BURST=0 FLOWSTACK_HANDSHAKES_PER_SECOND=0 \
+    FLOWSTACK_CONNECTIONS_PER_ADDRESS=0 \
+    "$BIN" serve --data-dir "$data" --port "$port" "${db_args[@]}" --log-level warning > "$work/$engine.log" 2>&1 &
   server_pid=$!
   for _ in $(seq 100); do [ -f "$data/setup-token" ] && curl -sf --cacert "$data/tls/server.crt" "https://localhost:$port/healthz" >/dev/null && break; sleep 0.2; done
   curl_() { curl -sf --cacert "$data/tls/server.crt" "$@"; }

@@ -27,12 +27,16 @@ public enum FlowStackApplication {
         let auth = try await AuthService(store: store, settings: settings, logger: logger)
         let setupFile = (settings.dataDirectory as NSString).appendingPathComponent("setup-token")
         let api = API(store: store, auth: auth, access: Access(store: store), settings: settings, logger: logger,
-                      setup: SetupService(store: store, tokenFile: setupFile), engine: engine)
+                      setup: SetupService(store: store, tokenFile: setupFile), engine: engine,
+                      limiter: RateLimiter(clock: store.clock))
         let router = Router(context: FlowStackRequestContext.self)
         let routes = RouteTable()
         router.add(middleware: ResponseMiddleware(routes: routes))
-        router.add(middleware: RequestGuardMiddleware(maxBodyBytes: settings.maxBodyBytes, trustedProxies: settings.trustedProxies))
+        router.add(middleware: RequestGuardMiddleware(maxBodyBytes: settings.maxBodyBytes, trustedProxies: settings.trustedProxies,
+                                                      maxURLBytes: settings.edge.maxURLBytes, maxHeaderBytes: settings.edge.maxHeaderBytes))
+        router.add(middleware: RateLimitMiddleware(phase: .address, limiter: api.limiter, edge: settings.edge))
         router.add(middleware: AuthMiddleware(auth: auth))
+        router.add(middleware: RateLimitMiddleware(phase: .identity, limiter: api.limiter, edge: settings.edge))
         HealthController(store: store, engine: engine, workerStall: .milliseconds(Int64((settings.databaseTimeouts.call.inSeconds + 5) * 1000)))
             .addRoutes(to: router)
         let v1 = router.group("api/v1")
@@ -73,7 +77,7 @@ public enum FlowStackApplication {
             throw StartupError("--http-allow: \(error.description)")
         }
         let sandbox = await startSandbox(settings: settings, logger: logger)
-        let engine = ExecutionEngine(store: store, configuration: settings.engine, logger: logger,
+        let engine = ExecutionEngine(store: store, configuration: settings.engineConfiguration, logger: logger,
                                      codeRunner: sandbox, fetcher: GuardedHTTPClient(policy: policy))
         let router = try await makeRouter(store: store, settings: settings, logger: logger, engine: engine)
         let displayHost = settings.host == "0.0.0.0" || settings.host == "::" ? "localhost" : settings.host
@@ -82,15 +86,17 @@ public enum FlowStackApplication {
         // The closer comes first: a service group stops services in reverse order, so the
         // database closes only after every listener has drained.
         var services: [any Service] = [StoreCloser(store: store)]
+        let limits = ConnectionLimits(edge: settings.edge, exempt: settings.trustedProxies)
         services.append(Application(
             router: router,
-            server: try .tls(.http1(), tlsConfiguration: tls),
+            server: try .tls(.http1(configuration: limits.http1Configuration()), tlsConfiguration: tls),
             configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: nil),
             logger: logger
         ))
         if let httpPort = settings.httpPort {
             services.append(Application(
                 router: HTTPRejecter.router(httpsURL: httpsURL),
+                server: .http1(configuration: limits.http1Configuration()),
                 configuration: .init(address: .hostname(settings.host, port: httpPort), serverName: nil),
                 logger: logger
             ))
@@ -154,7 +160,7 @@ enum HTTPRejecter {
     }
 }
 
-/// Deletes expired sessions periodically.
+/// Deletes expired sessions, and failed-login counts of unknown addresses gone quiet, periodically.
 struct HousekeepingService: Service {
     let store: Store
     let settings: ServerSettings
@@ -164,6 +170,7 @@ struct HousekeepingService: Service {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
                 try await store.deleteExpiredSessions(idleTimeout: settings.sessionIdleTimeout)
+                try await store.deleteStaleLoginFailures(olderThan: settings.lockoutDuration)
             } catch {
                 logger.warning("housekeeping failed", metadata: ["error": "\(String(describing: error).prefix(300))"])
             }

@@ -56,9 +56,66 @@ public struct ServerSettings: Sendable {
     /// Hosts and CIDR ranges the HTTP Request node may reach although they are private.
     public var httpAllow: [String] = []
 
+    /// The edge protection of the listeners and the API (see docs/security-model.md).
+    public var edge = EdgeSettings()
+
     public init() {}
+
+    /// The engine's configuration, with what it takes from the server's settings.
+    public var engineConfiguration: EngineConfiguration {
+        var configuration = engine
+        configuration.webhookBaseURL = webhookBaseURL
+        return configuration
+    }
+
+    /// Where webhooks are reached from outside (resume URLs are built from it).
+    public var webhookBaseURL: String {
+        if let publicURL { return publicURL }
+        let display = host == "0.0.0.0" || host == "::" ? "localhost" : host
+        return "https://\(display.contains(":") ? "[\(display)]" : display):\(port)"
+    }
 
     public var resolvedDatabase: DatabaseLocation {
         database ?? .sqlite(path: (dataDirectory as NSString).appendingPathComponent("flowstack.sqlite"))
+    }
+}
+
+/// Limits that keep one client from taking the server from everyone else: request rates, open
+/// connections, and how long a connection may take to send a request.
+public struct EdgeSettings: Sendable {
+    /// API requests per client address: a bucket of `apiBurst` refilled at `apiPerSecond`.
+    public var apiPerSecond: Double = 50
+    public var apiBurst: Double = 200
+    /// API requests per API key, and per organization (over every key and session of it).
+    public var keyPerSecond: Double = 50
+    public var keyBurst: Double = 200
+    public var orgPerSecond: Double = 200
+    public var orgBurst: Double = 800
+    /// Calls of one webhook path, and webhook calls per client address.
+    public var webhookPerSecond: Double = 100
+    public var webhookBurst: Double = 400
+    public var webhookAddressPerSecond: Double = 50
+    public var webhookAddressBurst: Double = 200
+    /// Open connections one address may hold, and new connections (TLS handshakes) per second.
+    public var connectionsPerAddress = 64
+    public var handshakesPerSecond: Double = 20
+    public var handshakeBurst: Double = 60
+    /// A connection must deliver a request's headers within this long of opening (or of its
+    /// previous answer); a body must keep arriving (no gap longer than `idleTimeout`).
+    public var headerTimeout: Duration = .seconds(10)
+    public var idleTimeout: Duration = .seconds(30)
+    public var maxHeaderBytes = 32 * 1024
+    public var maxURLBytes = 8 * 1024
+
+    public init() {}
+
+    /// No request-rate or connection limits (0 turns each off): for tests and benchmarks that
+    /// are one client at full speed. The timeouts and size limits stay.
+    public static var unlimited: EdgeSettings {
+        var edge = EdgeSettings()
+        (edge.apiPerSecond, edge.apiBurst, edge.keyPerSecond, edge.keyBurst, edge.orgPerSecond, edge.orgBurst) = (0, 0, 0, 0, 0, 0)
+        (edge.webhookPerSecond, edge.webhookBurst, edge.webhookAddressPerSecond, edge.webhookAddressBurst) = (0, 0, 0, 0)
+        (edge.connectionsPerAddress, edge.handshakesPerSecond) = (0, 0)
+        return edge
     }
 }

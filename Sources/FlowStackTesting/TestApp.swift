@@ -31,8 +31,10 @@ public final class TestApp: @unchecked Sendable {
         settings.dataDirectory = database.directory
         settings.engine.pollInterval = 0.05
         settings.engine.heartbeatInterval = 0.2
+        // One test client makes many calls on a clock that does not move: a test of the limits sets its own.
+        settings.edge = .unlimited
         configure(&settings)
-        let engine = ExecutionEngine(store: store, configuration: settings.engine, logger: Logger(label: "test"),
+        let engine = ExecutionEngine(store: store, configuration: settings.engineConfiguration, logger: Logger(label: "test"),
                                      codeRunner: codeRunner, fetcher: fetcher)
         let router = try await FlowStackApplication.makeRouter(store: store, settings: settings, logger: Logger(label: "test"), engine: engine)
         return TestApp(database: database, store: store, clock: clock, settings: settings, router: router, engine: engine)
@@ -136,10 +138,10 @@ public struct APIClient: Sendable {
         case .none: break
         case .apiKey(let key): headers[.authorization] = "Bearer \(key)"
         case .session(let token, let csrf):
-            headers[.cookie] = "flowstack_session=\(token)"
+            headers[.cookie] = "__Host-flowstack_session=\(token)"
             headers[HTTPField.Name("X-CSRF-Token")!] = csrf
         case .sessionWithoutCSRF(let token):
-            headers[.cookie] = "flowstack_session=\(token)"
+            headers[.cookie] = "__Host-flowstack_session=\(token)"
         }
         for (name, value) in extra { headers[HTTPField.Name(name)!] = value }
         return try await client.execute(uri: path, method: method, headers: headers, body: body) { response in

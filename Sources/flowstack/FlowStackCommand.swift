@@ -120,6 +120,27 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("http-allow"), help: "A host name or CIDR range the HTTP Request node may reach although it is private (repeatable; comma-separated in FLOWSTACK_HTTP_ALLOW).")
     var httpAllow: [String] = []
 
+    /// The edge limits; a rate of 0 (with a burst of 0) turns that limit off.
+    static func edge(_ f: ConfigReader, _ defaults: EdgeSettings) -> EdgeSettings {
+        var edge = defaults
+        edge.apiPerSecond = f.double(forKey: "rateApiPerSecond", default: edge.apiPerSecond)
+        edge.apiBurst = f.double(forKey: "rateApiBurst", default: edge.apiBurst)
+        edge.keyPerSecond = f.double(forKey: "rateKeyPerSecond", default: edge.keyPerSecond)
+        edge.keyBurst = f.double(forKey: "rateKeyBurst", default: edge.keyBurst)
+        edge.orgPerSecond = f.double(forKey: "rateOrgPerSecond", default: edge.orgPerSecond)
+        edge.orgBurst = f.double(forKey: "rateOrgBurst", default: edge.orgBurst)
+        edge.webhookPerSecond = f.double(forKey: "rateWebhookPerSecond", default: edge.webhookPerSecond)
+        edge.webhookBurst = f.double(forKey: "rateWebhookBurst", default: edge.webhookBurst)
+        edge.webhookAddressPerSecond = f.double(forKey: "rateWebhookAddressPerSecond", default: edge.webhookAddressPerSecond)
+        edge.webhookAddressBurst = f.double(forKey: "rateWebhookAddressBurst", default: edge.webhookAddressBurst)
+        edge.connectionsPerAddress = f.int(forKey: "connectionsPerAddress", default: edge.connectionsPerAddress)
+        edge.handshakesPerSecond = f.double(forKey: "handshakesPerSecond", default: edge.handshakesPerSecond)
+        edge.handshakeBurst = f.double(forKey: "handshakeBurst", default: edge.handshakeBurst)
+        edge.headerTimeout = .milliseconds(Int64(f.double(forKey: "headerTimeoutSeconds", default: edge.headerTimeout.inSeconds) * 1000))
+        edge.idleTimeout = .milliseconds(Int64(f.double(forKey: "idleTimeoutSeconds", default: edge.idleTimeout.inSeconds) * 1000))
+        return edge
+    }
+
     func run() async throws {
         var extra: [AbsoluteConfigKey: ConfigValue] = [:]
         if let host { extra["flowstack.host"] = ConfigValue(.string(host), isSecret: false) }
@@ -156,6 +177,7 @@ struct Serve: AsyncParsableCommand {
         // A journal write that outlives every deadline of a database call means the run is stuck.
         settings.engine.writeStallTimeout = settings.databaseTimeouts.call.inSeconds + 5
         settings.sandboxPath = f.string(forKey: "sandboxPath")
+        settings.edge = Self.edge(f, settings.edge)
         let logger = storage.logger(config)
 
         let server: RunningServer

@@ -108,7 +108,7 @@ def test_owner_setup_login_api_key_with_curl(server, backend):
                                    server.url + "/api/v1/setup"], capture_output=True, text=True)
     assert again.stdout == "409"
     s = server.login("o@example.com")
-    cookie = s.cookies.get("flowstack_session")
+    cookie = s.cookies.get("__Host-flowstack_session")
     assert cookie and cookie.startswith("fss_")
     key = s.post(server.url + f"/api/v1/orgs/{org}/api-keys", json={"name": "cli", "scope": "read"}).json()["key"]
     me = subprocess.run(base + ["-H", f"Authorization: Bearer {key}", server.url + "/api/v1/me"], capture_output=True, text=True, check=True)

@@ -14,6 +14,8 @@ struct API: Sendable {
     let logger: Logger
     let setup: SetupService
     let engine: ExecutionEngine
+    /// The request-rate buckets of the API and webhooks (RateLimitMiddleware, WebhookController).
+    let limiter: RateLimiter
     let webhooks = WebhookCache()
 
     var now: Date { store.clock.now() }

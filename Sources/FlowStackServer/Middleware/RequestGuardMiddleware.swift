@@ -3,7 +3,10 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 
-/// Refuses requests that are unsafe before any handler sees them:
+/// Refuses requests that are unsafe before any handler sees them: methods no route has, over-long
+/// URLs and header sections, paths with NUL, control characters, dot segments or encoded
+/// traversal (`%2e`, `%2f`, `%5c`, `%00`, overlong UTF-8), header values with CR, LF or NUL,
+/// transfer codings other than `chunked`,
 /// credentials in the query string (they end up in logs and browser history), bodies that
 /// declare a size over the limit, and bodies whose content type is not JSON on the JSON API
 /// (n8n CVE-2026-21858 came from an endpoint that also parsed other content types).
@@ -11,12 +14,17 @@ struct RequestGuardMiddleware: RouterMiddleware {
     typealias Context = FlowStackRequestContext
     let maxBodyBytes: Int
     let trustedProxies: Set<String>
+    var maxURLBytes = 8 * 1024
+    var maxHeaderBytes = 32 * 1024
+
+    static let methods: Set<HTTPRequest.Method> = [.get, .head, .post, .put, .patch, .delete, .options]
 
     static let credentialParameterNames: Set<String> = [
-        "api_key", "apikey", "api-key", "key", "token", "access_token", "session", "password", "flowstack_session",
+        "api_key", "apikey", "api-key", "key", "token", "access_token", "session", "password", "flowstack_session", "__host-flowstack_session",
     ]
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        try Self.check(request, maxURLBytes: maxURLBytes, maxHeaderBytes: maxHeaderBytes)
         var context = context
         context.userAgent = String((request.headers[.userAgent] ?? "").prefix(512))
         if trustedProxies.contains(context.peerIP), let forwarded = request.headers[HTTPField.Name("X-Forwarded-For")!] {
@@ -45,5 +53,84 @@ struct RequestGuardMiddleware: RouterMiddleware {
             throw FlowStackError(status: 415, code: "unsupported_media_type", message: "The request body must be application/json.")
         }
         return try await next(request, context)
+    }
+
+    /// The checks of the request line and headers, each a typed refusal.
+    static func check(_ request: Request, maxURLBytes: Int, maxHeaderBytes: Int) throws {
+        guard methods.contains(request.method) else {
+            throw FlowStackError(status: 405, code: "method_not_allowed", message: "The method \(request.method.rawValue.prefix(32)) is not served.")
+        }
+        let target = request.uri.string
+        guard target.utf8.count <= maxURLBytes else {
+            throw FlowStackError(status: 414, code: "uri_too_long", message: "The URL is longer than \(maxURLBytes) bytes.")
+        }
+        var headerBytes = 0
+        for field in request.headers {
+            headerBytes += field.name.rawName.utf8.count + field.value.utf8.count + 4
+            if field.value.utf8.contains(where: { $0 == 0x0D || $0 == 0x0A || $0 == 0x00 }) {
+                throw FlowStackError.badRequest("invalid_header", "Header values must not contain CR, LF or NUL.", field: field.name.canonicalName)
+            }
+        }
+        // The parser frames only `chunked`; any other coding (`gzip, chunked`) would be read as
+        // one thing here and another by a proxy in front: refused, not guessed.
+        let codings = request.headers[values: .transferEncoding].flatMap { $0.split(separator: ",") }
+            .map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+        if !codings.isEmpty && codings != ["chunked"] {
+            throw FlowStackError.badRequest("invalid_transfer_encoding", "Only 'Transfer-Encoding: chunked' is accepted.", field: "Transfer-Encoding")
+        }
+        guard headerBytes <= maxHeaderBytes else {
+            throw FlowStackError(status: 431, code: "headers_too_large", message: "The request's headers are larger than \(maxHeaderBytes) bytes.")
+        }
+        if let problem = pathProblem(request.uri.path) {
+            throw FlowStackError.badRequest("invalid_path", problem)
+        }
+    }
+
+    /// Why a request path is refused, or nil. The path is checked as sent (percent-encoded).
+    static func pathProblem(_ path: String) -> String? {
+        let bytes = Array(path.utf8)
+        guard bytes.first == UInt8(ascii: "/") else { return "The path must start with '/'." }
+        var decoded: [UInt8] = []
+        decoded.reserveCapacity(bytes.count)
+        var index = 0
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte < 0x20 || byte == 0x7F || byte == UInt8(ascii: "\\") { return "The path contains a control character or a backslash." }
+            if byte == UInt8(ascii: "%") {
+                guard index + 2 < bytes.count, let high = hexValue(bytes[index + 1]), let low = hexValue(bytes[index + 2]) else {
+                    return "The path has a malformed percent-encoding."
+                }
+                let value = high << 4 | low
+                switch value {
+                case UInt8(ascii: "."), UInt8(ascii: "/"), UInt8(ascii: "\\"):
+                    return "The path encodes '.', '/' or '\\': encoded traversal is refused."
+                case 0..<0x20, 0x7F:
+                    return "The path encodes a control character."
+                default:
+                    decoded.append(value)
+                }
+                index += 3
+                continue
+            }
+            decoded.append(byte)
+            index += 1
+        }
+        // Overlong and otherwise invalid UTF-8 (%c0%ae is an overlong '.') is refused, not repaired.
+        guard String(validating: decoded, as: UTF8.self) != nil else { return "The path is not valid UTF-8." }
+        for segment in decoded.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false) {
+            if segment.elementsEqual([UInt8(ascii: ".")]) || segment.elementsEqual([UInt8(ascii: "."), UInt8(ascii: ".")]) {
+                return "The path has a '.' or '..' segment."
+            }
+        }
+        return nil
+    }
+
+    private static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
+        default: nil
+        }
     }
 }

@@ -35,6 +35,33 @@ import Testing
         }
     }
 
+    @Test("viewers and their keys see variable names, not values, as they see no execution data", arguments: Backend.allCases)
+    func viewersSeeNames(_ backend: Backend) async throws {
+        let app = try await TestApp.make(backend)
+        try await app.test(worker: false) { client in
+            let (auth, project, owner) = try await setUp(client, app)
+            let base = "/api/v1/projects/\(project)/variables"
+            #expect(try await client.post(base, ["name": "REGION", "value": "eu-west-7"], auth: auth).status == 201)
+            var seen: [String: String] = [:]
+            for role in ["viewer", "runner"] {
+                let member = try await client.createAccount(app, email: "\(role)@example.com")
+                try await client.addMember(app, userID: member.userID, orgID: owner.orgID, role: .member)
+                #expect(try await client.request(.put, "/api/v1/projects/\(project)/members/\(member.userID)", json: ["role": role], auth: auth).status == 200)
+                let login = try await client.login(member)
+                let key = try await client.createAPIKey(login, orgID: owner.orgID, scope: "read")
+                for credential in [login, .apiKey(key)] {
+                    let listed = try await client.get(base, auth: credential)
+                    #expect(listed.status == 200)
+                    let item = try #require((listed.json["items"] as? [[String: Any]])?.first)
+                    #expect(item["name"] as? String == "REGION")
+                    seen[role] = item["value"] as? String ?? "-"
+                    #expect(listed.text.contains("eu-west-7") == (role == "runner"))
+                }
+            }
+            #expect(seen == ["viewer": "-", "runner": "eu-west-7"])
+        }
+    }
+
     @Test("$env reads the project's own variables in expressions and Code nodes, never another project's", arguments: Backend.allCases)
     func environment(_ backend: Backend) async throws {
         let pool = SandboxPool(executable: sandboxExecutable)

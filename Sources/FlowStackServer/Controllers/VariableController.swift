@@ -43,7 +43,9 @@ struct VariableController {
         let identity = try context.requireIdentity()
         let access = try await api.access.project(try context.parameters.id("projectId", prefix: "prj"), .workflowRead, identity)
         let variables = try await api.store.variables(projectID: access.project.id)
-        return try JSON.response(.ok, ListDTO(items: variables.map(VariableDTO.init), nextCursor: nil))
+        // Values follow execution data: for those who may run the project's workflows. Viewers see the names.
+        let withValues = access.role >= .runner
+        return try JSON.response(.ok, ListDTO(items: variables.map { VariableDTO($0, withValue: withValues) }, nextCursor: nil))
     }
 
     @Sendable func create(_ request: Request, context: FlowStackRequestContext) async throws -> Response {
@@ -108,12 +110,12 @@ struct VariableController {
 
 struct VariableDTO: Encodable {
     var name: String
-    var value: String
+    var value: String?
     var createdAt: Date
     var updatedAt: Date
-    init(_ variable: Variable) {
+    init(_ variable: Variable, withValue: Bool = true) {
         name = variable.name
-        value = variable.value
+        value = withValue ? variable.value : nil
         createdAt = variable.createdAt
         updatedAt = variable.updatedAt
     }

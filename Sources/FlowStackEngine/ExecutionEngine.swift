@@ -28,6 +28,8 @@ public struct EngineConfiguration: Sendable {
     /// A journal write still unanswered after this long makes the run stuck at once (every
     /// database call has a deadline shorter than this; SQLite's are its busy timeout).
     public var writeStallTimeout: TimeInterval = 20
+    /// The public base URL webhooks are reached at (`$execution.resumeUrl` is built from it).
+    public var webhookBaseURL = "https://127.0.0.1:8443"
 
     public init() {}
 }
@@ -246,6 +248,7 @@ public final class ExecutionEngine: Service, Sendable {
         var base = ExpressionContext(variables: variables, timeZone: timeZone, executionID: record.id, workflowID: record.workflowID,
                                      workflowName: definition.name)
         base.projectID = record.projectID
+        base.resumeURL = Self.resumeURL(base: configuration.webhookBaseURL, executionID: record.id, token: store.resumeToken(executionID: record.id))
         base.redactor = Redactor()
         var context = base
         context.callDepth = depth
@@ -626,6 +629,11 @@ extension ExecutionEngine {
 }
 
 extension ExecutionEngine {
+    /// `<base>/webhook-waiting/<execution id>/<resume token>`.
+    public static func resumeURL(base: String, executionID: String, token: String) -> String {
+        base.trimmingCharacters(in: CharacterSet(charactersIn: "/")) + "/webhook-waiting/\(executionID)/\(token)"
+    }
+
     /// An execution as its journal has it, waiting up to `timeout` for it to finish or sleep
     /// (what a repeated request with the same idempotency key is answered with).
     public func result(of id: String, waitingUpTo timeout: TimeInterval) async throws -> ExecutionResult? {

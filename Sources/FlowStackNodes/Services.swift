@@ -9,12 +9,15 @@ public struct CodeRequest: Codable, Sendable {
         public var workflowId: String
         public var workflowName: String
         public var nodeName: String
+        /// The URL a call resumes this execution's webhook Waits at (`$execution.resumeUrl`).
+        public var resumeUrl: String
 
-        public init(executionId: String, workflowId: String, workflowName: String, nodeName: String) {
+        public init(executionId: String, workflowId: String, workflowName: String, nodeName: String, resumeUrl: String = "") {
             self.executionId = executionId
             self.workflowId = workflowId
             self.workflowName = workflowName
             self.nodeName = nodeName
+            self.resumeUrl = resumeUrl
         }
     }
     public var code: String
@@ -79,6 +82,7 @@ extension CodeRequest {
             "context": .object([
                 "executionId": .string(context.executionId), "workflowId": .string(context.workflowId),
                 "workflowName": .string(context.workflowName), "nodeName": .string(context.nodeName),
+                "resumeUrl": .string(context.resumeUrl),
             ]),
         ]
         if let maxMemoryBytes { object["maxMemoryBytes"] = .number(Double(maxMemoryBytes)) }

@@ -1,3 +1,4 @@
+import Crypto
 import FlowStackCore
 import FlowStackCrypto
 import Foundation
@@ -426,6 +427,25 @@ extension Store {
 
     /// The resume payload is bound to the wait it ends (the execution and its journal length), so
     /// a payload left over from one wait can never be read as the answer to a later one.
+    static let resumeTokenInfo = "flowstack.resume-token.v1"
+
+    /// The secret part of an execution's resume URL: `<data key id>.<HMAC>` of the execution id,
+    /// from a MAC key derived from the data key. Nothing is stored, so nothing can leak from
+    /// the database; it works as long as that data key is in the keyring (as sealed data does).
+    public func resumeToken(executionID: String) -> String {
+        let keyID = sealer.keyring.active(.data).id
+        let key = sealer.keyring.macKey(id: keyID, info: Self.resumeTokenInfo)!
+        return keyID + "." + Token.base64url(HMAC<SHA256>.authenticationCode(for: Array(executionID.utf8), using: key))
+    }
+
+    /// Whether `token` is the resume token of the execution (compared in constant time).
+    public func verifyResumeToken(_ token: String, executionID: String) -> Bool {
+        guard token.utf8.count <= 200, let dot = token.firstIndex(of: "."),
+              let key = sealer.keyring.macKey(id: String(token[..<dot]), info: Self.resumeTokenInfo) else { return false }
+        let expected = String(token[..<dot]) + "." + Token.base64url(HMAC<SHA256>.authenticationCode(for: Array(executionID.utf8), using: key))
+        return Token.constantTimeEquals(token, expected)
+    }
+
     static func resumeContext(_ record: ExecutionRecord) -> SealContext {
         SealContext(table: "executions", rowID: "\(record.id)/\(record.events)", column: "resume", orgID: record.orgID)
     }

@@ -100,7 +100,7 @@ enum Bootstrap {
       }
       constant('$env', freeze(env));
       const info = isRecord(request.context) ? request.context : {};
-      constant('$execution', freeze({ id: text(info.executionId) }));
+      constant('$execution', freeze({ id: text(info.executionId), resumeUrl: text(info.resumeUrl) }));
       constant('$workflow', freeze({ id: text(info.workflowId), name: text(info.workflowName) }));
       constant('$node', freeze({ name: text(info.nodeName) }));
 

@@ -38,6 +38,22 @@ func codeWorkflow(_ code: String, mode: String = "runOnceForAllItems", timeLimit
         return try await client.post("/api/v1/workflows/\(id)/run?wait=true", ["items": items], auth: auth)
     }
 
+    @Test("$execution.resumeUrl is the execution's resume URL, in Code nodes as in expressions")
+    func resumeURL() async throws {
+        try await withApp { client, auth, project in
+            var workflow = codeWorkflow("return [{json: {url: $execution.resumeUrl, id: $execution.id}}]")
+            workflow["nodes"] = (workflow["nodes"] as! [[String: Any]]) + [
+                ["name": "Same", "type": "flowstack.set", "typeVersion": 1, "parameters": ["fields": ["same": "{{ $json.url == $execution.resumeUrl }}"]]],
+            ]
+            workflow["edges"] = (workflow["edges"] as! [[String: Any]]) + [["from": "Code", "to": "Same"]]
+            let done = try await run(client, auth, project, workflow, items: [[:]])
+            let output = try #require((done.json["output"] as? [[String: Any]])?.first, "\(done.text)")
+            let id = try #require(output["id"] as? String), url = try #require(output["url"] as? String)
+            #expect(url.hasPrefix("https://127.0.0.1:8443/webhook-waiting/\(id)/data-"))
+            #expect(output["same"] as? Bool == true)
+        }
+    }
+
     @Test("modern JavaScript in both modes, async/await, console.log captured into the execution")
     func runs() async throws {
         try await withApp { client, auth, project in

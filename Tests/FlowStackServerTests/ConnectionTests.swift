@@ -442,6 +442,13 @@ func httpWorkflow(url: String, connection: String) -> [String: Any] {
                 let callbackPath = String(back.dropFirst("https://flowstack.test".count))
                 // Without the browser's cookie the state does not work; with it, exactly once.
                 #expect(try await client.get(callbackPath).status == 400)
+                // The binder is a __Host- cookie: only this origin, over TLS, with Path=/ and no
+                // Domain, can set it. The same value under a name anyone could plant is refused.
+                let cookie = try #require(start.header("Set-Cookie"))
+                #expect(binder.hasPrefix("__Host-flowstack_oauth2="))
+                #expect(cookie.contains("; Path=/;") && cookie.contains("Secure") && !cookie.lowercased().contains("domain="))
+                let tossed = "flowstack_oauth2=" + binder.dropFirst("__Host-flowstack_oauth2=".count)
+                #expect(try await client.get(callbackPath, headers: ["Cookie": tossed]).status == 400)
                 let done = try await client.get(callbackPath, headers: ["Cookie": binder])
                 #expect(done.status == 200, "\(done.text)")
                 #expect(try await client.get(callbackPath, headers: ["Cookie": binder]).status == 400)

@@ -257,30 +257,48 @@ func waitForStatus(_ client: APIClient, _ id: String, auth: Auth, until done: Se
         try await app.test { client in
             let (auth, project, _) = try await setUp(client, app)
             let secret = "s3cret-signing-key"
-            let workflow: [String: Any] = [
-                "name": "Signed",
-                "nodes": [["name": "Hook", "type": "flowstack.webhook", "typeVersion": 1,
-                           "parameters": ["method": "POST", "path": "signed", "authentication": "hmac", "secret": secret]],
-                          ["name": "Done", "type": "flowstack.noOp", "typeVersion": 1, "parameters": [:]]],
-                "edges": [["from": "Hook", "to": "Done"]],
-            ]
-            let id = try await client.post("/api/v1/projects/\(project)/workflows", workflow, auth: auth).json["id"] as! String
-            _ = try await client.post("/api/v1/workflows/\(id)/activate", nil, auth: auth)
-            func sign(_ body: String, id: String, at time: Int) -> String {
-                let mac = HMAC<SHA256>.authenticationCode(for: Array("\(id).\(time).\(body)".utf8), using: SymmetricKey(data: Array(secret.utf8)))
+            func hook(_ path: String, _ parameters: [String: Any]) -> [String: Any] {
+                ["name": path,
+                 "nodes": [["name": "Hook", "type": "flowstack.webhook", "typeVersion": 1,
+                            "parameters": ["method": "POST", "path": path, "authentication": "hmac"].merging(parameters) { $1 }],
+                           ["name": "Done", "type": "flowstack.noOp", "typeVersion": 1, "parameters": [:]]],
+                 "edges": [["from": "Hook", "to": "Done"]]]
+            }
+            // The key lives in a connection (write-only); a workflow holding it inline is refused.
+            let inline = try await client.post("/api/v1/projects/\(project)/workflows", hook("signed", ["secret": secret]), auth: auth)
+            #expect(inline.status == 422)
+            #expect(inline.text.contains("webhook_secret_inline"))
+            #expect(try await client.post("/api/v1/projects/\(project)/workflows", hook("signed", [:]), auth: auth).text.contains("webhook_connection_required"))
+            #expect(try await client.post("/api/v1/projects/\(project)/connections",
+                                          ["name": "signing", "type": "secrets", "data": ["secret": secret]], auth: auth).status == 201)
+            for path in ["signed", "other"] {
+                let id = try await client.post("/api/v1/projects/\(project)/workflows", hook(path, ["connection": "signing"]), auth: auth).json["id"] as! String
+                #expect(try await client.post("/api/v1/workflows/\(id)/activate", nil, auth: auth).status == 200)
+                let stored = try await client.get("/api/v1/workflows/\(id)", auth: auth)
+                #expect(!stored.text.contains(secret))
+            }
+            func sign(_ body: String, id: String, at time: Int, path: String = "signed") -> String {
+                let mac = HMAC<SHA256>.authenticationCode(for: Array("\(id).\(time)./webhook/\(path).\(body)".utf8), using: SymmetricKey(data: Array(secret.utf8)))
                 return "sha256=" + mac.map { String(format: "%02x", $0) }.joined()
             }
             let now = Int(app.clock.now().timeIntervalSince1970)
             let body = #"{"amount":10}"#
-            func send(_ body: String, signature: String, id: String, at time: Int) async throws -> APIResponse {
-                try await client.request(.post, "/webhook/signed", rawBody: body, headers: [
+            func send(_ body: String, signature: String, id: String, at time: Int, path: String = "signed") async throws -> APIResponse {
+                try await client.request(.post, "/webhook/\(path)", rawBody: body, headers: [
                     "X-FlowStack-Signature": signature, "X-FlowStack-Timestamp": "\(time)", "X-FlowStack-Id": id])
             }
             #expect(try await send(body, signature: sign(body, id: "r1", at: now), id: "r1", at: now).status == 200)
             #expect(try await send(body, signature: sign(body, id: "r1", at: now), id: "r1", at: now).errorCode == "webhook_replayed")
+            // The signature binds the path: accepted by /webhook/signed, refused by another webhook sharing the key.
+            #expect(try await send(body, signature: sign(body, id: "r5", at: now), id: "r5", at: now, path: "other").status == 401)
+            #expect(try await send(body, signature: sign(body, id: "r5", at: now, path: "other"), id: "r5", at: now, path: "other").status == 200)
+            // The old form (without the path) is refused.
+            let unbound = HMAC<SHA256>.authenticationCode(for: Array("r6.\(now).\(body)".utf8), using: SymmetricKey(data: Array(secret.utf8)))
+            #expect(try await send(body, signature: "sha256=" + unbound.map { String(format: "%02x", $0) }.joined(), id: "r6", at: now).status == 401)
             #expect(try await send(#"{"amount":99}"#, signature: sign(body, id: "r2", at: now), id: "r2", at: now).status == 401)
             let old = now - 3600
             #expect(try await send(body, signature: sign(body, id: "r3", at: old), id: "r3", at: old).errorCode == "webhook_signature_expired")
+            #expect(try await send(body, signature: sign(body, id: "r.4", at: now), id: "r.4", at: now).status == 401)
             #expect(try await client.post("/webhook/signed", ["amount": 10]).status == 401)
         }
     }
@@ -331,8 +349,14 @@ func waitForStatus(_ client: APIClient, _ id: String, auth: Auth, until done: Se
             let waiting = try await client.post("/api/v1/workflows/\(id)/run?wait=true", nil, auth: auth)
             #expect(waiting.json["status"] as? String == "waiting")
             let execution = waiting.json["id"] as! String
+            // The resume URL carries the execution's token; the id alone, or a wrong token, is not found.
+            let resumeURL = try #require(try await client.get("/api/v1/executions/\(execution)", auth: auth).json["resumeUrl"] as? String)
+            let resumePath = String(resumeURL[try #require(resumeURL.range(of: "/webhook-waiting/")).lowerBound...])
+            #expect(resumePath.hasPrefix("/webhook-waiting/\(execution)/"))
+            #expect(try await client.post("/webhook-waiting/\(execution)", nil).status == 404)
+            #expect(try await client.post(String(resumePath.dropLast(2)) + "AA", nil).status == 404)
             // The resume call's body and query become the Wait node's output; credentials do not.
-            #expect(try await client.request(.post, "/webhook-waiting/\(execution)?by=ann", json: ["decision": "yes"],
+            #expect(try await client.request(.post, resumePath + "?by=ann", json: ["decision": "yes"],
                                              headers: ["Authorization": "Bearer not-for-the-workflow"]).status == 200)
             let done = try await waitForStatus(client, execution, auth: auth, until: ["succeeded", "failed"])
             #expect(done.json["status"] as? String == "succeeded")
@@ -341,15 +365,15 @@ func waitForStatus(_ client: APIClient, _ id: String, auth: Auth, until done: Se
             #expect((output["body"] as? [String: Any])?["decision"] as? String == "yes")
             #expect((output["query"] as? [String: Any])?["by"] as? String == "ann")
             #expect(!done.text.contains("not-for-the-workflow"))
-            #expect(try await client.post("/webhook-waiting/\(execution)", nil).status == 404)
+            #expect(try await client.post(resumePath, nil).status == 404)
             // Not waiting any more: 404 whatever the body (it is not even read).
-            #expect(try await client.request(.post, "/webhook-waiting/\(execution)", rawBody: "<x/>", contentType: "application/xml").status == 404)
+            #expect(try await client.request(.post, resumePath, rawBody: "<x/>", contentType: "application/xml").status == 404)
 
             let second = try await client.post("/api/v1/workflows/\(id)/run?wait=true", nil, auth: auth).json["id"] as! String
             let cancelled = try await client.post("/api/v1/executions/\(second)/cancel", nil, auth: auth)
             #expect(cancelled.json["status"] as? String == "cancelled")
             #expect(try await client.post("/api/v1/executions/\(second)/cancel", nil, auth: auth).status == 409)
-            #expect(try await client.post("/webhook-waiting/\(second)", nil).status == 404)
+            #expect(try await client.post("/webhook-waiting/\(second)/\(app.store.resumeToken(executionID: second))", nil).status == 404)
             #expect(try await client.request(.delete, "/api/v1/executions/\(second)", auth: auth).status == 204)
         }
     }
@@ -435,8 +459,16 @@ func waitForStatus(_ client: APIClient, _ id: String, auth: Auth, until done: Se
                            ["name": "Done", "type": "flowstack.noOp", "typeVersion": 1, "parameters": [:]]],
                  "edges": [["from": "Hook", "to": "Done"]]]
             }
-            for workflow in [hook("basic", ["authentication": "basic", "username": "u", "password": "p4ss"]),
-                             hook("header", ["authentication": "header", "headerName": "X-Hook-Key", "headerValue": "k3y"])] {
+            #expect(try await client.post("/api/v1/projects/\(project)/connections",
+                                          ["name": "hook-basic", "type": "basic", "data": ["username": "u", "password": "p4ss"]], auth: auth).status == 201)
+            #expect(try await client.post("/api/v1/projects/\(project)/connections",
+                                          ["name": "hook-key", "type": "apiKey", "data": ["name": "X-Hook-Key", "key": "k3y"]], auth: auth).status == 201)
+            for inline in [hook("basic", ["authentication": "basic", "username": "u", "password": "p4ss"]),
+                           hook("header", ["authentication": "header", "headerName": "X-Hook-Key", "headerValue": "k3y"])] {
+                #expect(try await client.post("/api/v1/projects/\(project)/workflows", inline, auth: auth).status == 422)
+            }
+            for workflow in [hook("basic", ["authentication": "basic", "connection": "hook-basic"]),
+                             hook("header", ["authentication": "header", "connection": "hook-key"])] {
                 let id = try await client.post("/api/v1/projects/\(project)/workflows", workflow, auth: auth).json["id"] as! String
                 #expect(try await client.post("/api/v1/workflows/\(id)/activate", nil, auth: auth).status == 200)
             }

@@ -127,7 +127,7 @@ final class Evaluator {
             var calendar = Calendar(identifier: .gregorian)
             calendar.timeZone = context.timeZone
             return .date(calendar.startOfDay(for: context.now))
-        case "$execution": return .json(.object(["id": .string(context.executionID)]))
+        case "$execution": return .json(.object(["id": .string(context.executionID), "resumeUrl": .string(context.resumeURL)]))
         case "$workflow": return .json(.object(["id": .string(context.workflowID), "name": .string(context.workflowName)]))
         case "$itemIndex": return .number(Double(context.itemIndex))
         case "$items": return .json(.array(context.inputItems))

@@ -16,6 +16,9 @@ public struct ExpressionContext: Sendable {
     public var now: Date
     public var timeZone: TimeZone
     public var executionID: String
+    /// The URL a call resumes this execution's webhook Waits at (`$execution.resumeUrl`); it
+    /// carries the execution's resume token, so it is as secret as the execution's data.
+    public var resumeURL: String = ""
     public var workflowID: String
     public var workflowName: String
     /// The project the workflow belongs to: connections and variables resolve in it only.

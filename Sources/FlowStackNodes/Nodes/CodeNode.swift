@@ -38,7 +38,8 @@ public struct CodeNode: NodeType {
         var request = CodeRequest(code: code, mode: mode, items: input.items, env: input.base.variables, timeLimitMs: limit,
                                   maxOutputBytes: 16 << 20, maxLogBytes: 64 << 10,
                                   context: .init(executionId: input.base.executionID, workflowId: input.base.workflowID,
-                                                 workflowName: input.base.workflowName, nodeName: input.node.name))
+                                                 workflowName: input.base.workflowName, nodeName: input.node.name,
+                                                 resumeUrl: input.base.resumeURL))
         let nonce = (0..<4).map { _ in String(UInt64.random(in: 0...UInt64.max), radix: 16) }.joined()
         request.secretNonce = nonce
         let response = try await services.runCode(request, broker: Self.broker(services: services, caller: input.base, timeLimitMs: limit,

@@ -33,8 +33,8 @@ public struct ExecuteWorkflowNode: NodeType {
     }
 }
 
-/// Pauses the execution: for a duration, until a time, or until resumed through
-/// `POST /webhook-waiting/{executionId}`. Long waits sleep in the database, not in memory.
+/// Pauses the execution: for a duration, until a time, or until a call to the execution's
+/// resume URL (`$execution.resumeUrl`). Long waits sleep in the database, not in memory.
 public struct WaitNode: NodeType {
     public init() {}
     public static let descriptor = NodeTypeDescriptor(type: "flowstack.wait", parameters: [
@@ -84,12 +84,60 @@ public struct RespondToWebhookNode: NodeType {
                 guard let text = value.stringValue, HeaderCheck.isToken(name), HeaderCheck.isValue(text) else {
                     throw NodeError("The header '\(name)' is not a valid header.", field: "headers")
                 }
+                if let refusal = WebhookResponseHeaders.refusal(name: name, value: text) {
+                    throw NodeError(refusal, field: "headers")
+                }
                 headers[name] = .string(text)
             }
         }
         let body = try input.parameter("body") ?? input.items.first?.json ?? .object([:])
         let response = Item(json: .object(["statusCode": .number(status), "headers": .object(headers), "body": body]))
         return .items([input.items, [response]])
+    }
+}
+
+/// The headers a webhook answer may carry. A workflow's answer is served from a FlowStack
+/// origin, so it must not set cookies there (login CSRF, OAuth2 consent hijack by cookie
+/// tossing), grant CORS, replace the security headers, frame the message itself (length and
+/// connection headers are the server's) or redirect off the server (an open redirect).
+public enum WebhookResponseHeaders {
+    static let refused: Set<String> = [
+        "set-cookie", "set-cookie2", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te", "trailer",
+        "strict-transport-security", "content-security-policy", "content-security-policy-report-only", "x-frame-options",
+        "x-content-type-options", "referrer-policy", "permissions-policy", "cross-origin-opener-policy",
+        "cross-origin-resource-policy", "cross-origin-embedder-policy", "x-request-id", "clear-site-data", "refresh",
+        "alt-svc", "link",
+    ]
+
+    /// Why the header may not be sent, or nil when it may.
+    public static func refusal(name: String, value: String) -> String? {
+        let lower = name.lowercased()
+        if refused.contains(lower) || lower.hasPrefix("access-control-") {
+            return "A webhook answer may not set the header '\(name)': it is FlowStack's to set."
+        }
+        if lower == "location" && !isLocalReference(value) {
+            return "A webhook answer may redirect only to a path on this server (such as /webhook/next), not to another site."
+        }
+        return nil
+    }
+
+    /// Why a Respond node's literal `headers` parameter cannot be saved, or nil. A name is checked
+    /// whatever its value; a value only when it is not an expression (that is checked at run time).
+    public static func refusal(headers: JSONValue?) -> String? {
+        guard let object = headers?.objectValue else { return nil }
+        for (name, value) in object.sorted(by: { $0.key < $1.key }) {
+            let text = value.stringValue ?? ""
+            if let refusal = refusal(name: name, value: text.contains("{{") ? "/" : text) { return refusal }
+        }
+        return nil
+    }
+
+    /// A path on the same origin: starts with one `/`, no scheme, no `//` or `/\` authority.
+    static func isLocalReference(_ value: String) -> Bool {
+        let bytes = Array(value.utf8)
+        guard bytes.first == UInt8(ascii: "/") else { return false }
+        if bytes.count > 1 && (bytes[1] == UInt8(ascii: "/") || bytes[1] == UInt8(ascii: "\\")) { return false }
+        return !bytes.contains { $0 < 0x21 || $0 == 0x7F || $0 == UInt8(ascii: "\\") }
     }
 }
 

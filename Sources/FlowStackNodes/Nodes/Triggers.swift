@@ -15,7 +15,13 @@ public struct WebhookNode: NodeType {
         .init("method", .options, options: ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]),
         .init("respond", .options, options: ["immediately", "lastNode", "respondNode"]),
         .init("authentication", .options, options: ["none", "basic", "header", "hmac"]),
+        // The connection holding the credential: basic (username, password), apiKey (the
+        // header's name and value) or secrets (field `secret`, the HMAC key). Never inline.
+        .init("connection", .string),
     ])
+
+    /// Parameters that once held webhook credentials inline, readable by every project viewer.
+    public static let inlineSecretParameters = ["password", "headerValue", "secret"]
     public func run(_ input: NodeInput) async throws -> NodeOutput { .items([input.items]) }
 }
 

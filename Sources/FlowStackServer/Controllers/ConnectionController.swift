@@ -32,7 +32,7 @@ struct ConnectionController {
         var url: String?
     }
 
-    static let oauthCookie = "flowstack_oauth2"
+    static let oauthCookie = "__Host-flowstack_oauth2"
     static let stateLifetime: TimeInterval = 600
 
     func addRoutes(to group: RouterGroup<FlowStackRequestContext>, root: Router<FlowStackRequestContext>) {
@@ -258,11 +258,6 @@ struct ConnectionController {
         return base.trimmingCharacters(in: CharacterSet(charactersIn: "/")) + "/oauth2/callback"
     }
 
-    /// The cookie path of the callback (a public URL may put FlowStack under a path prefix).
-    var callbackPath: String {
-        URLComponents(string: redirectURI)?.path ?? "/oauth2/callback"
-    }
-
     /// Starts the authorization: a one-time state bound to this user's session (and to this
     /// browser by a cookie), a PKCE verifier kept sealed on the server, and a redirect to the provider.
     @Sendable func authorize(_ request: Request, context: FlowStackRequestContext) async throws -> Response {
@@ -293,7 +288,7 @@ struct ConnectionController {
         try await audit("connection.oauth2.authorize", connection, context)
         var headers = HTTPFields()
         headers[.location] = location
-        headers[.setCookie] = "\(Self.oauthCookie)=\(binder); Path=\(callbackPath); Secure; HttpOnly; SameSite=Lax; Max-Age=\(Int(Self.stateLifetime))"
+        headers[.setCookie] = "\(Self.oauthCookie)=\(binder); Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=\(Int(Self.stateLifetime))"
         headers[.cacheControl] = "no-store"
         return Response(status: .found, headers: headers)
     }
@@ -334,7 +329,7 @@ struct ConnectionController {
         try await api.store.audit(AuditRecord(orgID: connection.orgID, action: "connection.oauth2.callback", resourceType: "connection",
                                               resourceID: connection.id, details: ["name": connection.name]), actor: actor)
         var headers = HTTPFields()
-        headers[.setCookie] = "\(Self.oauthCookie)=; Path=\(callbackPath); Secure; HttpOnly; SameSite=Lax; Max-Age=0"
+        headers[.setCookie] = "\(Self.oauthCookie)=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0"
         return try JSON.response(.ok, ["connected": connection.id], headers: headers)
     }
 }

@@ -69,7 +69,14 @@ struct ExecutionController {
             for entry in journal { _ = replayed.handle(entry.event) }
             machine = replayed
         }
-        return try JSON.response(.ok, ExecutionDTO(record, journal: journal, machine: machine))
+        var dto = ExecutionDTO(record, journal: journal, machine: machine)
+        // The resume URL resumes the run: only for those who may run it (not a read-only key).
+        if record.status == .waiting, let until = record.waitUntil, until >= Date.distantFuture.addingTimeInterval(-86400),
+           let identity = context.identity, (try? await api.access.project(record.projectID, .workflowRun, identity)) != nil {
+            dto.resumeUrl = ExecutionEngine.resumeURL(base: api.engine.configuration.webhookBaseURL, executionID: record.id,
+                                                      token: api.store.resumeToken(executionID: record.id))
+        }
+        return try JSON.response(.ok, dto)
     }
 
     @Sendable func delete(_ request: Request, context: FlowStackRequestContext) async throws -> Response {

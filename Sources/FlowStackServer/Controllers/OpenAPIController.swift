@@ -99,7 +99,9 @@ enum OpenAPIDocument {
         "Execution": object(["id": string, "workflowId": string, "projectId": string, "versionId": string, "mode": string,
                              "status": ["type": "string", "enum": ["queued", "running", "waiting", "succeeded", "failed", "cancelled"]],
                              "createdAt": dateTime, "startedAt": dateTime, "finishedAt": dateTime, "waitUntil": dateTime, "error": string,
-                             "failedNode": string, "retryOf": string, "parentId": string, "output": ["type": "array"], "nodes": ["type": "array"]],
+                             "failedNode": string, "retryOf": string, "parentId": string, "output": ["type": "array"], "nodes": ["type": "array"],
+                             "resumeUrl": ["type": "string", "format": "uri",
+                                           "description": "While waiting for a resume call, to members who may run the workflow"]],
                             required: ["id", "workflowId", "projectId", "versionId", "mode", "status", "createdAt"]),
         "Resumed": object(["executionId": string, "status": string]),
         "Variable": object(["name": string, "value": string, "createdAt": dateTime, "updatedAt": dateTime]),
@@ -301,9 +303,11 @@ enum OpenAPIDocument {
                 schema: "RunAccepted", parameters: executionID, tag: "executions")],
             "/api/v1/executions/{executionId}/cancel": ["post": operation("cancelExecution", "Cancel an unfinished execution", ok: 200,
                 schema: "Execution", parameters: executionID, tag: "executions")],
-            "/webhook-waiting/{executionId}": ["post": {
-                var op = operation("resumeExecution", "Resume an execution waiting in a Wait node for a resume call (the call becomes the node's output)",
-                                   ok: 200, schema: "Resumed", parameters: executionID, secured: false, tag: "webhooks")
+            "/webhook-waiting/{executionId}/{token}": ["post": {
+                var op = operation("resumeExecution",
+                                   "Resume an execution waiting in a Wait node for a resume call (the call becomes the node's output). "
+                                   + "The URL is the execution's resumeUrl, shown to members who may run it; a wrong token is not found.",
+                                   ok: 200, schema: "Resumed", parameters: executionID + [path("token")], secured: false, tag: "webhooks")
                 op["requestBody"] = ["required": false, "content": ["application/json": ["schema": [String: Any]()],
                                                                    "application/x-www-form-urlencoded": ["schema": ["type": "object"]],
                                                                    "text/plain": ["schema": string]]]
@@ -365,7 +369,7 @@ enum OpenAPIDocument {
             "schemas": schemas,
             "securitySchemes": [
                 "apiKey": ["type": "http", "scheme": "bearer", "description": "An API key: fsk_…"],
-                "session": ["type": "apiKey", "in": "cookie", "name": "flowstack_session"],
+                "session": ["type": "apiKey", "in": "cookie", "name": "__Host-flowstack_session"],
             ],
         ],
     ]

@@ -20,14 +20,21 @@ struct WebhookController {
         for method in [HTTPRequest.Method.get, .post, .put, .patch, .delete, .head] {
             router.on("webhook/**", method: method, use: receive)
         }
-        router.post("webhook-waiting/:executionId", use: resume)
+        router.post("webhook-waiting/:executionId/:token", use: resume)
     }
 
     @Sendable func receive(_ request: Request, context: FlowStackRequestContext) async throws -> Response {
+        let edge = api.settings.edge
+        if let retry = api.limiter.take("hook-ip:" + context.clientIP, .init(perSecond: edge.webhookAddressPerSecond, burst: edge.webhookAddressBurst)) {
+            throw FlowStackError.rateLimited("from your address", retryAfter: retry)
+        }
         let raw = context.parameters.getCatchAll().joined(separator: "/")
         guard let path = WebhookPaths.normalize(raw), let (route, workflow) = try await api.webhooks.lookup(path, store: api.store),
               let node = workflow.definition.node(named: route.node) else {
             throw FlowStackError(status: 404, code: "webhook_not_found", message: "No active workflow serves this webhook path.")
+        }
+        if let retry = api.limiter.take("hook:" + path, .init(perSecond: edge.webhookPerSecond, burst: edge.webhookBurst)) {
+            throw FlowStackError.rateLimited("to this webhook", retryAfter: retry)
         }
         guard request.method.rawValue == route.method else {
             var headers: HTTPFields = [:]
@@ -43,10 +50,10 @@ struct WebhookController {
             throw FlowStackError(status: 413, code: "payload_too_large", message: "The request body is larger than \(api.settings.maxBodyBytes) bytes.")
         }
         let bytes = Array(body.readableBytesView)
-        try await authenticate(request, bytes: bytes, node: node, workflow: workflow)
+        let credentialHeader = try await authenticate(request, bytes: bytes, path: path, node: node, workflow: workflow, context: context)
         let item = Item(json: .object([
             "body": try parseBody(bytes, contentType: request.headers[.contentType]),
-            "headers": .object(visibleHeaders(request, node: node)),
+            "headers": .object(visibleHeaders(request, hidden: credentialHeader.map { [$0.lowercased()] } ?? [])),
             "query": .object(Dictionary(request.uri.queryParameters.map { (String($0.key), JSONValue.string(String($0.value))) }, uniquingKeysWith: { a, _ in a })),
             "method": .string(request.method.rawValue),
         ]))
@@ -112,12 +119,17 @@ struct WebhookController {
         return try JSON.response(.ok, output.count == 1 ? output[0] : .array(output))
     }
 
-    /// The HTTP answer a Respond to Webhook node described.
+    /// The HTTP answer a Respond to Webhook node described, stripped of what would let a workflow
+    /// speak with FlowStack's authority: no cookies (a planted `flowstack_oauth2` or session cookie
+    /// is a login CSRF or an OAuth2 consent hijack), no CORS grant, no security header of its own.
+    /// Every webhook answer also carries `Content-Security-Policy: sandbox` (ResponseMiddleware),
+    /// so HTML a workflow sends runs, if at all, in an opaque origin that sees no FlowStack cookie.
     private func response(_ response: JSONValue) throws -> Response {
         let status = Int(response["statusCode"]?.numberValue ?? 200)
         var headers: HTTPFields = [:]
         for (name, value) in response["headers"]?.objectValue ?? [:] {
-            if let field = HTTPField.Name(name), let text = value.stringValue { headers[field] = text }
+            guard let field = HTTPField.Name(name), let text = value.stringValue, WebhookResponseHeaders.refusal(name: name, value: text) == nil else { continue }
+            headers[field] = text
         }
         let body = response["body"] ?? .null
         if case .string(let text) = body {
@@ -132,6 +144,18 @@ struct WebhookController {
     @Sendable func resume(_ request: Request, context: FlowStackRequestContext) async throws -> Response {
         let id = try context.parameters.id("executionId", prefix: "exe")
         let notWaiting = FlowStackError(status: 404, code: "not_waiting", message: "No execution waits for a resume call here.")
+        // A wrong token answers like an unknown id: the URL is the credential, and its absence
+        // tells nothing about which executions exist or wait. Wrong tokens count as failed
+        // authentication for the caller's address.
+        let edge = api.settings.edge
+        if let retry = api.limiter.take("hook-ip:" + context.clientIP, .init(perSecond: edge.webhookAddressPerSecond, burst: edge.webhookAddressBurst)) {
+            throw FlowStackError.rateLimited("from your address", retryAfter: retry)
+        }
+        try await api.auth.checkThrottle(context.clientIP)
+        guard let token = context.parameters.get("token"), api.store.verifyResumeToken(token, executionID: id) else {
+            await api.auth.recordFailure(context.clientIP)
+            throw notWaiting
+        }
         // Unknown or not waiting: 404 before the body is read (wakeUp checks again, atomically).
         guard let record = try await api.store.execution(id: id), record.status == .waiting else { throw notWaiting }
         var request = request
@@ -180,11 +204,6 @@ struct WebhookController {
                              message: "Webhooks accept application/json, application/x-www-form-urlencoded and text/* bodies.")
     }
 
-    /// Request headers as the workflow sees them: never the credentials that authenticated it.
-    private func visibleHeaders(_ request: Request, node: WorkflowNode) -> [String: JSONValue] {
-        visibleHeaders(request, hidden: node.parameters["headerName"]?.stringValue.map { [$0.lowercased()] } ?? [])
-    }
-
     /// The request's headers without credentials (and without `hidden`).
     private func visibleHeaders(_ request: Request, hidden extra: Set<String>) -> [String: JSONValue] {
         let hidden = extra.union(["authorization", "cookie", "proxy-authorization"])
@@ -195,30 +214,87 @@ struct WebhookController {
         return headers
     }
 
-    private func authenticate(_ request: Request, bytes: [UInt8], node: WorkflowNode, workflow: StoredWorkflow) async throws {
-        let refused = FlowStackError(status: 401, code: "webhook_unauthorized", message: "The webhook request is not authorized.")
+    /// The Webhook node's authentication; returns the header that carried a header credential
+    /// (kept from the workflow). Each refusal counts as a failed authentication of the caller's
+    /// address (the login throttle): past the limit the address gets 429 on every webhook and
+    /// login, so a credential cannot be guessed at request speed.
+    private func authenticate(_ request: Request, bytes: [UInt8], path: String, node: WorkflowNode, workflow: StoredWorkflow,
+                              context: FlowStackRequestContext) async throws -> String? {
+        let mode = node.parameters["authentication"]?.stringValue ?? "none"
+        if mode == "none" { return nil }
+        try await api.auth.checkThrottle(context.clientIP)
+        do {
+            let credential = try await self.credential(mode, node: node, workflow: workflow)
+            try await verify(credential, request, bytes: bytes, path: path, workflow: workflow)
+            return credential.header
+        } catch let error as FlowStackError where error.status == 401 {
+            await api.auth.recordFailure(context.clientIP)
+            throw error
+        }
+    }
+
+    private struct Credential {
+        var mode: String
+        var username = ""
+        var secret = ""
+        var header: String?
+    }
+
+    private static let refused = FlowStackError(status: 401, code: "webhook_unauthorized", message: "The webhook request is not authorized.")
+
+    /// The credential a request must present: from the node's connection (basic: username and
+    /// password; apiKey: header name and value; secrets: field `secret`, the HMAC key), or, for
+    /// workflows saved before connections held them, from the node's own parameters.
+    private func credential(_ mode: String, node: WorkflowNode, workflow: StoredWorkflow) async throws -> Credential {
         func parameter(_ name: String) -> String { node.parameters[name]?.stringValue ?? "" }
-        switch node.parameters["authentication"]?.stringValue ?? "none" {
-        case "none":
-            return
+        var credential = Credential(mode: mode)
+        let reference = parameter("connection")
+        guard !reference.isEmpty else {
+            credential.username = parameter("username")
+            credential.secret = mode == "basic" ? parameter("password") : mode == "header" ? parameter("headerValue") : parameter("secret")
+            credential.header = mode == "header" ? parameter("headerName") : nil
+            return credential
+        }
+        guard let connection = try await api.store.connection(reference: reference, projectID: workflow.projectID) else {
+            api.logger.warning("a webhook names a connection its project does not have", metadata: ["workflow": "\(workflow.id)", "node": "\(node.name)"])
+            throw Self.refused
+        }
+        switch (mode, connection.kind) {
+        case ("basic", .basic):
+            credential.username = connection.data.config["username"] ?? ""
+            credential.secret = connection.data.secrets["password"] ?? ""
+        case ("header", .apiKey) where connection.data.config["in"] != "query":
+            credential.header = connection.data.config["name"] ?? "X-API-Key"
+            credential.secret = connection.data.secrets["key"] ?? ""
+        case ("hmac", .secrets):
+            credential.secret = connection.data.secrets["secret"] ?? (connection.data.secrets.count == 1 ? connection.data.secrets.values.first! : "")
+        default:
+            api.logger.warning("a webhook's connection is of the wrong kind", metadata: ["workflow": "\(workflow.id)", "node": "\(node.name)",
+                                                                                      "kind": "\(connection.kind.rawValue)"])
+            throw Self.refused
+        }
+        return credential
+    }
+
+    private func verify(_ credential: Credential, _ request: Request, bytes: [UInt8], path: String, workflow: StoredWorkflow) async throws {
+        let refused = Self.refused
+        switch credential.mode {
         case "basic":
-            let expected = "Basic " + Data("\(parameter("username")):\(parameter("password"))".utf8).base64EncodedString()
-            guard !parameter("password").isEmpty, Token.constantTimeEquals(request.headers[.authorization] ?? "", expected) else { throw refused }
+            let expected = "Basic " + Data("\(credential.username):\(credential.secret)".utf8).base64EncodedString()
+            guard !credential.secret.isEmpty, Token.constantTimeEquals(request.headers[.authorization] ?? "", expected) else { throw refused }
         case "header":
-            let name = parameter("headerName"), expected = parameter("headerValue")
-            guard let field = HTTPField.Name(name), !expected.isEmpty,
-                  Token.constantTimeEquals(request.headers[field] ?? "", expected) else { throw refused }
+            guard let name = credential.header, let field = HTTPField.Name(name), !credential.secret.isEmpty,
+                  Token.constantTimeEquals(request.headers[field] ?? "", credential.secret) else { throw refused }
         case "hmac":
-            let secret = parameter("secret")
+            let secret = credential.secret
             guard !secret.isEmpty,
                   let signature = request.headers[HTTPField.Name("X-FlowStack-Signature")!],
                   let timestampText = request.headers[HTTPField.Name("X-FlowStack-Timestamp")!], let timestamp = Double(timestampText),
-                  let requestID = request.headers[HTTPField.Name("X-FlowStack-Id")!], !requestID.isEmpty, requestID.utf8.count <= 128 else {
+                  let requestID = request.headers[HTTPField.Name("X-FlowStack-Id")!], Self.isRequestID(requestID) else {
                 throw refused
             }
-            var signed = Array("\(requestID).\(timestampText).".utf8)
-            signed += bytes
-            let mac = HMAC<SHA256>.authenticationCode(for: signed, using: SymmetricKey(data: Array(secret.utf8)))
+            let mac = HMAC<SHA256>.authenticationCode(for: Self.signedMessage(id: requestID, timestamp: timestampText, path: path, body: bytes),
+                                                      using: SymmetricKey(data: Array(secret.utf8)))
             let expected = "sha256=" + mac.map { String(format: "%02x", $0) }.joined()
             guard Token.constantTimeEquals(signature, expected) else { throw refused }
             guard abs(api.now.timeIntervalSince1970 - timestamp) <= Self.signatureTolerance else {
@@ -229,6 +305,24 @@ struct WebhookController {
             }
         default:
             throw refused
+        }
+    }
+
+    /// What an HMAC webhook signature covers: `id.timestamp./webhook/<path>.body`. The path binds
+    /// a signature to one webhook, so a request signed for one is refused by every other webhook
+    /// that shares the secret. Ids have no `.`, so the parts cannot be shifted into each other.
+    static func signedMessage(id: String, timestamp: String, path: String, body: [UInt8]) -> [UInt8] {
+        Array("\(id).\(timestamp)./webhook/\(path).".utf8) + body
+    }
+
+    /// 1–128 characters from `A–Z a–z 0–9 - _ :`.
+    static func isRequestID(_ id: String) -> Bool {
+        !id.isEmpty && id.utf8.count <= 128 && id.utf8.allSatisfy { byte in
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                 UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: ":"): true
+            default: false
+            }
         }
     }
 }

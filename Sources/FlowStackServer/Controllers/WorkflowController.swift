@@ -45,7 +45,24 @@ struct WorkflowController {
             throw FlowStackError.validation("A workflow has at most 500 nodes and 2000 edges.", field: "nodes")
         }
         _ = try Validate.name(workflow.name)
-        let problems = WorkflowValidator.validate(workflow, catalog: api.engine.catalog.descriptors)
+        var problems = WorkflowValidator.validate(workflow, catalog: api.engine.catalog.descriptors)
+        for node in workflow.nodes where node.type == WebhookNode.descriptor.type {
+            let mode = node.parameters["authentication"]?.stringValue ?? "none"
+            if let inline = WebhookNode.inlineSecretParameters.first(where: { node.parameters[$0] != nil }) {
+                problems.append(.init("webhook_secret_inline",
+                                      "The Webhook node '\(node.name)' holds its credential in the parameter '\(inline)', which every project member can read: keep it in a connection and name it in 'connection'.",
+                                      node: node.name, field: "parameters.\(inline)"))
+            } else if mode != "none", (node.parameters["connection"]?.stringValue ?? "").isEmpty {
+                problems.append(.init("webhook_connection_required",
+                                      "The Webhook node '\(node.name)' authenticates with '\(mode)': name the connection that holds the credential in 'connection'.",
+                                      node: node.name, field: "parameters.connection"))
+            }
+        }
+        for node in workflow.nodes where node.type == RespondToWebhookNode.descriptor.type {
+            if let refusal = WebhookResponseHeaders.refusal(headers: node.parameters["headers"]) {
+                problems.append(.init("webhook_header_refused", refusal, node: node.name, field: "parameters.headers"))
+            }
+        }
         guard problems.isEmpty else {
             var error = FlowStackError(status: 422, code: "invalid_workflow", message: problems.map(\.description).joined(separator: " "),
                                        field: problems.first.map { $0.node.map { "nodes[\($0)]" } ?? ($0.field ?? "workflow") })

@@ -118,6 +118,8 @@ struct ExecutionDTO: Encodable {
     var parentId: String?
     var output: [JSONValue]?
     var nodes: [NodeRun]?
+    /// Where a call resumes it, while it waits for one (only for those who may run it).
+    var resumeUrl: String?
 
     init(_ record: ExecutionRecord, journal: [ExecutionJournalEntry]? = nil, machine: ExecutionStateMachine? = nil) {
         id = record.id

@@ -43,6 +43,10 @@ struct ResponseMiddleware<Context: RequestContext>: RouterMiddleware {
             response = FlowStackError(status: 500, code: "internal_error", message: "An internal error occurred (request \(context.id)).").response()
         }
         for field in Self.securityHeaders { response.headers[field.name] = field.value }
+        if ResponseHeaders.isWebhookPath(request.uri.path) {
+            // What a workflow answers is user content: it runs, if at all, in an opaque origin.
+            response.headers[.contentSecurityPolicy] = ResponseHeaders.webhookContentSecurityPolicy
+        }
         response.headers[ResponseHeaders.requestID] = context.id
         let elapsed = ContinuousClock.now - start
         context.logger.info("request", metadata: [
@@ -78,4 +82,9 @@ enum ResponseHeaders {
         HTTPField.Name("Cross-Origin-Resource-Policy")!: "same-origin",
     ]
     static let requestID = HTTPField.Name("X-Request-Id")!
+    static let webhookContentSecurityPolicy = "sandbox; default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+
+    static func isWebhookPath(_ path: String) -> Bool {
+        path.hasPrefix("/webhook/") || path.hasPrefix("/webhook-waiting/")
+    }
 }

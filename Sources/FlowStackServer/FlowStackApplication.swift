@@ -34,6 +34,10 @@ public enum FlowStackApplication {
         router.add(middleware: ResponseMiddleware(routes: routes))
         router.add(middleware: RequestGuardMiddleware(maxBodyBytes: settings.maxBodyBytes, trustedProxies: settings.trustedProxies,
                                                       maxURLBytes: settings.edge.maxURLBytes, maxHeaderBytes: settings.edge.maxHeaderBytes))
+        if settings.hasWebhookOrigin {
+            router.add(middleware: WebhookOriginMiddleware(webhookPort: settings.webhookPort, webhookHost: settings.webhookHost,
+                                                           webhookBaseURL: settings.webhookBaseURL))
+        }
         router.add(middleware: RateLimitMiddleware(phase: .address, limiter: api.limiter, edge: settings.edge))
         router.add(middleware: AuthMiddleware(auth: auth))
         router.add(middleware: RateLimitMiddleware(phase: .identity, limiter: api.limiter, edge: settings.edge))
@@ -59,11 +63,16 @@ public enum FlowStackApplication {
     /// Opens everything and returns the services to run: the HTTPS listener, the optional
     /// plain-HTTP rejecter and housekeeping.
     public static func build(settings: ServerSettings, logger: Logger, clock: any WallClock = SystemWallClock()) async throws -> RunningServer {
-        if let publicURL = settings.publicURL {
-            guard let components = URLComponents(string: publicURL), components.scheme?.lowercased() == "https",
+        for (name, value, example) in [("FLOWSTACK_PUBLIC_URL", settings.publicURL, "https://flows.example.com"),
+                                       ("FLOWSTACK_WEBHOOK_PUBLIC_URL", settings.webhookPublicURL, "https://hooks.example.com")] {
+            guard let value else { continue }
+            guard let components = URLComponents(string: value), components.scheme?.lowercased() == "https",
                   components.host?.isEmpty == false, components.query == nil, components.fragment == nil else {
-                throw StartupError("refusing to start: FLOWSTACK_PUBLIC_URL must be an https URL without query or fragment, such as https://flows.example.com")
+                throw StartupError("refusing to start: \(name) must be an https URL without query or fragment, such as \(example)")
             }
+        }
+        if let webhookPort = settings.webhookPort, webhookPort == settings.port || webhookPort == settings.httpPort {
+            throw StartupError("refusing to start: FLOWSTACK_WEBHOOK_PORT must differ from the HTTPS and HTTP ports")
         }
         let store = try await Bootstrap.openStore(settings: settings, logger: logger, clock: clock)
         let certificate = try Bootstrap.certificate(settings: settings, logger: logger)
@@ -93,6 +102,15 @@ public enum FlowStackApplication {
             configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: nil),
             logger: logger
         ))
+        if let webhookPort = settings.webhookPort {
+            // The webhook origin: the same router, which serves only webhooks here (WebhookOriginMiddleware).
+            services.append(Application(
+                router: router,
+                server: try .tls(.http1(configuration: limits.http1Configuration()), tlsConfiguration: tls),
+                configuration: .init(address: .hostname(settings.host, port: webhookPort), serverName: nil),
+                logger: logger
+            ))
+        }
         if let httpPort = settings.httpPort {
             services.append(Application(
                 router: HTTPRejecter.router(httpsURL: httpsURL),

@@ -28,6 +28,8 @@ public struct FlowStackRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     /// The peer address of the connection.
     public let peerIP: String
+    /// The local port the request arrived at (which listener).
+    public let localPort: Int?
     /// The client address used for throttling and audit (the peer, or X-Forwarded-For from a trusted proxy).
     public var clientIP: String
     public var userAgent = ""
@@ -40,6 +42,7 @@ public struct FlowStackRequestContext: RequestContext {
         let address = source.channel.remoteAddress?.ipAddress ?? "unknown"
         self.peerIP = address
         self.clientIP = address
+        self.localPort = source.channel.localAddress?.port
     }
 
     public var maxUploadSize: Int { 1 << 20 }

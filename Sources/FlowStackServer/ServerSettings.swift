@@ -12,6 +12,12 @@ public struct ServerSettings: Sendable {
     public var port: Int = 8443
     /// The optional plain-HTTP port that only rejects.
     public var httpPort: Int?
+    /// The optional HTTPS port of the webhook origin: webhooks and resume calls are served
+    /// there only, and the API and the app not at all (docs/security-model.md).
+    public var webhookPort: Int?
+    /// The address webhooks are reached at from outside, when it is its own host name (a proxy
+    /// in front maps it to this server); a request for that host is served as the webhook origin.
+    public var webhookPublicURL: String?
     /// nil: SQLite in the data directory.
     public var database: DatabaseLocation?
     /// Deadlines of database calls and, on PostgreSQL, of FlowStack's sessions.
@@ -68,9 +74,26 @@ public struct ServerSettings: Sendable {
         return configuration
     }
 
-    /// Where webhooks are reached from outside (resume URLs are built from it).
+    /// Where webhooks are reached from outside (resume URLs are built from it): the webhook
+    /// public URL, else the webhook port on this host, else the server's own public URL.
     public var webhookBaseURL: String {
+        if let webhookPublicURL { return webhookPublicURL.trimmingCharacters(in: CharacterSet(charactersIn: "/")) }
+        if let webhookPort { return localURL(port: webhookPort) }
         if let publicURL { return publicURL }
+        return localURL(port: port)
+    }
+
+    /// Whether webhooks have an origin of their own (and so are not served with the API).
+    public var hasWebhookOrigin: Bool { webhookPort != nil || webhookHost != nil }
+
+    /// The host name of the webhook public URL, when it differs from the server's.
+    public var webhookHost: String? {
+        guard let webhookPublicURL, let host = URLComponents(string: webhookPublicURL)?.host?.lowercased() else { return nil }
+        let own = publicURL.flatMap { URLComponents(string: $0)?.host?.lowercased() }
+        return host == own ? nil : host
+    }
+
+    private func localURL(port: Int) -> String {
         let display = host == "0.0.0.0" || host == "::" ? "localhost" : host
         return "https://\(display.contains(":") ? "[\(display)]" : display):\(port)"
     }

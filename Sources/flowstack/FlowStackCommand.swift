@@ -108,6 +108,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Optional plain-HTTP port that rejects every request with 403 (no redirect).")
     var httpPort: Int?
 
+    @Option(help: "Optional HTTPS port for webhooks only: their own origin, and the API no longer serves them.")
+    var webhookPort: Int?
+
     @Flag(name: .customLong("allow-signup"), help: "Let anyone create an account and organization (default off).")
     var allowSignup = false
 
@@ -146,6 +149,7 @@ struct Serve: AsyncParsableCommand {
         if let host { extra["flowstack.host"] = ConfigValue(.string(host), isSecret: false) }
         if let port { extra["flowstack.port"] = ConfigValue(.int(port), isSecret: false) }
         if let httpPort { extra["flowstack.httpPort"] = ConfigValue(.int(httpPort), isSecret: false) }
+        if let webhookPort { extra["flowstack.webhookPort"] = ConfigValue(.int(webhookPort), isSecret: false) }
         if allowSignup { extra["flowstack.allowSignup"] = ConfigValue(.bool(true), isSecret: false) }
         if let tlsCert { extra["flowstack.tlsCert"] = ConfigValue(.string(tlsCert), isSecret: false) }
         if let tlsKey { extra["flowstack.tlsKey"] = ConfigValue(.string(tlsKey), isSecret: false) }
@@ -160,6 +164,8 @@ struct Serve: AsyncParsableCommand {
         settings.tlsCertificatePath = f.string(forKey: "tlsCert")
         settings.tlsKeyPath = f.string(forKey: "tlsKey")
         settings.publicURL = f.string(forKey: "publicUrl")
+        settings.webhookPort = f.int(forKey: "webhookPort")
+        settings.webhookPublicURL = f.string(forKey: "webhookPublicUrl")
         settings.keyRotationDays = f.int(forKey: "keyRotationDays", default: settings.keyRotationDays)
         settings.trustedProxies = Set(f.stringArray(forKey: "trustedProxies", default: []))
         settings.sessionIdleTimeout = f.double(forKey: "sessionIdleTimeoutSeconds", default: settings.sessionIdleTimeout)
@@ -192,6 +198,9 @@ struct Serve: AsyncParsableCommand {
             Data directory: \(settings.dataDirectory)   Database: \(settings.resolvedDatabase.redacted)
 
             """
+        if settings.hasWebhookOrigin {
+            banner += "Webhooks are served on their own origin: \(settings.webhookBaseURL)/webhook/…\n\n"
+        }
         if let token = server.setupToken {
             banner += """
                 Create the owner account with this one-time setup token (also in \(settings.dataDirectory)/setup-token):

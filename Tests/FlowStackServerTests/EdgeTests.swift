@@ -116,6 +116,47 @@ import Testing
         }
     }
 
+    @Test("with a webhook origin configured, webhooks are served only there, and nothing else is", arguments: Backend.allCases)
+    func webhookOrigin(_ backend: Backend) async throws {
+        let app = try await TestApp.make(backend) {
+            $0.publicURL = "https://flows.example.com"
+            $0.webhookPublicURL = "https://hooks.example.com/"
+        }
+        try await app.test { client in
+            let (auth, project, _) = try await setUp(client, app)
+            _ = try await activate(client, auth, project, hook("inbox"))
+            for host in ["hooks.example.com", "HOOKS.example.com:443"] {
+                #expect(try await client.post("/webhook/inbox", ["a": 1], headers: ["Host": host]).status == 200, "\(host)")
+            }
+            let elsewhere = try await client.post("/webhook/inbox", ["a": 1], headers: ["Host": "flows.example.com"])
+            #expect(elsewhere.status == 404 && elsewhere.errorCode == "webhook_elsewhere")
+            #expect(elsewhere.text.contains("https://hooks.example.com/webhook/"))
+            #expect(try await client.post("/webhook/inbox", ["a": 1]).errorCode == "webhook_elsewhere")
+            // The app's API, its sign-in and its OAuth2 callback are not on the webhook origin.
+            for path in ["/api/v1/me", "/api/v1/openapi.json", "/oauth2/callback?state=x"] {
+                let refused = try await client.get(path, auth: auth, headers: ["Host": "hooks.example.com"])
+                #expect(refused.status == 404, "\(path)")
+            }
+            #expect(try await client.post("/api/v1/auth/login", ["email": "a@example.com", "password": "x"],
+                                          headers: ["Host": "hooks.example.com"]).status == 404)
+            #expect(try await client.get("/healthz", headers: ["Host": "hooks.example.com"]).status == 200)
+            // Resume URLs name the webhook origin, and work there only.
+            let workflow: [String: Any] = [
+                "name": "Approve",
+                "nodes": [["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
+                          ["name": "Hold", "type": "flowstack.wait", "typeVersion": 1, "parameters": ["resume": "webhook"]]],
+                "edges": [["from": "Manual", "to": "Hold"]],
+            ]
+            let id = try await client.post("/api/v1/projects/\(project)/workflows", workflow, auth: auth).json["id"] as! String
+            let execution = try await client.post("/api/v1/workflows/\(id)/run?wait=true", nil, auth: auth).json["id"] as! String
+            let url = try #require(try await client.get("/api/v1/executions/\(execution)", auth: auth).json["resumeUrl"] as? String)
+            #expect(url.hasPrefix("https://hooks.example.com/webhook-waiting/\(execution)/"))
+            let path = String(url.dropFirst("https://hooks.example.com".count))
+            #expect(try await client.post(path, nil).errorCode == "webhook_elsewhere")
+            #expect(try await client.post(path, nil, headers: ["Host": "hooks.example.com"]).status == 200)
+        }
+    }
+
     // MARK: Finding 3: webhook secrets live in connections
 
     @Test("webhook secrets are refused as parameters and never shown to viewers", arguments: Backend.allCases)

@@ -362,3 +362,37 @@ def test_webhook_flood_is_refused_before_it_becomes_executions(make_server):
     assert accepted <= 200 + 50 * 30
     # Nothing accepted is lost, and nothing refused was stored.
     assert executions(server, s, project) == accepted
+
+
+def test_webhooks_on_their_own_port(make_server):
+    """--webhook-port: webhooks and resume calls there only; the API and the app not at all."""
+    from conftest import free_port
+    hook_port = free_port()
+    server = make_server(edge_defaults=True, extra_args=["--webhook-port", str(hook_port)]).start()
+    assert f"https://127.0.0.1:{hook_port}/webhook/" in server.read_output()
+    s, _, project = owner_with_webhook(server)
+    hooks = f"https://localhost:{hook_port}"
+    elsewhere = s.post(server.url + "/webhook/inbox", json={"a": 1})
+    assert elsewhere.status_code == 404 and elsewhere.json()["error"]["code"] == "webhook_elsewhere"
+    assert s.post(hooks + "/webhook/inbox", json={"a": 1}).status_code == 200
+    assert s.get(hooks + "/api/v1/me").status_code == 404
+    assert s.post(hooks + "/api/v1/auth/login", json={"email": "owner@example.com", "password": PASSWORD}).status_code == 404
+    assert s.get(hooks + "/healthz").status_code == 200
+    # The same TLS 1.3 only listener, with the webhook answer's sandbox policy.
+    context = insecure_context()
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    with pytest.raises((ssl.SSLError, ConnectionResetError)):
+        with socket.create_connection(("127.0.0.1", hook_port), timeout=5) as sock:
+            context.wrap_socket(sock, server_hostname="localhost")
+    assert s.post(hooks + "/webhook/inbox", json={"a": 1}).headers["Content-Security-Policy"].startswith("sandbox")
+    # A resume URL names the webhook port.
+    workflow = {"name": "Hold", "nodes": [
+        {"name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": {}},
+        {"name": "Hold", "type": "flowstack.wait", "typeVersion": 1, "parameters": {"resume": "webhook"}}],
+        "edges": [{"from": "Manual", "to": "Hold"}]}
+    wf = s.post(server.url + f"/api/v1/projects/{project}/workflows", json=workflow).json()["id"]
+    execution = s.post(server.url + f"/api/v1/workflows/{wf}/run?wait=true").json()["id"]
+    url = s.get(server.url + f"/api/v1/executions/{execution}").json()["resumeUrl"]
+    assert url.startswith(f"https://127.0.0.1:{hook_port}/webhook-waiting/{execution}/")
+    assert s.post(url.replace("127.0.0.1", "localhost")).status_code == 200
+    assert executions(server, s, project) == 3

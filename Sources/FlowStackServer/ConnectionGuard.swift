@@ -26,9 +26,10 @@ final class ConnectionLimits: Sendable {
 
     /// Counts a new connection from `address`; false (and nothing counted) when the address
     /// holds its maximum already or opens connections faster than the handshake rate.
-    func admit(_ address: String) -> Bool {
+    func admit(_ peer: String) -> Bool {
         let now = ContinuousClock.now
-        if exempt.contains(address) { return true }
+        if exempt.contains(peer) { return true }
+        let address = AddressKey.of(peer)
         return state.withLock { state in
             if edge.connectionsPerAddress > 0, state.open[address, default: 0] >= edge.connectionsPerAddress { return false }
             if edge.handshakesPerSecond > 0 {
@@ -41,8 +42,14 @@ final class ConnectionLimits: Sendable {
                 }
                 bucket.tokens -= 1
                 if state.handshakes.count > 100_000 {
+                    // Forget full buckets; if every address is busy, the older half (a scan per
+                    // 50,000 new addresses, not per connection).
                     let refill = Duration.seconds(edge.handshakeBurst / edge.handshakesPerSecond)
                     state.handshakes = state.handshakes.filter { now - $0.value.updated < refill }
+                    if state.handshakes.count > 50_000 {
+                        let cut = state.handshakes.values.map(\.updated).sorted()[state.handshakes.count / 2]
+                        state.handshakes = state.handshakes.filter { $0.value.updated > cut }
+                    }
                 }
                 state.handshakes[address] = bucket
             }
@@ -51,15 +58,16 @@ final class ConnectionLimits: Sendable {
         }
     }
 
-    func release(_ address: String) {
-        if exempt.contains(address) { return }
+    func release(_ peer: String) {
+        if exempt.contains(peer) { return }
+        let address = AddressKey.of(peer)
         state.withLock { state in
             let left = state.open[address, default: 1] - 1
             state.open[address] = left > 0 ? left : nil
         }
     }
 
-    func openConnections(_ address: String) -> Int { state.withLock { $0.open[address, default: 0] } }
+    func openConnections(_ peer: String) -> Int { state.withLock { $0.open[AddressKey.of(peer), default: 0] } }
 }
 
 /// The first HTTP handler of every connection. It refuses a connection past its address's
@@ -76,7 +84,10 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
     private let limits: ConnectionLimits
     private var address: String?
     private var deadline: Scheduled<Void>?
+    /// A request's body is being read.
     private var reading = false
+    /// Requests read whose answer has not been written to its end.
+    private var unanswered = 0
 
     init(limits: ConnectionLimits) {
         self.limits = limits
@@ -116,8 +127,11 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
             deadline?.cancel()
             deadline = nil
             reading = true
+            unanswered += 1
         case .end:
             reading = false
+            // Answered before its body was read: the next request's headers are due from now.
+            if unanswered == 0 { arm(context) }
         case .body:
             break
         }
@@ -133,8 +147,9 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
             context.write(wrapOutboundOut(.head(head)), promise: promise)
         case .end:
             context.write(data, promise: promise)
-            // The next request's headers are due within the header timeout of this answer.
-            if !reading { arm(context) }
+            // The next request's headers are due within the header timeout of the last answer.
+            unanswered = max(0, unanswered - 1)
+            if unanswered == 0 && !reading { arm(context) }
         default:
             context.write(data, promise: promise)
         }

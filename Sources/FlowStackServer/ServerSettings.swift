@@ -109,7 +109,7 @@ public struct EdgeSettings: Sendable {
     /// API requests per client address: a bucket of `apiBurst` refilled at `apiPerSecond`.
     public var apiPerSecond: Double = 50
     public var apiBurst: Double = 200
-    /// API requests per API key, and per organization (over every key and session of it).
+    /// API requests per API key (per user for sessions), and per organization over all its API keys.
     public var keyPerSecond: Double = 50
     public var keyBurst: Double = 200
     public var orgPerSecond: Double = 200

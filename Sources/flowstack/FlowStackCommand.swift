@@ -124,7 +124,7 @@ struct Serve: AsyncParsableCommand {
     var httpAllow: [String] = []
 
     /// The edge limits; a rate of 0 (with a burst of 0) turns that limit off.
-    static func edge(_ f: ConfigReader, _ defaults: EdgeSettings) -> EdgeSettings {
+    static func edge(_ f: ConfigReader, _ defaults: EdgeSettings) throws -> EdgeSettings {
         var edge = defaults
         edge.apiPerSecond = f.double(forKey: "rateApiPerSecond", default: edge.apiPerSecond)
         edge.apiBurst = f.double(forKey: "rateApiBurst", default: edge.apiBurst)
@@ -141,6 +141,15 @@ struct Serve: AsyncParsableCommand {
         edge.handshakeBurst = f.double(forKey: "handshakeBurst", default: edge.handshakeBurst)
         edge.headerTimeout = .milliseconds(Int64(f.double(forKey: "headerTimeoutSeconds", default: edge.headerTimeout.inSeconds) * 1000))
         edge.idleTimeout = .milliseconds(Int64(f.double(forKey: "idleTimeoutSeconds", default: edge.idleTimeout.inSeconds) * 1000))
+        guard edge.headerTimeout > .zero, edge.idleTimeout > .zero else {
+            throw ValidationError("FLOWSTACK_HEADER_TIMEOUT_SECONDS and FLOWSTACK_IDLE_TIMEOUT_SECONDS must be more than 0")
+        }
+        let rates = [edge.apiPerSecond, edge.apiBurst, edge.keyPerSecond, edge.keyBurst, edge.orgPerSecond, edge.orgBurst,
+                     edge.webhookPerSecond, edge.webhookBurst, edge.webhookAddressPerSecond, edge.webhookAddressBurst,
+                     edge.handshakesPerSecond, edge.handshakeBurst, Double(edge.connectionsPerAddress)]
+        guard rates.allSatisfy({ $0 >= 0 && $0.isFinite }) else {
+            throw ValidationError("The rate, burst and connection limits must be 0 (off) or more")
+        }
         return edge
     }
 
@@ -183,7 +192,7 @@ struct Serve: AsyncParsableCommand {
         // A journal write that outlives every deadline of a database call means the run is stuck.
         settings.engine.writeStallTimeout = settings.databaseTimeouts.call.inSeconds + 5
         settings.sandboxPath = f.string(forKey: "sandboxPath")
-        settings.edge = Self.edge(f, settings.edge)
+        settings.edge = try Self.edge(f, settings.edge)
         let logger = storage.logger(config)
 
         let server: RunningServer

@@ -19,7 +19,7 @@ struct RateLimitMiddleware: RouterMiddleware {
         guard request.uri.path.hasPrefix("/api/") else { return try await next(request, context) }
         switch phase {
         case .address:
-            if let retry = limiter.take("ip:" + context.clientIP, .init(perSecond: edge.apiPerSecond, burst: edge.apiBurst)) {
+            if let retry = limiter.take("ip:" + AddressKey.of(context.clientIP), .init(perSecond: edge.apiPerSecond, burst: edge.apiBurst)) {
                 throw FlowStackError.rateLimited("from your address", retryAfter: retry)
             }
         case .identity:

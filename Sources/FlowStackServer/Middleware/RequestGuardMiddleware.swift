@@ -117,9 +117,15 @@ struct RequestGuardMiddleware: RouterMiddleware {
         }
         // Overlong and otherwise invalid UTF-8 (%c0%ae is an overlong '.') is refused, not repaired.
         guard String(validating: decoded, as: UTF8.self) != nil else { return "The path is not valid UTF-8." }
-        for segment in decoded.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false) {
+        let segments = decoded.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)
+        for (index, segment) in segments.enumerated() {
             if segment.elementsEqual([UInt8(ascii: ".")]) || segment.elementsEqual([UInt8(ascii: "."), UInt8(ascii: ".")]) {
                 return "The path has a '.' or '..' segment."
+            }
+            // `//api/…` reaches the same route as `/api/…` (the router skips empty segments) but
+            // not the checks that go by the path's prefix; only a trailing `/` is accepted.
+            if segment.isEmpty && index > 0 && index < segments.count - 1 {
+                return "The path has an empty segment ('//')."
             }
         }
         return nil

@@ -40,14 +40,14 @@ struct AuthService: Sendable {
     // MARK: Throttling
 
     func checkThrottle(_ address: String) async throws {
-        if let retry = await throttle.retryAfter(address) {
+        if let retry = await throttle.retryAfter(AddressKey.of(address)) {
             throw FlowStackError(status: 429, code: "too_many_attempts",
                                  message: "Too many failed attempts from your address; try again later.", retryAfter: retry)
         }
     }
 
     func recordFailure(_ address: String) async {
-        await throttle.recordFailure(address)
+        await throttle.recordFailure(AddressKey.of(address))
     }
 
     // MARK: Passwords

@@ -425,8 +425,6 @@ extension Store {
         return try rows.map(execution(from:))
     }
 
-    /// The resume payload is bound to the wait it ends (the execution and its journal length), so
-    /// a payload left over from one wait can never be read as the answer to a later one.
     static let resumeTokenInfo = "flowstack.resume-token.v1"
 
     /// The secret part of an execution's resume URL: `<data key id>.<HMAC>` of the execution id,
@@ -440,12 +438,15 @@ extension Store {
 
     /// Whether `token` is the resume token of the execution (compared in constant time).
     public func verifyResumeToken(_ token: String, executionID: String) -> Bool {
-        guard token.utf8.count <= 200, let dot = token.firstIndex(of: "."),
+        // Key ids may hold '.', base64url never does: the MAC starts after the last one.
+        guard token.utf8.count <= 200, let dot = token.lastIndex(of: "."),
               let key = sealer.keyring.macKey(id: String(token[..<dot]), info: Self.resumeTokenInfo) else { return false }
         let expected = String(token[..<dot]) + "." + Token.base64url(HMAC<SHA256>.authenticationCode(for: Array(executionID.utf8), using: key))
         return Token.constantTimeEquals(token, expected)
     }
 
+    /// The resume payload is bound to the wait it ends (the execution and its journal length), so
+    /// a payload left over from one wait can never be read as the answer to a later one.
     static func resumeContext(_ record: ExecutionRecord) -> SealContext {
         SealContext(table: "executions", rowID: "\(record.id)/\(record.events)", column: "resume", orgID: record.orgID)
     }

@@ -271,14 +271,14 @@ func waitForStatus(_ client: APIClient, _ id: String, auth: Auth, until done: Se
             #expect(try await client.post("/api/v1/projects/\(project)/workflows", hook("signed", [:]), auth: auth).text.contains("webhook_connection_required"))
             #expect(try await client.post("/api/v1/projects/\(project)/connections",
                                           ["name": "signing", "type": "secrets", "data": ["secret": secret]], auth: auth).status == 201)
-            for path in ["signed", "other"] {
+            for path in ["signed", "other", "signed.x"] {
                 let id = try await client.post("/api/v1/projects/\(project)/workflows", hook(path, ["connection": "signing"]), auth: auth).json["id"] as! String
                 #expect(try await client.post("/api/v1/workflows/\(id)/activate", nil, auth: auth).status == 200)
                 let stored = try await client.get("/api/v1/workflows/\(id)", auth: auth)
                 #expect(!stored.text.contains(secret))
             }
             func sign(_ body: String, id: String, at time: Int, path: String = "signed") -> String {
-                let mac = HMAC<SHA256>.authenticationCode(for: Array("\(id).\(time)./webhook/\(path).\(body)".utf8), using: SymmetricKey(data: Array(secret.utf8)))
+                let mac = HMAC<SHA256>.authenticationCode(for: Array("\(id).\(time)./webhook/\(path)\n\(body)".utf8), using: SymmetricKey(data: Array(secret.utf8)))
                 return "sha256=" + mac.map { String(format: "%02x", $0) }.joined()
             }
             let now = Int(app.clock.now().timeIntervalSince1970)
@@ -292,7 +292,15 @@ func waitForStatus(_ client: APIClient, _ id: String, auth: Auth, until done: Se
             // The signature binds the path: accepted by /webhook/signed, refused by another webhook sharing the key.
             #expect(try await send(body, signature: sign(body, id: "r5", at: now), id: "r5", at: now, path: "other").status == 401)
             #expect(try await send(body, signature: sign(body, id: "r5", at: now, path: "other"), id: "r5", at: now, path: "other").status == 200)
-            // The old form (without the path) is refused.
+            // The path ends at a newline, which no path has: path `signed.x` with body `y` is not path `signed` with body `x.y`.
+            let shifted = HMAC<SHA256>.authenticationCode(for: Array("r7.\(now)./webhook/signed.x\ny".utf8), using: SymmetricKey(data: Array(secret.utf8)))
+            #expect(try await client.request(.post, "/webhook/signed", rawBody: "x\ny", contentType: "text/plain", headers: [
+                "X-FlowStack-Signature": "sha256=" + shifted.map { String(format: "%02x", $0) }.joined(), "X-FlowStack-Timestamp": "\(now)",
+                "X-FlowStack-Id": "r7"]).status == 401)
+            #expect(try await send("{}", signature: sign("{}", id: "r8", at: now, path: "signed.x"), id: "r8", at: now, path: "signed.x").status == 200)
+            // The old forms (without the path, or with it and a '.') are refused.
+            let dotted = HMAC<SHA256>.authenticationCode(for: Array("r9.\(now)./webhook/signed.\(body)".utf8), using: SymmetricKey(data: Array(secret.utf8)))
+            #expect(try await send(body, signature: "sha256=" + dotted.map { String(format: "%02x", $0) }.joined(), id: "r9", at: now).status == 401)
             let unbound = HMAC<SHA256>.authenticationCode(for: Array("r6.\(now).\(body)".utf8), using: SymmetricKey(data: Array(secret.utf8)))
             #expect(try await send(body, signature: "sha256=" + unbound.map { String(format: "%02x", $0) }.joined(), id: "r6", at: now).status == 401)
             #expect(try await send(#"{"amount":99}"#, signature: sign(body, id: "r2", at: now), id: "r2", at: now).status == 401)

@@ -40,5 +40,8 @@ def test_schemathesis_finds_no_server_errors_or_schema_violations(server, backen
                              "--workers", "2", "--seed", os.environ.get("SCHEMATHESIS_SEED", "20261129"), "--no-color"],
                             capture_output=True, text=True, timeout=900)
     tail = result.stdout[-6000:]
-    assert result.returncode == 0, tail + result.stderr[-2000:]
+    # On failure, the failures themselves first (the tail is mostly schemathesis's advice).
+    start = result.stdout.find("FAILURES")
+    detail = result.stdout[start:start + 8000] + "\n…\n" if start >= 0 else ""
+    assert result.returncode == 0, detail + tail[-3000:] + result.stderr[-2000:]
     assert re.search(r"\d+ passed", tail), tail

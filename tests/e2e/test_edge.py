@@ -349,17 +349,19 @@ def test_webhook_flood_is_refused_before_it_becomes_executions(make_server):
     server = make_server(edge_defaults=True).start()
     s, _, project = owner_with_webhook(server)
     statuses = {}
+    started = time.monotonic()
     with requests.Session() as flood:
         flood.trust_env = False
         flood.verify = server.ca
         for _ in range(1000):
             status = flood.post(server.url + "/webhook/inbox", json={"n": 1}).status_code
             statuses[status] = statuses.get(status, 0) + 1
-    print(f"\n1,000 calls to one webhook: {statuses}")
+    elapsed = time.monotonic() - started
+    print(f"\n1,000 calls to one webhook in {elapsed:.1f} s: {statuses}")
     accepted = statuses.get(200, 0)
     assert statuses.get(429, 0) > 0
-    # The webhook's burst is 400, and the address's 200: at most that and the refill was accepted.
-    assert accepted <= 200 + 50 * 30
+    # The address's burst (200) and its refill (50 a second) at the most; the webhook's own (400, 100/s) is larger.
+    assert accepted <= 200 + 50 * elapsed + 5, f"{accepted} accepted in {elapsed:.1f} s"
     # Nothing accepted is lost, and nothing refused was stored.
     assert executions(server, s, project) == accepted
 

@@ -98,22 +98,28 @@ public struct RespondToWebhookNode: NodeType {
 
 /// The headers a webhook answer may carry. A workflow's answer is served from a FlowStack
 /// origin, so it must not set cookies there (login CSRF, OAuth2 consent hijack by cookie
-/// tossing), grant CORS, replace the security headers, frame the message itself (length and
-/// connection headers are the server's) or redirect off the server (an open redirect).
+/// tossing), grant CORS, replace the security headers, register reporting or service-worker
+/// policy for the origin, ask for credentials, frame the message itself (length and connection
+/// headers are the server's) or redirect off the server (an open redirect). So: default deny.
+/// The content headers below, and `X-` headers of the workflow's own, are allowed.
 public enum WebhookResponseHeaders {
-    static let refused: Set<String> = [
-        "set-cookie", "set-cookie2", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te", "trailer",
-        "strict-transport-security", "content-security-policy", "content-security-policy-report-only", "x-frame-options",
-        "x-content-type-options", "referrer-policy", "permissions-policy", "cross-origin-opener-policy",
-        "cross-origin-resource-policy", "cross-origin-embedder-policy", "x-request-id", "clear-site-data", "refresh",
-        "alt-svc", "link",
+    static let allowed: Set<String> = [
+        "content-type", "content-disposition", "content-language", "expires", "etag", "last-modified",
+        "location", "retry-after", "vary", "allow", "age", "pragma",
+    ]
+    /// `X-` names that are browsers' or FlowStack's, not a workflow's.
+    static let refusedExtensions: Set<String> = [
+        "x-frame-options", "x-content-type-options", "x-request-id", "x-xss-protection", "x-permitted-cross-domain-policies",
+        "x-dns-prefetch-control", "x-download-options", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto",
     ]
 
     /// Why the header may not be sent, or nil when it may.
     public static func refusal(name: String, value: String) -> String? {
         let lower = name.lowercased()
-        if refused.contains(lower) || lower.hasPrefix("access-control-") {
-            return "A webhook answer may not set the header '\(name)': it is FlowStack's to set."
+        let own = lower.hasPrefix("x-") && !refusedExtensions.contains(lower)
+        guard allowed.contains(lower) || own else {
+            return "A webhook answer may not set the header '\(name)': it may set Content-Type, Content-Disposition, Content-Language, "
+                + "Expires, ETag, Last-Modified, Location (a path on this server), Retry-After, Vary, Allow, Age, Pragma and X- headers of its own."
         }
         if lower == "location" && !isLocalReference(value) {
             return "A webhook answer may redirect only to a path on this server (such as /webhook/next), not to another site."

@@ -25,16 +25,13 @@ struct WebhookController {
 
     @Sendable func receive(_ request: Request, context: FlowStackRequestContext) async throws -> Response {
         let edge = api.settings.edge
-        if let retry = api.limiter.take("hook-ip:" + context.clientIP, .init(perSecond: edge.webhookAddressPerSecond, burst: edge.webhookAddressBurst)) {
+        if let retry = api.limiter.take("hook-ip:" + AddressKey.of(context.clientIP), .init(perSecond: edge.webhookAddressPerSecond, burst: edge.webhookAddressBurst)) {
             throw FlowStackError.rateLimited("from your address", retryAfter: retry)
         }
         let raw = context.parameters.getCatchAll().joined(separator: "/")
         guard let path = WebhookPaths.normalize(raw), let (route, workflow) = try await api.webhooks.lookup(path, store: api.store),
               let node = workflow.definition.node(named: route.node) else {
             throw FlowStackError(status: 404, code: "webhook_not_found", message: "No active workflow serves this webhook path.")
-        }
-        if let retry = api.limiter.take("hook:" + path, .init(perSecond: edge.webhookPerSecond, burst: edge.webhookBurst)) {
-            throw FlowStackError.rateLimited("to this webhook", retryAfter: retry)
         }
         guard request.method.rawValue == route.method else {
             var headers: HTTPFields = [:]
@@ -51,6 +48,11 @@ struct WebhookController {
         }
         let bytes = Array(body.readableBytesView)
         let credentialHeader = try await authenticate(request, bytes: bytes, path: path, node: node, workflow: workflow, context: context)
+        // The webhook's own budget is spent by callers that pass its authentication only, so
+        // others cannot use it up (they meet the per-address limit and the failure throttle).
+        if let retry = api.limiter.take("hook:" + path, .init(perSecond: edge.webhookPerSecond, burst: edge.webhookBurst)) {
+            throw FlowStackError.rateLimited("to this webhook", retryAfter: retry)
+        }
         let item = Item(json: .object([
             "body": try parseBody(bytes, contentType: request.headers[.contentType]),
             "headers": .object(visibleHeaders(request, hidden: credentialHeader.map { [$0.lowercased()] } ?? [])),
@@ -126,17 +128,25 @@ struct WebhookController {
     /// so HTML a workflow sends runs, if at all, in an opaque origin that sees no FlowStack cookie.
     private func response(_ response: JSONValue) throws -> Response {
         let status = Int(response["statusCode"]?.numberValue ?? 200)
-        var headers: HTTPFields = [:]
-        for (name, value) in response["headers"]?.objectValue ?? [:] {
-            guard let field = HTTPField.Name(name), let text = value.stringValue, WebhookResponseHeaders.refusal(name: name, value: text) == nil else { continue }
-            headers[field] = text
-        }
+        var headers = Self.answerHeaders(response["headers"])
         let body = response["body"] ?? .null
         if case .string(let text) = body {
             if headers[.contentType] == nil { headers[.contentType] = "text/plain; charset=utf-8" }
             return Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: ByteBuffer(string: text)))
         }
         return try JSON.response(.init(code: status), body, headers: headers)
+    }
+
+    /// The headers of a Respond node's answer that may be sent; the rest are dropped (the node
+    /// refuses them already: this is the second line).
+    static func answerHeaders(_ given: JSONValue?) -> HTTPFields {
+        var headers: HTTPFields = [:]
+        for (name, value) in given?.objectValue ?? [:] {
+            guard let field = HTTPField.Name(name), let text = value.stringValue, HeaderCheck.isValue(text),
+                  WebhookResponseHeaders.refusal(name: name, value: text) == nil else { continue }
+            headers[field] = text
+        }
+        return headers
     }
 
     /// Resumes a Wait node waiting for a call: the node's output is the call's item
@@ -148,7 +158,7 @@ struct WebhookController {
         // tells nothing about which executions exist or wait. Wrong tokens count as failed
         // authentication for the caller's address.
         let edge = api.settings.edge
-        if let retry = api.limiter.take("hook-ip:" + context.clientIP, .init(perSecond: edge.webhookAddressPerSecond, burst: edge.webhookAddressBurst)) {
+        if let retry = api.limiter.take("hook-ip:" + AddressKey.of(context.clientIP), .init(perSecond: edge.webhookAddressPerSecond, burst: edge.webhookAddressBurst)) {
             throw FlowStackError.rateLimited("from your address", retryAfter: retry)
         }
         try await api.auth.checkThrottle(context.clientIP)
@@ -308,11 +318,12 @@ struct WebhookController {
         }
     }
 
-    /// What an HMAC webhook signature covers: `id.timestamp./webhook/<path>.body`. The path binds
-    /// a signature to one webhook, so a request signed for one is refused by every other webhook
-    /// that shares the secret. Ids have no `.`, so the parts cannot be shifted into each other.
+    /// What an HMAC webhook signature covers: `id.timestamp./webhook/<path>` LF `body`. The path
+    /// binds a signature to one webhook, so a request signed for one is refused by every other
+    /// webhook that shares the secret. Ids have no `.`, timestamps no `/` and paths no LF, so the
+    /// parts cannot be shifted into each other.
     static func signedMessage(id: String, timestamp: String, path: String, body: [UInt8]) -> [UInt8] {
-        Array("\(id).\(timestamp)./webhook/\(path).".utf8) + body
+        Array("\(id).\(timestamp)./webhook/\(path)\n".utf8) + body
     }
 
     /// 1–128 characters from `A–Z a–z 0–9 - _ :`.

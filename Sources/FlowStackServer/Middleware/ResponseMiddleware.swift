@@ -21,6 +21,14 @@ struct ResponseMiddleware<Context: RequestContext>: RouterMiddleware {
             response = try await next(request, context)
         } catch let error as FlowStackError {
             response = error.response()
+            // A method refused at the door (TRACE, PROPFIND…) still learns what the path serves.
+            if error.status == 405, response.headers[.allow] == nil, let routes {
+                if let allowed = routes.methods(for: request.uri.path) {
+                    response.headers[.allow] = allowed.joined(separator: ", ")
+                } else {
+                    response = Self.translate(.notFound)
+                }
+            }
         } catch let error as any HTTPResponseError {
             if error.status == .notFound, let allowed = routes?.methods(for: request.uri.path) {
                 response = FlowStackError(status: 405, code: "method_not_allowed", message: "The endpoint supports \(allowed.joined(separator: ", ")).").response()
@@ -51,7 +59,7 @@ struct ResponseMiddleware<Context: RequestContext>: RouterMiddleware {
         let elapsed = ContinuousClock.now - start
         context.logger.info("request", metadata: [
             "method": "\(request.method.rawValue)",
-            "path": "\(String(request.uri.path.prefix(200)).encodingControlCharacters)",
+            "path": "\(String(ResponseHeaders.loggablePath(request.uri.path).prefix(200)).encodingControlCharacters)",
             "status": "\(response.status.code)",
             "ms": "\(Double(elapsed.components.attoseconds / 1_000_000_000_000) / 1000 + Double(elapsed.components.seconds) * 1000)",
         ])
@@ -83,6 +91,18 @@ enum ResponseHeaders {
     ]
     static let requestID = HTTPField.Name("X-Request-Id")!
     static let webhookContentSecurityPolicy = "sandbox; default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+
+    /// The path without the bearer secrets some paths carry (a resume token, an invitation
+    /// token): whoever reads the log must not be able to use them.
+    static func loggablePath(_ path: String) -> String {
+        var segments = path.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        if segments.count > 3, segments[1] == "webhook-waiting" {
+            segments.replaceSubrange(3..., with: ["…"])
+        } else if segments.count > 4, segments[1] == "api", segments[3] == "invitations" {
+            segments[4] = "…"
+        }
+        return segments.joined(separator: "/")
+    }
 
     static func isWebhookPath(_ path: String) -> Bool {
         path.hasPrefix("/webhook/") || path.hasPrefix("/webhook-waiting/")

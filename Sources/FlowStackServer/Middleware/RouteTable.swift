@@ -23,8 +23,12 @@ final class RouteTable: Sendable {
         let segments = path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
         let methods = entries.withLock { entries in
             entries.filter { entry in
-                entry.segments.count == segments.count
-                    && zip(entry.segments, segments).allSatisfy { pattern, value in pattern.hasPrefix(":") || pattern == value }
+                // A trailing `**` (the webhooks) takes one segment or more.
+                let catchAll = entry.segments.last == "**"
+                let fits = catchAll ? segments.count >= entry.segments.count : segments.count == entry.segments.count
+                return fits && zip(entry.segments, segments).allSatisfy { pattern, value in
+                    pattern.hasPrefix(":") || pattern == "**" || pattern == value
+                }
             }.map(\.method)
         }
         return methods.isEmpty ? nil : Array(Set(methods)).sorted()

@@ -124,12 +124,14 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head:
-            deadline?.cancel()
-            deadline = nil
+            // From the headers on, the body is due within the body timeout.
+            arm(context, after: limits.edge.bodyTimeout)
             reading = true
             unanswered += 1
         case .end:
             reading = false
+            deadline?.cancel()
+            deadline = nil
             // Answered before its body was read: the next request's headers are due from now.
             if unanswered == 0 { arm(context) }
         case .body:
@@ -155,9 +157,9 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
         }
     }
 
-    private func arm(_ context: ChannelHandlerContext) {
+    private func arm(_ context: ChannelHandlerContext, after timeout: Duration? = nil) {
         deadline?.cancel()
-        let timeout = limits.edge.headerTimeout
+        let timeout = timeout ?? limits.edge.headerTimeout
         let channel = context.channel
         deadline = context.eventLoop.scheduleTask(in: .nanoseconds(Int64(timeout.inSeconds * 1_000_000_000))) {
             channel.close(promise: nil)

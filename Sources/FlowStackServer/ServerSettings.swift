@@ -124,9 +124,11 @@ public struct EdgeSettings: Sendable {
     public var handshakesPerSecond: Double = 20
     public var handshakeBurst: Double = 60
     /// A connection must deliver a request's headers within this long of opening (or of its
-    /// previous answer); a body must keep arriving (no gap longer than `idleTimeout`).
+    /// previous answer); a body must keep arriving (no gap longer than `idleTimeout`) and be
+    /// complete within `bodyTimeout` of its headers (a body trickled a byte at a time is cut).
     public var headerTimeout: Duration = .seconds(10)
     public var idleTimeout: Duration = .seconds(30)
+    public var bodyTimeout: Duration = .seconds(60)
     public var maxHeaderBytes = 32 * 1024
     public var maxURLBytes = 8 * 1024
 

@@ -141,8 +141,9 @@ struct Serve: AsyncParsableCommand {
         edge.handshakeBurst = f.double(forKey: "handshakeBurst", default: edge.handshakeBurst)
         edge.headerTimeout = .milliseconds(Int64(f.double(forKey: "headerTimeoutSeconds", default: edge.headerTimeout.inSeconds) * 1000))
         edge.idleTimeout = .milliseconds(Int64(f.double(forKey: "idleTimeoutSeconds", default: edge.idleTimeout.inSeconds) * 1000))
-        guard edge.headerTimeout > .zero, edge.idleTimeout > .zero else {
-            throw ValidationError("FLOWSTACK_HEADER_TIMEOUT_SECONDS and FLOWSTACK_IDLE_TIMEOUT_SECONDS must be more than 0")
+        edge.bodyTimeout = .milliseconds(Int64(f.double(forKey: "bodyTimeoutSeconds", default: edge.bodyTimeout.inSeconds) * 1000))
+        guard edge.headerTimeout > .zero, edge.idleTimeout > .zero, edge.bodyTimeout > .zero else {
+            throw ValidationError("FLOWSTACK_HEADER_TIMEOUT_SECONDS, FLOWSTACK_IDLE_TIMEOUT_SECONDS and FLOWSTACK_BODY_TIMEOUT_SECONDS must be more than 0")
         }
         let rates = [edge.apiPerSecond, edge.apiBurst, edge.keyPerSecond, edge.keyBurst, edge.orgPerSecond, edge.orgBurst,
                      edge.webhookPerSecond, edge.webhookBurst, edge.webhookAddressPerSecond, edge.webhookAddressBurst,

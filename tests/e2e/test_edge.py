@@ -305,6 +305,38 @@ def test_the_header_timeout_holds_with_its_default(make_server):
     assert 9 < min(lifetimes) and max(lifetimes) < 13, lifetimes
 
 
+def test_a_trickled_body_is_cut_at_the_body_timeout(make_server):
+    """A body sent a byte a second never lets the connection idle, but it must end in time."""
+    server = make_server(edge_defaults=True, env={"FLOWSTACK_BODY_TIMEOUT_SECONDS": "3"}).start()
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    with insecure_context().wrap_socket(sock, server_hostname="localhost") as tls:
+        tls.sendall(b"POST /api/v1/auth/login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: 100\r\n\r\n{")
+        started = time.monotonic()
+        closed_after = None
+        while time.monotonic() - started < 15:
+            try:
+                tls.sendall(b" ")
+            except (OSError, ssl.SSLError):
+                closed_after = time.monotonic() - started
+                break
+            tls.settimeout(1)
+            try:
+                if tls.recv(4096) == b"":
+                    closed_after = time.monotonic() - started
+                    break
+            except socket.timeout:
+                pass
+            except (OSError, ssl.SSLError):
+                closed_after = time.monotonic() - started
+                break
+    assert closed_after is not None, "the trickled body was still being read after 15 s"
+    assert 2 < closed_after < 6, f"closed after {closed_after:.1f} s"
+    # An ordinary body on a fresh connection is read as usual.
+    r = requests.post(server.url + "/api/v1/auth/login", json={"email": "a@example.com", "password": "x" * 20}, verify=server.ca)
+    assert r.status_code == 401
+
+
 def test_connections_and_handshakes_are_limited_per_address(make_server):
     server = make_server(edge_defaults=True, env={"FLOWSTACK_CONNECTIONS_PER_ADDRESS": "10"}).start()
     context = insecure_context()

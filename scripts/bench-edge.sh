@@ -6,6 +6,7 @@
 # The connection guard (header, body and idle deadlines) runs in both. Prints one line per run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/bench-lib.sh
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-20s}
 CONNECTIONS=${CONNECTIONS:-64}
@@ -38,16 +39,7 @@ for mode in off on; do
   # shellcheck disable=SC2046
   env $(limits "$value") "$BIN" serve --data-dir "$data" --port "$port" --log-level warning > "$work/$mode.log" 2>&1 &
   server_pid=$!
-  for _ in $(seq 100); do [ -f "$data/setup-token" ] && curl -sf --cacert "$data/tls/server.crt" "https://localhost:$port/healthz" >/dev/null && break; sleep 0.2; done
-  curl_() { curl -sf --cacert "$data/tls/server.crt" "$@"; }
-  token=$(cat "$data/setup-token")
-  org=$(curl_ "https://localhost:$port/api/v1/setup" -H 'Content-Type: application/json' \
-    -d "{\"token\":\"$token\",\"email\":\"bench@example.com\",\"password\":\"Bench-Passw0rd\",\"name\":\"B\",\"organization\":\"B\"}" \
-    | python3 -c 'import sys,json; print(json.load(sys.stdin)["organization"]["id"])')
-  csrf=$(curl_ -c "$work/jar" "https://localhost:$port/api/v1/auth/login" -H 'Content-Type: application/json' \
-    -d '{"email":"bench@example.com","password":"Bench-Passw0rd"}' | python3 -c 'import sys,json; print(json.load(sys.stdin)["csrfToken"])')
-  export FLOWSTACK_BENCH_KEY=$(curl_ -b "$work/jar" -H "X-CSRF-Token: $csrf" -H 'Content-Type: application/json' \
-    "https://localhost:$port/api/v1/orgs/$org/api-keys" -d '{"name":"bench","scope":"read"}' | python3 -c 'import sys,json; print(json.load(sys.stdin)["key"])')
+  bench_read_key "$port" "$data" "$work"
   wrk -t2 -c"$CONNECTIONS" -d5s -s "$work/auth.lua" "https://localhost:$port/api/v1/me" > /dev/null
   for run in $(seq "$RUNS"); do
     wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$work/auth.lua" "https://localhost:$port/api/v1/me" > "$work/$mode-$run.txt"

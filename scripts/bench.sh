@@ -4,6 +4,7 @@
 # BENCHMARKS.md. The server is the release build; wrk runs on the same 2-core machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/bench-lib.sh
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-30s}
 CONNECTIONS=${CONNECTIONS:-64}
@@ -41,16 +42,7 @@ for engine in sqlite postgres; do
     FLOWSTACK_CONNECTIONS_PER_ADDRESS=0 \
     "$BIN" serve --data-dir "$data" --port "$port" "${db_args[@]}" --log-level warning > "$work/$engine.log" 2>&1 &
   server_pid=$!
-  for _ in $(seq 100); do [ -f "$data/setup-token" ] && curl -sf --cacert "$data/tls/server.crt" "https://localhost:$port/healthz" >/dev/null && break; sleep 0.2; done
-  curl_() { curl -sf --cacert "$data/tls/server.crt" "$@"; }
-  token=$(cat "$data/setup-token")
-  org=$(curl_ "https://localhost:$port/api/v1/setup" -H 'Content-Type: application/json' \
-    -d "{\"token\":\"$token\",\"email\":\"bench@example.com\",\"password\":\"Bench-Passw0rd\",\"name\":\"B\",\"organization\":\"B\"}" \
-    | python3 -c 'import sys,json; print(json.load(sys.stdin)["organization"]["id"])')
-  csrf=$(curl_ -c "$work/jar" "https://localhost:$port/api/v1/auth/login" -H 'Content-Type: application/json' \
-    -d '{"email":"bench@example.com","password":"Bench-Passw0rd"}' | python3 -c 'import sys,json; print(json.load(sys.stdin)["csrfToken"])')
-  export FLOWSTACK_BENCH_KEY=$(curl_ -b "$work/jar" -H "X-CSRF-Token: $csrf" -H 'Content-Type: application/json' \
-    "https://localhost:$port/api/v1/orgs/$org/api-keys" -d '{"name":"bench","scope":"read"}' | python3 -c 'import sys,json; print(json.load(sys.stdin)["key"])')
+  bench_read_key "$port" "$data" "$work"
   # Warm-up, then measured runs.
   wrk -t"$THREADS" -c"$CONNECTIONS" -d5s -s "$work/auth.lua" "https://localhost:$port/api/v1/me" > /dev/null
   for run in $(seq "$RUNS"); do

@@ -29,6 +29,20 @@ import Testing
         return id
     }
 
+    /// A workflow that waits for a resume call, and a run of it now waiting: (workflow, execution).
+    func waitingExecution(_ client: APIClient, _ auth: Auth, _ project: String) async throws -> (String, String) {
+        let workflow: [String: Any] = [
+            "name": "Approve",
+            "nodes": [["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
+                      ["name": "Hold", "type": "flowstack.wait", "typeVersion": 1, "parameters": ["resume": "webhook"]]],
+            "edges": [["from": "Manual", "to": "Hold"]],
+        ]
+        let id = try await client.post("/api/v1/projects/\(project)/workflows", workflow, auth: auth).json["id"] as! String
+        let run = try await client.post("/api/v1/workflows/\(id)/run?wait=true", nil, auth: auth)
+        try #require(run.json["status"] as? String == "waiting", "\(run.text)")
+        return (id, run.json["id"] as! String)
+    }
+
     // MARK: Findings 1 and 2: a webhook answer cannot speak with the origin's authority
 
     @Test("a Respond node cannot set cookies, CORS or security headers, nor redirect off the server", arguments: Backend.allCases)
@@ -166,14 +180,7 @@ import Testing
                                           headers: ["Host": "hooks.example.com"]).status == 404)
             #expect(try await client.get("/healthz", headers: ["Host": "hooks.example.com"]).status == 200)
             // Resume URLs name the webhook origin, and work there only.
-            let workflow: [String: Any] = [
-                "name": "Approve",
-                "nodes": [["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
-                          ["name": "Hold", "type": "flowstack.wait", "typeVersion": 1, "parameters": ["resume": "webhook"]]],
-                "edges": [["from": "Manual", "to": "Hold"]],
-            ]
-            let id = try await client.post("/api/v1/projects/\(project)/workflows", workflow, auth: auth).json["id"] as! String
-            let execution = try await client.post("/api/v1/workflows/\(id)/run?wait=true", nil, auth: auth).json["id"] as! String
+            let (_, execution) = try await waitingExecution(client, auth, project)
             let url = try #require(try await client.get("/api/v1/executions/\(execution)", auth: auth).json["resumeUrl"] as? String)
             #expect(url.hasPrefix("https://hooks.example.com/webhook-waiting/\(execution)/"))
             let path = String(url.dropFirst("https://hooks.example.com".count))
@@ -220,14 +227,7 @@ import Testing
         let app = try await TestApp.make(backend) { $0.publicURL = "https://hooks.example.com" }
         try await app.test { client in
             let (auth, project, owner) = try await setUp(client, app)
-            let workflow: [String: Any] = [
-                "name": "Approve",
-                "nodes": [["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
-                          ["name": "Hold", "type": "flowstack.wait", "typeVersion": 1, "parameters": ["resume": "webhook"]]],
-                "edges": [["from": "Manual", "to": "Hold"]],
-            ]
-            let id = try await client.post("/api/v1/projects/\(project)/workflows", workflow, auth: auth).json["id"] as! String
-            let execution = try await client.post("/api/v1/workflows/\(id)/run?wait=true", nil, auth: auth).json["id"] as! String
+            let (id, execution) = try await waitingExecution(client, auth, project)
             var seen: [String: Bool] = [:]
             for role in ["viewer", "runner"] {
                 let other = try await client.createAccount(app, email: "\(role)@example.com")

@@ -25,7 +25,10 @@ public final class PostgresStore: Database, @unchecked Sendable {
         let deadline = timeouts.call
         self.batcher = InsertBatcher(maximumInFlight: Self.insertStatementsInFlight, logger: logger, isRowError: Self.isRowError) { statement in
             try await DeadlineRunner.shared.run(within: deadline) {
-                try await client.withConnection { connection in try await connection.sql().execute(sql: statement) { _ in } }
+                try await client.withConnection { connection in
+                    try Self.checkOpen(connection)
+                    try await connection.sql().execute(sql: statement) { _ in }
+                }
             }
         }
         // The pool's run loop must live as long as the store; it ends when `close` cancels it.
@@ -97,7 +100,8 @@ public final class PostgresStore: Database, @unchecked Sendable {
         do {
             return try await DeadlineRunner.shared.run(within: timeouts.call) { [client] in
                 try await client.withConnection { connection in
-                    try await body(connection.sql())
+                    try Self.checkOpen(connection)
+                    return try await body(connection.sql())
                 }
             }
         } catch {
@@ -120,12 +124,7 @@ public final class PostgresStore: Database, @unchecked Sendable {
     /// (operator intervention: shutdown, restart, statement timeout), lock and idle-in-transaction
     /// timeouts, and the driver's own connection errors.
     static func unavailable(_ error: any Error) -> DatabaseUnavailable? {
-        if let transaction = error as? PostgresTransactionError {
-            for inner in [transaction.beginError, transaction.commitError, transaction.closureError, transaction.rollbackError].compactMap({ $0 }) {
-                if let found = unavailable(inner) { return found }
-            }
-            return nil
-        }
+        if let error = error as? DatabaseUnavailable { return error }
         guard let error = error as? PSQLError else { return nil }
         if error.code == .server {
             guard let state = error.serverInfo?[.sqlState] else { return nil }
@@ -148,18 +147,43 @@ public final class PostgresStore: Database, @unchecked Sendable {
         }
     }
 
+    /// BEGIN, the body, COMMIT on one pooled connection; ROLLBACK when the body throws, and then the
+    /// body's own error, as on SQLite.
+    ///
+    /// Not PostgresNIO's `withTransaction`: after a statement failed because the connection closed,
+    /// it sends ROLLBACK on that closed connection. PostgresNIO writes a query to its channel without
+    /// a write promise, so a query written to a closed channel is dropped and its answer never comes:
+    /// the call hung until its deadline, and its task never ended. A closed connection has no
+    /// transaction left to roll back (PostgreSQL ends it with the session), so none is sent.
     private func transaction<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
-        do {
-            return try await client.withTransaction(logger: logger) { connection in
-                try await body(connection.sql())
+        try await client.withConnection { [logger] connection in
+            try Self.checkOpen(connection)
+            try await connection.query("BEGIN", logger: logger)
+            let value: T
+            do {
+                value = try await body(connection.sql())
+            } catch {
+                if !connection.isClosed {
+                    do {
+                        try await connection.query("ROLLBACK", logger: logger)
+                    } catch {
+                        // A session whose ROLLBACK failed may still be inside the transaction: it
+                        // must not go back to the pool.
+                        try? await connection.close()
+                    }
+                }
+                throw error
             }
-        } catch let error as PostgresTransactionError {
-            // The transaction was rolled back cleanly: report the body's own error, as SQLite does.
-            if let bodyError = error.closureError, error.rollbackError == nil, error.beginError == nil, error.commitError == nil {
-                throw bodyError
-            }
-            throw error
+            try Self.checkOpen(connection)
+            try await connection.query("COMMIT", logger: logger)
+            return value
         }
+    }
+
+    /// Fails at once on a connection that has closed: a statement written to it would never be
+    /// answered (see `transaction`).
+    static func checkOpen(_ connection: PostgresConnection) throws {
+        if connection.isClosed { throw DatabaseUnavailable("the connection to PostgreSQL closed") }
     }
 
     /// How many merged inserts may run at once (the pool has `maximumConnections`).
@@ -188,6 +212,7 @@ public final class PostgresStore: Database, @unchecked Sendable {
         while !Task.isCancelled {
             do {
                 try await client.withConnection { connection in
+                    try Self.checkOpen(connection)
                     try await connection.listen(on: channel) { notifications in
                         onNotification()
                         for try await _ in notifications { onNotification() }

@@ -5,12 +5,14 @@ import Synchronization
 /// What a node run receives: its definition, one array of items per input, and what expressions
 /// can see besides the item (other nodes' output, variables, time, ids).
 public struct NodeInput: Sendable {
-    public var node: WorkflowNode
-    public var inputs: [[Item]]
-    public var base: ExpressionContext
+    public var node: WorkflowNode { didSet { cache = RunCache() } }
+    public var inputs: [[Item]] { didSet { cache = RunCache() } }
+    public var base: ExpressionContext { didSet { cache = RunCache() } }
     public var services: (any NodeServices)?
     /// Lines the node logs (a Code node's console output), kept with the node's run.
     public let log: NodeLog
+    /// What every item's evaluation shares, built once per run of the node.
+    private var cache = RunCache()
 
     public init(node: WorkflowNode, inputs: [[Item]], base: ExpressionContext, services: (any NodeServices)? = nil, log: NodeLog = NodeLog()) {
         self.node = node
@@ -29,20 +31,24 @@ public struct NodeInput: Sendable {
     /// Items of the first input (most nodes have one).
     public var items: [Item] { inputs.first ?? [] }
 
-    /// The expression context for item `index` of `items`.
-    public func context(for index: Int, in items: [Item]? = nil) -> ExpressionContext {
-        let list = items ?? self.items
+    /// The expression context for item `index` of `items`. The list of every item's JSON
+    /// (`$input.all()`) is built once and shared by all items' contexts: built per item, it made
+    /// a node's cost grow with the square of its items.
+    public func context(for index: Int) -> ExpressionContext {
+        let items = self.items
         var context = base
-        context.json = index < list.count ? list[index].json : .object([:])
-        context.inputItems = list.map(\.json)
+        context.json = index < items.count ? items[index].json : .object([:])
+        context.inputItems = cache.inputJSON { items.map(\.json) }
         context.itemIndex = index
         return context
     }
 
-    /// A parameter evaluated for one item: strings with `{{ }}` (at any depth) are templates.
+    /// A parameter evaluated for one item: strings with `{{ }}` (at any depth) are templates,
+    /// parsed once per run of the node, not once per item.
     public func parameter(_ name: String, item index: Int) throws -> JSONValue? {
         guard let raw = node.parameters[name] else { return nil }
-        return try Self.resolve(raw, context(for: index))
+        let limits = base.limits
+        return try cache.parameter(name) { CompiledParameter(raw, limits: limits) }.resolve(context(for: index))
     }
 
     /// A parameter that does not depend on items (evaluated against the first item).
@@ -58,15 +64,65 @@ public struct NodeInput: Sendable {
     }
 
     static func resolve(_ value: JSONValue, _ context: ExpressionContext) throws -> JSONValue {
+        try CompiledParameter(value, limits: context.limits).resolve(context)
+    }
+}
+
+/// The per-run state that `NodeInput`'s copies share: one instance per run of a node.
+private final class RunCache: Sendable {
+    private let state = Mutex<(inputJSON: [JSONValue]?, parameters: [String: CompiledParameter])>((nil, [:]))
+
+    func inputJSON(_ make: () -> [JSONValue]) -> [JSONValue] {
+        if let built = state.withLock({ $0.inputJSON }) { return built }
+        let built = make()
+        state.withLock { $0.inputJSON = built }
+        return built
+    }
+
+    func parameter(_ name: String, _ make: () -> CompiledParameter) -> CompiledParameter {
+        if let built = state.withLock({ $0.parameters[name] }) { return built }
+        let built = make()
+        state.withLock { $0.parameters[name] = built }
+        return built
+    }
+}
+
+/// A parameter value with its templates parsed: literal JSON where there is no `{{ }}`.
+indirect enum CompiledParameter: Sendable {
+    case literal(JSONValue)
+    case template(Template)
+    /// A template that does not parse: the error is thrown where the value is needed.
+    case invalid(ExpressionError)
+    case array([CompiledParameter])
+    case object([String: CompiledParameter])
+
+    init(_ value: JSONValue, limits: ExpressionLimits) {
         switch value {
         case .string(let text) where Template.containsExpression(text) || text.contains("\\{{"):
-            return try Template.evaluate(text, context)
+            do { self = .template(try Template(text, limits: limits)) } catch { self = .invalid(error) }
         case .array(let items):
-            return .array(try items.map { try resolve($0, context) })
+            let compiled = items.map { CompiledParameter($0, limits: limits) }
+            self = compiled.allSatisfy(\.isLiteral) ? .literal(value) : .array(compiled)
         case .object(let fields):
-            return .object(try fields.mapValues { try resolve($0, context) })
+            let compiled = fields.mapValues { CompiledParameter($0, limits: limits) }
+            self = compiled.values.allSatisfy(\.isLiteral) ? .literal(value) : .object(compiled)
         default:
-            return value
+            self = .literal(value)
+        }
+    }
+
+    var isLiteral: Bool {
+        if case .literal = self { return true }
+        return false
+    }
+
+    func resolve(_ context: ExpressionContext) throws -> JSONValue {
+        switch self {
+        case .literal(let value): value
+        case .template(let template): try template.evaluate(context)
+        case .invalid(let error): throw error
+        case .array(let items): .array(try items.map { try $0.resolve(context) })
+        case .object(let fields): .object(try fields.mapValues { try $0.resolve(context) })
         }
     }
 }

@@ -51,10 +51,16 @@ struct Run: AsyncParsableCommand {
         var items = [Item(json: .object([:]))]
         if let input {
             let data = input == "-" ? FileHandle.standardInput.readDataToEndOfFile() : FileManager.default.contents(atPath: input)
-            guard let data, let value = try? JSONDecoder().decode(JSONValue.self, from: data) else {
-                throw ValidationError("the input is not valid JSON")
+            guard let data else { throw ValidationError("cannot read the input file \(input)") }
+            // The same strict parser as webhook bodies (not JSONDecoder): the same JSON is accepted
+            // everywhere, and a million items parse in seconds.
+            let value: JSONValue
+            do { value = try JSONValue(parsing: [UInt8](data)) } catch { throw ValidationError("the input is not valid JSON: \(error)") }
+            let values = value.arrayValue ?? [value]
+            guard values.allSatisfy({ $0.objectValue != nil }) else {
+                throw ValidationError("the input must be an object or an array of objects")
             }
-            items = (value.arrayValue ?? [value]).map { Item(json: $0) }
+            items = values.map { Item(json: $0) }
         }
         let result: RunResult
         do {

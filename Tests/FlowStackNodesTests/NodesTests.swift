@@ -86,6 +86,33 @@ import Testing
 
     let items = [Item(json: ["id": 1, "v": "a"]), Item(json: ["id": 2, "v": "b"]), Item(json: ["id": 1, "v": "c"])]
 
+    @Test("every item's context shares one list of the items, built once per run of the node")
+    func contextSharesTheItemList() throws {
+        let many = (0..<1000).map { Item(json: ["id": .number(Double($0))]) }
+        let input = NodeInput(node: WorkflowNode(name: "N", type: SetNode.descriptor.type, parameters: [:]), inputs: [many], base: ExpressionContext())
+        func storage(_ context: ExpressionContext) -> UnsafeRawPointer? { context.inputItems.withUnsafeBufferPointer { UnsafeRawPointer($0.baseAddress) } }
+        let first = input.context(for: 0), last = input.context(for: 999)
+        #expect(first.inputItems.count == 1000 && last.json == ["id": 999])
+        // The same storage, not an equal copy: a copy per item made a node quadratic in its items.
+        #expect(storage(first) != nil && storage(first) == storage(last))
+        var changed = input
+        changed.inputs = [Array(many.prefix(2))]
+        #expect(changed.context(for: 0).inputItems.count == 2)
+    }
+
+    @Test("a parameter's template is evaluated per item, and a broken one fails where it is used")
+    func compiledParameters() async throws {
+        let input = NodeInput(node: WorkflowNode(name: "N", type: SetNode.descriptor.type,
+                                                 parameters: ["fields": ["a": "{{ $json.id * 10 }}", "b": ["x", "{{ $itemIndex }}"], "c": "plain"],
+                                                              "bad": "{{ 1 + }}", "escaped": "\\{{ not }}"]),
+                              inputs: [items], base: ExpressionContext())
+        #expect(try input.parameter("fields", item: 1) == ["a": 20, "b": ["x", 1], "c": "plain"])
+        #expect(try input.parameter("fields", item: 2) == ["a": 10, "b": ["x", 2], "c": "plain"])
+        #expect(try input.parameter("escaped") == "{{ not }}")
+        #expect(throws: ExpressionError.self) { try input.parameter("bad") }
+        #expect(throws: ExpressionError.self) { try input.parameter("bad", item: 1) }
+    }
+
     @Test("set keeps or replaces fields")
     func set() async throws {
         #expect(try await run(SetNode(), ["fields": ["w": "{{ $json.v }}!"]], [[items[0]]]) == .items([[Item(json: ["id": 1, "v": "a", "w": "a!"])]]))

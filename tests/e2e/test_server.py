@@ -263,6 +263,10 @@ def test_cli_run_and_validate_a_workflow(tmp_path):
     assert ran.returncode == 0, ran.stderr
     assert json.loads(ran.stdout)[0]["greeting"] == "Hello Ada"
     assert "status: succeeded" in ran.stderr
+    # Bad input is refused with a clear error, by the same strict parser as webhook bodies.
+    for text, says in [('{"a": 1,}', "not valid JSON"), ('[1, 2]', "array of objects")]:
+        refused = subprocess.run([BIN, "run", example, "--input", "-"], input=text, capture_output=True, text=True, timeout=60)
+        assert refused.returncode != 0 and says in refused.stderr, (text, refused.returncode, refused.stderr)
     assert subprocess.run([BIN, "validate", example], capture_output=True, text=True).returncode == 0
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"name": "X", "nodes": [{"name": "A", "type": "flowstack.set"}], "edges": [{"from": "A", "to": "B"}]}))

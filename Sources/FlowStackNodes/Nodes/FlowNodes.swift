@@ -182,6 +182,7 @@ public struct DateTimeNode: NodeType {
 
     public func run(_ input: NodeInput) async throws -> NodeOutput {
         var output: [Item] = []
+        var formatters: [String: DateFormatter] = [:]
         for (index, item) in input.items.enumerated() {
             let field = try input.string("outputField", item: index, default: "date")
             guard !field.isEmpty else { throw NodeError("outputField must not be empty.", field: "outputField") }
@@ -193,10 +194,15 @@ public struct DateTimeNode: NodeType {
                 let date = try date(input, index)
                 let pattern = try input.string("format", item: index, default: "yyyy-MM-dd'T'HH:mm:ssXXX")
                 guard pattern.count <= 100 else { throw NodeError("format must be at most 100 characters.", field: "format") }
-                let formatter = DateFormatter()
-                formatter.locale = Locale(identifier: "en_US_POSIX")
-                formatter.timeZone = input.base.timeZone
-                formatter.dateFormat = pattern
+                // One formatter per pattern for the whole run: making one costs more than using it.
+                let formatter = formatters[pattern] ?? {
+                    let formatter = DateFormatter()
+                    formatter.locale = Locale(identifier: "en_US_POSIX")
+                    formatter.timeZone = input.base.timeZone
+                    formatter.dateFormat = pattern
+                    formatters[pattern] = formatter
+                    return formatter
+                }()
                 result = formatter.string(from: date)
             case let operation where operation == "add" || operation == "subtract":
                 let date = try date(input, index)

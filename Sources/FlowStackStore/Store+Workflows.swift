@@ -171,10 +171,12 @@ extension Store {
 
     /// The definition of one version (what an execution runs, even after later saves).
     public func workflowDefinition(versionID: String, orgID: String) async throws -> Workflow? {
-        let row = try await read { db in
-            try await db.raw("SELECT definition_sealed FROM workflow_versions WHERE id = \(bind: versionID)").first()
+        try await versions.value(for: orgID + "/" + versionID) { [self] in
+            let row = try await read { db in
+                try await db.raw("SELECT definition_sealed FROM workflow_versions WHERE id = \(bind: versionID)").first()
+            }
+            return try row.map { try openDefinition(try $0.bytes("definition_sealed"), versionID: versionID, orgID: orgID) }
         }
-        return try row.map { try openDefinition(try $0.bytes("definition_sealed"), versionID: versionID, orgID: orgID) }
     }
 
     /// Turns a workflow on or off and replaces its webhook routes; a path another workflow
@@ -219,6 +221,8 @@ extension Store {
         try await db.raw("DELETE FROM schedule_fires WHERE workflow_id = \(bind: id)").run()
         try await db.raw("DELETE FROM workflow_versions WHERE workflow_id = \(bind: id)").run()
         try await db.raw("DELETE FROM workflows WHERE id = \(bind: id)").run()
+        // Rare enough to forget every cached version rather than look up the deleted ones.
+        versions.removeAll()
     }
 
     /// Records that a schedule fired for `dueAt`; false when it already had (another replica,

@@ -13,6 +13,10 @@ public struct Store: Sendable {
     public let database: any Database
     public let sealer: Sealer
     public let clock: any WallClock
+    /// Opened workflow versions by org and version id. A version never changes once written, so
+    /// a claimed execution (and each sub-workflow call) need not read and unseal it again; the
+    /// lifetime bounds how long a deleted workflow's version is still served.
+    let versions = ExpiringCache<String, Workflow>(lifetime: .seconds(60), capacity: 2_000)
 
     public init(database: any Database, sealer: Sealer, clock: any WallClock = SystemWallClock()) {
         self.database = database

@@ -23,6 +23,32 @@ import Testing
         await store.database.close()
     }
 
+    @Test("an opened workflow version is kept, for its org only, until its workflow is deleted", arguments: Backend.allCases)
+    func versionCache(backend: Backend) async throws {
+        let database = try await TestDatabase.make(backend)
+        defer { database.remove() }
+        let store = try await database.openStore()
+        try await Migrations.apply(to: store.database, logger: Logger(label: "test"))
+        let definition = Workflow(name: "Cached", nodes: [WorkflowNode(name: "Manual", type: "flowstack.manualTrigger", parameters: [:])], edges: [])
+        let workflow = try await store.write { db in
+            let user = try await store.insertUser(email: "v@example.com", name: "V", passwordHash: "x", on: db)
+            let org = try await store.insertOrganization(name: "Org", owner: user.id, on: db)
+            let project = try await store.insertProject(orgID: org.id, name: "P", description: "", creator: user.id, on: db)
+            return try await store.insertWorkflow(orgID: org.id, projectID: project.id, definition: definition, creator: user.id, on: db)
+        }
+        #expect(try await store.workflowDefinition(versionID: workflow.versionID, orgID: workflow.orgID) == definition)
+        // Read from the cache: the row is no longer consulted (here it is made unreadable).
+        try await store.write { db in
+            try await db.raw("UPDATE workflow_versions SET definition_sealed = \(bind: Data(repeating: 0, count: 40)) WHERE id = \(bind: workflow.versionID)").run()
+        }
+        #expect(try await store.workflowDefinition(versionID: workflow.versionID, orgID: workflow.orgID) == definition)
+        // Another org's id is not served from the cache: it reads (and fails to open) the row.
+        await #expect(throws: (any Error).self) { _ = try await store.workflowDefinition(versionID: workflow.versionID, orgID: "org_other") }
+        try await store.write { db in try await store.deleteWorkflow(id: workflow.id, on: db) }
+        #expect(try await store.workflowDefinition(versionID: workflow.versionID, orgID: workflow.orgID) == nil)
+        await store.database.close()
+    }
+
     @Test("a taken e-mail is a typed conflict and changes nothing", arguments: Backend.allCases)
     func uniqueEmail(backend: Backend) async throws {
         let database = try await TestDatabase.make(backend)

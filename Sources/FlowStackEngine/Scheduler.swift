@@ -1,4 +1,5 @@
 import FlowStackCore
+import FlowStackNodes
 import FlowStackStore
 import Foundation
 import Logging
@@ -6,27 +7,47 @@ import ServiceLifecycle
 
 /// Starts executions of active workflows' Schedule triggers.
 ///
+/// Each trigger's next due time is a row of the `schedules` table, kept up to date when a
+/// workflow is activated, deactivated, saved or deleted; a pass reads only the rows that are due
+/// (an index range), so an idle server's cost does not grow with its active workflows.
+///
 /// Each due time fires once: the fire is recorded in `schedule_fires` (primary key workflow,
-/// node, due time) in the same transaction that accepts the execution, so a restart or a second
-/// replica cannot fire it again. Catch-up policy: after an outage, due times missed within
-/// `catchUpWindow` are collapsed into one execution for the most recent of them; older ones are
-/// skipped. A schedule that never fired starts counting from when the scheduler first saw it.
+/// node, due time) in the same transaction that accepts the execution and moves the trigger to
+/// its next due time, so a restart or a second replica cannot fire it again. Catch-up policy:
+/// after an outage, due times missed within `catchUpWindow` are collapsed into one execution for
+/// the most recent of them; older ones are skipped. A trigger counts from when its workflow was
+/// activated.
 public struct Scheduler: Service {
     let engine: ExecutionEngine
     let logger: Logger
     public var tick: TimeInterval = 1
     public var catchUpWindow: TimeInterval = 3600
+    /// Due triggers handled per pass at most; the rest wait for the next pass.
+    public var batch = 500
 
     public init(engine: ExecutionEngine, logger: Logger) {
         self.engine = engine
         self.logger = logger
     }
 
+    /// The Schedule triggers of a workflow definition (what `Store.setWorkflowActive` keeps).
+    public static func triggers(of definition: Workflow) -> [ScheduleTrigger] {
+        let zone = definition.settings.timezone.flatMap(TimeZone.init(identifier:)) ?? TimeZone(identifier: "UTC")!
+        return definition.nodes.compactMap { node in
+            guard node.type == ScheduleNode.descriptor.type, let rule = ScheduleRule(parameters: node.parameters) else { return nil }
+            return ScheduleTrigger(node: node.name, rule: rule, timeZone: zone)
+        }
+    }
+
     public func run() async throws {
-        var firstSeen: [String: Date] = [:]
+        do {
+            try await addMissingSchedules()
+        } catch {
+            logger.warning("adding the due times of active schedules failed", metadata: ["error": "\(String(describing: type(of: error)))"])
+        }
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
-                try await fireDue(firstSeen: &firstSeen)
+                try await fireDue()
             } catch {
                 logger.warning("scheduler pass failed", metadata: ["error": "\(String(describing: type(of: error)))"])
             }
@@ -34,55 +55,45 @@ public struct Scheduler: Service {
         }
     }
 
-    /// One pass: fires every schedule whose due time has come. Returns the executions started.
+    /// Gives active workflows saved before the `schedules` table existed their due times (once,
+    /// at start: the only pass over every active workflow).
+    public func addMissingSchedules() async throws {
+        for workflow in try await engine.store.activeWorkflows() {
+            let triggers = Self.triggers(of: workflow.definition)
+            if !triggers.isEmpty { _ = try await engine.store.addMissingSchedules(workflowID: workflow.id, triggers: triggers) }
+        }
+    }
+
+    /// One pass: fires every trigger whose due time has come. Returns the executions started.
     @discardableResult
-    public func fireDue(firstSeen: inout [String: Date]) async throws -> [ExecutionRecord] {
+    public func fireDue() async throws -> [ExecutionRecord] {
         let store = engine.store
         let now = store.now
         var started: [ExecutionRecord] = []
-        for workflow in try await store.activeWorkflows() {
-            let zone = workflow.definition.settings.timezone.flatMap(TimeZone.init(identifier:)) ?? TimeZone(identifier: "UTC")!
-            for node in workflow.definition.nodes where node.type == "flowstack.schedule" {
-                let key = "\(workflow.id)/\(node.name)"
-                let last = try await store.lastScheduleFire(workflowID: workflow.id, node: node.name)
-                let from = max(last ?? firstSeen[key, default: now], now.addingTimeInterval(-catchUpWindow))
-                if last == nil, firstSeen[key] == nil { firstSeen[key] = now }
-                guard let due = latestDue(node, after: from, upTo: now, in: zone) else { continue }
-                let record = ExecutionRecord(orgID: workflow.orgID, projectID: workflow.projectID, workflowID: workflow.id,
-                                             versionID: workflow.versionID, mode: .schedule, triggerNode: node.name, createdAt: now)
-                let item = Item(json: .object(["timestamp": .string(ISO8601.format(due)), "timezone": .string(zone.identifier)]))
-                let inserted: ExecutionRecord? = try await store.write { db in
-                    guard try await store.claimScheduleFire(workflowID: workflow.id, node: node.name, dueAt: due, executionID: record.id, on: db) else {
-                        return nil
-                    }
-                    return try await store.insertExecution(record, start: .start(trigger: node.name, items: [item]), leaseOwner: nil, leaseUntil: nil, on: db)
-                }
-                if let inserted { started.append(inserted) }
+        for due in try await store.dueSchedules(at: now, limit: batch) {
+            let workflow = try await store.workflow(id: due.workflowID)
+            let trigger = workflow.flatMap { $0.active ? Self.triggers(of: $0.definition).first { $0.node == due.node } : nil }
+            guard let workflow, let trigger else {
+                // The workflow or its trigger is gone: its row goes too.
+                try await store.write { db in _ = try await store.moveSchedule(workflowID: due.workflowID, node: due.node, from: due.dueAt, to: nil, on: db) }
+                continue
             }
+            let fire = trigger.rule.latest(from: max(due.dueAt, now.addingTimeInterval(-catchUpWindow)), upTo: now, in: trigger.timeZone)
+            let next = trigger.rule.next(after: now, in: trigger.timeZone)
+            let record = ExecutionRecord(orgID: workflow.orgID, projectID: workflow.projectID, workflowID: workflow.id,
+                                         versionID: workflow.versionID, mode: .schedule, triggerNode: trigger.node, createdAt: now)
+            let inserted: ExecutionRecord? = try await store.write { db in
+                // Moved by another replica since it was read: that replica fires it.
+                guard try await store.moveSchedule(workflowID: workflow.id, node: trigger.node, from: due.dueAt, to: next, on: db) else { return nil }
+                guard let fire, try await store.claimScheduleFire(workflowID: workflow.id, node: trigger.node, dueAt: fire, executionID: record.id, on: db) else {
+                    return nil
+                }
+                let item = Item(json: .object(["timestamp": .string(ISO8601.format(fire)), "timezone": .string(trigger.timeZone.identifier)]))
+                return try await store.insertExecution(record, start: .start(trigger: trigger.node, items: [item]), leaseOwner: nil, leaseUntil: nil, on: db)
+            }
+            if let inserted { started.append(inserted) }
         }
         if !started.isEmpty { engine.wake.yield() }
         return started
-    }
-
-    /// The latest due time in (from, now], if any.
-    func latestDue(_ node: WorkflowNode, after from: Date, upTo now: Date, in zone: TimeZone) -> Date? {
-        if let text = node.parameters["cron"]?.stringValue, let cron = try? CronExpression(text) {
-            var latest: Date?
-            var cursor = from
-            var steps = 0
-            while let next = cron.next(after: cursor, in: zone), next <= now, steps < 10_000 {
-                latest = next
-                cursor = next
-                steps += 1
-            }
-            return latest
-        }
-        if let seconds = node.parameters["intervalSeconds"]?.numberValue, seconds >= 1 {
-            // Interval schedules are aligned to the epoch so every replica agrees on the due times.
-            let due = (now.timeIntervalSince1970 / seconds).rounded(.down) * seconds
-            let date = Date(timeIntervalSince1970: due)
-            return date > from ? date : nil
-        }
-        return nil
     }
 }

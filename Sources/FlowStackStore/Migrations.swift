@@ -201,6 +201,18 @@ public enum Migrations {
             // address's does (its row is forgotten).
             "ALTER TABLE users ADD COLUMN last_failed_login_at {int}",
         ]),
+        Migration(version: 8, name: "schedule due times", statements: [
+            // The next due time of each Schedule trigger of an active workflow, kept up to date on
+            // activate, deactivate, save and delete, so a scheduler pass reads only what is due
+            // (through the index) instead of every active workflow. Only ids and a time: the
+            // trigger's rule stays in the sealed definition.
+            """
+            CREATE TABLE schedules (
+                workflow_id TEXT NOT NULL, node TEXT NOT NULL, next_due_at {int} NOT NULL,
+                PRIMARY KEY (workflow_id, node))
+            """,
+            "CREATE INDEX schedules_due ON schedules (next_due_at)",
+        ]),
     ]
 
     /// Applies the migrations not yet applied, in order, each in its own transaction.

@@ -181,7 +181,24 @@ extension Store {
 
     /// Turns a workflow on or off and replaces its webhook routes; a path another workflow
     /// serves is refused.
-    public func setWorkflowActive(id: String, active: Bool, webhooks: [WebhookRoute], on db: any SQLDatabase) async throws {
+    /// `schedules` are its Schedule triggers: their due times are kept in `schedules` while it is
+    /// active. A trigger that was already due and has not fired yet keeps its due time (a save
+    /// does not skip it); others count from now.
+    public func setWorkflowActive(id: String, active: Bool, webhooks: [WebhookRoute], schedules: [ScheduleTrigger],
+                                  on db: any SQLDatabase) async throws {
+        let now = self.now
+        let pending = try await db.raw("SELECT node, next_due_at FROM schedules WHERE workflow_id = \(bind: id)").all()
+            .reduce(into: [String: Date]()) { $0[try $1.string("node")] = try $1.date("next_due_at") }
+        try await db.raw("DELETE FROM schedules WHERE workflow_id = \(bind: id)").run()
+        if active {
+            for trigger in schedules {
+                let due = pending[trigger.node].flatMap { $0 <= now ? $0 : nil } ?? trigger.rule.next(after: now, in: trigger.timeZone)
+                guard let due else { continue }
+                try await db.raw("""
+                    INSERT INTO schedules (workflow_id, node, next_due_at) VALUES (\(bind: id), \(bind: trigger.node), \(bind: due.millisecondsSince1970))
+                    """).run()
+            }
+        }
         try await db.raw("DELETE FROM webhooks WHERE workflow_id = \(bind: id)").run()
         if active {
             for route in webhooks {
@@ -217,6 +234,7 @@ extension Store {
     }
 
     public func deleteWorkflow(id: String, on db: any SQLDatabase) async throws {
+        try await db.raw("DELETE FROM schedules WHERE workflow_id = \(bind: id)").run()
         try await db.raw("DELETE FROM webhooks WHERE workflow_id = \(bind: id)").run()
         try await db.raw("DELETE FROM schedule_fires WHERE workflow_id = \(bind: id)").run()
         try await db.raw("DELETE FROM workflow_versions WHERE workflow_id = \(bind: id)").run()
@@ -250,6 +268,60 @@ extension Store {
     }
 
     /// The last due time a schedule fired for, if any.
+    /// A Schedule trigger whose due time has come.
+    public struct DueSchedule: Sendable, Equatable {
+        public var workflowID: String
+        public var node: String
+        public var dueAt: Date
+    }
+
+    /// The triggers due at `now`, earliest first (through the index: nothing else is read).
+    public func dueSchedules(at now: Date, limit: Int) async throws -> [DueSchedule] {
+        try await read { db in
+            try await db.raw("""
+                SELECT workflow_id, node, next_due_at FROM schedules WHERE next_due_at <= \(bind: now.millisecondsSince1970)
+                ORDER BY next_due_at LIMIT \(bind: limit)
+                """).all().map { DueSchedule(workflowID: try $0.string("workflow_id"), node: try $0.string("node"), dueAt: try $0.date("next_due_at")) }
+        }
+    }
+
+    /// Moves a trigger's due time from `from` to `to` (nil: drops the trigger); false when it was
+    /// no longer at `from` (another replica moved it, or the workflow changed).
+    public func moveSchedule(workflowID: String, node: String, from: Date, to: Date?, on db: any SQLDatabase) async throws -> Bool {
+        let rows: [any SQLRow]
+        if let to {
+            rows = try await db.raw("""
+                UPDATE schedules SET next_due_at = \(bind: to.millisecondsSince1970)
+                WHERE workflow_id = \(bind: workflowID) AND node = \(bind: node) AND next_due_at = \(bind: from.millisecondsSince1970)
+                RETURNING node
+                """).all()
+        } else {
+            rows = try await db.raw("""
+                DELETE FROM schedules WHERE workflow_id = \(bind: workflowID) AND node = \(bind: node) AND next_due_at = \(bind: from.millisecondsSince1970)
+                RETURNING node
+                """).all()
+        }
+        return !rows.isEmpty
+    }
+
+    /// Adds the due times of an active workflow's triggers that have none (for workflows
+    /// activated before the table existed); returns how many it added.
+    public func addMissingSchedules(workflowID: String, triggers: [ScheduleTrigger]) async throws -> Int {
+        let now = self.now
+        return try await write { db in
+            var added = 0
+            for trigger in triggers {
+                guard let due = trigger.rule.next(after: now, in: trigger.timeZone) else { continue }
+                let rows = try await db.raw("""
+                    INSERT INTO schedules (workflow_id, node, next_due_at) VALUES (\(bind: workflowID), \(bind: trigger.node), \(bind: due.millisecondsSince1970))
+                    ON CONFLICT DO NOTHING RETURNING node
+                    """).all()
+                added += rows.count
+            }
+            return added
+        }
+    }
+
     public func lastScheduleFire(workflowID: String, node: String) async throws -> Date? {
         try await read { db in
             try await db.raw("""

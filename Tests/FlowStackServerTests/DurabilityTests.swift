@@ -199,24 +199,81 @@ import Testing
                 let org = try await store.insertOrganization(name: "Org", owner: user.id, on: db)
                 let project = try await store.insertProject(orgID: org.id, name: "P", description: "", creator: user.id, on: db)
                 let workflow = try await store.insertWorkflow(orgID: org.id, projectID: project.id, definition: scheduled, creator: user.id, on: db)
-                try await store.setWorkflowActive(id: workflow.id, active: true, webhooks: [], on: db)
+                try await store.setWorkflowActive(id: workflow.id, active: true, webhooks: [], schedules: Scheduler.triggers(of: scheduled), on: db)
                 return workflow
             }
             let replicaA = Scheduler(engine: app.engine, logger: .init(label: "a"))
             let replicaB = Scheduler(engine: app.engine, logger: .init(label: "b"))
-            var seenA: [String: Date] = [:], seenB: [String: Date] = [:]
-            #expect(try await replicaA.fireDue(firstSeen: &seenA).isEmpty)
+            #expect(try await replicaA.fireDue().isEmpty)
             app.clock.advance(by: 61)
-            let fired = try await replicaA.fireDue(firstSeen: &seenA)
+            let fired = try await replicaA.fireDue()
             #expect(fired.count == 1)
-            #expect(try await replicaB.fireDue(firstSeen: &seenB).isEmpty)
-            #expect(try await replicaA.fireDue(firstSeen: &seenA).isEmpty)
+            #expect(try await replicaB.fireDue().isEmpty)
+            #expect(try await replicaA.fireDue().isEmpty)
             // An outage of five minutes: caught up with one execution, not five.
             app.clock.advance(by: 300)
-            var fresh: [String: Date] = [:]
-            #expect(try await Scheduler(engine: app.engine, logger: .init(label: "restarted")).fireDue(firstSeen: &fresh).count == 1)
+            #expect(try await Scheduler(engine: app.engine, logger: .init(label: "restarted")).fireDue().count == 1)
             let executions = try await store.executions(projectID: workflow.projectID, filter: .init(mode: .schedule), before: nil, limit: 10)
             #expect(executions.count == 2)
+        }
+    }
+
+    @Test("the due times follow activation, saves and deletion; a pass reads only the triggers that are due", arguments: Backend.allCases)
+    func scheduleTable(_ backend: Backend) async throws {
+        let app = try await TestApp.make(backend)
+        try await app.test(worker: false) { _ in
+            let store = app.store
+            let scheduled = Workflow(name: "Tick", nodes: [
+                // Once a year (New Year's midnight), so within this test only the other one is due.
+                WorkflowNode(name: "Yearly", type: ScheduleNode.descriptor.type, parameters: ["cron": "0 0 1 1 *"]),
+                WorkflowNode(name: "Every 10 s", type: ScheduleNode.descriptor.type, parameters: ["intervalSeconds": 10]),
+                WorkflowNode(name: "Do", type: NoOpNode.descriptor.type),
+            ], edges: [Edge(from: "Yearly", to: "Do"), Edge(from: "Every 10 s", to: "Do")])
+            let hookOnly = Workflow(name: "Hook", nodes: [WorkflowNode(name: "Hook", type: WebhookNode.descriptor.type, parameters: ["path": "only"])], edges: [])
+            func rows() async throws -> [String] {
+                try await store.read { db in
+                    try await db.raw("SELECT node FROM schedules ORDER BY node").all().map { try $0.decode(column: "node", as: String.self) }
+                }
+            }
+            let (workflow, hook) = try await store.write { db in
+                let user = try await store.insertUser(email: "o@example.com", name: "O", passwordHash: "x", on: db)
+                let org = try await store.insertOrganization(name: "Org", owner: user.id, on: db)
+                let project = try await store.insertProject(orgID: org.id, name: "P", description: "", creator: user.id, on: db)
+                let workflow = try await store.insertWorkflow(orgID: org.id, projectID: project.id, definition: scheduled, creator: user.id, on: db)
+                let hook = try await store.insertWorkflow(orgID: org.id, projectID: project.id, definition: hookOnly, creator: user.id, on: db)
+                try await store.setWorkflowActive(id: workflow.id, active: true, webhooks: [], schedules: Scheduler.triggers(of: scheduled), on: db)
+                try await store.setWorkflowActive(id: hook.id, active: true, webhooks: [], schedules: Scheduler.triggers(of: hookOnly), on: db)
+                return (workflow, hook)
+            }
+            // An active workflow without schedules has no row: the scheduler never reads it.
+            #expect(try await rows() == ["Every 10 s", "Yearly"])
+            #expect(try await store.dueSchedules(at: store.now, limit: 10).isEmpty)
+            app.clock.advance(by: 11)
+            #expect(try await store.dueSchedules(at: store.now, limit: 10).map(\.node) == ["Every 10 s"])
+            // A save while a trigger is due keeps its due time: the save does not skip it.
+            let saved = try await store.write { db in
+                let saved = try await store.saveWorkflowVersion(workflow, definition: scheduled, expectedVersionID: workflow.versionID, creator: nil, on: db)
+                try await store.setWorkflowActive(id: saved.id, active: true, webhooks: [], schedules: Scheduler.triggers(of: scheduled), on: db)
+                return saved
+            }
+            let scheduler = Scheduler(engine: app.engine, logger: .init(label: "s"))
+            #expect(try await scheduler.fireDue().map(\.triggerNode) == ["Every 10 s"])
+            #expect(try await store.dueSchedules(at: store.now, limit: 10).isEmpty)
+            // Deactivated: no row, nothing fires however long it waits.
+            try await store.write { db in try await store.setWorkflowActive(id: saved.id, active: false, webhooks: [], schedules: Scheduler.triggers(of: scheduled), on: db) }
+            #expect(try await rows().isEmpty)
+            app.clock.advance(by: 120)
+            #expect(try await scheduler.fireDue().isEmpty)
+            // A workflow active before the table existed gets its rows when the scheduler starts.
+            try await store.write { db in
+                try await store.setWorkflowActive(id: saved.id, active: true, webhooks: [], schedules: Scheduler.triggers(of: scheduled), on: db)
+                try await db.raw("DELETE FROM schedules").run()
+            }
+            try await scheduler.addMissingSchedules()
+            #expect(try await rows() == ["Every 10 s", "Yearly"])
+            try await store.write { db in try await store.deleteWorkflow(id: saved.id, on: db) }
+            #expect(try await rows().isEmpty)
+            _ = hook
         }
     }
 }

@@ -133,7 +133,8 @@ struct WorkflowController {
                 var saved = try await store.saveWorkflowVersion(workflow, definition: definition, expectedVersionID: expected, creator: creator, on: db)
                 if saved.active {
                     // An active workflow serves its new webhooks at once.
-                    try await store.setWorkflowActive(id: saved.id, active: true, webhooks: try WebhookPaths.routes(of: saved), on: db)
+                    try await store.setWorkflowActive(id: saved.id, active: true, webhooks: try WebhookPaths.routes(of: saved),
+                                                      schedules: Scheduler.triggers(of: saved.definition), on: db)
                     saved.active = true
                 }
                 try await store.appendAudit(AuditRecord(orgID: access.project.orgID, action: "workflow.updated", resourceType: "workflow",
@@ -180,10 +181,11 @@ struct WorkflowController {
         let (loaded, access) = try await load(context, .workflowEdit)
         var workflow = loaded
         let routes = try WebhookPaths.routes(of: workflow)
+        let schedules = Scheduler.triggers(of: workflow.definition)
         let actor = context.auditActor
         do {
             try await api.store.write { [store = api.store, id = workflow.id] db in
-                try await store.setWorkflowActive(id: id, active: active, webhooks: routes, on: db)
+                try await store.setWorkflowActive(id: id, active: active, webhooks: routes, schedules: schedules, on: db)
                 try await store.appendAudit(AuditRecord(orgID: access.project.orgID, action: active ? "workflow.activated" : "workflow.deactivated",
                                                         resourceType: "workflow", resourceID: id, details: [:]), actor: actor, on: db)
             }

@@ -18,6 +18,8 @@ public struct SandboxLimits: Sendable {
     /// Children kept warm and the most that run at once.
     public var warm: Int = 2
     public var maximum: Int = 8
+    /// How long a child beyond `warm` is kept idle after a burst before it is stopped.
+    public var idleLifetime: Duration = .seconds(60)
 
     public init() {}
 }
@@ -38,7 +40,10 @@ public enum SandboxError: Error, Sendable, CustomStringConvertible {
 public actor SandboxPool: CodeRunning {
     public let executable: String
     public let limits: SandboxLimits
-    private var idle: [SandboxChild] = []
+    /// Idle children, the most recently used last (taken first), with when each became idle.
+    private var idle: [(child: SandboxChild, since: ContinuousClock.Instant)] = []
+    /// Whether a task is waiting to stop the children a burst left beyond `warm`.
+    private var trimming = false
     private let slots: RunSlots
     /// What the most recent child reported it enforces (network namespace, seccomp, …).
     public private(set) var protections: [String: JSONValue] = [:]
@@ -59,7 +64,7 @@ public actor SandboxPool: CodeRunning {
     /// Starts the warm children (and checks that the sandbox works at all).
     public func warmUp() async throws {
         while idle.count < limits.warm {
-            idle.append(try await spawn())
+            idle.append((try await spawn(), .now))
         }
     }
 
@@ -72,7 +77,7 @@ public actor SandboxPool: CodeRunning {
         defer { slots.release() }
         let child: SandboxChild
         if let warm = idle.popLast() {
-            child = warm
+            child = warm.child
         } else {
             child = try await spawn()
         }
@@ -81,7 +86,8 @@ public actor SandboxPool: CodeRunning {
         let outcome = await child.run(request, limits: limits, broker: broker)
         switch outcome {
         case .answered(let response):
-            idle.append(child)
+            idle.append((child, .now))
+            if idle.count > limits.warm { scheduleTrim() }
             return response
         case .killed(let response):
             child.terminate()
@@ -98,8 +104,32 @@ public actor SandboxPool: CodeRunning {
 
     /// Stops every idle child.
     public func shutdown() {
-        for child in idle { child.terminate() }
+        for entry in idle { entry.child.terminate() }
         idle.removeAll()
+    }
+
+    /// Idle children now (for tests).
+    public var idleCount: Int { idle.count }
+
+    /// After a burst, the children beyond `warm` are stopped once they have been idle for
+    /// `idleLifetime`: a burst does not leave its processes (and their memory) behind for good.
+    private func scheduleTrim() {
+        guard !trimming else { return }
+        trimming = true
+        Task { [limits] in
+            try? await Task.sleep(for: limits.idleLifetime)
+            self.trim()
+        }
+    }
+
+    private func trim() {
+        trimming = false
+        let now = ContinuousClock.now
+        // The oldest idle children are at the front.
+        while idle.count > limits.warm, let oldest = idle.first, now - oldest.since >= limits.idleLifetime {
+            idle.removeFirst().child.terminate()
+        }
+        if idle.count > limits.warm { scheduleTrim() }
     }
 }
 

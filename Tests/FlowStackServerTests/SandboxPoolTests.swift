@@ -258,6 +258,30 @@ final class OrderLog: Sendable {
         await pool.shutdown()
     }
 
+    @Test("children a burst started beyond the warm ones are stopped after their idle lifetime", .timeLimit(.minutes(1)))
+    func burstChildrenAreStopped() async throws {
+        var limits = SandboxLimits()
+        limits.warm = 1
+        limits.idleLifetime = .milliseconds(300)
+        let pool = SandboxPool(executable: sandboxExecutable, limits: limits)
+        try await pool.warmUp()
+        let request = CodeRequest(code: "let t = Date.now(); while (Date.now() - t < 200) {} return []", mode: .all, items: [], env: [:],
+                                  timeLimitMs: 5000, maxOutputBytes: 10_000, maxLogBytes: 1000,
+                                  context: .init(executionId: "e", workflowId: "w", workflowName: "W", nodeName: "C"))
+        // Four at once: three more children than the one kept warm.
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            for _ in 0..<4 { group.addTask { try await pool.run(request).ok } }
+            for try await ok in group { #expect(ok) }
+        }
+        // At least one child beyond the warm one (a run may reuse a child another has just returned).
+        #expect(await pool.idleCount > 1)
+        for _ in 0..<100 where await pool.idleCount > 1 { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(await pool.idleCount == 1)
+        // The one kept still runs code.
+        #expect(try await pool.run(request).ok)
+        await pool.shutdown()
+    }
+
     @Test("while sandbox children live, other programs the server runs are still seen to finish", .timeLimit(.minutes(1)))
     func otherProcessesFinish() async throws {
         let pool = SandboxPool(executable: sandboxExecutable)

@@ -23,6 +23,15 @@ import Testing
         await store.database.close()
     }
 
+    @Test("the PostgreSQL pool starts no keep-alive timer and only a short idle timer per lease")
+    func poolTimers() throws {
+        // Each timer is a Task.sleep; cancelled, it still holds its task until its deadline, so
+        // long timers per lease made memory grow with the lease rate (RELIABILITY.md, queued).
+        let options = try PostgresStore.configuration(url: "postgres://u@127.0.0.1:5432/db").options
+        #expect(options.keepAliveBehavior == nil)
+        #expect(options.connectionIdleTimeout <= .seconds(5))
+    }
+
     @Test("an opened workflow version is kept, for its org only, until its workflow is deleted", arguments: Backend.allCases)
     func versionCache(backend: Backend) async throws {
         let database = try await TestDatabase.make(backend)

@@ -71,29 +71,43 @@ public struct Scheduler: Service {
         let now = store.now
         var started: [ExecutionRecord] = []
         for due in try await store.dueSchedules(at: now, limit: batch) {
-            let workflow = try await store.workflow(id: due.workflowID)
-            let trigger = workflow.flatMap { $0.active ? Self.triggers(of: $0.definition).first { $0.node == due.node } : nil }
-            guard let workflow, let trigger else {
-                // The workflow or its trigger is gone: its row goes too.
-                try await store.write { db in _ = try await store.moveSchedule(workflowID: due.workflowID, node: due.node, from: due.dueAt, to: nil, on: db) }
-                continue
+            // One trigger that fails (a definition that does not open, a refused insert) is
+            // logged and skipped: the due rows come earliest first, so throwing here would stop
+            // every schedule behind it on every pass.
+            do {
+                if let inserted = try await fire(due, at: now) { started.append(inserted) }
+            } catch {
+                logger.warning("a scheduled trigger failed", metadata: ["workflow": "\(due.workflowID)", "node": "\(due.node)",
+                                                                        "error": "\(String(describing: type(of: error)))"])
             }
-            let fire = trigger.rule.latest(from: max(due.dueAt, now.addingTimeInterval(-catchUpWindow)), upTo: now, in: trigger.timeZone)
-            let next = trigger.rule.next(after: now, in: trigger.timeZone)
-            let record = ExecutionRecord(orgID: workflow.orgID, projectID: workflow.projectID, workflowID: workflow.id,
-                                         versionID: workflow.versionID, mode: .schedule, triggerNode: trigger.node, createdAt: now)
-            let inserted: ExecutionRecord? = try await store.write { db in
-                // Moved by another replica since it was read: that replica fires it.
-                guard try await store.moveSchedule(workflowID: workflow.id, node: trigger.node, from: due.dueAt, to: next, on: db) else { return nil }
-                guard let fire, try await store.claimScheduleFire(workflowID: workflow.id, node: trigger.node, dueAt: fire, executionID: record.id, on: db) else {
-                    return nil
-                }
-                let item = Item(json: .object(["timestamp": .string(ISO8601.format(fire)), "timezone": .string(trigger.timeZone.identifier)]))
-                return try await store.insertExecution(record, start: .start(trigger: trigger.node, items: [item]), leaseOwner: nil, leaseUntil: nil, on: db)
-            }
-            if let inserted { started.append(inserted) }
         }
         if !started.isEmpty { engine.wake.yield() }
         return started
+    }
+
+    /// Fires one due trigger and moves it to its next due time; nil when nothing was started.
+    private func fire(_ due: Store.DueSchedule, at now: Date) async throws -> ExecutionRecord? {
+        let store = engine.store
+        let workflow = try await store.workflow(id: due.workflowID)
+        let trigger = workflow.flatMap { $0.active ? Self.triggers(of: $0.definition).first { $0.node == due.node } : nil }
+        guard let workflow, let trigger else {
+            // The workflow or its trigger is gone: its row goes too.
+            try await store.write { db in _ = try await store.moveSchedule(workflowID: due.workflowID, node: due.node, from: due.dueAt, to: nil, on: db) }
+            return nil
+        }
+        let fire = trigger.rule.latest(from: max(due.dueAt, now.addingTimeInterval(-catchUpWindow)), upTo: now, in: trigger.timeZone)
+        let next = trigger.rule.next(after: now, in: trigger.timeZone)
+        let record = ExecutionRecord(orgID: workflow.orgID, projectID: workflow.projectID, workflowID: workflow.id,
+                                     versionID: workflow.versionID, mode: .schedule, triggerNode: trigger.node, createdAt: now)
+        let inserted: ExecutionRecord? = try await store.write { db in
+            // Moved by another replica since it was read: that replica fires it.
+            guard try await store.moveSchedule(workflowID: workflow.id, node: trigger.node, from: due.dueAt, to: next, on: db) else { return nil }
+            guard let fire, try await store.claimScheduleFire(workflowID: workflow.id, node: trigger.node, dueAt: fire, executionID: record.id, on: db) else {
+                return nil
+            }
+            let item = Item(json: .object(["timestamp": .string(ISO8601.format(fire)), "timezone": .string(trigger.timeZone.identifier)]))
+            return try await store.insertExecution(record, start: .start(trigger: trigger.node, items: [item]), leaseOwner: nil, leaseUntil: nil, on: db)
+        }
+        return inserted
     }
 }

@@ -321,14 +321,6 @@ extension Store {
             return added
         }
     }
-
-    public func lastScheduleFire(workflowID: String, node: String) async throws -> Date? {
-        try await read { db in
-            try await db.raw("""
-                SELECT MAX(due_at) AS due FROM schedule_fires WHERE workflow_id = \(bind: workflowID) AND node = \(bind: node)
-                """).first().flatMap { try $0.optionalDate("due") }
-        }
-    }
 }
 
 /// What an `Idempotency-Key` names when a request carrying it arrives.

@@ -218,6 +218,34 @@ import Testing
         }
     }
 
+    @Test("a trigger whose workflow cannot be read does not stop the other schedules", arguments: Backend.allCases)
+    func schedulePoison(_ backend: Backend) async throws {
+        let app = try await TestApp.make(backend)
+        try await app.test(worker: false) { _ in
+            let store = app.store
+            let every10 = Workflow(name: "Ten", nodes: [
+                WorkflowNode(name: "Every 10 s", type: ScheduleNode.descriptor.type, parameters: ["intervalSeconds": 10]),
+            ], edges: [])
+            let (broken, healthy) = try await store.write { db in
+                let user = try await store.insertUser(email: "o@example.com", name: "O", passwordHash: "x", on: db)
+                let org = try await store.insertOrganization(name: "Org", owner: user.id, on: db)
+                let project = try await store.insertProject(orgID: org.id, name: "P", description: "", creator: user.id, on: db)
+                let broken = try await store.insertWorkflow(orgID: org.id, projectID: project.id, definition: every10, creator: user.id, on: db)
+                let healthy = try await store.insertWorkflow(orgID: org.id, projectID: project.id, definition: every10, creator: user.id, on: db)
+                for workflow in [broken, healthy] {
+                    try await store.setWorkflowActive(id: workflow.id, active: true, webhooks: [], schedules: Scheduler.triggers(of: every10), on: db)
+                }
+                // A definition that no longer opens (as after a lost key).
+                try await db.raw("UPDATE workflow_versions SET definition_sealed = \(bind: Data(repeating: 0, count: 40)) WHERE id = \(bind: broken.versionID)").run()
+                return (broken, healthy)
+            }
+            app.clock.advance(by: 11)
+            let fired = try await Scheduler(engine: app.engine, logger: .init(label: "s")).fireDue()
+            #expect(fired.map(\.workflowID) == [healthy.id])
+            _ = broken
+        }
+    }
+
     @Test("the due times follow activation, saves and deletion; a pass reads only the triggers that are due", arguments: Backend.allCases)
     func scheduleTable(_ backend: Backend) async throws {
         let app = try await TestApp.make(backend)

@@ -1,9 +1,27 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Parses RFC 3339 / JSON Schema `date-time` values exactly: `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`,
 /// with any number of fraction digits and any valid offset (schemathesis found Foundation's
 /// ISO 8601 parser refusing valid ones such as `.627232+22:55`).
 public enum RFC3339 {
+    /// ISO 8601 in UTC with milliseconds (`2026-11-29T00:20:50.733Z`), formatted by hand:
+    /// it runs for every timestamp of every response.
+    public static func format(_ date: Date) -> String {
+        let milliseconds = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
+        var seconds = time_t(milliseconds >= 0 ? milliseconds / 1000 : (milliseconds - 999) / 1000)
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        let ms = Int((milliseconds % 1000 + 1000) % 1000)
+        func pad(_ value: Int32, _ width: Int) -> String {
+            let text = String(value)
+            return text.count >= width ? text : String(repeating: "0", count: width - text.count) + text
+        }
+        return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(pad(Int32(ms), 3))Z"
+    }
+
     public static func parse(_ text: String) -> Date? {
         let chars = Array(text.utf8)
         var i = 0

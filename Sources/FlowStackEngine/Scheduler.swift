@@ -105,7 +105,7 @@ public struct Scheduler: Service {
             guard let fire, try await store.claimScheduleFire(workflowID: workflow.id, node: trigger.node, dueAt: fire, executionID: record.id, on: db) else {
                 return nil
             }
-            let item = Item(json: .object(["timestamp": .string(ISO8601.format(fire)), "timezone": .string(trigger.timeZone.identifier)]))
+            let item = Item(json: .object(["timestamp": .string(RFC3339.format(fire)), "timezone": .string(trigger.timeZone.identifier)]))
             return try await store.insertExecution(record, start: .start(trigger: trigger.node, items: [item]), leaseOwner: nil, leaseUntil: nil, on: db)
         }
         return inserted

@@ -343,7 +343,7 @@ final class Evaluator {
         switch value {
         case .undefined: return .null
         case .json(let v): return v
-        case .date(let d): return .string(ISO8601.format(d))
+        case .date(let d): return .string(RFC3339.format(d))
         case .function, .namespace:
             throw ExpressionError(.runtime, "A function or built-in object cannot be used as a value", at: position)
         }

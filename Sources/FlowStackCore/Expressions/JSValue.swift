@@ -99,7 +99,7 @@ extension JSValue {
             case .string(let s): s
             case .array, .object: v.jsonText
             }
-        case .date(let d): ISO8601.format(d)
+        case .date(let d): RFC3339.format(d)
         case .function: "function"
         case .namespace: "[object]"
         }
@@ -137,15 +137,3 @@ extension JSValue {
     }
 }
 
-public enum ISO8601 {
-    public static func format(_ date: Date) -> String {
-        date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
-            .replacingOccurrences(of: "+0000", with: "Z")
-    }
-
-    public static func parse(_ text: String) -> Date? {
-        if let d = try? Date(text, strategy: .iso8601) { return d }
-        let withFraction = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
-        return try? withFraction.parse(text)
-    }
-}

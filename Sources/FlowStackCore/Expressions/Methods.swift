@@ -289,7 +289,7 @@ enum Methods {
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = e.context.timeZone
         switch name {
-        case "toISO", "toISOString", "toString": return .string(ISO8601.format(d))
+        case "toISO", "toISOString", "toString": return .string(RFC3339.format(d))
         case "toISODate":
             let c = calendar.dateComponents([.year, .month, .day], from: d)
             return .string(String(format: "%04d-%02d-%02d", c.year ?? 0, c.month ?? 0, c.day ?? 0))
@@ -393,7 +393,7 @@ enum Methods {
             default: return .json(.array([]))
             }
         case "Date.now": return .number((e.context.now.timeIntervalSince1970 * 1000).rounded())
-        case "Date.parse": return .number(ISO8601.parse(a0.asString).map { ($0.timeIntervalSince1970 * 1000).rounded() } ?? .nan)
+        case "Date.parse": return .number(RFC3339.parse(a0.asString).map { ($0.timeIntervalSince1970 * 1000).rounded() } ?? .nan)
         default:
             if name.hasPrefix("Math.") { return try math(String(name.dropFirst(5)), args, at: position) }
             throw ExpressionError(.runtime, "\(name) is not a function", at: position)

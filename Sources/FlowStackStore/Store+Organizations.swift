@@ -3,7 +3,7 @@ import Foundation
 import SQLKit
 
 extension Store {
-    public static func organization(from row: any SQLRow) throws -> Organization {
+    static func organization(from row: any SQLRow) throws -> Organization {
         Organization(id: try row.string("id"), name: try row.string("name"),
                      plan: Plan(rawValue: try row.string("plan")) ?? .free, createdAt: try row.date("created_at"))
     }
@@ -25,14 +25,16 @@ extension Store {
                 VALUES (\(bind: orgID), \(bind: userID), \(bind: role.rawValue), \(bind: now.millisecondsSince1970))
                 """).run()
         } catch where isUniqueViolation(error) {
-            throw FlowStackError.conflict("already_member", "The user is already a member of this organization.")
+            throw StoreError.alreadyMember
         }
     }
 
     public func organization(id: String) async throws -> Organization? {
-        try await read { db in
-            try await db.raw("SELECT id, name, plan, created_at FROM organizations WHERE id = \(bind: id)").first().map(Self.organization(from:))
-        }
+        try await read { [self] db in try await organization(id: id, on: db) }
+    }
+
+    public func organization(id: String, on db: any SQLDatabase) async throws -> Organization? {
+        try await db.raw("SELECT id, name, plan, created_at FROM organizations WHERE id = \(bind: id)").first().map(Self.organization(from:))
     }
 
     /// The organizations a user belongs to, with the user's role in each.
@@ -85,20 +87,20 @@ extension Store {
 
     /// Changes a member's role; the last owner cannot be demoted.
     public func setMemberRole(orgID: String, userID: String, role: OrgRole, on db: any SQLDatabase) async throws {
-        guard let current = try await memberRole(orgID: orgID, userID: userID, on: db) else { throw FlowStackError.notFound }
+        guard let current = try await memberRole(orgID: orgID, userID: userID, on: db) else { throw StoreError.notFound }
         let owners = try await ownerCount(orgID: orgID, on: db)
         if current == .owner && role != .owner && owners <= 1 {
-            throw FlowStackError.conflict("last_owner", "An organization must keep at least one owner.", field: "role")
+            throw StoreError.lastOwner
         }
         try await db.raw("UPDATE memberships SET role = \(bind: role.rawValue) WHERE org_id = \(bind: orgID) AND user_id = \(bind: userID)").run()
     }
 
     /// Removes a member (and their project roles and API keys in this organization).
     public func removeMember(orgID: String, userID: String, on db: any SQLDatabase) async throws {
-        guard let current = try await memberRole(orgID: orgID, userID: userID, on: db) else { throw FlowStackError.notFound }
+        guard let current = try await memberRole(orgID: orgID, userID: userID, on: db) else { throw StoreError.notFound }
         let owners = try await ownerCount(orgID: orgID, on: db)
         if current == .owner && owners <= 1 {
-            throw FlowStackError.conflict("last_owner", "An organization must keep at least one owner.")
+            throw StoreError.lastOwner
         }
         try await db.raw("DELETE FROM memberships WHERE org_id = \(bind: orgID) AND user_id = \(bind: userID)").run()
         try await db.raw("""

@@ -32,7 +32,7 @@ extension Store {
                         \(bind: now.millisecondsSince1970), \(bind: now.millisecondsSince1970))
                 """).run()
         } catch where isUniqueViolation(error) {
-            throw FlowStackError.conflict("email_taken", "An account with this e-mail address already exists.", field: "email")
+            throw StoreError.emailTaken
         }
         return user
     }
@@ -75,7 +75,7 @@ extension Store {
                 WHERE id = \(bind: userID)
                 RETURNING failed_logins, locked_until
                 """).first()
-            else { throw FlowStackError.invalidCredentials }
+            else { throw StoreError.noRowReturned }
             let attempt = Int(try row.int("failed_logins"))
             if let until = try row.optionalDate("locked_until") {
                 return .locked(until: until)
@@ -106,7 +106,7 @@ extension Store {
                     updated_at = \(bind: now)
                 RETURNING failures, locked_until
                 """).first()
-            guard let row else { throw FlowStackError.invalidCredentials }
+            guard let row else { throw StoreError.noRowReturned }
             let attempt = Int(try row.int("failures"))
             if let until = try row.optionalDate("locked_until") { return .locked(until: until) }
             if attempt > maxFailures { return .locked(until: Date(millisecondsSince1970: now)) }

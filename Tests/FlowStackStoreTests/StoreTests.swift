@@ -67,8 +67,8 @@ import Testing
         do {
             _ = try await store.write { db in try await store.insertUser(email: "a@example.com", name: "B", passwordHash: "h", on: db) }
             Issue.record("duplicate e-mail accepted")
-        } catch let error as FlowStackError {
-            #expect(error.code == "email_taken")
+        } catch let error as StoreError {
+            #expect(error == .emailTaken)
         }
         #expect(try await store.countUsers() == 1)
         await store.database.close()

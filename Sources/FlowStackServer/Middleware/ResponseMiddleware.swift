@@ -29,6 +29,10 @@ struct ResponseMiddleware<Context: RequestContext>: RouterMiddleware {
                     response = Self.translate(.notFound)
                 }
             }
+        } catch let error as StoreError {
+            response = FlowStackError(error).response()
+        } catch let error as WorkflowStoreError {
+            response = FlowStackError(error).response()
         } catch let error as any HTTPResponseError {
             if error.status == .notFound, let allowed = routes?.methods(for: request.uri.path) {
                 response = FlowStackError(status: 405, code: "method_not_allowed", message: "The endpoint supports \(allowed.joined(separator: ", ")).").response()

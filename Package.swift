@@ -20,6 +20,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/vapor/sql-kit", from: "3.36.0"),
         .package(url: "https://github.com/vapor/postgres-kit", from: "2.17.0"),
+        // Already built for postgres-kit; named for LISTEN/NOTIFY and the pool Store uses directly.
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
         .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
@@ -95,8 +97,13 @@ let package = Package(
                 .product(name: "SQLKit", package: "sql-kit"),
                 "CSQLite",
                 .product(name: "PostgresKit", package: "postgres-kit"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -125,8 +132,22 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "FlowStackApp",
+            dependencies: [
+                "FlowStackCore",
+                "FlowStackCrypto",
+                "FlowStackStore",
+                "FlowStackEngine",
+                "FlowStackNodes",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "FlowStackServer",
             dependencies: [
+                "FlowStackApp",
                 "FlowStackCore",
                 "FlowStackCrypto",
                 "FlowStackStore",
@@ -135,6 +156,7 @@ let package = Package(
                 "FlowStackSandbox",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -149,11 +171,17 @@ let package = Package(
             name: "flowstack",
             dependencies: [
                 "FlowStackServer",
+                "FlowStackApp",
+                "FlowStackCore",
+                "FlowStackCrypto",
+                "FlowStackStore",
                 "FlowStackNodes",
                 "FlowStackEngine",
                 "FlowStackSandbox",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -161,11 +189,19 @@ let package = Package(
             name: "FlowStackTesting",
             dependencies: [
                 "FlowStackServer",
+                "FlowStackApp",
+                "FlowStackCore",
+                "FlowStackCrypto",
+                "FlowStackStore",
                 "FlowStackEngine",
                 "FlowStackNodes",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "PostgresKit", package: "postgres-kit"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -190,8 +226,13 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "FlowStackAppTests",
+            dependencies: ["FlowStackApp"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "FlowStackServerTests",
-            dependencies: ["FlowStackServer", "FlowStackTesting", "FlowStackSandbox", .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            dependencies: ["FlowStackServer", "FlowStackApp", "FlowStackTesting", "FlowStackSandbox", .product(name: "NIOSSL", package: "swift-nio-ssl"),
                            .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "NIOPosix", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),

@@ -17,7 +17,7 @@ struct EngineServices: NodeServices {
               let target = try await store.workflow(id: id), target.projectID == callerWorkflow.projectID else {
             throw NodeError("No workflow '\(id)' in this project.", field: "workflowId")
         }
-        guard let trigger = target.definition.nodes.first(where: { $0.type == "flowstack.executeWorkflowTrigger" }) else {
+        guard let trigger = target.definition.nodes.first(where: { $0.type == ExecuteWorkflowTriggerNode.descriptor.type }) else {
             throw NodeError("The workflow '\(target.name)' has no Execute Workflow Trigger.", field: "workflowId")
         }
         if wait {

@@ -73,6 +73,13 @@ public final class ExecutionEngine: Service, Sendable {
         self.connections = ConnectionBroker(store: store, fetcher: fetcher, logger: logger)
         self.keeper = LeaseKeeper(flushAfter: configuration.flushAfter, heartbeat: configuration.heartbeatInterval)
         (wakeStream, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        store.changes.subscribe { [variableCache] change in
+            switch change {
+            case .variables(let projectID): variableCache.remove(projectID)
+            case .everything: variableCache.removeAll()
+            case .identities, .workflows: break
+            }
+        }
     }
 
     public var driver: WorkflowDriver {
@@ -135,10 +142,6 @@ public final class ExecutionEngine: Service, Sendable {
         try await variableCache.value(for: projectID) { [store] in try await store.variableMap(projectID: projectID) } ?? [:]
     }
 
-    /// Forgets cached variables after a change.
-    public func variablesChanged(projectID: String) {
-        variableCache.remove(projectID)
-    }
 
     // MARK: The worker
 
@@ -148,10 +151,8 @@ public final class ExecutionEngine: Service, Sendable {
         // Discarding: a finished run's task leaves nothing behind (a plain group keeps each
         // child's result until someone awaits it, which the worker never does).
         await withDiscardingTaskGroup { group in
-            if let postgres = store.database as? PostgresStore {
-                // New work is claimed the moment it is committed; the poll below is the safety net.
-                group.addTask { [wake] in await postgres.listen(channel: Store.executionChannel) { wake.yield() } }
-            }
+            // New work is claimed the moment it is committed (PostgreSQL); the poll below is the safety net.
+            group.addTask { [wake, store] in await store.listen(Store.executionChannel) { _ in wake.yield() } }
             group.addTask { [wake, configuration] in
                 // A periodic tick, so leases that expire and waits that end are noticed.
                 while !Task.isCancelled {
@@ -233,7 +234,7 @@ public final class ExecutionEngine: Service, Sendable {
         let storeJournal = StoreJournal(store: store, record: record, nextSeq: max(record.events, journal.count),
                                         leaseDuration: configuration.leaseDuration, pendingStart: pending ? journal.first?.event : nil,
                                         owner: configuration.workerID, reply: reply,
-                                        respondNodes: Set(definition.nodes.filter { $0.type == "flowstack.respondToWebhook" }.map(\.name)),
+                                        respondNodes: RespondToWebhookNode.nodes(in: definition),
                                         limits: StoreJournal.Limits(configuration), logger: logger, leaseSent: leaseSent)
         var current = record
         if machine.status.isFinished {
@@ -321,7 +322,7 @@ public final class ExecutionEngine: Service, Sendable {
     private func startErrorWorkflow(_ id: String, failed: ExecutionRecord, workflowName: String) async {
         do {
             guard let target = try await store.workflow(id: id), target.projectID == failed.projectID,
-                  let trigger = target.definition.nodes.first(where: { $0.type == "flowstack.errorTrigger" }) else {
+                  let trigger = target.definition.nodes.first(where: { $0.type == ErrorTriggerNode.descriptor.type }) else {
                 logger.warning("error workflow not started: not found in the project or without an Error Trigger", metadata: ["execution": "\(failed.id)"])
                 return
             }

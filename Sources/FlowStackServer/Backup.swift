@@ -1,9 +1,9 @@
+import FlowStackCore
 import Crypto
 import FlowStackCrypto
 import FlowStackStore
 import Foundation
 import Logging
-import SQLKit
 
 /// What a backup holds besides the database: enough to check, before restoring, that the keys at
 /// hand are the right ones. Never any key material: the sealed check values only open with it.
@@ -40,21 +40,15 @@ public enum Backups {
             throw BackupError("\(directory) exists and is not empty")
         }
         try SecureFile.makeDirectory(directory)
-        let checks = try await store.read { db in
-            try await db.raw("SELECT key_id, purpose, sealed FROM key_checks ORDER BY key_id").all().map { row in
-                BackupManifest.KeyCheck(keyId: try row.decode(column: "key_id", as: String.self), purpose: try row.decode(column: "purpose", as: String.self),
-                                        sealed: try row.decode(column: "sealed", as: Data.self).base64EncodedString())
-            }
+        let checks = try await store.keyChecks().map {
+            BackupManifest.KeyCheck(keyId: $0.keyID, purpose: $0.purpose, sealed: $0.sealed.base64EncodedString())
         }
-        let schema = try await store.read { db in
-            try await db.raw("SELECT MAX(version) AS v FROM schema_migrations").first()?.decode(column: "v", as: Int.self) ?? 0
-        }
+        let schema = try await store.schemaVersion()
         let file: String
         switch settings.resolvedDatabase {
         case .sqlite:
-            guard let sqlite = store.database as? SQLiteStore else { throw BackupError("the database is not SQLite") }
             file = "flowstack.sqlite"
-            try await sqlite.snapshot(to: (directory as NSString).appendingPathComponent(file))
+            try await store.snapshot(to: (directory as NSString).appendingPathComponent(file))
         case .postgres(let url):
             file = "flowstack.pgdump"
             let (dbname, password) = try Tool.splitPassword(url)

@@ -1,3 +1,4 @@
+import FlowStackApp
 import FlowStackCore
 import FlowStackCrypto
 import FlowStackEngine
@@ -23,12 +24,13 @@ public struct RunningServer: Sendable {
 /// The composition root: builds the API router and the listeners from settings.
 public enum FlowStackApplication {
     /// The public API's router, over an opened store. Tests drive it in-process.
+    ///
+    /// Route groups, each with its own middleware: the health probes; the API (`/api/v1`: JSON
+    /// bodies, rate limits, authentication), whose authenticated routes run in `APIContext`;
+    /// webhooks (their own authentication and limits); and the OAuth2 callback.
     public static func makeRouter(store: Store, settings: ServerSettings, logger: Logger, engine: ExecutionEngine) async throws -> Router<FlowStackRequestContext> {
-        let auth = try await AuthService(store: store, settings: settings, logger: logger)
-        let setupFile = (settings.dataDirectory as NSString).appendingPathComponent("setup-token")
-        let api = API(store: store, auth: auth, access: Access(store: store), settings: settings, logger: logger,
-                      setup: SetupService(store: store, tokenFile: setupFile), engine: engine,
-                      limiter: RateLimiter(clock: store.clock))
+        let app = try await UseCases(store: store, engine: engine, settings: settings.resolvedApp, logger: logger)
+        let api = API(app: app, settings: settings, logger: logger, limiter: RateLimiter(clock: store.clock), webhooks: WebhookCache(changes: store.changes, lifetime: settings.webhookCacheLifetime))
         let router = Router(context: FlowStackRequestContext.self)
         let routes = RouteTable()
         router.add(middleware: ResponseMiddleware(routes: routes))
@@ -38,24 +40,31 @@ public enum FlowStackApplication {
             router.add(middleware: WebhookOriginMiddleware(webhookPort: settings.webhookPort, webhookHost: settings.webhookHost,
                                                            webhookBaseURL: settings.webhookBaseURL))
         }
-        router.add(middleware: RateLimitMiddleware(phase: .address, limiter: api.limiter, edge: settings.edge))
-        router.add(middleware: AuthMiddleware(auth: auth))
-        router.add(middleware: RateLimitMiddleware(phase: .identity, limiter: api.limiter, edge: settings.edge))
         HealthController(store: store, engine: engine, workerStall: .milliseconds(Int64((settings.databaseTimeouts.call.inSeconds + 5) * 1000)))
             .addRoutes(to: router)
+
         let v1 = router.group("api/v1")
+            .add(middleware: JSONBodyMiddleware())
+            .add(middleware: RateLimitMiddleware(phase: .address, limiter: api.limiter, edge: settings.edge))
+            .add(middleware: AuthMiddleware(auth: app.auth))
+            .add(middleware: RateLimitMiddleware(phase: .identity, limiter: api.limiter, edge: settings.edge))
         OpenAPIController().addRoutes(to: v1)
-        AuthController(api: api).addRoutes(to: v1)
-        OrganizationController(api: api).addRoutes(to: v1)
-        ProjectController(api: api).addRoutes(to: v1)
-        APIKeyController(api: api).addRoutes(to: v1)
-        AuditController(api: api).addRoutes(to: v1)
-        WorkflowController(api: api).addRoutes(to: v1)
-        ExecutionController(api: api).addRoutes(to: v1)
-        VariableController(api: api).addRoutes(to: v1)
-        ConnectionController(api: api).addRoutes(to: v1, root: router)
-        SecurityReportController(api: api).addRoutes(to: v1)
+        AuthController(api: api).addPublicRoutes(to: v1)
+        OrganizationController(api: api).addPublicRoutes(to: v1)
+        let authenticated = v1.group(context: APIContext.self)
+        AuthController(api: api).addRoutes(to: authenticated)
+        OrganizationController(api: api).addRoutes(to: authenticated)
+        ProjectController(api: api).addRoutes(to: authenticated)
+        APIKeyController(api: api).addRoutes(to: authenticated)
+        AuditController(api: api).addRoutes(to: authenticated)
+        WorkflowController(api: api).addRoutes(to: authenticated)
+        ExecutionController(api: api).addRoutes(to: authenticated)
+        VariableController(api: api).addRoutes(to: authenticated)
+        ConnectionController(api: api).addRoutes(to: authenticated)
+        SecurityReportController(api: api).addRoutes(to: authenticated)
+
         WebhookController(api: api).addRoutes(to: router)
+        ConnectionController(api: api).addCallbackRoutes(to: router.group("oauth2"))
         routes.load(from: router)
         return router
     }
@@ -77,8 +86,7 @@ public enum FlowStackApplication {
         let store = try await Bootstrap.openStore(settings: settings, logger: logger, clock: clock)
         let certificate = try Bootstrap.certificate(settings: settings, logger: logger)
         let tls = try Bootstrap.tlsConfiguration(certificatePath: certificate.certificatePath, keyPath: certificate.keyPath)
-        let setupFile = (settings.dataDirectory as NSString).appendingPathComponent("setup-token")
-        let setupToken = try await SetupService(store: store, tokenFile: setupFile).prepare()
+        let setupToken = try await SetupService(store: store, tokenFile: settings.resolvedApp.setupTokenFile).prepare()
         let policy: AddressPolicy
         do {
             policy = try AddressPolicy(allow: settings.httpAllow)
@@ -126,6 +134,7 @@ public enum FlowStackApplication {
             store.sealer.setReloader { try? keyringSource.load() }
         }
         services.append(KeyringWatcher(store: store, source: keyringSource, logger: logger))
+        services.append(ChangeListener(store: store))
         services.append(engine)
         services.append(Scheduler(engine: engine, logger: logger))
         return RunningServer(services: services, store: store, setupToken: setupToken,
@@ -187,8 +196,8 @@ struct HousekeepingService: Service {
     func run() async throws {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
-                try await store.deleteExpiredSessions(idleTimeout: settings.sessionIdleTimeout)
-                try await store.deleteStaleLoginFailures(olderThan: settings.lockoutDuration)
+                try await store.deleteExpiredSessions(idleTimeout: settings.app.sessionIdleTimeout)
+                try await store.deleteStaleLoginFailures(olderThan: settings.app.lockoutDuration)
             } catch {
                 logger.warning("housekeeping failed", metadata: ["error": "\(String(describing: error).prefix(300))"])
             }

@@ -18,20 +18,8 @@ enum JSON {
         return encoder
     }()
 
-    /// ISO 8601 in UTC with milliseconds (`2026-11-29T00:20:50.733Z`), formatted by hand:
-    /// it runs for every timestamp of every response.
-    static func format(_ date: Date) -> String {
-        let milliseconds = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
-        var seconds = time_t(milliseconds >= 0 ? milliseconds / 1000 : (milliseconds - 999) / 1000)
-        var parts = tm()
-        gmtime_r(&seconds, &parts)
-        let ms = Int((milliseconds % 1000 + 1000) % 1000)
-        func pad(_ value: Int32, _ width: Int) -> String {
-            let text = String(value)
-            return text.count >= width ? text : String(repeating: "0", count: width - text.count) + text
-        }
-        return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(pad(Int32(ms), 3))Z"
-    }
+    /// The one date format of every answer (`RFC3339.format`).
+    static func format(_ date: Date) -> String { RFC3339.format(date) }
 
     static func response(_ status: HTTPResponse.Status = .ok, _ value: some Encodable, headers: HTTPFields = [:]) throws -> Response {
         var headers = headers
@@ -50,7 +38,7 @@ enum JSON {
 
     /// Decodes a JSON request body: the content type must be JSON (415), the body within the size
     /// limit (413), nested no deeper than the limit and well-formed (400 naming the problem).
-    static func decode<T: Decodable>(_ type: T.Type, from request: Request, context: FlowStackRequestContext, maxBytes: Int, maxDepth: Int) async throws -> T {
+    static func decode<T: Decodable>(_ type: T.Type, from request: Request, context: some RequestContext, maxBytes: Int, maxDepth: Int) async throws -> T {
         guard isJSONContentType(request.headers[.contentType]) else {
             throw FlowStackError(status: 415, code: "unsupported_media_type", message: "The request body must be application/json.")
         }

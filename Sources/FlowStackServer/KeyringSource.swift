@@ -1,3 +1,4 @@
+import FlowStackCore
 import FlowStackCrypto
 import FlowStackStore
 import Foundation

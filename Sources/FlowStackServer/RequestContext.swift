@@ -1,29 +1,11 @@
+import FlowStackApp
 import FlowStackCore
-import FlowStackStore
 import Foundation
 import Hummingbird
 import NIOCore
 
-/// Who is making a request, once authenticated.
-public struct Identity: Sendable {
-    public enum Method: Sendable {
-        case session(Session, csrfToken: String)
-        /// An API key, with its creator's membership of the key's organization (nil once they left).
-        case apiKey(APIKey, membership: (organization: Organization, role: OrgRole)?)
-    }
-    public var user: User
-    public var method: Method
-
-    public var credential: Credential {
-        switch method {
-        case .session: .session
-        case .apiKey(let key, _): .apiKey(scope: key.scope, projectId: key.projectID)
-        }
-    }
-}
-
-/// The request context of the public API: the client's address and, after the auth
-/// middleware, the identity or the reason there is none.
+/// The request context of every route: the client's address and, on the API's routes after the
+/// auth middleware, the identity or the reason there is none.
 public struct FlowStackRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     /// The peer address of the connection.
@@ -47,17 +29,22 @@ public struct FlowStackRequestContext: RequestContext {
 
     public var maxUploadSize: Int { 1 << 20 }
 
-    /// The authenticated identity, or the 401 explaining why there is none.
-    public func requireIdentity() throws -> Identity {
-        if let identity { return identity }
-        throw authFailure ?? FlowStackError.unauthenticated
+    /// Where the request came from, for use cases that take no identity.
+    public var client: Client { Client(ip: clientIP, userAgent: userAgent) }
+}
+
+/// The context of the API's authenticated routes: made only when the request has an identity,
+/// so every handler there has a caller. A request without one gets the 401 explaining why.
+public struct APIContext: ChildRequestContext {
+    public typealias ParentContext = FlowStackRequestContext
+    public var coreContext: CoreRequestContextStorage
+    public let caller: Caller
+
+    public init(context: FlowStackRequestContext) throws {
+        guard let identity = context.identity else { throw context.authFailure ?? FlowStackError.unauthenticated }
+        self.coreContext = context.coreContext
+        self.caller = Caller(identity: identity, client: context.client)
     }
 
-    public var auditActor: AuditActor {
-        switch identity?.method {
-        case .session: AuditActor(kind: .user, id: identity?.user.id, ip: clientIP, userAgent: userAgent)
-        case .apiKey(let key, _): AuditActor(kind: .apiKey, id: key.id, ip: clientIP, userAgent: userAgent)
-        case nil: AuditActor(kind: .anonymous, id: nil, ip: clientIP, userAgent: userAgent)
-        }
-    }
+    public var maxUploadSize: Int { 1 << 20 }
 }

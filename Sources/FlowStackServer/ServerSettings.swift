@@ -1,3 +1,4 @@
+import FlowStackApp
 import FlowStackCore
 import FlowStackEngine
 import FlowStackStore
@@ -22,7 +23,6 @@ public struct ServerSettings: Sendable {
     public var database: DatabaseLocation?
     /// Deadlines of database calls and, on PostgreSQL, of FlowStack's sessions.
     public var databaseTimeouts = DatabaseTimeouts()
-    public var allowSignup = false
     public var tlsCertificatePath: String?
     public var tlsKeyPath: String?
     /// Path of a keyring file, or the keyring JSON itself (for secrets injected by environment).
@@ -31,32 +31,21 @@ public struct ServerSettings: Sendable {
     /// A command whose standard output is the keyring JSON (a KMS or vault CLI), run at start.
     public var keyringCommand: String?
 
-    public var sessionIdleTimeout: TimeInterval = 24 * 3600
     /// The address users reach this server at (for OAuth2 redirect URIs); by default
     /// `https://<host>:<port>`.
     public var publicURL: String?
-    /// Key-encryption keys older than this are listed as due for rotation in security reports.
-    public var keyRotationDays = 90
-    public var sessionAbsoluteLifetime: TimeInterval = 7 * 24 * 3600
-    public var lockoutThreshold = 10
-    public var lockoutDuration: TimeInterval = 30 * 60
-    /// Failed authentication attempts one IP may make per window before 429.
-    public var ipFailureLimit = 30
-    public var ipFailureWindow: TimeInterval = 15 * 60
-    public var apiKeyRotationDays = 90
-    /// How long an API-key lookup is cached: a key revoked through another server stops working
-    /// here within this time (through this server, at once).
-    public var apiKeyCacheLifetime: Duration = .seconds(1)
-    public var invitationLifetime: TimeInterval = 7 * 24 * 3600
+    /// How long a webhook path's workflow is cached; announced workflow changes clear it on
+    /// every replica at once, so this bounds only a missed announcement.
+    public var webhookCacheLifetime: Duration = .seconds(1)
     public var maxBodyBytes = 1 << 20
     public var maxJSONDepth = 32
     /// Peers whose X-Forwarded-For header is believed; nobody's by default.
     public var trustedProxies: Set<String> = []
-    /// argon2id memory in KiB (≥ 19 MiB).
-    public var passwordHashMemoryKiB: UInt32 = 19 * 1024
 
     /// The execution engine's leases, polling and concurrency.
     public var engine = EngineConfiguration()
+    /// The identity and tenancy rules the use cases apply (lockout, sessions, keys, sign-up).
+    public var app = AppSettings()
     /// The `flowstack-sandbox` executable for Code nodes (default: next to the running binary).
     public var sandboxPath: String?
     /// Hosts and CIDR ranges the HTTP Request node may reach although they are private.
@@ -66,6 +55,17 @@ public struct ServerSettings: Sendable {
     public var edge = EdgeSettings()
 
     public init() {}
+
+    /// The use cases' settings, with what they take from the server's (URLs, files, deadlines).
+    public var resolvedApp: AppSettings {
+        var app = self.app
+        let base = publicURL ?? "https://\(host):\(port)"
+        app.oauthRedirectURI = base.trimmingCharacters(in: CharacterSet(charactersIn: "/")) + "/oauth2/callback"
+        app.setupTokenFile = (dataDirectory as NSString).appendingPathComponent("setup-token")
+        // After this long, a key whose execution was never written belongs to a request that died.
+        app.idempotencyStaleAfter = max(engine.leaseDuration, databaseTimeouts.call.inSeconds + 5)
+        return app
+    }
 
     /// The engine's configuration, with what it takes from the server's settings.
     public var engineConfiguration: EngineConfiguration {

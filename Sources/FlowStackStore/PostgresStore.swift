@@ -214,22 +214,21 @@ public final class PostgresStore: Database, @unchecked Sendable {
     /// Inserts committed so far and the statements that took (for tests and benchmarks).
     var insertStatistics: (inserts: Int, statements: Int) { batcher.statistics }
 
-    /// Calls `onNotification` for every NOTIFY on `channel` (and once each time listening starts, so
-    /// nothing sent while the connection was down is missed), until the task is cancelled.
-    /// Reconnects after a failure; polling covers the gap.
-    public func listen(channel: String, onNotification: @escaping @Sendable () -> Void) async {
+    /// Calls `onPayload` with each NOTIFY's payload on `channel`, and with nil each time listening
+    /// (re)starts: whatever was sent while not listening is unknown. Reconnects after a failure.
+    func listen(channel: String, onPayload: @escaping @Sendable (String?) -> Void) async {
         while !Task.isCancelled {
             do {
                 try await client.withConnection { connection in
                     try Self.checkOpen(connection)
                     try await connection.listen(on: channel) { notifications in
-                        onNotification()
-                        for try await _ in notifications { onNotification() }
+                        onPayload(nil)
+                        for try await notification in notifications { onPayload(notification.payload) }
                     }
                 }
             } catch {
                 if Task.isCancelled { return }
-                logger.warning("listening for new executions failed; retrying", metadata: ["error": "\(String(describing: type(of: error)))"])
+                logger.warning("listening on \(channel) failed; retrying", metadata: ["error": "\(String(describing: type(of: error)))"])
             }
             try? await Task.sleep(for: .seconds(1))
         }

@@ -22,6 +22,10 @@ extension Store {
         return invitation
     }
 
+    public func invitation(tokenHash: String) async throws -> Invitation? {
+        try await read { [self] db in try await invitation(tokenHash: tokenHash, on: db) }
+    }
+
     public func invitation(tokenHash: String, on db: any SQLDatabase) async throws -> Invitation? {
         guard let row = try await db.raw("""
             SELECT id, org_id, role, email_sealed, invited_by, created_at, expires_at, accepted_at

@@ -49,9 +49,11 @@ extension Store {
     // MARK: Instance settings
 
     public func setting(_ name: String) async throws -> String? {
-        try await read { db in
-            try await db.raw("SELECT value FROM instance_settings WHERE name = \(bind: name)").first()?.string("value")
-        }
+        try await read { [self] db in try await setting(name, on: db) }
+    }
+
+    public func setting(_ name: String, on db: any SQLDatabase) async throws -> String? {
+        try await db.raw("SELECT value FROM instance_settings WHERE name = \(bind: name)").first()?.string("value")
     }
 
     public func setSetting(_ name: String, _ value: String?, on db: any SQLDatabase) async throws {

@@ -17,11 +17,14 @@ public struct Store: Sendable {
     /// a claimed execution (and each sub-workflow call) need not read and unseal it again; the
     /// lifetime bounds how long a deleted workflow's version is still served.
     let versions = ExpiringCache<String, Workflow>(lifetime: .seconds(60), capacity: 2_000)
+    /// Announced changes, delivered to this process's caches (`write(announcing:_:)`, `ChangeListener`).
+    public let changes: ChangeBus
 
     public init(database: any Database, sealer: Sealer, clock: any WallClock = SystemWallClock()) {
         self.database = database
         self.sealer = sealer
         self.clock = clock
+        self.changes = ChangeBus()
     }
 
     public var now: Date { clock.now() }
@@ -33,6 +36,27 @@ public struct Store: Sendable {
     public func write<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
         try await database.write(body)
     }
+
+    /// A write whose `changes` other readers must see: on PostgreSQL they are sent with the
+    /// transaction (NOTIFY, delivered to every replica when it commits), and in this process they
+    /// are delivered as soon as it has committed. Nothing is announced when `body` throws.
+    public func write<T: Sendable>(announcing changes: [Change], _ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+        let notify = database.kind == .postgres
+        let result = try await database.write { db in
+            let result = try await body(db)
+            if notify {
+                for change in Set(changes) {
+                    try await db.raw("SELECT pg_notify(\(literal: Self.changeChannel), \(bind: change.payload))").run()
+                }
+            }
+            return result
+        }
+        for change in changes { self.changes.deliver(change) }
+        return result
+    }
+
+    /// The PostgreSQL channel changes are announced on.
+    public static let changeChannel = "flowstack_changes"
 }
 
 extension SQLRow {

@@ -10,6 +10,7 @@ import Hummingbird
 import HummingbirdTesting
 import Logging
 import NIOCore
+import Synchronization
 
 /// The public API over a fresh database, driven in-process through the real router and
 /// middleware, with a clock the test moves.
@@ -21,6 +22,9 @@ public final class TestApp: @unchecked Sendable {
     public let settings: ServerSettings
     public let router: Router<FlowStackRequestContext>
     public let engine: ExecutionEngine
+    /// Whether `test` removes the database afterwards (a replica's database is its primary's).
+    let ownsDatabase: Bool
+    private let listening = Mutex(false)
 
     public static func make(_ backend: Backend, configure: (inout ServerSettings) -> Void = { _ in },
                             codeRunner: (any CodeRunning)? = nil, fetcher: (any OutboundFetching)? = nil) async throws -> TestApp {
@@ -37,26 +41,49 @@ public final class TestApp: @unchecked Sendable {
         let engine = ExecutionEngine(store: store, configuration: settings.engineConfiguration, logger: Logger(label: "test"),
                                      codeRunner: codeRunner, fetcher: fetcher)
         let router = try await FlowStackApplication.makeRouter(store: store, settings: settings, logger: Logger(label: "test"), engine: engine)
-        return TestApp(database: database, store: store, clock: clock, settings: settings, router: router, engine: engine)
+        return TestApp(database: database, store: store, clock: clock, settings: settings, router: router, engine: engine, ownsDatabase: true)
+    }
+
+    /// A second replica: its own store (same keyring), engine, caches and router over this app's
+    /// database, as another `flowstack serve` would be. Run its `test` inside this app's.
+    public func replica() async throws -> TestApp {
+        let store = try await database.openStore(keyring: self.store.sealer.keyring, clock: clock)
+        var configuration = settings.engineConfiguration
+        configuration.workerID = "replica-" + Identifier.make("w")
+        let engine = ExecutionEngine(store: store, configuration: configuration, logger: Logger(label: "replica"))
+        let router = try await FlowStackApplication.makeRouter(store: store, settings: settings, logger: Logger(label: "replica"), engine: engine)
+        return TestApp(database: database, store: store, clock: clock, settings: settings, router: router, engine: engine, ownsDatabase: false)
     }
 
     init(database: TestDatabase, store: Store, clock: ManualClock, settings: ServerSettings, router: Router<FlowStackRequestContext>,
-         engine: ExecutionEngine) {
+         engine: ExecutionEngine, ownsDatabase: Bool) {
         self.database = database
         self.store = store
         self.clock = clock
         self.settings = settings
         self.router = router
         self.engine = engine
+        self.ownsDatabase = ownsDatabase
+    }
+
+    /// Waits (up to `timeout`) until this app hears other replicas' announcements (PostgreSQL).
+    public func awaitListening(timeout: Duration = .seconds(10)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while !listening.withLock({ $0 }) {
+            guard ContinuousClock.now < deadline else { throw FixtureError("the change listener did not start within \(timeout)") }
+            try await Task.sleep(for: .milliseconds(10))
+        }
     }
 
     /// Runs `body` with a client for the app (and the engine's worker running), then closes the database.
     public func test<T: Sendable>(worker: Bool = true, _ body: @Sendable (APIClient) async throws -> T) async throws -> T {
         let app = Application(router: router)
         let engine = self.engine
+        let listener = ChangeListener(store: store) { [self] in self.listening.withLock { $0 = true } }
         do {
             let result = try await withThrowingTaskGroup(of: T?.self) { group in
                 if worker { group.addTask { try await engine.run(); return nil } }
+                group.addTask { await listener.listen(); return nil }
                 let result = try await app.test(.router) { client in
                     try await body(APIClient(client: client))
                 }
@@ -64,11 +91,11 @@ public final class TestApp: @unchecked Sendable {
                 return result
             }
             await store.database.close()
-            database.remove()
+            if ownsDatabase { database.remove() }
             return result
         } catch {
             await store.database.close()
-            database.remove()
+            if ownsDatabase { database.remove() }
             throw error
         }
     }

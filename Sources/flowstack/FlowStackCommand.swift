@@ -1,5 +1,6 @@
 import ArgumentParser
 import Configuration
+import FlowStackApp
 import FlowStackCore
 import FlowStackServer
 import FlowStackStore
@@ -170,20 +171,20 @@ struct Serve: AsyncParsableCommand {
         settings.host = f.string(forKey: "host", default: settings.host)
         settings.port = f.int(forKey: "port", default: settings.port)
         settings.httpPort = f.int(forKey: "httpPort")
-        settings.allowSignup = f.bool(forKey: "allowSignup", default: false)
+        settings.app.allowSignup = f.bool(forKey: "allowSignup", default: false)
         settings.tlsCertificatePath = f.string(forKey: "tlsCert")
         settings.tlsKeyPath = f.string(forKey: "tlsKey")
         settings.publicURL = f.string(forKey: "publicUrl")
         settings.webhookPort = f.int(forKey: "webhookPort")
         settings.webhookPublicURL = f.string(forKey: "webhookPublicUrl")
-        settings.keyRotationDays = f.int(forKey: "keyRotationDays", default: settings.keyRotationDays)
+        settings.app.keyRotationDays = f.int(forKey: "keyRotationDays", default: settings.app.keyRotationDays)
         settings.trustedProxies = Set(f.stringArray(forKey: "trustedProxies", default: []))
-        settings.sessionIdleTimeout = f.double(forKey: "sessionIdleTimeoutSeconds", default: settings.sessionIdleTimeout)
-        settings.sessionAbsoluteLifetime = f.double(forKey: "sessionAbsoluteLifetimeSeconds", default: settings.sessionAbsoluteLifetime)
-        settings.ipFailureLimit = f.int(forKey: "ipFailureLimit", default: settings.ipFailureLimit)
-        settings.ipFailureWindow = f.double(forKey: "ipFailureWindowSeconds", default: settings.ipFailureWindow)
-        settings.lockoutThreshold = f.int(forKey: "lockoutThreshold", default: settings.lockoutThreshold)
-        settings.lockoutDuration = f.double(forKey: "lockoutDurationSeconds", default: settings.lockoutDuration)
+        settings.app.sessionIdleTimeout = f.double(forKey: "sessionIdleTimeoutSeconds", default: settings.app.sessionIdleTimeout)
+        settings.app.sessionAbsoluteLifetime = f.double(forKey: "sessionAbsoluteLifetimeSeconds", default: settings.app.sessionAbsoluteLifetime)
+        settings.app.ipFailureLimit = f.int(forKey: "ipFailureLimit", default: settings.app.ipFailureLimit)
+        settings.app.ipFailureWindow = f.double(forKey: "ipFailureWindowSeconds", default: settings.app.ipFailureWindow)
+        settings.app.lockoutThreshold = f.int(forKey: "lockoutThreshold", default: settings.app.lockoutThreshold)
+        settings.app.lockoutDuration = f.double(forKey: "lockoutDurationSeconds", default: settings.app.lockoutDuration)
         settings.maxBodyBytes = f.int(forKey: "maxBodyBytes", default: settings.maxBodyBytes)
         settings.httpAllow = f.stringArray(forKey: "httpAllow", default: []).flatMap { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
             .filter { !$0.isEmpty }

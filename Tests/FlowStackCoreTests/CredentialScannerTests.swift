@@ -42,12 +42,12 @@ enum FakeSecrets {
     ]
 }
 
-private func scan(_ parameters: [String: ScanValue], node: String = "Call CRM", type: String = "flowstack.httpRequest") -> [CredentialFinding] {
-    CredentialScanner.scan(nodeName: node, nodeType: type, parameters: parameters)
+private func scan(_ parameters: [String: ScanValue], node: String = "Call CRM", isCode: Bool = false) -> [CredentialFinding] {
+    CredentialScanner.scan(nodeName: node, isCode: isCode, parameters: parameters)
 }
 
 private func scanCode(_ code: String, node: String = "Transform") -> [CredentialFinding] {
-    CredentialScanner.scan(nodeName: node, nodeType: "flowstack.code", parameters: ["code": .string(code), "mode": "runOnceForAllItems"])
+    CredentialScanner.scan(nodeName: node, isCode: true, parameters: ["code": .string(code), "mode": "runOnceForAllItems"])
 }
 
 @Suite struct CredentialTokenShapeTests {
@@ -159,7 +159,7 @@ private func scanCode(_ code: String, node: String = "Transform") -> [Credential
         ["code": "const apiKey = $env.API_KEY;\nconst token = `${$env.TOKEN}`;\nconst auth = { Authorization: `Bearer ${$env.CRM_TOKEN}` };"],
     ] as [[String: ScanValue]])
     func expressions(parameters: [String: ScanValue]) {
-        #expect(CredentialScanner.scan(nodeName: "N", nodeType: "flowstack.code", parameters: parameters).isEmpty)
+        #expect(CredentialScanner.scan(nodeName: "N", isCode: true, parameters: parameters).isEmpty)
     }
 
     @Test("placeholders, short values and low-entropy values are not secrets", arguments: [
@@ -223,7 +223,7 @@ private func scanCode(_ code: String, node: String = "Transform") -> [Credential
     @Test("one finding per field, line and kind, ordered by field, line, kind")
     func dedupedAndOrdered() {
         let code = "const a = '\(FakeSecrets.github)', b = '\(FakeSecrets.github)';\nconst c = '\(FakeSecrets.stripe)'; const d = '\(FakeSecrets.aws)';"
-        let findings = CredentialScanner.scan(nodeName: "N", nodeType: "flowstack.code", parameters: [
+        let findings = CredentialScanner.scan(nodeName: "N", isCode: true, parameters: [
             "code": .string(code),
             "a": ["note": .string(FakeSecrets.jwt)],
         ])

@@ -129,7 +129,7 @@ import Testing
     @Test("webhooks and running, retrying or cancelling keep cached keys; any other change authenticates afresh")
     func runsKeepCachedKeys() async throws {
         // A long cache life, so only a clear can make this server notice the revocation below.
-        let app = try await TestApp.make(.sqlite) { $0.apiKeyCacheLifetime = .seconds(600) }
+        let app = try await TestApp.make(.sqlite) { $0.app.apiKeyCacheLifetime = .seconds(600) }
         try await app.test { client in
             let owner = try await client.setupOwner(app)
             let auth = try await client.login(owner)
@@ -160,25 +160,13 @@ import Testing
         }
     }
 
-    @Test("only runs, retries and cancels leave the key cache alone", arguments: [
-        (HTTPRequest.Method.post, "/api/v1/workflows/wf_1/run", true),
-        (.post, "/api/v1/executions/exe_1/retry", true),
-        (.post, "/api/v1/executions/exe_1/cancel", true),
-        (.put, "/api/v1/workflows/wf_1/run", false),
-        (.delete, "/api/v1/executions/exe_1/cancel", false),
-        (.post, "/api/v1/workflows//run", false),
-        (.post, "/api/v1/workflows/wf_1/run/", false),
-        (.post, "/api/v1/workflows/wf_1/activate", false),
-        (.post, "/api/v1/executions/exe_1/delete", false),
-        (.post, "/api/v1/orgs/org_1/api-keys", false),
-        (.delete, "/api/v1/orgs/org_1/api-keys/key_1", false),
-        (.post, "/api/v1/orgs/org_1/members", false),
-        (.post, "/api/v2/workflows/wf_1/run", false),
-        (.post, "//api/v1/workflows/run", false),
-        (.post, "/x/v1/workflows/wf_1/run", false),
-    ])
-    func cacheKeepingChanges(method: HTTPRequest.Method, path: String, keeps: Bool) {
-        #expect(AuthMiddleware.leavesIdentitiesAlone(method: method, path: path) == keeps)
+    @Test("a change's announcement names it for other replicas, and an unknown one means everything")
+    func changePayloads() {
+        for change in [Change.identities, .workflows, .variables(projectID: "prj_1"), .everything] {
+            #expect(Change(payload: change.payload) == change)
+        }
+        #expect(Change(payload: "from-a-newer-replica") == .everything)
+        #expect(Change(payload: "") == .everything)
     }
 
     @Test("keys older than 90 days are flagged for rotation", arguments: Backend.allCases)

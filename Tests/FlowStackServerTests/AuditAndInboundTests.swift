@@ -1,3 +1,4 @@
+import FlowStackApp
 import FlowStackCore
 import FlowStackServer
 import FlowStackStore

@@ -37,7 +37,7 @@ import Testing
             #expect(response.status == 403)
             #expect(response.errorCode == "signup_disabled")
         }
-        let on = try await TestApp.make(backend) { $0.allowSignup = true }
+        let on = try await TestApp.make(backend) { $0.app.allowSignup = true }
         try await on.test { client in
             let response = try await client.post("/api/v1/auth/signup", ["email": "s@example.com", "password": APIClient.password, "name": "S", "organization": "S"])
             #expect(response.status == 201)
@@ -51,7 +51,7 @@ import Testing
 
     @Test("weak passwords are refused with the rule named, and nothing is created", arguments: Backend.allCases)
     func weakPasswords(backend: Backend) async throws {
-        let app = try await TestApp.make(backend) { $0.allowSignup = true }
+        let app = try await TestApp.make(backend) { $0.app.allowSignup = true }
         try await app.test { client in
             for (password, rule) in [("Ab1", "at least 8"), ("abcdefg1", "upper-case"), ("ABCDEFG1", "lower-case"), ("Abcdefgh", "digit"), ("Password1", "commonly used")] {
                 let response = try await client.post("/api/v1/auth/signup", ["email": "w@example.com", "password": password, "name": "W", "organization": "W"])
@@ -66,7 +66,7 @@ import Testing
 
     @Test("a 128-character password logs in; its first 72 characters do not", arguments: Backend.allCases)
     func longPassword(backend: Backend) async throws {
-        let app = try await TestApp.make(backend) { $0.allowSignup = true }
+        let app = try await TestApp.make(backend) { $0.app.allowSignup = true }
         try await app.test { client in
             let long = String((0..<128).map { i in Array("Zq7wertyuiopasdfghjklzxcvbnm")[i % 28] })
             let created = try await client.post("/api/v1/auth/signup", ["email": "l@example.com", "password": long, "name": "L", "organization": "L"])
@@ -94,7 +94,7 @@ import Testing
 
     @Test("10 failures lock the account for 30 minutes, even against the right password", arguments: Backend.allCases)
     func lockout(backend: Backend) async throws {
-        let app = try await TestApp.make(backend) { $0.ipFailureLimit = 1000 }
+        let app = try await TestApp.make(backend) { $0.app.ipFailureLimit = 1000 }
         try await app.test { client in
             let owner = try await client.setupOwner(app)
             for i in 1...10 {
@@ -129,7 +129,7 @@ import Testing
 
     @Test("50 parallel wrong attempts cannot race past the limit", arguments: Backend.allCases)
     func parallel(backend: Backend) async throws {
-        let app = try await TestApp.make(backend) { $0.ipFailureLimit = 1000 }
+        let app = try await TestApp.make(backend) { $0.app.ipFailureLimit = 1000 }
         try await app.test { client in
             let owner = try await client.setupOwner(app)
             let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
@@ -146,7 +146,7 @@ import Testing
 
     @Test("per-address throttling stops spraying across accounts; a spoofed X-Forwarded-For does not help", arguments: Backend.allCases)
     func spraying(backend: Backend) async throws {
-        let app = try await TestApp.make(backend) { $0.ipFailureLimit = 20 }
+        let app = try await TestApp.make(backend) { $0.app.ipFailureLimit = 20 }
         try await app.test { client in
             _ = try await client.setupOwner(app)
             var statuses: [Int] = []

@@ -258,7 +258,7 @@ import Testing
 
     @Test("wrong webhook credentials from one address are throttled, the right one included", arguments: Backend.allCases)
     func webhookAuthenticationThrottle(_ backend: Backend) async throws {
-        let app = try await TestApp.make(backend) { $0.ipFailureLimit = 20 }
+        let app = try await TestApp.make(backend) { $0.app.ipFailureLimit = 20 }
         try await app.test { client in
             let (auth, project, _) = try await setUp(client, app)
             #expect(try await client.post("/api/v1/projects/\(project)/connections",
@@ -389,7 +389,7 @@ import Testing
 
     @Test("an unknown address locks after as many failures as an account, with the same answer", arguments: Backend.allCases)
     func unknownAddressLocks(_ backend: Backend) async throws {
-        let app = try await TestApp.make(backend) { $0.ipFailureLimit = 1000 }
+        let app = try await TestApp.make(backend) { $0.app.ipFailureLimit = 1000 }
         try await app.test(worker: false) { client in
             let owner = try await client.setupOwner(app)
             func attempts(_ email: String) async throws -> [APIResponse] {

@@ -1,3 +1,4 @@
+import FlowStackApp
 import FlowStackCore
 import FlowStackCrypto
 import FlowStackServer

@@ -64,8 +64,8 @@ public struct CredentialFinding: Sendable, Equatable, Codable {
 public enum CredentialScanner {
     /// Scans one node's parameters and returns one finding per (field, line, kind), ordered by
     /// field, then line, then kind.
-    public static func scan(nodeName: String, nodeType: String, parameters: [String: ScanValue]) -> [CredentialFinding] {
-        let isCodeNode = nodeType == codeNodeType
+    /// `isCode`: the node's `code` parameter is source text (a Code node), scanned line by line.
+    public static func scan(nodeName: String, isCode isCodeNode: Bool, parameters: [String: ScanValue]) -> [CredentialFinding] {
         let walker = ParameterWalker(parameters)
         var seen = Set<FindingKey>()
         var findings: [CredentialFinding] = []
@@ -85,7 +85,6 @@ public enum CredentialScanner {
         return findings.sorted(by: FindingKey.ordered)
     }
 
-    private static let codeNodeType = "flowstack.code"
 }
 
 // MARK: - Kinds, keys and messages

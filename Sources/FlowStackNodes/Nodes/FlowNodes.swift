@@ -51,7 +51,7 @@ public struct WaitNode: NodeType {
             return .wait(until: input.base.now.addingTimeInterval(seconds), items: input.items)
         case "specificTime":
             let text = try input.string("until")
-            guard let date = ISO8601.parse(text) else { throw NodeError("until must be an ISO 8601 date and time.", field: "until") }
+            guard let date = RFC3339.parse(text) else { throw NodeError("until must be an ISO 8601 date and time.", field: "until") }
             return .wait(until: date, items: input.items)
         case "webhook":
             return .waitForResume(items: input.items)
@@ -71,6 +71,20 @@ public struct RespondToWebhookNode: NodeType {
 
     /// Where the response is kept: an extra output no edge can reach.
     public static let responseOutput = 1
+
+    /// What a save refuses in the workflow's Respond to Webhook nodes: headers a webhook answer may not carry.
+    public static func problems(in workflow: Workflow) -> [WorkflowProblem] {
+        workflow.nodes.filter { $0.type == descriptor.type }.compactMap { node in
+            WebhookResponseHeaders.refusal(headers: node.parameters["headers"]).map {
+                WorkflowProblem("webhook_header_refused", $0, node: node.name, field: "parameters.headers")
+            }
+        }
+    }
+
+    /// The names of the workflow's Respond to Webhook nodes.
+    public static func nodes(in workflow: Workflow) -> Set<String> {
+        Set(workflow.nodes.filter { $0.type == descriptor.type }.map(\.name))
+    }
 
     public func run(_ input: NodeInput) async throws -> NodeOutput {
         let status = try input.parameter("statusCode")?.numberValue ?? 200
@@ -189,7 +203,7 @@ public struct DateTimeNode: NodeType {
             let result: String
             switch try input.string("operation", item: index) {
             case "now":
-                result = ISO8601.format(input.base.now)
+                result = RFC3339.format(input.base.now)
             case "format":
                 let date = try date(input, index)
                 let pattern = try input.string("format", item: index, default: "yyyy-MM-dd'T'HH:mm:ssXXX")
@@ -219,7 +233,7 @@ public struct DateTimeNode: NodeType {
                 default: throw NodeError("unit must be milliseconds, seconds, minutes, hours, days or weeks.", field: "unit")
                 }
                 let delta = amount * unit * (operation == "add" ? 1 : -1)
-                result = ISO8601.format(date.addingTimeInterval(delta))
+                result = RFC3339.format(date.addingTimeInterval(delta))
             default:
                 throw NodeError("operation must be now, format, add or subtract.", field: "operation")
             }
@@ -232,7 +246,7 @@ public struct DateTimeNode: NodeType {
 
     private func date(_ input: NodeInput, _ index: Int) throws -> Date {
         let text = try input.string("value", item: index)
-        if let date = ISO8601.parse(text) { return date }
+        if let date = RFC3339.parse(text) { return date }
         if let millis = Double(text), millis.isFinite { return Date(timeIntervalSince1970: millis / 1000) }
         throw NodeError("value must be an ISO 8601 date or milliseconds since 1970.", field: "value")
     }

@@ -23,6 +23,25 @@ public struct WebhookNode: NodeType {
     /// Parameters that once held webhook credentials inline, readable by every project viewer.
     public static let inlineSecretParameters = ["password", "headerValue", "secret"]
     public func run(_ input: NodeInput) async throws -> NodeOutput { .items([input.items]) }
+
+    /// What a save refuses in the workflow's Webhook nodes: credentials held inline (readable by
+    /// every project member), and authentication without the connection that holds its secret.
+    public static func problems(in workflow: Workflow) -> [WorkflowProblem] {
+        workflow.nodes.filter { $0.type == descriptor.type }.compactMap { node in
+            let mode = node.parameters["authentication"]?.stringValue ?? "none"
+            if let inline = inlineSecretParameters.first(where: { node.parameters[$0] != nil }) {
+                return WorkflowProblem("webhook_secret_inline",
+                                       "The Webhook node '\(node.name)' holds its credential in the parameter '\(inline)', which every project member can read: keep it in a connection and name it in 'connection'.",
+                                       node: node.name, field: "parameters.\(inline)")
+            }
+            if mode != "none", (node.parameters["connection"]?.stringValue ?? "").isEmpty {
+                return WorkflowProblem("webhook_connection_required",
+                                       "The Webhook node '\(node.name)' authenticates with '\(mode)': name the connection that holds the credential in 'connection'.",
+                                       node: node.name, field: "parameters.connection")
+            }
+            return nil
+        }
+    }
 }
 
 /// Starts a workflow on a cron schedule or every N seconds.

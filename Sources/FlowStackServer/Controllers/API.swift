@@ -1,3 +1,4 @@
+import FlowStackApp
 import FlowStackCore
 import FlowStackEngine
 import FlowStackStore
@@ -7,25 +8,24 @@ import Logging
 
 /// What every controller needs; built once by the application builder.
 struct API: Sendable {
-    let store: Store
-    let auth: AuthService
-    let access: Access
+    let app: UseCases
     let settings: ServerSettings
     let logger: Logger
-    let setup: SetupService
-    let engine: ExecutionEngine
     /// The request-rate buckets of the API and webhooks (RateLimitMiddleware, WebhookController).
     let limiter: RateLimiter
-    let webhooks = WebhookCache()
+    let webhooks: WebhookCache
 
+    var store: Store { app.store }
+    var engine: ExecutionEngine { app.engine }
+    var auth: AuthService { app.auth }
     var now: Date { store.clock.now() }
 
-    func decode<T: Decodable>(_ type: T.Type, _ request: Request, _ context: FlowStackRequestContext) async throws -> T {
+    func decode<T: Decodable>(_ type: T.Type, _ request: Request, _ context: some RequestContext) async throws -> T {
         try await JSON.decode(type, from: request, context: context, maxBytes: settings.maxBodyBytes, maxDepth: settings.maxJSONDepth)
     }
 
     /// Decodes a body that may be absent (an empty body decodes as `empty`).
-    func decodeOptional<T: Decodable>(_ type: T.Type, _ request: Request, _ context: FlowStackRequestContext, empty: T) async throws -> T {
+    func decodeOptional<T: Decodable>(_ type: T.Type, _ request: Request, _ context: some RequestContext, empty: T) async throws -> T {
         let length = request.headers[.contentLength].flatMap(Int.init) ?? (request.headers[.transferEncoding] == nil ? 0 : 1)
         if length == 0 { return empty }
         return try await decode(type, request, context)

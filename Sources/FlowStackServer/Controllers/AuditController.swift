@@ -1,3 +1,4 @@
+import FlowStackApp
 import FlowStackCore
 import FlowStackStore
 import Foundation
@@ -7,7 +8,7 @@ import Hummingbird
 struct AuditController {
     let api: API
 
-    func addRoutes(to group: RouterGroup<FlowStackRequestContext>) {
+    func addRoutes(to group: RouterGroup<APIContext>) {
         group.get("orgs/:orgId/audit-events", use: list)
     }
 
@@ -19,10 +20,8 @@ struct AuditController {
         return date
     }
 
-    @Sendable func list(_ request: Request, context: FlowStackRequestContext) async throws -> Response {
-        let identity = try context.requireIdentity()
+    @Sendable func list(_ request: Request, context: APIContext) async throws -> Response {
         let orgID = try context.parameters.id("orgId", prefix: "org")
-        let access = try await api.access.org(orgID, .auditRead, identity)
         var limit = 50
         if let raw = request.query("limit") {
             guard let value = Int(raw), (1...200).contains(value) else {
@@ -35,15 +34,10 @@ struct AuditController {
             guard let value = Int64(raw), value > 0 else { throw FlowStackError.badRequest("invalid_parameter", "'cursor' is not valid.", field: "cursor") }
             cursor = value
         }
-        var since = try date(request, "since")
-        if let days = Entitlements.of(access.plan).auditRetentionDays {
-            let horizon = api.now.addingTimeInterval(-Double(days) * 86_400)
-            since = max(since ?? horizon, horizon)
-        }
         func text(_ name: String) -> String? { request.query(name).flatMap { $0.isEmpty ? nil : $0 } }
-        let filter = Store.AuditFilter(action: text("action"), actorID: text("actorId"),
-                                       resourceID: text("resourceId"), since: since, until: try date(request, "until"))
-        let page = try await api.store.auditEvents(orgID: orgID, filter: filter, cursor: cursor, limit: limit)
+        let filter = Store.AuditFilter(action: text("action"), actorID: text("actorId"), resourceID: text("resourceId"),
+                                       since: try date(request, "since"), until: try date(request, "until"))
+        let page = try await api.app.auditTrail.events(orgID: orgID, filter: filter, cursor: cursor, limit: limit, by: context.caller)
         return try JSON.response(.ok, ListDTO(items: page.items.map(AuditEventDTO.init), nextCursor: page.nextCursor))
     }
 }

@@ -1,3 +1,4 @@
+import FlowStackApp
 import FlowStackCore
 import FlowStackStore
 import Foundation
@@ -16,94 +17,41 @@ struct VariableController {
         var value: String
     }
 
-    func addRoutes(to group: RouterGroup<FlowStackRequestContext>) {
+    func addRoutes(to group: RouterGroup<APIContext>) {
         group.get("projects/:projectId/variables", use: list)
         group.post("projects/:projectId/variables", use: create)
         group.patch("projects/:projectId/variables/:name", use: update)
         group.delete("projects/:projectId/variables/:name", use: delete)
     }
 
-    static func validName(_ name: String) -> Bool {
-        guard let first = name.unicodeScalars.first, name.utf8.count <= 64 else { return false }
-        let letters = CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
-        return letters.contains(first) && name.unicodeScalars.allSatisfy { letters.contains($0) || ("0"..."9").contains(Character($0)) }
+    var variables: Variables { api.app.variables }
+
+    private func projectID(_ context: APIContext) throws -> String {
+        try context.parameters.id("projectId", prefix: "prj")
     }
 
-    private func checkedValue(_ value: String) throws -> String {
-        guard value.utf8.count <= 64 * 1024 else { throw FlowStackError.validation("A value is at most 64 KiB.", field: "value") }
-        return value
+    @Sendable func list(_ request: Request, context: APIContext) async throws -> Response {
+        let (list, withValues) = try await variables.list(projectID: try projectID(context), by: context.caller)
+        return try JSON.response(.ok, ListDTO(items: list.map { VariableDTO($0, withValue: withValues) }, nextCursor: nil))
     }
 
-    private func pathName(_ context: FlowStackRequestContext) throws -> String {
-        guard let name = context.parameters.get("name"), Self.validName(name) else { throw FlowStackError.notFound }
-        return name
-    }
-
-    @Sendable func list(_ request: Request, context: FlowStackRequestContext) async throws -> Response {
-        let identity = try context.requireIdentity()
-        let access = try await api.access.project(try context.parameters.id("projectId", prefix: "prj"), .workflowRead, identity)
-        let variables = try await api.store.variables(projectID: access.project.id)
-        // Values follow execution data: for those who may run the project's workflows. Viewers see the names.
-        let withValues = access.role >= .runner
-        return try JSON.response(.ok, ListDTO(items: variables.map { VariableDTO($0, withValue: withValues) }, nextCursor: nil))
-    }
-
-    @Sendable func create(_ request: Request, context: FlowStackRequestContext) async throws -> Response {
-        let identity = try context.requireIdentity()
-        let access = try await api.access.project(try context.parameters.id("projectId", prefix: "prj"), .workflowEdit, identity)
+    @Sendable func create(_ request: Request, context: APIContext) async throws -> Response {
+        let projectID = try projectID(context)
+        try await variables.authorizeEdit(projectID: projectID, by: context.caller)
         let body = try await api.decode(CreateRequest.self, request, context)
-        guard Self.validName(body.name) else {
-            throw FlowStackError.validation("A name starts with a letter or _, then letters, digits or _, at most 64.", field: "name")
-        }
-        let value = try checkedValue(body.value)
-        let project = access.project
-        let actor = context.auditActor
-        let created = try await api.store.write { [store = api.store] db in
-            guard try await store.insertVariable(projectID: project.id, orgID: project.orgID, name: body.name, value: value, on: db) else { return false }
-            // The audit trail names the variable, never its value.
-            try await store.appendAudit(AuditRecord(orgID: project.orgID, action: "variable.created", resourceType: "variable",
-                                                    resourceID: "\(project.id)/\(body.name)", details: [:]), actor: actor, on: db)
-            return true
-        }
-        guard created else { throw FlowStackError.conflict("variable_exists", "The project already has a variable '\(body.name)'.", field: "name") }
-        api.engine.variablesChanged(projectID: project.id)
-        let variable = try await api.store.variables(projectID: project.id).first { $0.name == body.name }
-        return try JSON.response(.created, VariableDTO(try variable.unwrap()))
+        return try JSON.response(.created, VariableDTO(try await variables.create(projectID: projectID, name: body.name, value: body.value, by: context.caller)))
     }
 
-    @Sendable func update(_ request: Request, context: FlowStackRequestContext) async throws -> Response {
-        let identity = try context.requireIdentity()
-        let access = try await api.access.project(try context.parameters.id("projectId", prefix: "prj"), .workflowEdit, identity)
-        let name = try pathName(context)
-        let value = try checkedValue(try await api.decode(UpdateRequest.self, request, context).value)
-        let project = access.project
-        let actor = context.auditActor
-        let updated = try await api.store.write { [store = api.store] db in
-            guard try await store.updateVariable(projectID: project.id, orgID: project.orgID, name: name, value: value, on: db) else { return false }
-            try await store.appendAudit(AuditRecord(orgID: project.orgID, action: "variable.updated", resourceType: "variable",
-                                                    resourceID: "\(project.id)/\(name)", details: [:]), actor: actor, on: db)
-            return true
-        }
-        guard updated else { throw FlowStackError.notFound }
-        api.engine.variablesChanged(projectID: project.id)
-        let variable = try await api.store.variables(projectID: project.id).first { $0.name == name }
-        return try JSON.response(.ok, VariableDTO(try variable.unwrap()))
+    @Sendable func update(_ request: Request, context: APIContext) async throws -> Response {
+        let projectID = try projectID(context)
+        try await variables.authorizeEdit(projectID: projectID, by: context.caller)
+        let name = context.parameters.get("name") ?? ""
+        let body = try await api.decode(UpdateRequest.self, request, context)
+        return try JSON.response(.ok, VariableDTO(try await variables.update(projectID: projectID, name: name, value: body.value, by: context.caller)))
     }
 
-    @Sendable func delete(_ request: Request, context: FlowStackRequestContext) async throws -> Response {
-        let identity = try context.requireIdentity()
-        let access = try await api.access.project(try context.parameters.id("projectId", prefix: "prj"), .workflowEdit, identity)
-        let name = try pathName(context)
-        let project = access.project
-        let actor = context.auditActor
-        let deleted = try await api.store.write { [store = api.store] db in
-            guard try await store.deleteVariable(projectID: project.id, name: name, on: db) else { return false }
-            try await store.appendAudit(AuditRecord(orgID: project.orgID, action: "variable.deleted", resourceType: "variable",
-                                                    resourceID: "\(project.id)/\(name)", details: [:]), actor: actor, on: db)
-            return true
-        }
-        guard deleted else { throw FlowStackError.notFound }
-        api.engine.variablesChanged(projectID: project.id)
+    @Sendable func delete(_ request: Request, context: APIContext) async throws -> Response {
+        try await variables.delete(projectID: try projectID(context), name: context.parameters.get("name") ?? "", by: context.caller)
         return JSON.empty()
     }
 }
@@ -118,12 +66,5 @@ struct VariableDTO: Encodable {
         value = withValue ? variable.value : nil
         createdAt = variable.createdAt
         updatedAt = variable.updatedAt
-    }
-}
-
-extension Optional {
-    func unwrap() throws -> Wrapped {
-        guard let self else { throw FlowStackError.notFound }
-        return self
     }
 }

@@ -1,4 +1,5 @@
 import Crypto
+import FlowStackApp
 import FlowStackCore
 import FlowStackCrypto
 import FlowStackEngine
@@ -60,7 +61,7 @@ struct WebhookController {
             "method": .string(request.method.rawValue),
         ]))
         let respond = node.parameters["respond"]?.stringValue ?? "lastNode"
-        let start = try await Idempotency.begin(request, workflowID: workflow.id, api: api)
+        let start = try await Idempotency.key(request).asyncMap { try await api.app.executions.begin($0, workflowID: workflow.id) }
         if case .replay(let id) = start {
             return Idempotency.markReplayed(try await replay(id, respond: respond, workflow: workflow.definition))
         }

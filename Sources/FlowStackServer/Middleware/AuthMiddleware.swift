@@ -1,48 +1,19 @@
+import FlowStackApp
 import FlowStackCore
 import FlowStackCrypto
-import FlowStackStore
-import Foundation
 import HTTPTypes
 import Hummingbird
 
-/// Resolves the caller's identity from `Authorization: Bearer fsk_…` or the session cookie.
+/// Resolves the caller's identity on the API's routes from `Authorization: Bearer fsk_…` or the
+/// session cookie (webhooks and OAuth2 callbacks are other route groups and never see it).
 ///
-/// It never answers by itself: a route that needs identity calls `requireIdentity()`, which
-/// reports why presented credentials were refused. Public routes ignore bad credentials.
+/// It never answers by itself: the authenticated routes' `APIContext` reports why presented
+/// credentials were refused. Public routes ignore bad credentials.
 struct AuthMiddleware: RouterMiddleware {
     typealias Context = FlowStackRequestContext
     let auth: AuthService
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        if request.uri.path.hasPrefix("/webhook") {
-            // Webhooks authenticate per workflow (WebhookController), never with user
-            // credentials, and change no one's identity: the key cache stays.
-            return try await next(request, context)
-        }
-        let response = try await authenticate(request, context: context, next: next)
-        if request.method != .get && request.method != .head && request.method != .options, response.status.code < 400,
-           !Self.leavesIdentitiesAlone(method: request.method, path: request.uri.path) {
-            // A change may revoke a key or change what its creator may do: authenticate afresh.
-            auth.apiKeys.removeAll()
-        }
-        return response
-    }
-
-    /// The changes that cannot revoke a key or change what anyone may do: running a workflow, and
-    /// retrying or cancelling an execution (what automation calls at a high rate; webhooks never
-    /// reach this check). Every other change empties the key cache; a path that only resembles
-    /// these does too.
-    static func leavesIdentitiesAlone(method: HTTPRequest.Method, path: String) -> Bool {
-        guard method == .post else { return false }
-        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count == 6, parts[0].isEmpty, parts[1] == "api", parts[2] == "v1", !parts[4].isEmpty else { return false }
-        switch (parts[3], parts[5]) {
-        case ("workflows", "run"), ("executions", "retry"), ("executions", "cancel"): return true
-        default: return false
-        }
-    }
-
-    private func authenticate(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
         if let authorization = request.headers[.authorization] {
             do {

@@ -3,7 +3,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 
-/// The API's rate limits. Before authentication, per client address, so a flood of anonymous or
+/// The API's rate limits (the middleware of the API's route group). Before authentication, per client address, so a flood of anonymous or
 /// invalid-key calls is refused before it costs a key lookup; after it, per API key and per
 /// organization, so one automation cannot starve the others. Webhooks have limits of their own
 /// (WebhookController); the health probes have none. Separate from the login throttle, which
@@ -16,7 +16,6 @@ struct RateLimitMiddleware: RouterMiddleware {
     let edge: EdgeSettings
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard request.uri.path.hasPrefix("/api/") else { return try await next(request, context) }
         switch phase {
         case .address:
             if let retry = limiter.take("ip:" + AddressKey.of(context.clientIP), .init(perSecond: edge.apiPerSecond, burst: edge.apiBurst)) {

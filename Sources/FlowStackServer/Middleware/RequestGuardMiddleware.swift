@@ -8,8 +8,8 @@ import Hummingbird
 /// traversal (`%2e`, `%2f`, `%5c`, `%00`, overlong UTF-8), header values with CR, LF or NUL,
 /// transfer codings other than `chunked`,
 /// credentials in the query string (they end up in logs and browser history), bodies that
-/// declare a size over the limit, and bodies whose content type is not JSON on the JSON API
-/// (n8n CVE-2026-21858 came from an endpoint that also parsed other content types).
+/// declare a size over the limit. (The API's group refuses bodies that are not JSON:
+/// `JSONBodyMiddleware`.)
 struct RequestGuardMiddleware: RouterMiddleware {
     typealias Context = FlowStackRequestContext
     let maxBodyBytes: Int
@@ -47,10 +47,6 @@ struct RequestGuardMiddleware: RouterMiddleware {
         }
         if let length = request.headers[.contentLength].flatMap(Int.init), length > maxBodyBytes {
             throw FlowStackError(status: 413, code: "payload_too_large", message: "The request body is larger than \(maxBodyBytes) bytes.")
-        }
-        let hasBody = (request.headers[.contentLength].flatMap(Int.init) ?? 0) > 0 || request.headers[.transferEncoding] != nil
-        if hasBody && request.uri.path.hasPrefix("/api/") && !JSON.isJSONContentType(request.headers[.contentType]) {
-            throw FlowStackError(status: 415, code: "unsupported_media_type", message: "The request body must be application/json.")
         }
         return try await next(request, context)
     }
@@ -138,5 +134,19 @@ struct RequestGuardMiddleware: RouterMiddleware {
         case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
         default: nil
         }
+    }
+}
+
+/// The JSON API's bodies must say they are JSON, whether or not the route reads one (n8n
+/// CVE-2026-21858 came from an endpoint that also parsed other content types).
+struct JSONBodyMiddleware: RouterMiddleware {
+    typealias Context = FlowStackRequestContext
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let hasBody = (request.headers[.contentLength].flatMap(Int.init) ?? 0) > 0 || request.headers[.transferEncoding] != nil
+        if hasBody && !JSON.isJSONContentType(request.headers[.contentType]) {
+            throw FlowStackError(status: 415, code: "unsupported_media_type", message: "The request body must be application/json.")
+        }
+        return try await next(request, context)
     }
 }

@@ -2,18 +2,22 @@ import FlowStackCore
 import FlowStackStore
 
 /// Looks up what the policy needs and asks it. Every protected route goes through here.
-struct Access: Sendable {
+public struct Access: Sendable {
     let store: Store
 
-    struct OrgAccess: Sendable {
-        var orgID: String
-        var role: OrgRole
-        var plan: Plan
+    public init(store: Store) {
+        self.store = store
+    }
+
+    public struct OrgAccess: Sendable {
+        public var orgID: String
+        public var role: OrgRole
+        public var plan: Plan
     }
 
     /// The caller's access to an organization for `action`, or the policy's refusal.
     @discardableResult
-    func org(_ orgID: String, _ action: Action, _ identity: Identity, targetRole: OrgRole? = nil,
+    public func org(_ orgID: String, _ action: Action, _ identity: Identity, targetRole: OrgRole? = nil,
              grantedRole: OrgRole? = nil, targetIsSelf: Bool = false) async throws -> OrgAccess {
         let access: (role: OrgRole, plan: Plan)?
         if case .apiKey(let key, let membership) = identity.method {
@@ -29,15 +33,15 @@ struct Access: Sendable {
         return OrgAccess(orgID: orgID, role: access!.role, plan: access!.plan)
     }
 
-    struct ProjectAccess: Sendable {
-        var project: Project
-        var orgRole: OrgRole
-        var role: ProjectRole
+    public struct ProjectAccess: Sendable {
+        public var project: Project
+        public var orgRole: OrgRole
+        public var role: ProjectRole
     }
 
     /// The caller's access to a project for `action`; a project the caller cannot see is 404.
     @discardableResult
-    func project(_ projectID: String, _ action: Action, _ identity: Identity) async throws -> ProjectAccess {
+    public func project(_ projectID: String, _ action: Action, _ identity: Identity) async throws -> ProjectAccess {
         guard let project = try await store.project(id: projectID) else { throw FlowStackError.notFound }
         let access: (role: OrgRole, plan: Plan)?
         if case .apiKey(let key, let membership) = identity.method {

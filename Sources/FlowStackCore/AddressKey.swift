@@ -3,8 +3,8 @@ import Glibc
 /// The key a client address is limited by: an IPv4 address as it is (also when written as an
 /// IPv4-mapped IPv6 address), an IPv6 address by its /64, the smallest block one subscriber is
 /// usually given, so that one holder of a /64 is one client and not 2^64 of them.
-enum AddressKey {
-    static func of(_ address: String) -> String {
+public enum AddressKey {
+    public static func of(_ address: String) -> String {
         guard address.contains(":") else { return address }
         var raw = in6_addr()
         guard inet_pton(AF_INET6, address, &raw) == 1 else { return address }

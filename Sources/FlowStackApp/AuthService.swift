@@ -5,26 +5,25 @@ import Foundation
 import Logging
 
 /// Passwords, logins, sessions and API-key authentication.
-struct AuthService: Sendable {
-    static let sessionCookieName = "__Host-flowstack_session"
-    static let apiKeyPrefix = "fsk_"
+public struct AuthService: Sendable {
+    public static let sessionCookieName = "__Host-flowstack_session"
+    public static let apiKeyPrefix = "fsk_"
 
     let store: Store
-    let settings: ServerSettings
+    let settings: AppSettings
     let hasher: PasswordHasher
     let throttle: FailureThrottle
     let passwordPolicy: PasswordPolicy
     let logger: Logger
     /// API-key lookups for a second (`apiKeyCacheLifetime`), keyed by the key's hash (never the
-    /// key): most requests then need no database read. A successful change made through this
-    /// server clears it (AuthMiddleware; runs, retries, cancels and webhooks, which cannot revoke
-    /// anything, do not), so a revoked key or a changed membership takes effect at once here and
-    /// within a second on other servers.
+    /// key): most requests then need no database read. Every change to who may do what announces
+    /// `Change.identities`, which empties it on every replica, so a revoked key or a changed
+    /// membership takes effect everywhere at once.
     let apiKeys: ExpiringCache<String, Store.APIKeyIdentity>
     /// A valid hash of a random password, verified for unknown e-mails so both cases cost the same.
     let dummyHash: String
 
-    init(store: Store, settings: ServerSettings, logger: Logger) async throws {
+    public init(store: Store, settings: AppSettings, logger: Logger) async throws {
         self.store = store
         self.settings = settings
         self.hasher = PasswordHasher(memoryKiB: settings.passwordHashMemoryKiB)
@@ -33,42 +32,50 @@ struct AuthService: Sendable {
         self.logger = logger
         self.apiKeys = ExpiringCache(lifetime: settings.apiKeyCacheLifetime)
         self.dummyHash = try await hasher.hash(Token.make(prefix: ""))
+        store.changes.subscribe { [apiKeys] change in
+            switch change {
+            case .identities, .everything: apiKeys.removeAll()
+            case .workflows, .variables: break
+            }
+        }
     }
 
     var clock: any WallClock { store.clock }
 
     // MARK: Throttling
 
-    func checkThrottle(_ address: String) async throws {
+    public func checkThrottle(_ address: String) async throws {
         if let retry = await throttle.retryAfter(AddressKey.of(address)) {
             throw FlowStackError(status: 429, code: "too_many_attempts",
                                  message: "Too many failed attempts from your address; try again later.", retryAfter: retry)
         }
     }
 
-    func recordFailure(_ address: String) async {
+    public func recordFailure(_ address: String) async {
         await throttle.recordFailure(AddressKey.of(address))
     }
 
     // MARK: Passwords
 
-    func hashNewPassword(_ password: String, field: String = "password") async throws -> String {
+    public func hashNewPassword(_ password: String, field: String = "password") async throws -> String {
         try passwordPolicy.validate(password, field: field)
         return try await hasher.hash(password)
     }
 
     // MARK: Login
 
-    struct LoginResult: Sendable {
-        var user: User
-        var sessionToken: String
-        var csrfToken: String
-        var session: Session
+    public struct LoginResult: Sendable {
+        public var user: User
+        public var sessionToken: String
+        public var csrfToken: String
+        public var session: Session
     }
 
     /// Checks credentials with lockout and throttling. Unknown e-mail and wrong password give
     /// the same answer; a locked account is refused even with the right password.
-    func login(email rawEmail: String, password: String, actor: AuditActor) async throws -> LoginResult {
+    public func login(email rawEmail: String, password: String, from client: Client) async throws -> LoginResult {
+        let actor = client.actor()
+        guard password.utf8.count <= 4096 else { throw FlowStackError.invalidCredentials }
         try await checkThrottle(actor.ip)
         let email = (try? Validate.email(rawEmail)) ?? rawEmail.lowercased()
         guard let user = try await store.user(email: email) else {
@@ -111,7 +118,7 @@ struct AuthService: Sendable {
                     if lockNow {
                         try await store.lockUser(userID: user.id, until: until, on: db)
                         try await store.appendAudit(AuditRecord(orgID: nil, action: "user.locked", resourceType: "user", resourceID: user.id,
-                                                                details: ["failedAttempts": String(attempt), "until": JSON.format(until)]),
+                                                                details: ["failedAttempts": String(attempt), "until": RFC3339.format(until)]),
                                                     actor: actor, on: db)
                     }
                 }
@@ -143,13 +150,13 @@ struct AuthService: Sendable {
 
     /// The CSRF token of a session: derived from the session token, so it needs no storage and
     /// cannot be computed without the cookie.
-    static func csrfToken(for sessionToken: String) -> String {
+    public static func csrfToken(for sessionToken: String) -> String {
         Token.hmac("flowstack.csrf.v1", key: Array(sessionToken.utf8))
     }
 
     // MARK: Resolving identity
 
-    func identity(forSessionToken token: String) async throws -> Identity {
+    public func identity(forSessionToken token: String) async throws -> Identity {
         guard token.hasPrefix("fss_"), token.count < 100, let (session, user) = try await store.session(tokenHash: Token.hash(token)) else {
             throw FlowStackError(status: 401, code: "session_invalid", message: "The session is not valid; log in again.")
         }
@@ -167,7 +174,7 @@ struct AuthService: Sendable {
         return Identity(user: user, method: .session(session, csrfToken: Self.csrfToken(for: token)))
     }
 
-    func identity(forAuthorization header: String) async throws -> Identity {
+    public func identity(forAuthorization header: String) async throws -> Identity {
         let invalid = FlowStackError(status: 401, code: "invalid_api_key", message: "The API key is not valid, expired or revoked.")
         let parts = header.split(separator: " ", maxSplits: 1)
         guard parts.count == 2, parts[0].lowercased() == "bearer" else {

@@ -32,7 +32,7 @@ public struct Admin: Sendable {
         guard let user = try await store.user(email: email) else {
             throw FlowStackError(status: 404, code: "not_found", message: "No user with the e-mail \(email).")
         }
-        try await store.write { db in
+        try await store.write(announcing: [.identities]) { db in
             try await store.setDisabled(userID: user.id, disabled, on: db)
             try await store.appendAudit(AuditRecord(orgID: nil, action: disabled ? "user.disabled" : "user.enabled", resourceType: "user", resourceID: user.id),
                                         actor: .system(), on: db)
@@ -43,7 +43,7 @@ public struct Admin: Sendable {
         guard try await store.organization(id: orgID) != nil else {
             throw FlowStackError(status: 404, code: "not_found", message: "No organization \(orgID).")
         }
-        try await store.write { db in
+        try await store.write(announcing: [.identities]) { db in
             try await store.setPlan(orgID: orgID, plan: plan, on: db)
             try await store.appendAudit(AuditRecord(orgID: orgID, action: "org.plan_changed", resourceType: "organization", resourceID: orgID,
                                                     details: ["plan": plan.rawValue]), actor: .system(), on: db)

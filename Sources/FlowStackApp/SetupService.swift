@@ -3,17 +3,21 @@ import FlowStackCrypto
 import FlowStackStore
 import Foundation
 import Logging
-import SQLKit
 
 /// The one-time owner setup token: made at start while the instance has no user, printed and
 /// written to `<data-dir>/setup-token` (0600), stored only as a hash, and gone once used.
-struct SetupService: Sendable {
-    static let settingName = "setup_token_hash"
+public struct SetupService: Sendable {
+    public static let settingName = "setup_token_hash"
     let store: Store
     let tokenFile: String
 
+    public init(store: Store, tokenFile: String) {
+        self.store = store
+        self.tokenFile = tokenFile
+    }
+
     /// A fresh token when nobody has set the instance up yet (replacing any earlier one).
-    func prepare() async throws -> String? {
+    public func prepare() async throws -> String? {
         guard try await store.countUsers() == 0 else {
             try? FileManager.default.removeItem(atPath: tokenFile)
             return nil
@@ -25,9 +29,13 @@ struct SetupService: Sendable {
     }
 
     /// Throws unless `token` is the current setup token (constant-time comparison of hashes).
-    func check(_ token: String, on db: any SQLDatabase) async throws {
-        let row = try await db.raw("SELECT value FROM instance_settings WHERE name = \(bind: Self.settingName)").first()
-        guard let stored = try row?.decode(column: "value", as: String.self) else {
+    func check(_ token: String) async throws {
+        try Self.check(token, against: try await store.setting(Self.settingName))
+    }
+
+    /// Throws unless `token` hashes to `stored` (read inside the transaction that uses it).
+    static func check(_ token: String, against stored: String?) throws {
+        guard let stored else {
             throw FlowStackError.conflict("already_set_up", "This FlowStack instance has already been set up.")
         }
         guard Token.constantTimeEquals(Token.hash(token), stored) else {

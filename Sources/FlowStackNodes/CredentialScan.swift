@@ -1,17 +1,19 @@
+import FlowStackCore
+
 /// Where hard-coded credentials are looked for: the code of Code nodes and the parameters of
 /// HTTP Request nodes. (Trigger nodes hold their own webhook secrets by design.)
 extension CredentialScanner {
-    public static let scannedNodeTypes: Set<String> = ["flowstack.code", "flowstack.httpRequest"]
+    static let scannedNodeTypes: Set<String> = [CodeNode.descriptor.type, HTTPRequestNode.descriptor.type]
 
     public static func scan(_ workflow: Workflow) -> [CredentialFinding] {
         workflow.nodes.filter { scannedNodeTypes.contains($0.type) }.flatMap { node in
-            scan(nodeName: node.name, nodeType: node.type, parameters: node.parameters.mapValues(ScanValue.init))
+            scan(nodeName: node.name, isCode: node.type == CodeNode.descriptor.type, parameters: node.parameters.mapValues(ScanValue.init))
         }
     }
 }
 
 extension ScanValue {
-    public init(_ value: JSONValue) {
+    init(_ value: JSONValue) {
         switch value {
         case .string(let text): self = .string(text)
         case .number(let number): self = .number(number)

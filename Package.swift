@@ -108,9 +108,21 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "FlowStackNetwork",
+            dependencies: [
+                "FlowStackCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "FlowStackNodes",
             dependencies: [
                 "FlowStackCore",
+                "FlowStackNetwork",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings
@@ -119,13 +131,9 @@ let package = Package(
             name: "FlowStackEngine",
             dependencies: [
                 "FlowStackCore",
+                "FlowStackNetwork",
                 "FlowStackNodes",
                 "FlowStackStore",
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -134,6 +142,7 @@ let package = Package(
         .target(
             name: "FlowStackApp",
             dependencies: [
+                "FlowStackNetwork",
                 "FlowStackCore",
                 "FlowStackCrypto",
                 "FlowStackStore",
@@ -147,6 +156,7 @@ let package = Package(
         .target(
             name: "FlowStackServer",
             dependencies: [
+                "FlowStackNetwork",
                 "FlowStackApp",
                 "FlowStackCore",
                 "FlowStackCrypto",
@@ -170,8 +180,8 @@ let package = Package(
         .executableTarget(
             name: "flowstack",
             dependencies: [
+                "FlowStackNetwork",
                 "FlowStackServer",
-                "FlowStackApp",
                 "FlowStackCore",
                 "FlowStackCrypto",
                 "FlowStackStore",
@@ -188,8 +198,8 @@ let package = Package(
         .target(
             name: "FlowStackTesting",
             dependencies: [
+                "FlowStackNetwork",
                 "FlowStackServer",
-                "FlowStackApp",
                 "FlowStackCore",
                 "FlowStackCrypto",
                 "FlowStackStore",
@@ -197,7 +207,6 @@ let package = Package(
                 "FlowStackNodes",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
-                .product(name: "PostgresKit", package: "postgres-kit"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
@@ -212,17 +221,27 @@ let package = Package(
         ),
         .testTarget(
             name: "FlowStackCryptoTests",
-            dependencies: ["FlowStackCrypto", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["FlowStackCrypto", "FlowStackCore", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "FlowStackNodesTests",
-            dependencies: ["FlowStackNodes"],
+            dependencies: ["FlowStackNodes", "FlowStackNetwork", "FlowStackCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FlowStackNetworkTests",
+            dependencies: [
+                "FlowStackNetwork", "FlowStackCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Hummingbird", package: "hummingbird"), .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "FlowStackStoreTests",
-            dependencies: ["FlowStackStore", "FlowStackTesting"],
+            dependencies: ["FlowStackStore", "FlowStackTesting", "FlowStackCore", "FlowStackCrypto", .product(name: "SQLKit", package: "sql-kit"),
+                           .product(name: "Logging", package: "swift-log"), .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -232,8 +251,14 @@ let package = Package(
         ),
         .testTarget(
             name: "FlowStackServerTests",
-            dependencies: ["FlowStackServer", "FlowStackApp", "FlowStackTesting", "FlowStackSandbox", .product(name: "NIOSSL", package: "swift-nio-ssl"),
-                           .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "NIOPosix", package: "swift-nio")],
+            dependencies: [
+                "FlowStackServer", "FlowStackApp", "FlowStackNetwork", "FlowStackEngine", "FlowStackNodes", "FlowStackStore", "FlowStackCore",
+                "FlowStackCrypto", "FlowStackSandbox", "FlowStackTesting",
+                .product(name: "Hummingbird", package: "hummingbird"), .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"), .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"), .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
     ]

@@ -2,6 +2,7 @@ import Crypto
 import FlowStackCore
 import FlowStackCrypto
 import FlowStackEngine
+import FlowStackNetwork
 import FlowStackNodes
 import FlowStackStore
 import Foundation

@@ -1,4 +1,5 @@
 import FlowStackCore
+import FlowStackNetwork
 import FlowStackNodes
 import FlowStackStore
 import Foundation

@@ -145,16 +145,6 @@ public enum NodeOutput: Sendable, Equatable {
     case waitForResume(items: [Item])
 }
 
-/// A failure of a node, with a message safe to show and store.
-public struct NodeError: Error, Sendable, Equatable, CustomStringConvertible {
-    public var message: String
-    public var field: String?
-    public init(_ message: String, field: String? = nil) {
-        self.message = message
-        self.field = field
-    }
-    public var description: String { message }
-}
 
 /// A built-in node type: its descriptor (for validation and `GET /node-types`) and its behaviour.
 public protocol NodeType: Sendable {

@@ -1,4 +1,5 @@
 import FlowStackCore
+import FlowStackNetwork
 import Foundation
 
 /// A Code node run, as the sandbox receives it.
@@ -160,51 +161,6 @@ extension Item {
     }
 }
 
-/// An outbound HTTP request of the HTTP Request node.
-public struct OutboundRequest: Sendable {
-    public var method: String
-    public var url: String
-    public var headers: [(String, String)]
-    public var body: [UInt8]?
-    public var timeout: TimeInterval
-    public var followRedirects: Bool
-    public var maxRedirects: Int
-    public var maxResponseBytes: Int
-    /// Headers that carry a credential (lowercased): dropped when a redirect leaves the host.
-    public var credentialHeaders: Set<String> = []
-    /// The body carries a credential: it is never re-sent to another origin on a redirect.
-    public var credentialInBody = false
-    /// Headers that always carry a credential (lowercased): they stay with the origin they were
-    /// set for, on a redirect and on a next page.
-    public static let originBoundHeaders: Set<String> = ["authorization", "cookie", "proxy-authorization"]
-    /// The nonce `{{secret:NAME:NONCE}}` placeholders must carry to be filled (Code nodes only).
-    public var secretNonce: String?
-
-    public init(method: String, url: String, headers: [(String, String)] = [], body: [UInt8]? = nil, timeout: TimeInterval = 30,
-                followRedirects: Bool = true, maxRedirects: Int = 5, maxResponseBytes: Int = 16 << 20) {
-        self.method = method
-        self.url = url
-        self.headers = headers
-        self.body = body
-        self.timeout = timeout
-        self.followRedirects = followRedirects
-        self.maxRedirects = maxRedirects
-        self.maxResponseBytes = maxResponseBytes
-    }
-}
-
-public struct OutboundResponse: Sendable {
-    public var status: Int
-    public var headers: [(String, String)]
-    public var body: [UInt8]
-
-    public init(status: Int, headers: [(String, String)], body: [UInt8]) {
-        self.status = status
-        self.headers = headers
-        self.body = body
-    }
-}
-
 /// Answers a Code node's `$http.request` call (a JSON object) with a JSON object: the response,
 /// or `{"error": "…"}`. It runs in the platform, outside the sandbox.
 public typealias CodeBroker = @Sendable (JSONValue) async -> JSONValue
@@ -220,11 +176,6 @@ extension CodeRunning {
     public func run(_ request: CodeRequest, broker: CodeBroker?) async throws -> CodeResponse {
         try await run(request)
     }
-}
-
-/// Makes outbound HTTP requests through the SSRF guard.
-public protocol OutboundFetching: Sendable {
-    func fetch(_ request: OutboundRequest) async throws -> OutboundResponse
 }
 
 /// The services of `flowstack run`: code and HTTP, but no other workflows to call.
@@ -254,14 +205,5 @@ public struct StandaloneServices: NodeServices {
     public func fetch(_ request: OutboundRequest) async throws -> OutboundResponse {
         guard let fetcher else { throw NodeError("HTTP requests are not available here.") }
         return try await fetcher.fetch(request)
-    }
-}
-
-extension URL {
-    /// Same scheme, host and port (a missing port is the scheme's default): where a credential
-    /// given for one URL may also go.
-    public func hasSameOrigin(as other: URL) -> Bool {
-        func port(_ url: URL) -> Int? { url.port ?? (url.scheme?.lowercased() == "https" ? 443 : url.scheme?.lowercased() == "http" ? 80 : nil) }
-        return scheme?.lowercased() == other.scheme?.lowercased() && host?.lowercased() == other.host?.lowercased() && port(self) == port(other)
     }
 }

@@ -1,4 +1,5 @@
 import FlowStackCore
+import FlowStackNetwork
 import Foundation
 
 /// What nodes can ask of the platform around them: sub-workflows, user code, outbound HTTP.

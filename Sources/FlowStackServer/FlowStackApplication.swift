@@ -2,6 +2,7 @@ import FlowStackApp
 import FlowStackCore
 import FlowStackCrypto
 import FlowStackEngine
+import FlowStackNetwork
 import FlowStackNodes
 import FlowStackSandbox
 import FlowStackStore

@@ -1,6 +1,7 @@
 import FlowStackCore
 import FlowStackCrypto
 import FlowStackEngine
+import FlowStackNetwork
 import FlowStackNodes
 import FlowStackServer
 import FlowStackStore

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FlowStackCore
 import FlowStackEngine
+import FlowStackNetwork
 import FlowStackNodes
 import FlowStackSandbox
 import Foundation

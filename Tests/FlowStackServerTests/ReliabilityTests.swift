@@ -1,5 +1,6 @@
 import FlowStackCore
 import FlowStackEngine
+import FlowStackNetwork
 import FlowStackNodes
 import FlowStackStore
 import FlowStackTesting

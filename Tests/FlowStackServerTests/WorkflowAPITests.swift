@@ -1,6 +1,7 @@
 import Crypto
 import FlowStackCore
 import FlowStackEngine
+import FlowStackNetwork
 import FlowStackNodes
 import FlowStackServer
 import FlowStackStore

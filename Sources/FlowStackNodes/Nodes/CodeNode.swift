@@ -1,4 +1,5 @@
 import FlowStackCore
+import FlowStackNetwork
 import Foundation
 
 /// Runs the user's JavaScript in the sandbox, once for all items or once for each item. The code

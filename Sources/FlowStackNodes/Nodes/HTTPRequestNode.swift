@@ -1,5 +1,6 @@
 import Crypto
 import FlowStackCore
+import FlowStackNetwork
 import Foundation
 
 /// Makes an HTTP request per item. Requests go through the platform's SSRF guard: private,

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import FlowStackNodes
+@testable import FlowStackNetwork
 
 #if canImport(Glibc)
 import Glibc

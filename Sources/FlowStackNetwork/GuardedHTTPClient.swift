@@ -1,5 +1,5 @@
 import AsyncHTTPClient
-import FlowStackNodes
+import FlowStackCore
 import Foundation
 import NIOCore
 import NIOHTTP1

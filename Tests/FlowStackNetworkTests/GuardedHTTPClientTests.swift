@@ -1,6 +1,6 @@
 import AsyncHTTPClient
-@testable import FlowStackEngine
-import FlowStackNodes
+import FlowStackCore
+@testable import FlowStackNetwork
 import Foundation
 import Hummingbird
 import HummingbirdTesting

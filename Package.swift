@@ -11,7 +11,7 @@ let package = Package(
     products: [
         .executable(name: "flowstack", targets: ["flowstack"]),
         .executable(name: "flowstack-sandbox", targets: ["flowstack-sandbox"]),
-        .library(name: "FlowStackServer", targets: ["FlowStackServer"]),
+        .library(name: "FlowStackServer", targets: ["FlowStackServer", "FlowStackOperations"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
@@ -154,8 +154,24 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "FlowStackOperations",
+            dependencies: [
+                "FlowStackApp",
+                "FlowStackCore",
+                "FlowStackCrypto",
+                "FlowStackStore",
+                "FlowStackEngine",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "FlowStackServer",
             dependencies: [
+                "FlowStackOperations",
                 "FlowStackNetwork",
                 "FlowStackApp",
                 "FlowStackCore",
@@ -172,7 +188,6 @@ let package = Package(
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -180,8 +195,10 @@ let package = Package(
         .executableTarget(
             name: "flowstack",
             dependencies: [
+                "FlowStackOperations",
                 "FlowStackNetwork",
                 "FlowStackServer",
+                "FlowStackApp",
                 "FlowStackCore",
                 "FlowStackCrypto",
                 "FlowStackStore",
@@ -198,6 +215,7 @@ let package = Package(
         .target(
             name: "FlowStackTesting",
             dependencies: [
+                "FlowStackOperations",
                 "FlowStackNetwork",
                 "FlowStackServer",
                 "FlowStackCore",
@@ -250,14 +268,21 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "FlowStackOperationsTests",
+            dependencies: [
+                "FlowStackOperations", "FlowStackServer", "FlowStackCore", "FlowStackCrypto",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "FlowStackServerTests",
             dependencies: [
-                "FlowStackServer", "FlowStackApp", "FlowStackNetwork", "FlowStackEngine", "FlowStackNodes", "FlowStackStore", "FlowStackCore",
+                "FlowStackServer", "FlowStackOperations", "FlowStackApp", "FlowStackNetwork", "FlowStackEngine", "FlowStackNodes", "FlowStackStore", "FlowStackCore",
                 "FlowStackCrypto", "FlowStackSandbox", "FlowStackTesting",
                 .product(name: "Hummingbird", package: "hummingbird"), .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"), .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"), .product(name: "PostgresNIO", package: "postgres-nio"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

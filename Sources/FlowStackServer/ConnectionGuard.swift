@@ -1,4 +1,5 @@
 import FlowStackCore
+import FlowStackOperations
 import FlowStackStore
 import Foundation
 import HTTPTypes

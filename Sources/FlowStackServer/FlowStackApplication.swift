@@ -4,6 +4,7 @@ import FlowStackCrypto
 import FlowStackEngine
 import FlowStackNetwork
 import FlowStackNodes
+import FlowStackOperations
 import FlowStackSandbox
 import FlowStackStore
 import Foundation
@@ -185,33 +186,5 @@ enum HTTPRejecter {
         let router = Router()
         router.add(middleware: Reject(body: ByteBuffer(bytes: data)))
         return router
-    }
-}
-
-/// Deletes expired sessions, and failed-login counts of unknown addresses gone quiet, periodically.
-struct HousekeepingService: Service {
-    let store: Store
-    let settings: ServerSettings
-    let logger: Logger
-
-    func run() async throws {
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            do {
-                try await store.deleteExpiredSessions(idleTimeout: settings.app.sessionIdleTimeout)
-                try await store.deleteStaleLoginFailures(olderThan: settings.app.lockoutDuration)
-            } catch {
-                logger.warning("housekeeping failed", metadata: ["error": "\(String(describing: error).prefix(300))"])
-            }
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(600)) }
-        }
-    }
-}
-
-/// Closes the database after the listeners have stopped.
-struct StoreCloser: Service {
-    let store: Store
-    func run() async throws {
-        try? await gracefulShutdown()
-        await store.database.close()
     }
 }

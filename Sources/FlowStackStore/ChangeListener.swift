@@ -38,8 +38,9 @@ public struct ChangeListener: Service {
         }
     }
 
+    /// Listens until graceful shutdown; ending then (listening cancelled) is a clean stop.
     public func run() async throws {
-        try await cancelWhenGracefulShutdown {
+        try? await cancelWhenGracefulShutdown {
             await listen()
             // SQLite: nothing to listen to; stay up until shutdown like every other service.
             try await gracefulShutdown()

@@ -3,6 +3,7 @@ import FlowStackCrypto
 import FlowStackEngine
 import FlowStackNetwork
 import FlowStackNodes
+import FlowStackOperations
 import FlowStackServer
 import FlowStackStore
 import Foundation

@@ -2,6 +2,7 @@ import ArgumentParser
 import Configuration
 import FlowStackApp
 import FlowStackCore
+import FlowStackOperations
 import FlowStackServer
 import FlowStackStore
 import Foundation

@@ -1,6 +1,7 @@
 import FlowStackCore
 import ArgumentParser
 import FlowStackCrypto
+import FlowStackOperations
 import FlowStackServer
 import FlowStackStore
 import Foundation

@@ -1,6 +1,7 @@
 import FlowStackApp
 import FlowStackCore
 import FlowStackEngine
+import FlowStackOperations
 import FlowStackStore
 import Foundation
 import Hummingbird

@@ -1,4 +1,5 @@
 import FlowStackCore
+import FlowStackOperations
 import Foundation
 import HTTPTypes
 import Hummingbird

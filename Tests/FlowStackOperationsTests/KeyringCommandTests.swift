@@ -1,4 +1,4 @@
-@testable import FlowStackServer
+@testable import FlowStackOperations
 import Foundation
 import Testing
 

@@ -1,5 +1,6 @@
 import FlowStackCore
 import FlowStackCrypto
+import FlowStackOperations
 import FlowStackServer
 import Foundation
 import Logging

@@ -1,4 +1,4 @@
-import FlowStackServer
+import FlowStackOperations
 import Logging
 import Synchronization
 import Testing
@@ -44,6 +44,6 @@ final class CapturedLines: TextOutputStream, @unchecked Sendable {
         let stream = exercise { label, stream in StreamLogHandler(label: label, stream: stream) }
         #expect(deferred.count == 5)
         #expect(deferred == stream)
-        #expect(deferred.first == " info flowstack.test: [FlowStackServerTests] plain\n")
+        #expect(deferred.first == " info flowstack.test: [FlowStackOperationsTests] plain\n")
     }
 }

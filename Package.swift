@@ -67,7 +67,7 @@ let package = Package(
         ),
         .target(
             name: "FlowStackSandbox",
-            dependencies: ["FlowStackCore", "FlowStackNodes", "CSpawn", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["FlowStackCore", "FlowStackRuntime", "CSpawn", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -119,8 +119,17 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "FlowStackRuntime",
+            dependencies: [
+                "FlowStackCore",
+                "FlowStackNetwork",
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "FlowStackNodes",
             dependencies: [
+                "FlowStackRuntime",
                 "FlowStackCore",
                 "FlowStackNetwork",
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -133,6 +142,7 @@ let package = Package(
                 "FlowStackCore",
                 "FlowStackNetwork",
                 "FlowStackNodes",
+                "FlowStackRuntime",
                 "FlowStackStore",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -148,6 +158,7 @@ let package = Package(
                 "FlowStackStore",
                 "FlowStackEngine",
                 "FlowStackNodes",
+                "FlowStackRuntime",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -179,6 +190,7 @@ let package = Package(
                 "FlowStackStore",
                 "FlowStackEngine",
                 "FlowStackNodes",
+                "FlowStackRuntime",
                 "FlowStackSandbox",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -203,6 +215,7 @@ let package = Package(
                 "FlowStackCrypto",
                 "FlowStackStore",
                 "FlowStackNodes",
+                "FlowStackRuntime",
                 "FlowStackEngine",
                 "FlowStackSandbox",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -223,6 +236,7 @@ let package = Package(
                 "FlowStackStore",
                 "FlowStackEngine",
                 "FlowStackNodes",
+                "FlowStackRuntime",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
@@ -244,7 +258,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FlowStackNodesTests",
-            dependencies: ["FlowStackNodes", "FlowStackNetwork", "FlowStackCore"],
+            dependencies: ["FlowStackNodes", "FlowStackRuntime", "FlowStackNetwork", "FlowStackCore"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -278,7 +292,7 @@ let package = Package(
         .testTarget(
             name: "FlowStackServerTests",
             dependencies: [
-                "FlowStackServer", "FlowStackOperations", "FlowStackApp", "FlowStackNetwork", "FlowStackEngine", "FlowStackNodes", "FlowStackStore", "FlowStackCore",
+                "FlowStackServer", "FlowStackOperations", "FlowStackApp", "FlowStackNetwork", "FlowStackEngine", "FlowStackNodes", "FlowStackRuntime", "FlowStackStore", "FlowStackCore",
                 "FlowStackCrypto", "FlowStackSandbox", "FlowStackTesting",
                 .product(name: "Hummingbird", package: "hummingbird"), .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"), .product(name: "Crypto", package: "swift-crypto"),

@@ -1,6 +1,7 @@
 import FlowStackCore
 import FlowStackCrypto
 import FlowStackNodes
+import FlowStackRuntime
 import FlowStackStore
 import Foundation
 

@@ -1,6 +1,7 @@
 import FlowStackCore
 import FlowStackNetwork
 import FlowStackNodes
+import FlowStackRuntime
 import FlowStackStore
 import Foundation
 import Logging

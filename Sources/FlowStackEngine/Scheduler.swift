@@ -1,5 +1,6 @@
 import FlowStackCore
 import FlowStackNodes
+import FlowStackRuntime
 import FlowStackStore
 import Foundation
 import Logging

@@ -1,4 +1,5 @@
 import FlowStackCore
+import FlowStackRuntime
 
 /// Where hard-coded credentials are looked for: the code of Code nodes and the parameters of
 /// HTTP Request nodes. (Trigger nodes hold their own webhook secrets by design.)

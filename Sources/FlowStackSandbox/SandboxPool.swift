@@ -1,6 +1,6 @@
 import CSpawn
 import FlowStackCore
-import FlowStackNodes
+import FlowStackRuntime
 import Foundation
 import Logging
 import Synchronization

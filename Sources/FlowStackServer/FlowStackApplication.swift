@@ -5,6 +5,7 @@ import FlowStackEngine
 import FlowStackNetwork
 import FlowStackNodes
 import FlowStackOperations
+import FlowStackRuntime
 import FlowStackSandbox
 import FlowStackStore
 import Foundation

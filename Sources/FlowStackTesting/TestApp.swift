@@ -4,6 +4,7 @@ import FlowStackEngine
 import FlowStackNetwork
 import FlowStackNodes
 import FlowStackOperations
+import FlowStackRuntime
 import FlowStackServer
 import FlowStackStore
 import Foundation

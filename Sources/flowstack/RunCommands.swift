@@ -3,6 +3,7 @@ import FlowStackCore
 import FlowStackEngine
 import FlowStackNetwork
 import FlowStackNodes
+import FlowStackRuntime
 import FlowStackSandbox
 import Foundation
 
@@ -71,7 +72,7 @@ struct Run: AsyncParsableCommand {
                 codeRunner = SandboxPool(executable: path, limits: { var l = SandboxLimits(); l.warm = 0; return l }())
             }
             let services = StandaloneServices(codeRunner: codeRunner, fetcher: GuardedHTTPClient(policy: .default))
-            result = try await LocalRunner(services: services).run(workflow, input: items)
+            result = try await LocalRunner(catalog: .standard, services: services).run(workflow, input: items)
             await codeRunner?.shutdown()
         } catch let error as LocalRunner.InvalidWorkflow {
             for problem in error.problems { FileHandle.standardError.write(Data("\(file): \(problem.description) [\(problem.code)]\n".utf8)) }

@@ -1,5 +1,6 @@
 import FlowStackCore
 import FlowStackNodes
+import FlowStackRuntime
 import Foundation
 import Testing
 

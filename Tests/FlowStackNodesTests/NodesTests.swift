@@ -1,11 +1,12 @@
 import FlowStackCore
 import FlowStackNetwork
 import FlowStackNodes
+import FlowStackRuntime
 import Foundation
 import Testing
 
 @Suite struct LocalRunnerTests {
-    let runner = LocalRunner()
+    let runner = LocalRunner(catalog: .standard)
 
     func workflow(_ json: String) throws -> Workflow {
         try JSONDecoder().decode(Workflow.self, from: Data(json.utf8))

@@ -4,6 +4,7 @@ import FlowStackCrypto
 import FlowStackEngine
 import FlowStackNetwork
 import FlowStackNodes
+import FlowStackRuntime
 import FlowStackSandbox
 import FlowStackStore
 import FlowStackTesting

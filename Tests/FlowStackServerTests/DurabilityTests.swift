@@ -1,6 +1,7 @@
 import FlowStackCore
 import FlowStackEngine
 import FlowStackNodes
+import FlowStackRuntime
 import FlowStackStore
 import FlowStackTesting
 import Foundation

@@ -1,5 +1,6 @@
 import FlowStackEngine
 import FlowStackNodes
+import FlowStackRuntime
 import FlowStackTesting
 import Foundation
 import Hummingbird

@@ -2,6 +2,7 @@ import FlowStackCore
 import FlowStackEngine
 import FlowStackNetwork
 import FlowStackNodes
+import FlowStackRuntime
 import FlowStackStore
 import FlowStackTesting
 import Foundation

@@ -1,5 +1,6 @@
 import FlowStackCore
 import FlowStackNodes
+import FlowStackRuntime
 @testable import FlowStackSandbox
 import Foundation
 import Synchronization

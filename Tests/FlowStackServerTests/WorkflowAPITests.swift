@@ -3,6 +3,7 @@ import FlowStackCore
 import FlowStackEngine
 import FlowStackNetwork
 import FlowStackNodes
+import FlowStackRuntime
 import FlowStackServer
 import FlowStackStore
 import FlowStackTesting

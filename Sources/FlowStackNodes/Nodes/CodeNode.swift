@@ -1,5 +1,6 @@
 import FlowStackCore
 import FlowStackNetwork
+import FlowStackRuntime
 import Foundation
 
 /// Runs the user's JavaScript in the sandbox, once for all items or once for each item. The code

@@ -1,4 +1,5 @@
 import FlowStackCore
+import FlowStackRuntime
 
 /// Routes each item by a condition: output 0 when it holds, output 1 when not.
 public struct IfNode: NodeType {

@@ -1,5 +1,6 @@
 import Crypto
 import FlowStackCore
+import FlowStackRuntime
 import Foundation
 
 /// Hashes or HMACs a value per item and stores the digest in a field.

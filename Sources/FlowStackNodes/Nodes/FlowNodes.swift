@@ -1,4 +1,5 @@
 import FlowStackCore
+import FlowStackRuntime
 import Foundation
 
 /// Starts a workflow when another workflow calls it (Execute Workflow); passes the caller's items on.

@@ -1,4 +1,5 @@
 import FlowStackCore
+import FlowStackRuntime
 import Foundation
 
 /// How the HTTP Request node fetches further pages: its `pagination` parameter.

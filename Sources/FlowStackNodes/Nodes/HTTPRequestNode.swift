@@ -1,6 +1,7 @@
 import Crypto
 import FlowStackCore
 import FlowStackNetwork
+import FlowStackRuntime
 import Foundation
 
 /// Makes an HTTP request per item. Requests go through the platform's SSRF guard: private,

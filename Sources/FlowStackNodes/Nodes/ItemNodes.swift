@@ -1,4 +1,5 @@
 import FlowStackCore
+import FlowStackRuntime
 
 /// Combines two inputs: `append` (all of input 0, then input 1), `byPosition` (merge the i-th
 /// items' fields), `byKey` (join items whose `key` field is equal) or `waitForBoth` (append, but

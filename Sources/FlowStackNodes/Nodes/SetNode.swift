@@ -1,4 +1,5 @@
 import FlowStackCore
+import FlowStackRuntime
 
 /// Sets fields on each item (values may be expressions); `keepOnlySet` drops the other fields.
 public struct SetNode: NodeType {

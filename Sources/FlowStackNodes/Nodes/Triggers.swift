@@ -1,4 +1,5 @@
 import FlowStackCore
+import FlowStackRuntime
 
 /// Starts a workflow by hand (`POST …/run`, `flowstack run`); passes the given items on.
 public struct ManualTriggerNode: NodeType {

@@ -1,6 +1,7 @@
 import FlowStackApp
 import FlowStackCore
 import FlowStackNodes
+import FlowStackRuntime
 import FlowStackStore
 import Foundation
 import HTTPTypes

@@ -4,6 +4,7 @@ import FlowStackCore
 import FlowStackCrypto
 import FlowStackEngine
 import FlowStackNodes
+import FlowStackRuntime
 import FlowStackStore
 import Foundation
 import HTTPTypes

@@ -2,6 +2,7 @@ import FlowStackApp
 import FlowStackCore
 import FlowStackEngine
 import FlowStackNodes
+import FlowStackRuntime
 import FlowStackStore
 import Foundation
 import Hummingbird

@@ -49,7 +49,7 @@ public struct WorkflowDriver: Sendable {
     /// Waits shorter than this are slept in place; longer ones suspend the execution.
     public let inlineWaitLimit: TimeInterval
 
-    public init(catalog: NodeCatalog = .standard, services: (any NodeServices)? = nil, inlineWaitLimit: TimeInterval = .infinity) {
+    public init(catalog: NodeCatalog, services: (any NodeServices)? = nil, inlineWaitLimit: TimeInterval = .infinity) {
         self.catalog = catalog
         self.services = services
         self.inlineWaitLimit = inlineWaitLimit

@@ -36,7 +36,7 @@ public struct RunResult: Sendable {
 public struct LocalRunner: Sendable {
     public let driver: WorkflowDriver
 
-    public init(catalog: NodeCatalog = .standard, services: (any NodeServices)? = nil) {
+    public init(catalog: NodeCatalog, services: (any NodeServices)? = nil) {
         self.driver = WorkflowDriver(catalog: catalog, services: services)
     }
 

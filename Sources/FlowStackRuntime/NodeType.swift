@@ -63,7 +63,7 @@ public struct NodeInput: Sendable {
         return value.jsonText
     }
 
-    static func resolve(_ value: JSONValue, _ context: ExpressionContext) throws -> JSONValue {
+    public static func resolve(_ value: JSONValue, _ context: ExpressionContext) throws -> JSONValue {
         try CompiledParameter(value, limits: context.limits).resolve(context)
     }
 }
@@ -116,7 +116,7 @@ indirect enum CompiledParameter: Sendable {
         return false
     }
 
-    func resolve(_ context: ExpressionContext) throws -> JSONValue {
+    public func resolve(_ context: ExpressionContext) throws -> JSONValue {
         switch self {
         case .literal(let value): value
         case .template(let template): try template.evaluate(context)

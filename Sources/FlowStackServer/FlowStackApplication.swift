@@ -87,61 +87,70 @@ public enum FlowStackApplication {
             throw StartupError("refusing to start: FLOWSTACK_WEBHOOK_PORT must differ from the HTTPS and HTTP ports")
         }
         let store = try await Bootstrap.openStore(settings: settings, logger: logger, clock: clock)
-        let certificate = try Bootstrap.certificate(settings: settings, logger: logger)
-        let tls = try Bootstrap.tlsConfiguration(certificatePath: certificate.certificatePath, keyPath: certificate.keyPath)
-        let setupToken = try await SetupService(store: store, tokenFile: settings.resolvedApp.setupTokenFile).prepare()
-        let policy: AddressPolicy
+        // Nothing opened here outlives a failed start: whatever fails below closes them again.
+        var sandbox: SandboxPool?
         do {
-            policy = try AddressPolicy(allow: settings.httpAllow)
-        } catch {
-            throw StartupError("--http-allow: \(error.description)")
-        }
-        let sandbox = await startSandbox(settings: settings, logger: logger)
-        let engine = ExecutionEngine(store: store, configuration: settings.engineConfiguration, logger: logger,
-                                     codeRunner: sandbox, fetcher: GuardedHTTPClient(policy: policy))
-        let router = try await makeRouter(store: store, settings: settings, logger: logger, engine: engine)
-        let displayHost = settings.host == "0.0.0.0" || settings.host == "::" ? "localhost" : settings.host
-        let httpsURL = "https://\(displayHost.contains(":") ? "[\(displayHost)]" : displayHost):\(settings.port)/"
+            let certificate = try Bootstrap.certificate(settings: settings, logger: logger)
+            let tls = try Bootstrap.tlsConfiguration(certificatePath: certificate.certificatePath, keyPath: certificate.keyPath)
+            let setupToken = try await SetupService(store: store, tokenFile: settings.resolvedApp.setupTokenFile).prepare()
+            let policy: AddressPolicy
+            do {
+                policy = try AddressPolicy(allow: settings.httpAllow)
+            } catch {
+                throw StartupError("--http-allow: \(error.description)")
+            }
+            sandbox = await startSandbox(settings: settings, logger: logger)
+            let engine = ExecutionEngine(store: store, configuration: settings.engineConfiguration, logger: logger,
+                                         codeRunner: sandbox, fetcher: GuardedHTTPClient(policy: policy))
+            let router = try await makeRouter(store: store, settings: settings, logger: logger, engine: engine)
+            let displayHost = settings.host == "0.0.0.0" || settings.host == "::" ? "localhost" : settings.host
+            let httpsURL = "https://\(displayHost.contains(":") ? "[\(displayHost)]" : displayHost):\(settings.port)/"
 
-        // The closer comes first: a service group stops services in reverse order, so the
-        // database closes only after every listener has drained.
-        var services: [any Service] = [StoreCloser(store: store)]
-        let limits = ConnectionLimits(edge: settings.edge, exempt: settings.trustedProxies)
-        services.append(Application(
-            router: router,
-            server: try .tls(.http1(configuration: limits.http1Configuration()), tlsConfiguration: tls),
-            configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: nil),
-            logger: logger
-        ))
-        if let webhookPort = settings.webhookPort {
-            // The webhook origin: the same router, which serves only webhooks here (WebhookOriginMiddleware).
+            // The closer comes first: a service group stops services in reverse order, so the
+            // database closes only after every listener has drained.
+            var services: [any Service] = [StoreCloser(store: store)]
+            if let sandbox { services.append(SandboxCloser(pool: sandbox)) }
+            let limits = ConnectionLimits(edge: settings.edge, exempt: settings.trustedProxies)
             services.append(Application(
                 router: router,
                 server: try .tls(.http1(configuration: limits.http1Configuration()), tlsConfiguration: tls),
-                configuration: .init(address: .hostname(settings.host, port: webhookPort), serverName: nil),
+                configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: nil),
                 logger: logger
             ))
+            if let webhookPort = settings.webhookPort {
+                // The webhook origin: the same router, which serves only webhooks here (WebhookOriginMiddleware).
+                services.append(Application(
+                    router: router,
+                    server: try .tls(.http1(configuration: limits.http1Configuration()), tlsConfiguration: tls),
+                    configuration: .init(address: .hostname(settings.host, port: webhookPort), serverName: nil),
+                    logger: logger
+                ))
+            }
+            if let httpPort = settings.httpPort {
+                services.append(Application(
+                    router: HTTPRejecter.router(httpsURL: httpsURL),
+                    server: .http1(configuration: limits.http1Configuration()),
+                    configuration: .init(address: .hostname(settings.host, port: httpPort), serverName: nil),
+                    logger: logger
+                ))
+            }
+            services.append(HousekeepingService(store: store, settings: settings, logger: logger))
+            let keyringSource = KeyringSource.from(settings)
+            if keyringSource.isWritable {
+                // Reading a small file in place is fine; a keyring command runs only in the watcher's thread.
+                store.sealer.setReloader { try? keyringSource.load() }
+            }
+            services.append(KeyringWatcher(store: store, source: keyringSource, logger: logger))
+            services.append(ChangeListener(store: store))
+            services.append(engine)
+            services.append(Scheduler(engine: engine, logger: logger))
+            return RunningServer(services: services, store: store, setupToken: setupToken,
+                                 certificateFingerprint: certificate.fingerprint, httpsURL: httpsURL)
+        } catch {
+            await sandbox?.shutdown()
+            await store.database.close()
+            throw error
         }
-        if let httpPort = settings.httpPort {
-            services.append(Application(
-                router: HTTPRejecter.router(httpsURL: httpsURL),
-                server: .http1(configuration: limits.http1Configuration()),
-                configuration: .init(address: .hostname(settings.host, port: httpPort), serverName: nil),
-                logger: logger
-            ))
-        }
-        services.append(HousekeepingService(store: store, settings: settings, logger: logger))
-        let keyringSource = KeyringSource.from(settings)
-        if keyringSource.isWritable {
-            // Reading a small file in place is fine; a keyring command runs only in the watcher's thread.
-            store.sealer.setReloader { try? keyringSource.load() }
-        }
-        services.append(KeyringWatcher(store: store, source: keyringSource, logger: logger))
-        services.append(ChangeListener(store: store))
-        services.append(engine)
-        services.append(Scheduler(engine: engine, logger: logger))
-        return RunningServer(services: services, store: store, setupToken: setupToken,
-                             certificateFingerprint: certificate.fingerprint, httpsURL: httpsURL)
     }
 }
 
@@ -187,5 +196,14 @@ enum HTTPRejecter {
         let router = Router()
         router.add(middleware: Reject(body: ByteBuffer(bytes: data)))
         return router
+    }
+}
+
+/// Stops the Code node sandbox's children once the engine, which uses them, has stopped.
+struct SandboxCloser: Service {
+    let pool: SandboxPool
+    func run() async throws {
+        try? await gracefulShutdown()
+        await pool.shutdown()
     }
 }

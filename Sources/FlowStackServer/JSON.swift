@@ -12,14 +12,11 @@ enum JSON {
         let encoder = JSONEncoder()
         encoder.dateEncodingStrategy = .custom { date, encoder in
             var container = encoder.singleValueContainer()
-            try container.encode(Self.format(date))
+            try container.encode(RFC3339.format(date))
         }
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return encoder
     }()
-
-    /// The one date format of every answer (`RFC3339.format`).
-    static func format(_ date: Date) -> String { RFC3339.format(date) }
 
     static func response(_ status: HTTPResponse.Status = .ok, _ value: some Encodable, headers: HTTPFields = [:]) throws -> Response {
         var headers = headers
@@ -174,5 +171,3 @@ extension FlowStackError {
     }
 }
 
-/// The API's timestamp format (exposed for tests).
-public func formatTimestamp(_ date: Date) -> String { JSON.format(date) }

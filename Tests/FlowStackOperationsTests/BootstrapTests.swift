@@ -1,7 +1,6 @@
 import FlowStackCore
 import FlowStackCrypto
 import FlowStackOperations
-import FlowStackServer
 import Foundation
 import Logging
 import Testing
@@ -40,15 +39,5 @@ import Testing
         let tls = try Bootstrap.tlsConfiguration(certificatePath: files.certificatePath, keyPath: files.keyPath)
         #expect(tls.minimumTLSVersion == .tlsv13)
         #expect(tls.maximumTLSVersion == .tlsv13)
-    }
-}
-
-@Suite struct DateFormatTests {
-    @Test("timestamps are ISO 8601 UTC with milliseconds", arguments: [
-        (0.0, "1970-01-01T00:00:00.000Z"), (1_800_000_000.123, "2027-01-15T08:00:00.123Z"), (951_782_400.5, "2000-02-29T00:00:00.500Z"),
-        (-1.5, "1969-12-31T23:59:58.500Z"),
-    ])
-    func format(seconds: Double, expected: String) {
-        #expect(FlowStackServer.formatTimestamp(Date(timeIntervalSince1970: seconds)) == expected)
     }
 }

@@ -2,7 +2,7 @@
 import PackageDescription
 
 let swiftSettings: [SwiftSetting] = [
-    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("ExistentialAny")
 ]
 
 let package = Package(
@@ -272,8 +272,10 @@ let package = Package(
         ),
         .testTarget(
             name: "FlowStackStoreTests",
-            dependencies: ["FlowStackStore", "FlowStackTesting", "FlowStackCore", "FlowStackCrypto", .product(name: "SQLKit", package: "sql-kit"),
-                           .product(name: "Logging", package: "swift-log"), .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "FlowStackStore", "FlowStackTesting", "FlowStackCore", "FlowStackCrypto", .product(name: "SQLKit", package: "sql-kit"),
+                .product(name: "Logging", package: "swift-log"), .product(name: "NIOCore", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -292,7 +294,8 @@ let package = Package(
         .testTarget(
             name: "FlowStackServerTests",
             dependencies: [
-                "FlowStackServer", "FlowStackOperations", "FlowStackApp", "FlowStackNetwork", "FlowStackEngine", "FlowStackNodes", "FlowStackRuntime", "FlowStackStore", "FlowStackCore",
+                "FlowStackServer", "FlowStackOperations", "FlowStackApp", "FlowStackNetwork", "FlowStackEngine", "FlowStackNodes",
+                "FlowStackRuntime", "FlowStackStore", "FlowStackCore",
                 "FlowStackCrypto", "FlowStackSandbox", "FlowStackTesting",
                 .product(name: "Hummingbird", package: "hummingbird"), .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"), .product(name: "Crypto", package: "swift-crypto"),

@@ -17,8 +17,10 @@ public struct Access: Sendable {
 
     /// The caller's access to an organization for `action`, or the policy's refusal.
     @discardableResult
-    public func org(_ orgID: String, _ action: Action, _ identity: Identity, targetRole: OrgRole? = nil,
-             grantedRole: OrgRole? = nil, targetIsSelf: Bool = false) async throws -> OrgAccess {
+    public func org(
+        _ orgID: String, _ action: Action, _ identity: Identity, targetRole: OrgRole? = nil,
+        grantedRole: OrgRole? = nil, targetIsSelf: Bool = false
+    ) async throws -> OrgAccess {
         let access: (role: OrgRole, plan: Plan)?
         if case .apiKey(let key, let membership) = identity.method {
             // An API key only ever reaches its own organization; its membership came with it.
@@ -27,8 +29,9 @@ public struct Access: Sendable {
         } else {
             access = try await store.access(orgID: orgID, userID: identity.user.id)
         }
-        let request = AccessRequest(orgRole: access?.role, credential: identity.credential, plan: access?.plan ?? .free,
-                                    targetRole: targetRole, grantedRole: grantedRole, targetIsSelf: targetIsSelf)
+        let request = AccessRequest(
+            orgRole: access?.role, credential: identity.credential, plan: access?.plan ?? .free,
+            targetRole: targetRole, grantedRole: grantedRole, targetIsSelf: targetIsSelf)
         if let error = Policy.decide(action, request).error { throw error }
         return OrgAccess(orgID: orgID, role: access!.role, plan: access!.plan)
     }
@@ -51,8 +54,9 @@ public struct Access: Sendable {
             access = try await store.access(orgID: project.orgID, userID: identity.user.id)
         }
         let projectRole = try await store.projectRole(projectID: projectID, userID: identity.user.id)
-        let request = AccessRequest(orgRole: access?.role, projectRole: projectRole, credential: identity.credential,
-                                    plan: access?.plan ?? .free, projectId: projectID)
+        let request = AccessRequest(
+            orgRole: access?.role, projectRole: projectRole, credential: identity.credential,
+            plan: access?.plan ?? .free, projectId: projectID)
         if let error = Policy.decide(action, request).error { throw error }
         let role = Policy.effectiveProjectRole(orgRole: access!.role, projectRole: projectRole) ?? .viewer
         return ProjectAccess(project: project, orgRole: access!.role, role: role)

@@ -11,7 +11,9 @@ public struct Admin: Sendable {
         self.store = store
     }
 
-    public func createOwner(email rawEmail: String, name rawName: String, organization: String, password: String) async throws -> (user: User, org: Organization) {
+    public func createOwner(email rawEmail: String, name rawName: String, organization: String, password: String) async throws -> (
+        user: User, org: Organization
+    ) {
         let email = try Validate.email(rawEmail)
         let name = try Validate.name(rawName)
         let orgName = try Validate.name(organization, field: "organization")
@@ -21,8 +23,9 @@ public struct Admin: Sendable {
             let user = try await store.insertUser(email: email, name: name, passwordHash: hash, on: db)
             let org = try await store.insertOrganization(name: orgName, owner: user.id, on: db)
             try await store.setSetting(SetupService.settingName, nil, on: db)
-            try await store.appendAudit(AuditRecord(orgID: org.id, action: "user.owner_created", resourceType: "user", resourceID: user.id),
-                                        actor: .system(), on: db)
+            try await store.appendAudit(
+                AuditRecord(orgID: org.id, action: "user.owner_created", resourceType: "user", resourceID: user.id),
+                actor: .system(), on: db)
             return (user, org)
         }
     }
@@ -34,8 +37,9 @@ public struct Admin: Sendable {
         }
         try await store.write(announcing: [.identities]) { db in
             try await store.setDisabled(userID: user.id, disabled, on: db)
-            try await store.appendAudit(AuditRecord(orgID: nil, action: disabled ? "user.disabled" : "user.enabled", resourceType: "user", resourceID: user.id),
-                                        actor: .system(), on: db)
+            try await store.appendAudit(
+                AuditRecord(orgID: nil, action: disabled ? "user.disabled" : "user.enabled", resourceType: "user", resourceID: user.id),
+                actor: .system(), on: db)
         }
     }
 
@@ -45,8 +49,10 @@ public struct Admin: Sendable {
         }
         try await store.write(announcing: [.identities]) { db in
             try await store.setPlan(orgID: orgID, plan: plan, on: db)
-            try await store.appendAudit(AuditRecord(orgID: orgID, action: "org.plan_changed", resourceType: "organization", resourceID: orgID,
-                                                    details: ["plan": plan.rawValue]), actor: .system(), on: db)
+            try await store.appendAudit(
+                AuditRecord(
+                    orgID: orgID, action: "org.plan_changed", resourceType: "organization", resourceID: orgID,
+                    details: ["plan": plan.rawValue]), actor: .system(), on: db)
         }
     }
 }

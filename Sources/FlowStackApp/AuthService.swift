@@ -46,8 +46,9 @@ public struct AuthService: Sendable {
 
     public func checkThrottle(_ address: String) async throws {
         if let retry = await throttle.retryAfter(AddressKey.of(address)) {
-            throw FlowStackError(status: 429, code: "too_many_attempts",
-                                 message: "Too many failed attempts from your address; try again later.", retryAfter: retry)
+            throw FlowStackError(
+                status: 429, code: "too_many_attempts",
+                message: "Too many failed attempts from your address; try again later.", retryAfter: retry)
         }
     }
 
@@ -81,11 +82,14 @@ public struct AuthService: Sendable {
         guard let user = try await store.user(email: email) else {
             // Counted and locked exactly like an account, so the answers (401, then 423) do not
             // tell whether the address has one.
-            let slot = try await store.reserveUnknownLoginAttempt(emailHash: Token.hash(email), maxFailures: settings.lockoutThreshold,
-                                                              forgetAfter: settings.lockoutDuration)
+            let slot = try await store.reserveUnknownLoginAttempt(
+                emailHash: Token.hash(email), maxFailures: settings.lockoutThreshold,
+                forgetAfter: settings.lockoutDuration)
             await recordFailure(actor.ip)
-            try await store.audit(AuditRecord(orgID: nil, action: "auth.login", resourceType: "user", resourceID: nil,
-                                              outcome: "failure", details: ["reason": "unknown_email", "email": String(email.prefix(254))]), actor: actor)
+            try await store.audit(
+                AuditRecord(
+                    orgID: nil, action: "auth.login", resourceType: "user", resourceID: nil,
+                    outcome: "failure", details: ["reason": "unknown_email", "email": String(email.prefix(254))]), actor: actor)
             switch slot {
             case .locked(let until):
                 throw Self.locked(until: until, now: clock.now())
@@ -99,11 +103,15 @@ public struct AuthService: Sendable {
                 throw FlowStackError.invalidCredentials
             }
         }
-        switch try await store.reserveLoginAttempt(userID: user.id, maxFailures: settings.lockoutThreshold, forgetAfter: settings.lockoutDuration) {
+        switch try await store.reserveLoginAttempt(
+            userID: user.id, maxFailures: settings.lockoutThreshold, forgetAfter: settings.lockoutDuration)
+        {
         case .locked(let until):
             await recordFailure(actor.ip)
-            try await store.audit(AuditRecord(orgID: nil, action: "auth.login", resourceType: "user", resourceID: user.id,
-                                              outcome: "failure", details: ["reason": "account_locked"]), actor: actor)
+            try await store.audit(
+                AuditRecord(
+                    orgID: nil, action: "auth.login", resourceType: "user", resourceID: user.id,
+                    outcome: "failure", details: ["reason": "account_locked"]), actor: actor)
             throw Self.locked(until: until, now: clock.now())
         case .allowed(let attempt):
             let valid = await hasher.verify(password, against: user.passwordHash)
@@ -112,14 +120,18 @@ public struct AuthService: Sendable {
                 let lockNow = attempt >= settings.lockoutThreshold
                 let until = clock.now().addingTimeInterval(settings.lockoutDuration)
                 try await store.write { db in
-                    try await store.appendAudit(AuditRecord(orgID: nil, action: "auth.login", resourceType: "user", resourceID: user.id,
-                                                            outcome: "failure", details: ["reason": user.disabled ? "account_disabled" : "wrong_password"]),
-                                                actor: actor, on: db)
+                    try await store.appendAudit(
+                        AuditRecord(
+                            orgID: nil, action: "auth.login", resourceType: "user", resourceID: user.id,
+                            outcome: "failure", details: ["reason": user.disabled ? "account_disabled" : "wrong_password"]),
+                        actor: actor, on: db)
                     if lockNow {
                         try await store.lockUser(userID: user.id, until: until, on: db)
-                        try await store.appendAudit(AuditRecord(orgID: nil, action: "user.locked", resourceType: "user", resourceID: user.id,
-                                                                details: ["failedAttempts": String(attempt), "until": RFC3339.format(until)]),
-                                                    actor: actor, on: db)
+                        try await store.appendAudit(
+                            AuditRecord(
+                                orgID: nil, action: "user.locked", resourceType: "user", resourceID: user.id,
+                                details: ["failedAttempts": String(attempt), "until": RFC3339.format(until)]),
+                            actor: actor, on: db)
                     }
                 }
                 if lockNow { throw Self.locked(until: until, now: clock.now()) }
@@ -129,13 +141,16 @@ public struct AuthService: Sendable {
             let lifetime = settings.sessionAbsoluteLifetime
             let session = try await store.write { db in
                 try await store.resetFailedLogins(userID: user.id, on: db)
-                let session = try await store.insertSession(userID: user.id, tokenHash: Token.hash(token), absoluteLifetime: lifetime,
-                                                            ip: actor.ip, userAgent: actor.userAgent, on: db)
+                let session = try await store.insertSession(
+                    userID: user.id, tokenHash: Token.hash(token), absoluteLifetime: lifetime,
+                    ip: actor.ip, userAgent: actor.userAgent, on: db)
                 var audited = actor
                 audited.kind = .user
                 audited.id = user.id
-                try await store.appendAudit(AuditRecord(orgID: nil, action: "auth.login", resourceType: "user", resourceID: user.id,
-                                                        details: ["session": session.id]), actor: audited, on: db)
+                try await store.appendAudit(
+                    AuditRecord(
+                        orgID: nil, action: "auth.login", resourceType: "user", resourceID: user.id,
+                        details: ["session": session.id]), actor: audited, on: db)
                 return session
             }
             return LoginResult(user: user, sessionToken: token, csrfToken: Self.csrfToken(for: token), session: session)
@@ -143,9 +158,10 @@ public struct AuthService: Sendable {
     }
 
     static func locked(until: Date, now: Date) -> FlowStackError {
-        FlowStackError(status: 423, code: "account_locked",
-                       message: "The account is locked after too many failed logins; try again later or ask an administrator to unlock it.",
-                       retryAfter: max(1, Int(until.timeIntervalSince(now).rounded())))
+        FlowStackError(
+            status: 423, code: "account_locked",
+            message: "The account is locked after too many failed logins; try again later or ask an administrator to unlock it.",
+            retryAfter: max(1, Int(until.timeIntervalSince(now).rounded())))
     }
 
     /// The CSRF token of a session: derived from the session token, so it needs no storage and
@@ -184,7 +200,8 @@ public struct AuthService: Sendable {
         guard key.hasPrefix(Self.apiKeyPrefix), key.count < 100 else { throw invalid }
         let hash = Token.hash(key)
         guard let found = try await apiKeys.value(for: hash, load: { [store] in try await store.apiKey(hash: hash) }) else { throw invalid }
-        let apiKey = found.key, user = found.user
+        let apiKey = found.key
+        let user = found.user
         let now = clock.now()
         guard apiKey.revokedAt == nil, apiKey.expiresAt.map({ now < $0 }) ?? true, !user.disabled else { throw invalid }
         if apiKey.lastUsedAt.map({ now.timeIntervalSince($0) >= 60 }) ?? true {

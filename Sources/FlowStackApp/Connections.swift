@@ -18,7 +18,8 @@ public struct Connections: Sendable {
 
     private func checkedName(_ name: String) throws -> String {
         let trimmed = name.trimmingCharacters(in: .whitespaces)
-        guard !trimmed.isEmpty, trimmed.utf8.count <= 100, !trimmed.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
+        guard !trimmed.isEmpty, trimmed.utf8.count <= 100, !trimmed.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F })
+        else {
             throw FlowStackError.validation("A name is 1 to 100 characters without control characters.", field: "name")
         }
         guard !Identifier.isValid(trimmed, prefix: "con") else {
@@ -42,13 +43,17 @@ public struct Connections: Sendable {
         return (connection, access)
     }
 
-    private func audit(_ action: String, _ connection: Connection, actor: AuditActor, details: [String: String] = [:],
-                       outcome: String = "success") async throws {
+    private func audit(
+        _ action: String, _ connection: Connection, actor: AuditActor, details: [String: String] = [:],
+        outcome: String = "success"
+    ) async throws {
         var details = details
         details["name"] = connection.name
         details["type"] = connection.kind.rawValue
-        try await store.audit(AuditRecord(orgID: connection.orgID, action: action, resourceType: "connection", resourceID: connection.id,
-                                          outcome: outcome, details: details), actor: actor)
+        try await store.audit(
+            AuditRecord(
+                orgID: connection.orgID, action: action, resourceType: "connection", resourceID: connection.id,
+                outcome: outcome, details: details), actor: actor)
     }
 
     public func list(projectID: String, by caller: Caller) async throws -> [Connection] {
@@ -87,24 +92,30 @@ public struct Connections: Sendable {
         let project = try await app.access.project(projectID, .workflowEdit, caller.identity).project
         let name = try checkedName(fields.name ?? "")
         guard let kind = fields.type.flatMap(ConnectionKind.init(rawValue:)) else {
-            throw FlowStackError.validation("type must be one of \(ConnectionKind.allCases.map(\.rawValue).joined(separator: ", ")).", field: "type")
+            throw FlowStackError.validation(
+                "type must be one of \(ConnectionKind.allCases.map(\.rawValue).joined(separator: ", ")).", field: "type")
         }
         let data = try ConnectionSchema.validate(kind, data: fields.data)
         let now = store.now
-        var connection = Connection(id: Identifier.make("con"), orgID: project.orgID, projectID: project.id, name: name, kind: kind,
-                                    data: data, testURL: try checkedTestURL(fields.testURL), status: "untested", statusMessage: nil,
-                                    lastTestedAt: nil, tokenExpiresAt: nil, createdAt: now, updatedAt: now)
+        var connection = Connection(
+            id: Identifier.make("con"), orgID: project.orgID, projectID: project.id, name: name, kind: kind,
+            data: data, testURL: try checkedTestURL(fields.testURL), status: "untested", statusMessage: nil,
+            lastTestedAt: nil, tokenExpiresAt: nil, createdAt: now, updatedAt: now)
         connection.allowedHosts = try ConnectionSchema.checkHosts(fields.allowedHosts ?? [])
         let actor = caller.auditActor
         let created = try await store.write { [store, connection, creator = caller.user.id] db in
             guard try await store.insertConnection(connection, createdBy: creator, on: db) else { return false }
             // The audit trail names the connection and its type, never a value.
-            try await store.appendAudit(AuditRecord(orgID: connection.orgID, action: "connection.created", resourceType: "connection",
-                                                    resourceID: connection.id, details: ["name": name, "type": kind.rawValue]),
-                                        actor: actor, on: db)
+            try await store.appendAudit(
+                AuditRecord(
+                    orgID: connection.orgID, action: "connection.created", resourceType: "connection",
+                    resourceID: connection.id, details: ["name": name, "type": kind.rawValue]),
+                actor: actor, on: db)
             return true
         }
-        guard created else { throw FlowStackError.conflict("connection_exists", "The project already has a connection '\(name)'.", field: "name") }
+        guard created else {
+            throw FlowStackError.conflict("connection_exists", "The project already has a connection '\(name)'.", field: "name")
+        }
         return connection
     }
 
@@ -116,7 +127,9 @@ public struct Connections: Sendable {
         if let data = fields.data {
             let before = connection.data
             connection.data = try ConnectionSchema.validate(connection.kind, data: data, existing: connection.data)
-            if connection.kind == .oauth2, before.config != connection.data.config || before.secrets["clientSecret"] != connection.data.secrets["clientSecret"] {
+            if connection.kind == .oauth2,
+                before.config != connection.data.config || before.secrets["clientSecret"] != connection.data.secrets["clientSecret"]
+            {
                 // Tokens belong to the client and endpoints they were issued for.
                 connection.data.secrets["accessToken"] = nil
                 connection.data.secrets["refreshToken"] = nil
@@ -139,13 +152,17 @@ public struct Connections: Sendable {
         let reset = fields.data != nil
         let saved = try await store.write { [store] db in
             guard try await store.updateConnection(updated, resetStatus: reset, clearTokens: clear, on: db) else { return false }
-            try await store.appendAudit(AuditRecord(orgID: updated.orgID, action: "connection.updated", resourceType: "connection",
-                                                    resourceID: updated.id,
-                                                    details: ["name": updated.name, "type": updated.kind.rawValue, "fields": changedFields]),
-                                        actor: actor, on: db)
+            try await store.appendAudit(
+                AuditRecord(
+                    orgID: updated.orgID, action: "connection.updated", resourceType: "connection",
+                    resourceID: updated.id,
+                    details: ["name": updated.name, "type": updated.kind.rawValue, "fields": changedFields]),
+                actor: actor, on: db)
             return true
         }
-        guard saved else { throw FlowStackError.conflict("connection_exists", "The project already has a connection '\(updated.name)'.", field: "name") }
+        guard saved else {
+            throw FlowStackError.conflict("connection_exists", "The project already has a connection '\(updated.name)'.", field: "name")
+        }
         guard let current = try await store.connection(id: updated.id) else { throw FlowStackError.notFound }
         return current
     }
@@ -160,7 +177,8 @@ public struct Connections: Sendable {
             if given.isEmpty || !given.isSubset(of: Set(connection.allowedHosts)) { widened = "allowedHosts" }
         }
         if connection.kind == .oauth2, let data = fields.data?.objectValue {
-            for field in ["tokenUrl", "authorizationUrl"] where data[field] != nil && data[field]?.stringValue != connection.data.config[field] {
+            for field in ["tokenUrl", "authorizationUrl"]
+            where data[field] != nil && data[field]?.stringValue != connection.data.config[field] {
                 widened = "data.\(field)"
             }
         }
@@ -180,9 +198,11 @@ public struct Connections: Sendable {
         let actor = caller.auditActor
         let deleted = try await store.write { [store] db in
             guard try await store.deleteConnection(id: connection.id, on: db) else { return false }
-            try await store.appendAudit(AuditRecord(orgID: connection.orgID, action: "connection.deleted", resourceType: "connection",
-                                                    resourceID: connection.id, details: ["name": connection.name, "type": connection.kind.rawValue]),
-                                        actor: actor, on: db)
+            try await store.appendAudit(
+                AuditRecord(
+                    orgID: connection.orgID, action: "connection.deleted", resourceType: "connection",
+                    resourceID: connection.id, details: ["name": connection.name, "type": connection.kind.rawValue]),
+                actor: actor, on: db)
             return true
         }
         guard deleted else { throw FlowStackError.notFound }
@@ -219,18 +239,23 @@ public struct Connections: Sendable {
             context.projectID = access.project.id
             context.redactor = Redactor()
             do {
-                let response = try await broker.fetch(OutboundRequest(method: "GET", url: url, timeout: 15, maxResponseBytes: 1 << 20),
-                                                      connection: connection.id, caller: context)
+                let response = try await broker.fetch(
+                    OutboundRequest(method: "GET", url: url, timeout: 15, maxResponseBytes: 1 << 20),
+                    connection: connection.id, caller: context)
                 let ok = response.status < 400
-                result = TestResult(ok: ok, status: response.status,
-                                    message: ok ? "The server accepted the request." : response.status == 401 || response.status == 403
-                                        ? "The server refused the credential (\(response.status))." : "The server answered \(response.status).")
+                result = TestResult(
+                    ok: ok, status: response.status,
+                    message: ok
+                        ? "The server accepted the request."
+                        : response.status == 401 || response.status == 403
+                            ? "The server refused the credential (\(response.status))." : "The server answered \(response.status).")
             } catch let error as NodeError {
                 result = TestResult(ok: false, status: nil, message: context.redactor?.redact(error.message) ?? error.message)
             }
         }
-        try await store.setConnectionStatus(id: connection.id, status: result.ok ? "ok" : "error", message: result.ok ? nil : result.message,
-                                            tested: true)
+        try await store.setConnectionStatus(
+            id: connection.id, status: result.ok ? "ok" : "error", message: result.ok ? nil : result.message,
+            tested: true)
         try await audit("connection.tested", connection, actor: caller.auditActor, outcome: result.ok ? "success" : "failure")
         return result
     }
@@ -243,29 +268,38 @@ public struct Connections: Sendable {
     public func authorize(_ connectionID: String, by caller: Caller) async throws -> (location: String, binder: String) {
         let (connection, _) = try await load(connectionID, .workflowEdit, by: caller)
         guard case .session(let session, _) = caller.identity.method else {
-            throw FlowStackError(status: 403, code: "session_required", message: "Connecting an OAuth2 account needs a signed-in browser session.")
+            throw FlowStackError(
+                status: 403, code: "session_required", message: "Connecting an OAuth2 account needs a signed-in browser session.")
         }
         guard connection.kind == .oauth2, connection.data.config["grantType"] == "authorizationCode",
-              let authorizationURL = connection.data.config["authorizationUrl"], var components = URLComponents(string: authorizationURL),
-              let clientID = connection.data.config["clientId"] else {
-            throw FlowStackError.badRequest("not_authorization_code", "Only OAuth2 connections with the authorization code grant are connected this way.")
+            let authorizationURL = connection.data.config["authorizationUrl"], var components = URLComponents(string: authorizationURL),
+            let clientID = connection.data.config["clientId"]
+        else {
+            throw FlowStackError.badRequest(
+                "not_authorization_code", "Only OAuth2 connections with the authorization code grant are connected this way.")
         }
         let redirectURI = app.settings.oauthRedirectURI
         let state = Token.make(prefix: "")
         let binder = Token.make(prefix: "")
         let verifier = Token.make(prefix: "") + Token.make(prefix: "")
         let challenge = Data(SHA256.hash(data: Data(verifier.utf8))).base64URLEncoded
-        try await store.insertOAuth2State(stateHash: Token.hash(state + "." + binder), OAuth2State(
-            connectionID: connection.id, orgID: connection.orgID, userID: caller.user.id, sessionID: session.id, verifier: verifier,
-            redirectURI: redirectURI, expiresAt: store.now.addingTimeInterval(Self.stateLifetime)))
+        try await store.insertOAuth2State(
+            stateHash: Token.hash(state + "." + binder),
+            OAuth2State(
+                connectionID: connection.id, orgID: connection.orgID, userID: caller.user.id, sessionID: session.id, verifier: verifier,
+                redirectURI: redirectURI, expiresAt: store.now.addingTimeInterval(Self.stateLifetime)))
         var query = components.queryItems ?? []
-        query += [URLQueryItem(name: "response_type", value: "code"), URLQueryItem(name: "client_id", value: clientID),
-                  URLQueryItem(name: "redirect_uri", value: redirectURI), URLQueryItem(name: "state", value: state),
-                  URLQueryItem(name: "code_challenge", value: challenge), URLQueryItem(name: "code_challenge_method", value: "S256")]
+        query += [
+            URLQueryItem(name: "response_type", value: "code"), URLQueryItem(name: "client_id", value: clientID),
+            URLQueryItem(name: "redirect_uri", value: redirectURI), URLQueryItem(name: "state", value: state),
+            URLQueryItem(name: "code_challenge", value: challenge), URLQueryItem(name: "code_challenge_method", value: "S256"),
+        ]
         if let scope = connection.data.config["scope"] { query.append(URLQueryItem(name: "scope", value: scope)) }
         components.queryItems = query
         components.percentEncodedQuery = components.percentEncodedQuery?.replacingOccurrences(of: "+", with: "%2B")
-        guard let location = components.url?.absoluteString else { throw FlowStackError.validation("authorizationUrl is not a valid URL.", field: "data.authorizationUrl") }
+        guard let location = components.url?.absoluteString else {
+            throw FlowStackError.validation("authorizationUrl is not a valid URL.", field: "data.authorizationUrl")
+        }
         try await audit("connection.oauth2.authorize", connection, actor: caller.auditActor)
         return (location, binder)
     }
@@ -284,42 +318,53 @@ public struct Connections: Sendable {
     /// Completes the authorization. The state works once, only in the browser that started it
     /// (its cookie), and only while the session that started it is alive.
     public func callback(_ callback: Callback, from client: Client) async throws -> Connection {
-        let invalid = FlowStackError.badRequest("invalid_oauth2_state", "This authorization is unknown, expired or was started in another browser.")
-        guard let state = callback.state, !state.isEmpty, state.utf8.count <= 256, let binder = callback.binder, binder.utf8.count <= 256 else {
+        let invalid = FlowStackError.badRequest(
+            "invalid_oauth2_state", "This authorization is unknown, expired or was started in another browser.")
+        guard let state = callback.state, !state.isEmpty, state.utf8.count <= 256, let binder = callback.binder, binder.utf8.count <= 256
+        else {
             throw invalid
         }
         guard let pending = try await store.takeOAuth2State(stateHash: Token.hash(state + "." + binder)),
-              pending.expiresAt > store.now,
-              try await store.sessionIsLive(id: pending.sessionID, userID: pending.userID, idleTimeout: app.settings.sessionIdleTimeout),
-              let connection = try await store.connection(id: pending.connectionID) else {
+            pending.expiresAt > store.now,
+            try await store.sessionIsLive(id: pending.sessionID, userID: pending.userID, idleTimeout: app.settings.sessionIdleTimeout),
+            let connection = try await store.connection(id: pending.connectionID)
+        else {
             throw invalid
         }
         // The user who started it must still be allowed to edit the connection's project.
         let membership = try await store.access(orgID: connection.orgID, userID: pending.userID)
         let projectRole = try await store.projectRole(projectID: connection.projectID, userID: pending.userID)
-        let allowed = AccessRequest(orgRole: membership?.role, projectRole: projectRole, credential: .session,
-                                    plan: membership?.plan ?? .free, projectId: connection.projectID)
+        let allowed = AccessRequest(
+            orgRole: membership?.role, projectRole: projectRole, credential: .session,
+            plan: membership?.plan ?? .free, projectId: connection.projectID)
         guard Policy.decide(.workflowEdit, allowed).error == nil else { throw invalid }
         let actor = client.actor(user: pending.userID)
         if let error = callback.error {
             let code = String(error.prefix(64).filter { $0.isLetter || $0 == "_" })
-            try await store.setConnectionStatus(id: connection.id, status: "error", message: "The provider answered \(code).", tested: false)
-            try await store.audit(AuditRecord(orgID: connection.orgID, action: "connection.oauth2.callback", resourceType: "connection",
-                                              resourceID: connection.id, outcome: "failure", details: ["error": code]), actor: actor)
+            try await store.setConnectionStatus(
+                id: connection.id, status: "error", message: "The provider answered \(code).", tested: false)
+            try await store.audit(
+                AuditRecord(
+                    orgID: connection.orgID, action: "connection.oauth2.callback", resourceType: "connection",
+                    resourceID: connection.id, outcome: "failure", details: ["error": code]), actor: actor)
             throw FlowStackError.badRequest("oauth2_denied", "The provider did not grant access (\(code)).")
         }
         guard let code = callback.code, !code.isEmpty, code.utf8.count <= 4096 else {
             throw FlowStackError.badRequest("invalid_oauth2_callback", "The provider's answer has no code.")
         }
-        try await app.engine.connections.completeAuthorization(connection, code: code, verifier: pending.verifier, redirectURI: pending.redirectURI)
-        try await store.audit(AuditRecord(orgID: connection.orgID, action: "connection.oauth2.callback", resourceType: "connection",
-                                          resourceID: connection.id, details: ["name": connection.name]), actor: actor)
+        try await app.engine.connections.completeAuthorization(
+            connection, code: code, verifier: pending.verifier, redirectURI: pending.redirectURI)
+        try await store.audit(
+            AuditRecord(
+                orgID: connection.orgID, action: "connection.oauth2.callback", resourceType: "connection",
+                resourceID: connection.id, details: ["name": connection.name]), actor: actor)
         return connection
     }
 }
 
 extension Data {
     var base64URLEncoded: String {
-        base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(
+            of: "=", with: "")
     }
 }

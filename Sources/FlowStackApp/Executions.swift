@@ -18,11 +18,14 @@ public struct Executions: Sendable {
 
     /// A page of the project's executions before the execution `cursor`, and whether there are more.
     public func list(projectID: String, filter: ExecutionFilter, before cursor: String?, limit: Int, by caller: Caller)
-        async throws -> (items: [ExecutionRecord], more: Bool) {
+        async throws -> (items: [ExecutionRecord], more: Bool)
+    {
         let project = try await app.access.project(projectID, .workflowRead, caller.identity).project
         var after: ExecutionRecord?
         if let cursor {
-            guard Identifier.isValid(cursor, prefix: "exe"), let record = try await store.execution(id: cursor), record.projectID == project.id else {
+            guard Identifier.isValid(cursor, prefix: "exe"), let record = try await store.execution(id: cursor),
+                record.projectID == project.id
+            else {
                 throw FlowStackError.validation("The cursor is not valid.", field: "cursor")
             }
             after = record
@@ -53,9 +56,11 @@ public struct Executions: Sendable {
         var detail = Detail(record: record, journal: journal, machine: machine)
         // The resume URL resumes the run: only for those who may run it (not a read-only key).
         if record.status == .waiting, let until = record.waitUntil, until >= Date.distantFuture.addingTimeInterval(-86400),
-           (try? await app.access.project(record.projectID, .workflowRun, caller.identity)) != nil {
-            detail.resumeURL = ExecutionEngine.resumeURL(base: app.engine.configuration.webhookBaseURL, executionID: record.id,
-                                                         token: store.resumeToken(executionID: record.id))
+            (try? await app.access.project(record.projectID, .workflowRun, caller.identity)) != nil
+        {
+            detail.resumeURL = ExecutionEngine.resumeURL(
+                base: app.engine.configuration.webhookBaseURL, executionID: record.id,
+                token: store.resumeToken(executionID: record.id))
         }
         return detail
     }
@@ -112,8 +117,9 @@ public struct Executions: Sendable {
             return .start(executionID: id)
         case .used(let previous, let age):
             if try await store.execution(id: previous) != nil { return .replay(executionID: previous) }
-            let inUse = FlowStackError(status: 409, code: "idempotency_key_in_use",
-                                       message: "A request with this Idempotency-Key is still being handled; send it again in a few seconds.")
+            let inUse = FlowStackError(
+                status: 409, code: "idempotency_key_in_use",
+                message: "A request with this Idempotency-Key is still being handled; send it again in a few seconds.")
             guard age >= app.settings.idempotencyStaleAfter else { throw inUse }
             // The request that claimed it died before its execution was accepted.
             guard try await store.reassignIdempotencyKey(key, workflowID: workflowID, from: previous, to: id) else { throw inUse }

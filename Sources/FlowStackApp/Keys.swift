@@ -20,16 +20,20 @@ public struct APIKeys: Sendable {
     }
 
     /// A new key and its secret. A project key may only make keys for its own project.
-    public func create(orgID: String, name rawName: String, scope: APIKeyScope, projectID: String?, expiresInDays: Int?,
-                       by caller: Caller) async throws -> (APIKey, secret: String) {
+    public func create(
+        orgID: String, name rawName: String, scope: APIKeyScope, projectID: String?, expiresInDays: Int?,
+        by caller: Caller
+    ) async throws -> (APIKey, secret: String) {
         try await authorizeCreate(orgID: orgID, by: caller)
         let name = try Validate.name(rawName)
         if let days = expiresInDays, !(1...3650).contains(days) {
             throw FlowStackError.validation("expiresInDays must be between 1 and 3650.", field: "expiresInDays")
         }
         if let projectID {
-            let unknown = FlowStackError(status: 404, code: "not_found", message: "No such project in this organization.", field: "projectId")
-            guard Identifier.isValid(projectID, prefix: "prj"), let project = try await store.project(id: projectID), project.orgID == orgID else {
+            let unknown = FlowStackError(
+                status: 404, code: "not_found", message: "No such project in this organization.", field: "projectId")
+            guard Identifier.isValid(projectID, prefix: "prj"), let project = try await store.project(id: projectID), project.orgID == orgID
+            else {
                 throw unknown
             }
             do {
@@ -43,14 +47,17 @@ public struct APIKeys: Sendable {
         }
         let secret = Token.make(prefix: AuthService.apiKeyPrefix)
         let now = store.now
-        let key = APIKey(id: Identifier.make("key"), orgID: orgID, projectID: projectID, createdBy: caller.user.id, name: name,
-                         prefix: String(secret.prefix(8)), last4: String(secret.suffix(4)), scope: scope, createdAt: now,
-                         lastUsedAt: nil, expiresAt: expiresInDays.map { now.addingTimeInterval(Double($0) * 86_400) }, revokedAt: nil)
+        let key = APIKey(
+            id: Identifier.make("key"), orgID: orgID, projectID: projectID, createdBy: caller.user.id, name: name,
+            prefix: String(secret.prefix(8)), last4: String(secret.suffix(4)), scope: scope, createdAt: now,
+            lastUsedAt: nil, expiresAt: expiresInDays.map { now.addingTimeInterval(Double($0) * 86_400) }, revokedAt: nil)
         let actor = caller.auditActor
         try await store.write(announcing: [.identities]) { [store] db in
             try await store.insertAPIKey(key, keyHash: Token.hash(secret), on: db)
-            try await store.appendAudit(AuditRecord(orgID: orgID, action: "api_key.created", resourceType: "api_key", resourceID: key.id,
-                                                    details: ["name": name, "scope": key.scope.rawValue, "prefix": key.prefix]), actor: actor, on: db)
+            try await store.appendAudit(
+                AuditRecord(
+                    orgID: orgID, action: "api_key.created", resourceType: "api_key", resourceID: key.id,
+                    details: ["name": name, "scope": key.scope.rawValue, "prefix": key.prefix]), actor: actor, on: db)
         }
         return (key, secret)
     }
@@ -63,8 +70,10 @@ public struct APIKeys: Sendable {
         let actor = caller.auditActor
         try await store.write(announcing: [.identities]) { [store] db in
             try await store.revokeAPIKey(id: keyID, on: db)
-            try await store.appendAudit(AuditRecord(orgID: orgID, action: "api_key.revoked", resourceType: "api_key", resourceID: keyID,
-                                                    details: ["prefix": key.prefix]), actor: actor, on: db)
+            try await store.appendAudit(
+                AuditRecord(
+                    orgID: orgID, action: "api_key.revoked", resourceType: "api_key", resourceID: keyID,
+                    details: ["prefix": key.prefix]), actor: actor, on: db)
         }
     }
 }
@@ -75,7 +84,8 @@ public struct AuditTrail: Sendable {
 
     /// A page of events, never older than the plan's audit retention.
     public func events(orgID: String, filter: Store.AuditFilter, cursor: Int64?, limit: Int, by caller: Caller) async throws
-        -> (items: [AuditEvent], nextCursor: String?) {
+        -> (items: [AuditEvent], nextCursor: String?)
+    {
         let access = try await app.access.org(orgID, .auditRead, caller.identity)
         var filter = filter
         if let days = Entitlements.of(access.plan).auditRetentionDays {

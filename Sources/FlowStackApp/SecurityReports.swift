@@ -46,11 +46,13 @@ public struct SecurityReports: Sendable {
     /// The report of `orgID` (owners and admins).
     public func report(orgID: String, by caller: Caller) async throws -> SecurityReport {
         try await app.access.org(orgID, .orgUpdate, caller.identity)
-        let store = app.store, settings = app.settings
+        let store = app.store
+        let settings = app.settings
         let now = store.now
         let warnings = try await store.workflows(orgID: orgID).flatMap { workflow in
             CredentialScanner.scan(workflow.definition).map {
-                SecurityReport.Warning(workflowId: workflow.id, workflowName: workflow.definition.name, projectId: workflow.projectID, warning: $0)
+                SecurityReport.Warning(
+                    workflowId: workflow.id, workflowName: workflow.definition.name, projectId: workflow.projectID, warning: $0)
             }
         }
         // Key-encryption keys are instance-wide; an active one older than the rotation period is due.
@@ -60,12 +62,14 @@ public struct SecurityReports: Sendable {
             let active = keyring.active(purpose)
             guard let created = dates[active.id] else { return nil }
             let age = Int(now.timeIntervalSince(created) / 86_400)
-            return age >= settings.keyRotationDays ? SecurityReport.Key(purpose: purpose.rawValue, keyId: active.id, createdAt: created, ageDays: age) : nil
+            return age >= settings.keyRotationDays
+                ? SecurityReport.Key(purpose: purpose.rawValue, keyId: active.id, createdAt: created, ageDays: age) : nil
         }
         let connections = try await store.connections(orgID: orgID)
         func reference(_ connection: Connection) -> SecurityReport.ConnectionRef {
-            SecurityReport.ConnectionRef(id: connection.id, name: connection.name, projectId: connection.projectID, type: connection.kind.rawValue,
-                                 message: connection.status == "error" ? connection.statusMessage : nil)
+            SecurityReport.ConnectionRef(
+                id: connection.id, name: connection.name, projectId: connection.projectID, type: connection.kind.rawValue,
+                message: connection.status == "error" ? connection.statusMessage : nil)
         }
         let apiKeys = try await store.apiKeys(orgID: orgID, createdBy: nil).filter {
             $0.revokedAt == nil && now.timeIntervalSince($0.createdAt) >= Double(settings.apiKeyRotationDays) * 86_400

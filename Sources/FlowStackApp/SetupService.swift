@@ -47,4 +47,3 @@ public struct SetupService: Sendable {
         try? FileManager.default.removeItem(atPath: tokenFile)
     }
 }
-

@@ -38,13 +38,19 @@ public struct Variables: Sendable {
         let value = try checkedValue(rawValue)
         let actor = caller.auditActor
         let created = try await store.write(announcing: [.variables(projectID: project.id)]) { [store] db in
-            guard try await store.insertVariable(projectID: project.id, orgID: project.orgID, name: name, value: value, on: db) else { return false }
+            guard try await store.insertVariable(projectID: project.id, orgID: project.orgID, name: name, value: value, on: db) else {
+                return false
+            }
             // The audit trail names the variable, never its value.
-            try await store.appendAudit(AuditRecord(orgID: project.orgID, action: "variable.created", resourceType: "variable",
-                                                    resourceID: "\(project.id)/\(name)", details: [:]), actor: actor, on: db)
+            try await store.appendAudit(
+                AuditRecord(
+                    orgID: project.orgID, action: "variable.created", resourceType: "variable",
+                    resourceID: "\(project.id)/\(name)", details: [:]), actor: actor, on: db)
             return true
         }
-        guard created else { throw FlowStackError.conflict("variable_exists", "The project already has a variable '\(name)'.", field: "name") }
+        guard created else {
+            throw FlowStackError.conflict("variable_exists", "The project already has a variable '\(name)'.", field: "name")
+        }
         return try await variable(name, projectID: project.id)
     }
 
@@ -54,9 +60,13 @@ public struct Variables: Sendable {
         let value = try checkedValue(rawValue)
         let actor = caller.auditActor
         let updated = try await store.write(announcing: [.variables(projectID: project.id)]) { [store] db in
-            guard try await store.updateVariable(projectID: project.id, orgID: project.orgID, name: name, value: value, on: db) else { return false }
-            try await store.appendAudit(AuditRecord(orgID: project.orgID, action: "variable.updated", resourceType: "variable",
-                                                    resourceID: "\(project.id)/\(name)", details: [:]), actor: actor, on: db)
+            guard try await store.updateVariable(projectID: project.id, orgID: project.orgID, name: name, value: value, on: db) else {
+                return false
+            }
+            try await store.appendAudit(
+                AuditRecord(
+                    orgID: project.orgID, action: "variable.updated", resourceType: "variable",
+                    resourceID: "\(project.id)/\(name)", details: [:]), actor: actor, on: db)
             return true
         }
         guard updated else { throw FlowStackError.notFound }
@@ -69,15 +79,19 @@ public struct Variables: Sendable {
         let actor = caller.auditActor
         let deleted = try await store.write(announcing: [.variables(projectID: project.id)]) { [store] db in
             guard try await store.deleteVariable(projectID: project.id, name: name, on: db) else { return false }
-            try await store.appendAudit(AuditRecord(orgID: project.orgID, action: "variable.deleted", resourceType: "variable",
-                                                    resourceID: "\(project.id)/\(name)", details: [:]), actor: actor, on: db)
+            try await store.appendAudit(
+                AuditRecord(
+                    orgID: project.orgID, action: "variable.deleted", resourceType: "variable",
+                    resourceID: "\(project.id)/\(name)", details: [:]), actor: actor, on: db)
             return true
         }
         guard deleted else { throw FlowStackError.notFound }
     }
 
     private func variable(_ name: String, projectID: String) async throws -> Variable {
-        guard let variable = try await store.variables(projectID: projectID).first(where: { $0.name == name }) else { throw FlowStackError.notFound }
+        guard let variable = try await store.variables(projectID: projectID).first(where: { $0.name == name }) else {
+            throw FlowStackError.notFound
+        }
         return variable
     }
 }

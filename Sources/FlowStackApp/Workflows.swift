@@ -26,8 +26,9 @@ public struct Workflows: Sendable {
         var problems = WorkflowValidator.validate(workflow, catalog: app.engine.catalog.descriptors)
         problems += WebhookNode.problems(in: workflow) + RespondToWebhookNode.problems(in: workflow)
         guard problems.isEmpty else {
-            var error = FlowStackError(status: 422, code: "invalid_workflow", message: problems.map(\.description).joined(separator: " "),
-                                       field: problems.first.map { $0.node.map { "nodes[\($0)]" } ?? ($0.field ?? "workflow") })
+            var error = FlowStackError(
+                status: 422, code: "invalid_workflow", message: problems.map(\.description).joined(separator: " "),
+                field: problems.first.map { $0.node.map { "nodes[\($0)]" } ?? ($0.field ?? "workflow") })
             error.problems = problems
             throw error
         }
@@ -45,16 +46,21 @@ public struct Workflows: Sendable {
         let definition = try validated(definition)
         let actor = caller.auditActor
         let workflow = try await store.write { [store, creator = caller.user.id] db in
-            let workflow = try await store.insertWorkflow(orgID: project.orgID, projectID: project.id, definition: definition, creator: creator, on: db)
-            try await store.appendAudit(AuditRecord(orgID: project.orgID, action: "workflow.created", resourceType: "workflow",
-                                                    resourceID: workflow.id, details: ["name": definition.name]), actor: actor, on: db)
+            let workflow = try await store.insertWorkflow(
+                orgID: project.orgID, projectID: project.id, definition: definition, creator: creator, on: db)
+            try await store.appendAudit(
+                AuditRecord(
+                    orgID: project.orgID, action: "workflow.created", resourceType: "workflow",
+                    resourceID: workflow.id, details: ["name": definition.name]), actor: actor, on: db)
             return workflow
         }
         return (workflow, CredentialScanner.scan(definition))
     }
 
     /// A page of the project's workflows after `cursor`, and whether there are more.
-    public func list(projectID: String, after cursor: String?, limit: Int, by caller: Caller) async throws -> (items: [StoredWorkflow], more: Bool) {
+    public func list(projectID: String, after cursor: String?, limit: Int, by caller: Caller) async throws -> (
+        items: [StoredWorkflow], more: Bool
+    ) {
         let project = try await app.access.project(projectID, .workflowRead, caller.identity).project
         let page = try await store.workflows(projectID: project.id, after: cursor, limit: limit + 1)
         return (Array(page.prefix(limit)), page.count > limit)
@@ -71,7 +77,8 @@ public struct Workflows: Sendable {
 
     /// Saves a new version over `expectedVersionID`; an active workflow serves its new webhooks at once.
     public func update(_ workflowID: String, definition: Workflow, expectedVersionID: String?, by caller: Caller)
-        async throws -> (StoredWorkflow, [CredentialFinding]) {
+        async throws -> (StoredWorkflow, [CredentialFinding])
+    {
         let (workflow, access) = try await load(workflowID, .workflowEdit, by: caller)
         guard let expected = expectedVersionID else {
             throw FlowStackError.validation("versionId is required: the version this change is based on.", field: "versionId")
@@ -81,18 +88,25 @@ public struct Workflows: Sendable {
         var saved: StoredWorkflow
         do {
             saved = try await store.write(announcing: [.workflows]) { [store, creator = caller.user.id] db in
-                var saved = try await store.saveWorkflowVersion(workflow, definition: definition, expectedVersionID: expected, creator: creator, on: db)
+                var saved = try await store.saveWorkflowVersion(
+                    workflow, definition: definition, expectedVersionID: expected, creator: creator, on: db)
                 if saved.active {
-                    try await store.setWorkflowActive(id: saved.id, active: true, webhooks: try WebhookPaths.routes(of: saved),
-                                                      schedules: Scheduler.triggers(of: saved.definition), on: db)
+                    try await store.setWorkflowActive(
+                        id: saved.id, active: true, webhooks: try WebhookPaths.routes(of: saved),
+                        schedules: Scheduler.triggers(of: saved.definition), on: db)
                     saved.active = true
                 }
-                try await store.appendAudit(AuditRecord(orgID: access.project.orgID, action: "workflow.updated", resourceType: "workflow",
-                                                        resourceID: saved.id, details: ["version": "\(saved.version)"]), actor: actor, on: db)
+                try await store.appendAudit(
+                    AuditRecord(
+                        orgID: access.project.orgID, action: "workflow.updated", resourceType: "workflow",
+                        resourceID: saved.id, details: ["version": "\(saved.version)"]), actor: actor, on: db)
                 return saved
             }
         } catch WorkflowStoreError.staleVersion(let current) {
-            throw FlowStackError.conflict("stale_version", "The workflow was changed since version \(expected); the current version is \(current). Reload it and apply your change again.", field: "versionId")
+            throw FlowStackError.conflict(
+                "stale_version",
+                "The workflow was changed since version \(expected); the current version is \(current). Reload it and apply your change again.",
+                field: "versionId")
         }
         saved.active = workflow.active
         return (saved, CredentialScanner.scan(definition))
@@ -103,8 +117,10 @@ public struct Workflows: Sendable {
         let actor = caller.auditActor
         try await store.write(announcing: [.workflows]) { [store] db in
             try await store.deleteWorkflow(id: workflow.id, on: db)
-            try await store.appendAudit(AuditRecord(orgID: access.project.orgID, action: "workflow.deleted", resourceType: "workflow",
-                                                    resourceID: workflow.id, details: ["name": workflow.name]), actor: actor, on: db)
+            try await store.appendAudit(
+                AuditRecord(
+                    orgID: access.project.orgID, action: "workflow.deleted", resourceType: "workflow",
+                    resourceID: workflow.id, details: ["name": workflow.name]), actor: actor, on: db)
         }
     }
 
@@ -122,8 +138,10 @@ public struct Workflows: Sendable {
         let actor = caller.auditActor
         try await store.write(announcing: [.workflows]) { [store, id = workflow.id] db in
             try await store.setWorkflowActive(id: id, active: active, webhooks: routes, schedules: schedules, on: db)
-            try await store.appendAudit(AuditRecord(orgID: access.project.orgID, action: active ? "workflow.activated" : "workflow.deactivated",
-                                                    resourceType: "workflow", resourceID: id, details: [:]), actor: actor, on: db)
+            try await store.appendAudit(
+                AuditRecord(
+                    orgID: access.project.orgID, action: active ? "workflow.activated" : "workflow.deactivated",
+                    resourceType: "workflow", resourceID: id, details: [:]), actor: actor, on: db)
         }
         workflow.active = active
         return workflow
@@ -144,7 +162,9 @@ public struct Workflows: Sendable {
 
     /// Runs the workflow from its manual trigger (else its first trigger) with `items`: queued,
     /// or to the end when `wait`. An idempotency key seen before answers with its execution.
-    public func run(_ workflowID: String, items given: [JSONValue]?, wait: Bool, idempotencyKey: String?, by caller: Caller) async throws -> RunOutcome {
+    public func run(_ workflowID: String, items given: [JSONValue]?, wait: Bool, idempotencyKey: String?, by caller: Caller) async throws
+        -> RunOutcome
+    {
         let (workflow, _) = try await load(workflowID, .workflowRun, by: caller)
         let given = given ?? [.object([:])]
         if let index = given.firstIndex(where: { $0.objectValue == nil }) {
@@ -166,8 +186,9 @@ public struct Workflows: Sendable {
         }
         let executionID = start?.newExecutionID
         if wait {
-            return .finished(try await app.engine.runNow(workflow, trigger: trigger.name, items: items, mode: .manual, task: .shared, id: executionID),
-                             replayed: false)
+            return .finished(
+                try await app.engine.runNow(workflow, trigger: trigger.name, items: items, mode: .manual, task: .shared, id: executionID),
+                replayed: false)
         }
         let record = try await app.engine.submit(workflow, trigger: trigger.name, items: items, mode: .manual, id: executionID)
         return .accepted(id: record.id, status: record.status, replayed: false)
@@ -196,15 +217,22 @@ public enum WebhookPaths {
         let bytes = Array(raw.utf8)
         guard let first = bytes.firstIndex(where: { $0 != slash }), let last = bytes.lastIndex(where: { $0 != slash }) else { return nil }
         let trimmed = bytes[first...last]
-        guard trimmed.count <= 200, trimmed.allSatisfy({ byte in
-            switch byte {
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-                 UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), slash: true
-            default: false
-            }
-        }) else { return nil }
+        guard trimmed.count <= 200,
+            trimmed.allSatisfy({ byte in
+                switch byte {
+                case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                    UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), slash:
+                    true
+                default: false
+                }
+            })
+        else { return nil }
         let segments = trimmed.split(separator: slash, omittingEmptySubsequences: false)
-        guard !segments.contains(where: { $0.isEmpty || $0.elementsEqual([UInt8(ascii: ".")]) || $0.elementsEqual([UInt8(ascii: "."), UInt8(ascii: ".")]) }) else {
+        guard
+            !segments.contains(where: {
+                $0.isEmpty || $0.elementsEqual([UInt8(ascii: ".")]) || $0.elementsEqual([UInt8(ascii: "."), UInt8(ascii: ".")])
+            })
+        else {
             return nil
         }
         return String(decoding: trimmed, as: UTF8.self)
@@ -213,10 +241,13 @@ public enum WebhookPaths {
     public static func routes(of workflow: StoredWorkflow) throws -> [WebhookRoute] {
         try workflow.definition.nodes.filter { $0.type == WebhookNode.descriptor.type }.map { node in
             guard let path = node.parameters["path"]?.stringValue.flatMap(normalize) else {
-                throw FlowStackError.validation("The webhook path of '\(node.name)' may use letters, digits, '-', '_', '.' and '/', up to 200 characters.",
-                                                field: "nodes[\(node.name)].parameters.path")
+                throw FlowStackError.validation(
+                    "The webhook path of '\(node.name)' may use letters, digits, '-', '_', '.' and '/', up to 200 characters.",
+                    field: "nodes[\(node.name)].parameters.path")
             }
-            return WebhookRoute(path: path, method: (node.parameters["method"]?.stringValue ?? "POST").uppercased(), node: node.name, workflowID: workflow.id)
+            return WebhookRoute(
+                path: path, method: (node.parameters["method"]?.stringValue ?? "POST").uppercased(), node: node.name,
+                workflowID: workflow.id)
         }
     }
 }

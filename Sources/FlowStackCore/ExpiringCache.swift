@@ -71,8 +71,10 @@ public final class ExpiringCache<Key: Hashable & Sendable, Value: Sendable>: Sen
     /// a caller that is cancelled must not fail the others waiting, and the load serves them all,
     /// so it carries no one caller's priority or task-local values. It cannot finish before it is
     /// registered, since `finish` takes the lock held here.
-    private func start(_ key: Key, _ load: @escaping @Sendable () async throws -> Value?, at asked: ContinuousClock.Instant,
-                       in state: inout State) -> Task<Value?, any Error> {
+    private func start(
+        _ key: Key, _ load: @escaping @Sendable () async throws -> Value?, at asked: ContinuousClock.Instant,
+        in state: inout State
+    ) -> Task<Value?, any Error> {
         let id = state.nextLoad
         state.nextLoad += 1
         let task = Task.detached { [self] in

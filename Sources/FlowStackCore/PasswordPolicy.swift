@@ -16,7 +16,7 @@ public struct PasswordPolicy: Sendable {
     /// The policy with the bundled list of the 10,000 most common passwords.
     public static let standard: PasswordPolicy = {
         guard let url = Bundle.module.url(forResource: "common-passwords", withExtension: "txt"),
-              let text = try? String(contentsOf: url, encoding: .utf8)
+            let text = try? String(contentsOf: url, encoding: .utf8)
         else {
             preconditionFailure("the common-password list is missing from the FlowStackCore bundle")
         }

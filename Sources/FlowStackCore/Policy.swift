@@ -19,7 +19,8 @@ public enum Action: String, Sendable, CaseIterable {
     public var isProjectAction: Bool {
         switch self {
         case .projectRead, .projectUpdate, .projectDelete, .projectMembersManage,
-             .workflowRead, .workflowEdit, .workflowRun: true
+            .workflowRead, .workflowEdit, .workflowRun:
+            true
         default: false
         }
     }

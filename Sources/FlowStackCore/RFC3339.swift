@@ -1,6 +1,7 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Parses RFC 3339 / JSON Schema `date-time` values exactly: `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`,
@@ -19,7 +20,8 @@ public enum RFC3339 {
             let text = String(value)
             return text.count >= width ? text : String(repeating: "0", count: width - text.count) + text
         }
-        return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(pad(Int32(ms), 3))Z"
+        return
+            "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(pad(Int32(ms), 3))Z"
     }
 
     public static func parse(_ text: String) -> Date? {
@@ -42,7 +44,7 @@ public enum RFC3339 {
             return true
         }
         guard let year = number(4), expect("-"), let month = number(2), expect("-"), let day = number(2), expect("Tt "),
-              let hour = number(2), expect(":"), let minute = number(2), expect(":"), let second = number(2)
+            let hour = number(2), expect(":"), let minute = number(2), expect(":"), let second = number(2)
         else { return nil }
         var fraction = 0.0
         if i < chars.count, chars[i] == UInt8(ascii: ".") {
@@ -71,7 +73,10 @@ public enum RFC3339 {
         guard day >= 1, day <= days[month - 1] else { return nil }
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = TimeZone(identifier: "UTC")!
-        guard let base = calendar.date(from: DateComponents(year: year, month: month, day: day, hour: hour, minute: minute, second: min(second, 59))) else {
+        guard
+            let base = calendar.date(
+                from: DateComponents(year: year, month: month, day: day, hour: hour, minute: minute, second: min(second, 59)))
+        else {
             return nil
         }
         return base.addingTimeInterval(fraction + Double(second == 60 ? 1 : 0) - Double(offset))

@@ -5,8 +5,8 @@ public enum Validate {
         let value = raw.trimmingWhitespace().lowercased()
         let parts = value.split(separator: "@", omittingEmptySubsequences: false)
         guard value.count <= 254, parts.count == 2, !parts[0].isEmpty, parts[1].contains("."),
-              !parts[1].hasPrefix("."), !parts[1].hasSuffix("."),
-              value.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value != 0x7F })
+            !parts[1].hasPrefix("."), !parts[1].hasSuffix("."),
+            value.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value != 0x7F })
         else {
             throw .validation("Enter a valid e-mail address.", field: field)
         }

@@ -17,8 +17,9 @@ public struct PasswordHasher: Sendable {
     public static let minimumIterations: UInt32 = 2
 
     public init(memoryKiB: UInt32 = 19 * 1024, iterations: UInt32 = 2, parallelism: UInt32 = 1) {
-        precondition(memoryKiB >= Self.minimumMemoryKiB && iterations >= Self.minimumIterations,
-                     "argon2id parameters below the ASVS minimum")
+        precondition(
+            memoryKiB >= Self.minimumMemoryKiB && iterations >= Self.minimumIterations,
+            "argon2id parameters below the ASVS minimum")
         self.memoryKiB = memoryKiB
         self.iterations = iterations
         self.parallelism = parallelism
@@ -39,12 +40,13 @@ public struct PasswordHasher: Sendable {
     /// Whether `password` matches `encoded` (constant time inside libargon2).
     public func verify(_ password: String, against encoded: String) async -> Bool {
         guard encoded.hasPrefix("$argon2id$") else { return false }
-        return (try? await NIOThreadPool.singleton.runIfActive {
-            let pwd = Array(password.utf8)
-            return pwd.withUnsafeBytes { p in
-                argon2id_verify(encoded, p.baseAddress, p.count) == ARGON2_OK.rawValue
-            }
-        }) ?? false
+        return
+            (try? await NIOThreadPool.singleton.runIfActive {
+                let pwd = Array(password.utf8)
+                return pwd.withUnsafeBytes { p in
+                    argon2id_verify(encoded, p.baseAddress, p.count) == ARGON2_OK.rawValue
+                }
+            }) ?? false
     }
 
     func hashNow(_ password: String) throws -> String {
@@ -55,8 +57,9 @@ public struct PasswordHasher: Sendable {
         var encoded = [CChar](repeating: 0, count: encodedLength)
         let result = pwd.withUnsafeBytes { p in
             salt.withUnsafeBytes { s in
-                argon2id_hash_encoded(iterations, memoryKiB, parallelism, p.baseAddress, p.count,
-                                      s.baseAddress, s.count, hashLength, &encoded, encodedLength)
+                argon2id_hash_encoded(
+                    iterations, memoryKiB, parallelism, p.baseAddress, p.count,
+                    s.baseAddress, s.count, hashLength, &encoded, encodedLength)
             }
         }
         guard result == ARGON2_OK.rawValue else {

@@ -127,7 +127,7 @@ public struct Sealer: Sendable {
         let headerLength = 3 + idLength
         guard bytes.count >= headerLength + 60 + 28 else { throw SealError(code: .malformed) }
         guard let keyID = String(bytes: bytes[3..<headerLength], encoding: .utf8),
-              let kek = box.current.key(id: keyID, purpose: purpose) ?? box.reload(wanting: keyID, purpose: purpose)
+            let kek = box.current.key(id: keyID, purpose: purpose) ?? box.reload(wanting: keyID, purpose: purpose)
         else { throw SealError(code: .unknownKey) }
         let aad = Array(bytes[0..<headerLength]) + context.bytes
         do {
@@ -140,7 +140,8 @@ public struct Sealer: Sendable {
         }
     }
 
-    public func openString(_ sealed: some Collection<UInt8>, purpose: KeyPurpose = .data, context: SealContext) throws(SealError) -> String {
+    public func openString(_ sealed: some Collection<UInt8>, purpose: KeyPurpose = .data, context: SealContext) throws(SealError) -> String
+    {
         let bytes = try open(sealed, purpose: purpose, context: context)
         guard let string = String(bytes: bytes, encoding: .utf8) else { throw SealError(code: .malformed) }
         return string

@@ -29,7 +29,8 @@ public final class ConnectionBroker: Sendable {
     /// A connection of the caller's project, by id or name; anything else is "not found".
     public func resolve(_ reference: String, projectID: String) async throws -> Connection {
         guard !reference.isEmpty, !projectID.isEmpty,
-              let connection = try await store.connection(reference: reference, projectID: projectID) else {
+            let connection = try await store.connection(reference: reference, projectID: projectID)
+        else {
             throw NodeError("No connection '\(reference)' in this project.", field: "connection")
         }
         return connection
@@ -44,13 +45,15 @@ public final class ConnectionBroker: Sendable {
         return values
     }
 
-    public func fetch(_ request: OutboundRequest, connection reference: String, caller: ExpressionContext) async throws -> OutboundResponse {
+    public func fetch(_ request: OutboundRequest, connection reference: String, caller: ExpressionContext) async throws -> OutboundResponse
+    {
         guard let fetcher else { throw NodeError("HTTP requests are not available here.") }
         var connection = try await resolve(reference, projectID: caller.projectID)
         caller.redactor?.register(Self.secretValues(connection))
         guard let host = URLComponents(string: request.url)?.host, ConnectionSchema.hostAllowed(host, connection.allowedHosts) else {
-            throw NodeError("The connection '\(connection.name)' may only be sent to \(connection.allowedHosts.joined(separator: ", ")).",
-                            field: "connection")
+            throw NodeError(
+                "The connection '\(connection.name)' may only be sent to \(connection.allowedHosts.joined(separator: ", ")).",
+                field: "connection")
         }
         if connection.kind == .oauth2 {
             connection = try await freshToken(connection, caller: caller)
@@ -163,7 +166,9 @@ public final class ConnectionBroker: Sendable {
     /// The connection with an access token that is valid for at least `refreshMargin` more seconds.
     func freshToken(_ connection: Connection, caller: ExpressionContext?) async throws -> Connection {
         if connection.data.secrets["accessToken"] != nil {
-            guard let expiry = connection.tokenExpiresAt, expiry.timeIntervalSince(store.now) < Self.refreshMargin else { return connection }
+            guard let expiry = connection.tokenExpiresAt, expiry.timeIntervalSince(store.now) < Self.refreshMargin else {
+                return connection
+            }
         } else if connection.data.config["grantType"] != "clientCredentials" {
             throw NodeError("The connection '\(connection.name)' is not authorized yet: connect it first.", field: "connection")
         }
@@ -178,7 +183,8 @@ public final class ConnectionBroker: Sendable {
                 throw NodeError("The connection '\(connection.name)' no longer exists.", field: "connection")
             }
             if let token = current.data.secrets["accessToken"], token != rejected,
-               current.tokenExpiresAt.map({ $0.timeIntervalSince(store.now) >= Self.refreshMargin }) ?? true {
+                current.tokenExpiresAt.map({ $0.timeIntervalSince(store.now) >= Self.refreshMargin }) ?? true
+            {
                 return current
             }
             let grant: [(String, String)]
@@ -193,19 +199,22 @@ public final class ConnectionBroker: Sendable {
             }
             do {
                 let tokens = try await requestToken(current, grant: grant)
-                try await store.storeTokens(connectionID: current.id, orgID: current.orgID, accessToken: tokens.accessToken,
-                                            refreshToken: tokens.refreshToken, expiresAt: tokens.expiresAt(now: store.now))
+                try await store.storeTokens(
+                    connectionID: current.id, orgID: current.orgID, accessToken: tokens.accessToken,
+                    refreshToken: tokens.refreshToken, expiresAt: tokens.expiresAt(now: store.now))
             } catch let error as TokenError {
                 // Another server may have refreshed first (providers that rotate refresh tokens then
                 // refuse ours): its fresh token is as good as ours would have been.
                 if let latest = try await store.connection(id: current.id), let token = latest.data.secrets["accessToken"],
-                   token != current.data.secrets["accessToken"], token != rejected {
+                    token != current.data.secrets["accessToken"], token != rejected
+                {
                     return latest
                 }
                 // Surfaced on the connection (for its owners) and in the execution (as the node's error).
                 try await store.setConnectionStatus(id: current.id, status: "error", message: error.message, tested: false)
                 logger.warning("OAuth2 token refresh failed", metadata: ["connection": "\(current.id)"])
-                throw NodeError("The connection '\(current.name)' could not refresh its OAuth2 token: \(error.message)", field: "connection")
+                throw NodeError(
+                    "The connection '\(current.name)' could not refresh its OAuth2 token: \(error.message)", field: "connection")
             }
             guard let updated = try await store.connection(id: current.id) else {
                 throw NodeError("The connection '\(current.name)' no longer exists.", field: "connection")
@@ -247,8 +256,10 @@ public final class ConnectionBroker: Sendable {
         let body = fields.map { Self.formEncode($0.0) + "=" + Self.formEncode($0.1) }.joined(separator: "&")
         let response: OutboundResponse
         do {
-            response = try await fetcher.fetch(OutboundRequest(method: "POST", url: tokenURL, headers: headers, body: Array(body.utf8),
-                                                               timeout: 30, followRedirects: false, maxResponseBytes: 1 << 20))
+            response = try await fetcher.fetch(
+                OutboundRequest(
+                    method: "POST", url: tokenURL, headers: headers, body: Array(body.utf8),
+                    timeout: 30, followRedirects: false, maxResponseBytes: 1 << 20))
         } catch let error as NodeError {
             throw TokenError(message: "the token endpoint could not be reached: \(error.message)")
         }
@@ -264,16 +275,22 @@ public final class ConnectionBroker: Sendable {
     }
 
     /// Exchanges an authorization code (with its PKCE verifier) for tokens and stores them.
-    public func completeAuthorization(_ connection: Connection, code: String, verifier: String, redirectURI: String) async throws(FlowStackError) {
+    public func completeAuthorization(_ connection: Connection, code: String, verifier: String, redirectURI: String)
+        async throws(FlowStackError)
+    {
         do {
-            let tokens = try await requestToken(connection, grant: [
-                ("grant_type", "authorization_code"), ("code", code), ("redirect_uri", redirectURI), ("code_verifier", verifier),
-            ])
-            try await store.storeTokens(connectionID: connection.id, orgID: connection.orgID, accessToken: tokens.accessToken,
-                                        refreshToken: tokens.refreshToken, expiresAt: tokens.expiresAt(now: store.now))
+            let tokens = try await requestToken(
+                connection,
+                grant: [
+                    ("grant_type", "authorization_code"), ("code", code), ("redirect_uri", redirectURI), ("code_verifier", verifier),
+                ])
+            try await store.storeTokens(
+                connectionID: connection.id, orgID: connection.orgID, accessToken: tokens.accessToken,
+                refreshToken: tokens.refreshToken, expiresAt: tokens.expiresAt(now: store.now))
         } catch let error as TokenError {
             try? await store.setConnectionStatus(id: connection.id, status: "error", message: error.message, tested: false)
-            throw FlowStackError(status: 502, code: "oauth2_exchange_failed", message: "The provider refused the authorization: \(error.message).")
+            throw FlowStackError(
+                status: 502, code: "oauth2_exchange_failed", message: "The provider refused the authorization: \(error.message).")
         } catch {
             throw FlowStackError(status: 502, code: "oauth2_exchange_failed", message: "The authorization could not be completed.")
         }

@@ -16,15 +16,17 @@ struct EngineServices: NodeServices {
         let store = engine.store
         // A workflow can only call workflows of its own project.
         guard let callerWorkflow = try await store.workflow(id: caller.workflowID),
-              let target = try await store.workflow(id: id), target.projectID == callerWorkflow.projectID else {
+            let target = try await store.workflow(id: id), target.projectID == callerWorkflow.projectID
+        else {
             throw NodeError("No workflow '\(id)' in this project.", field: "workflowId")
         }
         guard let trigger = target.definition.nodes.first(where: { $0.type == ExecuteWorkflowTriggerNode.descriptor.type }) else {
             throw NodeError("The workflow '\(target.name)' has no Execute Workflow Trigger.", field: "workflowId")
         }
         if wait {
-            let result = try await engine.runNow(target, trigger: trigger.name, items: items, mode: .subworkflow, parentID: caller.executionID,
-                                                 depth: caller.callDepth + 1)
+            let result = try await engine.runNow(
+                target, trigger: trigger.name, items: items, mode: .subworkflow, parentID: caller.executionID,
+                depth: caller.callDepth + 1)
             switch result.record.status {
             case .succeeded: return result.output
             case .waiting: throw NodeError("The sub-workflow went to sleep; call it without waiting.")

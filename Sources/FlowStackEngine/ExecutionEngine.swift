@@ -64,8 +64,10 @@ public final class ExecutionEngine: Service, Sendable {
     private let variableCache = ExpiringCache<String, [String: String]>(lifetime: .seconds(1))
     private let wakeStream: AsyncStream<Void>
 
-    public init(store: Store, catalog: NodeCatalog = .standard, configuration: EngineConfiguration = .init(), logger: Logger,
-                codeRunner: (any CodeRunning)? = nil, fetcher: (any OutboundFetching)? = nil) {
+    public init(
+        store: Store, catalog: NodeCatalog = .standard, configuration: EngineConfiguration = .init(), logger: Logger,
+        codeRunner: (any CodeRunning)? = nil, fetcher: (any OutboundFetching)? = nil
+    ) {
         self.store = store
         self.catalog = catalog
         self.configuration = configuration
@@ -92,15 +94,19 @@ public final class ExecutionEngine: Service, Sendable {
 
     /// Accepts an execution into the queue and returns at once (202 semantics).
     /// `id` names the execution in advance (an idempotency key claimed it).
-    public func submit(_ workflow: StoredWorkflow, trigger: String, items: [Item], mode: ExecutionMode, parentID: String? = nil,
-                       retryOf: String? = nil, id: String? = nil) async throws -> ExecutionRecord {
-        let record = ExecutionRecord(id: id ?? Identifier.makeOrdered("exe"), orgID: workflow.orgID, projectID: workflow.projectID,
-                                     workflowID: workflow.id, versionID: workflow.versionID,
-                                     mode: mode, triggerNode: trigger, createdAt: store.now, parentID: parentID, retryOf: retryOf)
+    public func submit(
+        _ workflow: StoredWorkflow, trigger: String, items: [Item], mode: ExecutionMode, parentID: String? = nil,
+        retryOf: String? = nil, id: String? = nil
+    ) async throws -> ExecutionRecord {
+        let record = ExecutionRecord(
+            id: id ?? Identifier.makeOrdered("exe"), orgID: workflow.orgID, projectID: workflow.projectID,
+            workflowID: workflow.id, versionID: workflow.versionID,
+            mode: mode, triggerNode: trigger, createdAt: store.now, parentID: parentID, retryOf: retryOf)
         let inserted: ExecutionRecord
         do {
             inserted = try await store.write { [store] db in
-                try await store.insertExecution(record, start: .start(trigger: trigger, items: items), leaseOwner: nil, leaseUntil: nil, on: db)
+                try await store.insertExecution(
+                    record, start: .start(trigger: trigger, items: items), leaseOwner: nil, leaseUntil: nil, on: db)
             }
         } catch {
             // The connection may have died after the commit: the caller is told what happened.
@@ -114,18 +120,24 @@ public final class ExecutionEngine: Service, Sendable {
     /// Accepts an execution and runs it, holding its lease; answers when it finishes or goes to
     /// sleep. If this process dies midway, another worker finishes it. `task` says where it
     /// drives (see `RunTask`).
-    public func runNow(_ workflow: StoredWorkflow, trigger: String, items: [Item], mode: ExecutionMode, parentID: String? = nil,
-                       depth: Int = 0, reply: WebhookReply? = nil, task: RunTask = .own, id: String? = nil) async throws -> ExecutionResult {
-        let record = ExecutionRecord(id: id ?? Identifier.makeOrdered("exe"), orgID: workflow.orgID, projectID: workflow.projectID, workflowID: workflow.id, versionID: workflow.versionID,
-                                     mode: mode, triggerNode: trigger, createdAt: store.now, parentID: parentID)
+    public func runNow(
+        _ workflow: StoredWorkflow, trigger: String, items: [Item], mode: ExecutionMode, parentID: String? = nil,
+        depth: Int = 0, reply: WebhookReply? = nil, task: RunTask = .own, id: String? = nil
+    ) async throws -> ExecutionResult {
+        let record = ExecutionRecord(
+            id: id ?? Identifier.makeOrdered("exe"), orgID: workflow.orgID, projectID: workflow.projectID, workflowID: workflow.id,
+            versionID: workflow.versionID,
+            mode: mode, triggerNode: trigger, createdAt: store.now, parentID: parentID)
         let start = ExecutionEvent.start(trigger: trigger, items: items)
         var running = record
         running.status = .running
         running.fence = 1
         running.startedAt = record.createdAt
         running.events = 1
-        return try await execute(running, definition: workflow.definition, journal: [ExecutionJournalEntry(seq: 0, node: nil, event: start, createdAt: record.createdAt)],
-                                 depth: depth, pending: true, reply: reply, task: task)
+        return try await execute(
+            running, definition: workflow.definition,
+            journal: [ExecutionJournalEntry(seq: 0, node: nil, event: start, createdAt: record.createdAt)],
+            depth: depth, pending: true, reply: reply, task: task)
     }
 
     /// Waits until execution `id` has finished or sleeps, and answers its record.
@@ -143,7 +155,6 @@ public final class ExecutionEngine: Service, Sendable {
     func projectVariables(_ projectID: String) async throws -> [String: String] {
         try await variableCache.value(for: projectID) { [store] in try await store.variableMap(projectID: projectID) } ?? [:]
     }
-
 
     // MARK: The worker
 
@@ -173,8 +184,9 @@ public final class ExecutionEngine: Service, Sendable {
                 do {
                     // The claim has a deadline like every database call: a dead connection
                     // fails it, and the loop goes on at the next tick.
-                    claimed = try await store.claimExecutions(owner: configuration.workerID, limit: free,
-                                                              leaseUntil: store.now.addingTimeInterval(configuration.leaseDuration))
+                    claimed = try await store.claimExecutions(
+                        owner: configuration.workerID, limit: free,
+                        leaseUntil: store.now.addingTimeInterval(configuration.leaseDuration))
                     health.claimSucceeded(logger: logger)
                 } catch {
                     health.claimFailed(error, logger: logger)
@@ -208,36 +220,46 @@ public final class ExecutionEngine: Service, Sendable {
             // Each claimed run has a task of its own in the worker's group.
             _ = try await execute(record, definition: definition, journal: journal, depth: 0, task: .caller, leaseSent: claimSent)
         } catch is LeaseLost {
-            logger.info("execution lease lost; another worker continues it", metadata: ["execution": "\(record.id)", "fence": "\(record.fence)"])
+            logger.info(
+                "execution lease lost; another worker continues it", metadata: ["execution": "\(record.id)", "fence": "\(record.fence)"])
         } catch let error as RunStalled {
-            logger.warning("execution stalled; its lease is no longer renewed", metadata: ["execution": "\(record.id)", "fence": "\(record.fence)",
-                                                                                        "reason": "\(error.reason)"])
+            logger.warning(
+                "execution stalled; its lease is no longer renewed",
+                metadata: [
+                    "execution": "\(record.id)", "fence": "\(record.fence)",
+                    "reason": "\(error.reason)",
+                ])
         } catch {
-            logger.error("execution stopped by an error; another worker continues it after the lease",
-                         metadata: ["execution": "\(record.id)", "fence": "\(record.fence)", "error": "\(String(describing: error).prefix(300))"])
+            logger.error(
+                "execution stopped by an error; another worker continues it after the lease",
+                metadata: ["execution": "\(record.id)", "fence": "\(record.fence)", "error": "\(String(describing: error).prefix(300))"])
         }
     }
 
     private func finishBroken(_ record: ExecutionRecord, message: String) async throws {
-        try await store.appendJournal(executionID: record.id, orgID: record.orgID, fence: record.fence, firstSeq: record.events, events: [],
-                                      progress: ExecutionProgress(status: .failed, error: message), leaseUntil: store.now)
+        try await store.appendJournal(
+            executionID: record.id, orgID: record.orgID, fence: record.fence, firstSeq: record.events, events: [],
+            progress: ExecutionProgress(status: .failed, error: message), leaseUntil: store.now)
     }
 
     // MARK: Running
 
-    func execute(_ record: ExecutionRecord, definition: Workflow, journal: [ExecutionJournalEntry], depth: Int,
-                 pending: Bool = false, reply: WebhookReply? = nil, task: RunTask = .own,
-                 leaseSent: ContinuousClock.Instant = .now) async throws -> ExecutionResult {
+    func execute(
+        _ record: ExecutionRecord, definition: Workflow, journal: [ExecutionJournalEntry], depth: Int,
+        pending: Bool = false, reply: WebhookReply? = nil, task: RunTask = .own,
+        leaseSent: ContinuousClock.Instant = .now
+    ) async throws -> ExecutionResult {
         let driver = self.driver
         var machine = ExecutionStateMachine(workflow: definition, outputCounts: driver.outputCounts(definition))
         for entry in journal {
             _ = machine.handle(entry.event)
         }
-        let storeJournal = StoreJournal(store: store, record: record, nextSeq: max(record.events, journal.count),
-                                        leaseDuration: configuration.leaseDuration, pendingStart: pending ? journal.first?.event : nil,
-                                        owner: configuration.workerID, reply: reply,
-                                        respondNodes: RespondToWebhookNode.nodes(in: definition),
-                                        limits: StoreJournal.Limits(configuration), logger: logger, leaseSent: leaseSent)
+        let storeJournal = StoreJournal(
+            store: store, record: record, nextSeq: max(record.events, journal.count),
+            leaseDuration: configuration.leaseDuration, pendingStart: pending ? journal.first?.event : nil,
+            owner: configuration.workerID, reply: reply,
+            respondNodes: RespondToWebhookNode.nodes(in: definition),
+            limits: StoreJournal.Limits(configuration), logger: logger, leaseSent: leaseSent)
         var current = record
         if machine.status.isFinished {
             // The journal already holds the end (an earlier holder died before marking the row).
@@ -248,10 +270,12 @@ public final class ExecutionEngine: Service, Sendable {
         let timeZone = definition.settings.timezone.flatMap(TimeZone.init(identifier:)) ?? TimeZone(identifier: "UTC")!
         // `$env` is the project's variables, read when the execution (re)starts; never the server's environment.
         let variables = try await projectVariables(record.projectID)
-        var base = ExpressionContext(variables: variables, timeZone: timeZone, executionID: record.id, workflowID: record.workflowID,
-                                     workflowName: definition.name)
+        var base = ExpressionContext(
+            variables: variables, timeZone: timeZone, executionID: record.id, workflowID: record.workflowID,
+            workflowName: definition.name)
         base.projectID = record.projectID
-        base.resumeURL = Self.resumeURL(base: configuration.webhookBaseURL, executionID: record.id, token: store.resumeToken(executionID: record.id))
+        base.resumeURL = Self.resumeURL(
+            base: configuration.webhookBaseURL, executionID: record.id, token: store.resumeToken(executionID: record.id))
         base.redactor = Redactor()
         var context = base
         context.callDepth = depth
@@ -278,8 +302,9 @@ public final class ExecutionEngine: Service, Sendable {
             // Every node start, outbound request and sandbox run first asks the journal whether
             // this worker still holds the lease.
             let outcome = try await RunFence.$current.withValue(storeJournal) {
-                try await driver.drive(&running, actions: startActions, base: frozen, deadline: deadline,
-                                       journal: storeJournal, summaries: &summaries)
+                try await driver.drive(
+                    &running, actions: startActions, base: frozen, deadline: deadline,
+                    journal: storeJournal, summaries: &summaries)
             }
             return (running, outcome)
         }
@@ -324,17 +349,25 @@ public final class ExecutionEngine: Service, Sendable {
     private func startErrorWorkflow(_ id: String, failed: ExecutionRecord, workflowName: String) async {
         do {
             guard let target = try await store.workflow(id: id), target.projectID == failed.projectID,
-                  let trigger = target.definition.nodes.first(where: { $0.type == ErrorTriggerNode.descriptor.type }) else {
-                logger.warning("error workflow not started: not found in the project or without an Error Trigger", metadata: ["execution": "\(failed.id)"])
+                let trigger = target.definition.nodes.first(where: { $0.type == ErrorTriggerNode.descriptor.type })
+            else {
+                logger.warning(
+                    "error workflow not started: not found in the project or without an Error Trigger",
+                    metadata: ["execution": "\(failed.id)"])
                 return
             }
-            let item = Item(json: .object([
-                "execution": .object(["id": .string(failed.id), "error": .string(failed.error ?? ""), "lastNodeExecuted": .string(failed.failedNode ?? ""),
-                                      "mode": .string(failed.mode.rawValue)]),
-                "workflow": .object(["id": .string(failed.workflowID), "name": .string(workflowName)]),
-            ]))
-            _ = try await submit(target, trigger: trigger.name, items: [item], mode: .error,
-                                 parentID: failed.id)
+            let item = Item(
+                json: .object([
+                    "execution": .object([
+                        "id": .string(failed.id), "error": .string(failed.error ?? ""),
+                        "lastNodeExecuted": .string(failed.failedNode ?? ""),
+                        "mode": .string(failed.mode.rawValue),
+                    ]),
+                    "workflow": .object(["id": .string(failed.workflowID), "name": .string(workflowName)]),
+                ]))
+            _ = try await submit(
+                target, trigger: trigger.name, items: [item], mode: .error,
+                parentID: failed.id)
         } catch {
             logger.warning("error workflow not started", metadata: ["execution": "\(failed.id)"])
         }
@@ -417,9 +450,13 @@ actor StoreJournal: ExecutionJournal, SideEffectPermit {
     let reply: WebhookReply?
     let respondNodes: Set<String>
 
-    init(store: Store, record: ExecutionRecord, nextSeq: Int, leaseDuration: TimeInterval, pendingStart: ExecutionEvent? = nil, owner: String = "",
-         reply: WebhookReply? = nil, respondNodes: Set<String> = [], limits: Limits = Limits(), logger: Logger = Logger(label: "flowstack.journal"),
-         leaseSent: ContinuousClock.Instant = .now) {
+    init(
+        store: Store, record: ExecutionRecord, nextSeq: Int, leaseDuration: TimeInterval, pendingStart: ExecutionEvent? = nil,
+        owner: String = "",
+        reply: WebhookReply? = nil, respondNodes: Set<String> = [], limits: Limits = Limits(),
+        logger: Logger = Logger(label: "flowstack.journal"),
+        leaseSent: ContinuousClock.Instant = .now
+    ) {
         self.store = store
         self.record = record
         self.leaseDuration = leaseDuration
@@ -478,7 +515,9 @@ actor StoreJournal: ExecutionJournal, SideEffectPermit {
         try checkAbandoned()
     }
 
-    nonisolated func record(_ event: ExecutionEvent, node: NodeRunSummary?, machine: ExecutionStateMachine, actions: [ExecutionAction]) async throws {
+    nonisolated func record(_ event: ExecutionEvent, node: NodeRunSummary?, machine: ExecutionStateMachine, actions: [ExecutionAction])
+        async throws
+    {
         var progress: ExecutionProgress?
         for action in actions {
             if case .finish(let status, let error, let failedNode) = action {
@@ -488,7 +527,8 @@ actor StoreJournal: ExecutionJournal, SideEffectPermit {
         let run = node.map { NodeRunInfo(attempt: $0.attempts, milliseconds: $0.milliseconds, logs: $0.logs) }
         try await append((event, node?.node ?? event.nodeName, run), progress: progress)
         if let reply, case .nodeSucceeded(let name, let outputs) = event, respondNodes.contains(name),
-           outputs.count > RespondToWebhookNode.responseOutput, let item = outputs[RespondToWebhookNode.responseOutput].first {
+            outputs.count > RespondToWebhookNode.responseOutput, let item = outputs[RespondToWebhookNode.responseOutput].first
+        {
             // The caller is answered only once the execution is on disk: the rest of the run then survives a crash.
             try await flush()
             reply.send(item)
@@ -515,8 +555,9 @@ actor StoreJournal: ExecutionJournal, SideEffectPermit {
         let seq = nextSeq
         nextSeq += 1
         try await writing {
-            try await store.appendJournal(executionID: record.id, orgID: record.orgID, fence: record.fence, firstSeq: seq,
-                                          events: [entry], progress: progress, leaseUntil: store.now.addingTimeInterval(leaseDuration))
+            try await store.appendJournal(
+                executionID: record.id, orgID: record.orgID, fence: record.fence, firstSeq: seq,
+                events: [entry], progress: progress, leaseUntil: store.now.addingTimeInterval(leaseDuration))
         }
         note(progress)
     }
@@ -533,9 +574,10 @@ actor StoreJournal: ExecutionJournal, SideEffectPermit {
         let (store, record, leaseDuration, logger) = (self.store, self.record, self.leaseDuration, self.logger)
         let task = Task {
             do {
-                _ = try await store.insertExecutionWithJournal(record, start: buffered.start, leaseOwner: buffered.owner,
-                                                               leaseUntil: store.now.addingTimeInterval(leaseDuration), events: buffered.entries,
-                                                               progress: progress)
+                _ = try await store.insertExecutionWithJournal(
+                    record, start: buffered.start, leaseOwner: buffered.owner,
+                    leaseUntil: store.now.addingTimeInterval(leaseDuration), events: buffered.entries,
+                    progress: progress)
             } catch {
                 // The connection may have died after the commit: then it was written all the same.
                 guard try await store.confirmAccepted(record.id, after: error, logger: logger) != nil else { throw error }
@@ -555,8 +597,9 @@ actor StoreJournal: ExecutionJournal, SideEffectPermit {
             return
         }
         try await writing {
-            try await store.appendJournal(executionID: record.id, orgID: record.orgID, fence: record.fence, firstSeq: nextSeq, events: [],
-                                          progress: progress, leaseUntil: store.now.addingTimeInterval(leaseDuration))
+            try await store.appendJournal(
+                executionID: record.id, orgID: record.orgID, fence: record.fence, firstSeq: nextSeq, events: [],
+                progress: progress, leaseUntil: store.now.addingTimeInterval(leaseDuration))
         }
         note(progress)
     }
@@ -568,7 +611,8 @@ actor StoreJournal: ExecutionJournal, SideEffectPermit {
         let view = lease.withLock { $0 }
         let now = ContinuousClock.now
         if let since = view.writingSince, now - since > limits.writeStall {
-            throw RunStalled(executionID: record.id, reason: "a journal write has not come back for \(Int((now - since).components.seconds)) s")
+            throw RunStalled(
+                executionID: record.id, reason: "a journal write has not come back for \(Int((now - since).components.seconds)) s")
         }
         if now - view.progressed > limits.stall {
             throw RunStalled(executionID: record.id, reason: "no step for \(Int((now - view.progressed).components.seconds)) s")
@@ -610,12 +654,14 @@ extension ExecutionEngine {
         }) {
             events.remove(at: last)
         }
-        var record = ExecutionRecord(orgID: failed.orgID, projectID: failed.projectID, workflowID: failed.workflowID, versionID: failed.versionID,
-                                     mode: .retry, triggerNode: trigger, createdAt: store.now, retryOf: failed.id)
+        var record = ExecutionRecord(
+            orgID: failed.orgID, projectID: failed.projectID, workflowID: failed.workflowID, versionID: failed.versionID,
+            mode: .retry, triggerNode: trigger, createdAt: store.now, retryOf: failed.id)
         record.parentID = failed.parentID
         _ = workflow
         let inserted = try await store.write { [store, record, events] db in
-            try await store.insertExecution(record, start: .start(trigger: trigger, items: items), replaying: events, leaseOwner: nil, leaseUntil: nil, on: db)
+            try await store.insertExecution(
+                record, start: .start(trigger: trigger, items: items), replaying: events, leaseOwner: nil, leaseUntil: nil, on: db)
         }
         wake.yield()
         return inserted
@@ -624,7 +670,8 @@ extension ExecutionEngine {
     /// Resumes an execution that waits for a resume call.
     public func wakeUp(_ id: String, payload: JSONValue? = nil) async throws -> Bool {
         guard let record = try await store.execution(id: id), record.status == .waiting,
-              let until = record.waitUntil, until >= Date.distantFuture.addingTimeInterval(-86400) else { return false }
+            let until = record.waitUntil, until >= Date.distantFuture.addingTimeInterval(-86400)
+        else { return false }
         let woke = try await store.wakeExecution(record, payload: payload)
         if woke { wake.yield() }
         return woke
@@ -645,7 +692,8 @@ extension ExecutionEngine {
             record = try await awaitFinished(id, timeout: timeout) ?? record
         }
         guard let definition = try await store.workflowDefinition(versionID: record.versionID, orgID: record.orgID) else {
-            return ExecutionResult(record: record, machine: ExecutionStateMachine(workflow: Workflow(name: "", nodes: [], edges: []), outputCounts: [:]))
+            return ExecutionResult(
+                record: record, machine: ExecutionStateMachine(workflow: Workflow(name: "", nodes: [], edges: []), outputCounts: [:]))
         }
         var machine = ExecutionStateMachine(workflow: definition, outputCounts: driver.outputCounts(definition))
         for entry in try await store.journal(executionID: record.id, orgID: record.orgID) {

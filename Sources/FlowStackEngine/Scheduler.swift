@@ -78,8 +78,12 @@ public struct Scheduler: Service {
             do {
                 if let inserted = try await fire(due, at: now) { started.append(inserted) }
             } catch {
-                logger.warning("a scheduled trigger failed", metadata: ["workflow": "\(due.workflowID)", "node": "\(due.node)",
-                                                                        "error": "\(String(describing: type(of: error)))"])
+                logger.warning(
+                    "a scheduled trigger failed",
+                    metadata: [
+                        "workflow": "\(due.workflowID)", "node": "\(due.node)",
+                        "error": "\(String(describing: type(of: error)))",
+                    ])
             }
         }
         if !started.isEmpty { engine.wake.yield() }
@@ -93,21 +97,29 @@ public struct Scheduler: Service {
         let trigger = workflow.flatMap { $0.active ? Self.triggers(of: $0.definition).first { $0.node == due.node } : nil }
         guard let workflow, let trigger else {
             // The workflow or its trigger is gone: its row goes too.
-            try await store.write { db in _ = try await store.moveSchedule(workflowID: due.workflowID, node: due.node, from: due.dueAt, to: nil, on: db) }
+            try await store.write { db in
+                _ = try await store.moveSchedule(workflowID: due.workflowID, node: due.node, from: due.dueAt, to: nil, on: db)
+            }
             return nil
         }
         let fire = trigger.rule.latest(from: max(due.dueAt, now.addingTimeInterval(-catchUpWindow)), upTo: now, in: trigger.timeZone)
         let next = trigger.rule.next(after: now, in: trigger.timeZone)
-        let record = ExecutionRecord(orgID: workflow.orgID, projectID: workflow.projectID, workflowID: workflow.id,
-                                     versionID: workflow.versionID, mode: .schedule, triggerNode: trigger.node, createdAt: now)
+        let record = ExecutionRecord(
+            orgID: workflow.orgID, projectID: workflow.projectID, workflowID: workflow.id,
+            versionID: workflow.versionID, mode: .schedule, triggerNode: trigger.node, createdAt: now)
         let inserted: ExecutionRecord? = try await store.write { db in
             // Moved by another replica since it was read: that replica fires it.
-            guard try await store.moveSchedule(workflowID: workflow.id, node: trigger.node, from: due.dueAt, to: next, on: db) else { return nil }
-            guard let fire, try await store.claimScheduleFire(workflowID: workflow.id, node: trigger.node, dueAt: fire, executionID: record.id, on: db) else {
+            guard try await store.moveSchedule(workflowID: workflow.id, node: trigger.node, from: due.dueAt, to: next, on: db) else {
+                return nil
+            }
+            guard let fire,
+                try await store.claimScheduleFire(workflowID: workflow.id, node: trigger.node, dueAt: fire, executionID: record.id, on: db)
+            else {
                 return nil
             }
             let item = Item(json: .object(["timestamp": .string(RFC3339.format(fire)), "timezone": .string(trigger.timeZone.identifier)]))
-            return try await store.insertExecution(record, start: .start(trigger: trigger.node, items: [item]), leaseOwner: nil, leaseUntil: nil, on: db)
+            return try await store.insertExecution(
+                record, start: .start(trigger: trigger.node, items: [item]), leaseOwner: nil, leaseUntil: nil, on: db)
         }
         return inserted
     }

@@ -37,7 +37,8 @@ public final class WorkerHealth: Sendable {
             return true
         }
         if first {
-            logger.error("claiming executions failed; retrying at every tick", metadata: ["error": "\(String(describing: error).prefix(300))"])
+            logger.error(
+                "claiming executions failed; retrying at every tick", metadata: ["error": "\(String(describing: error).prefix(300))"])
         }
     }
 
@@ -47,7 +48,9 @@ public final class WorkerHealth: Sendable {
         state.withLock { state in
             guard state.started else { return nil }
             let now = ContinuousClock.now
-            if now - state.lastCycle > stall { return "the execution worker has not run for \(Int((now - state.lastCycle).components.seconds)) s" }
+            if now - state.lastCycle > stall {
+                return "the execution worker has not run for \(Int((now - state.lastCycle).components.seconds)) s"
+            }
             if let since = state.failingSince, now - since > stall {
                 return "the execution worker's claims have failed for \(Int((now - since).components.seconds)) s"
             }

@@ -156,38 +156,38 @@ public struct AddressPolicy: Sendable {
     }
 
     static let ipv4Deny: [(base: UInt32, prefix: Int, reason: BlockReason)] = [
-        (0xFFFF_FFFF, 32, .broadcast),                  // 255.255.255.255
-        (0x0000_0000, 8, .unspecified),                 // 0.0.0.0/8 "this network"
-        (0x0A00_0000, 8, .privateNetwork),              // 10.0.0.0/8
-        (0x6440_0000, 10, .sharedAddressSpace),         // 100.64.0.0/10 CGNAT
-        (0x7F00_0000, 8, .loopback),                    // 127.0.0.0/8
-        (0xA9FE_A9FE, 32, .cloudMetadata),              // 169.254.169.254
-        (0xA9FE_0000, 16, .linkLocal),                  // 169.254.0.0/16
-        (0xAC10_0000, 12, .privateNetwork),             // 172.16.0.0/12
-        (0xC000_0000, 24, .ietfProtocolAssignment),     // 192.0.0.0/24
-        (0xC000_0200, 24, .documentation),              // 192.0.2.0/24 TEST-NET-1
-        (0xC058_6300, 24, .relayAnycast),               // 192.88.99.0/24
-        (0xC0A8_0000, 16, .privateNetwork),             // 192.168.0.0/16
-        (0xC612_0000, 15, .benchmarking),               // 198.18.0.0/15
-        (0xC633_6400, 24, .documentation),              // 198.51.100.0/24 TEST-NET-2
-        (0xCB00_7100, 24, .documentation),              // 203.0.113.0/24 TEST-NET-3
-        (0xE000_0000, 4, .multicast),                   // 224.0.0.0/4
-        (0xF000_0000, 4, .reserved),                    // 240.0.0.0/4
+        (0xFFFF_FFFF, 32, .broadcast), // 255.255.255.255
+        (0x0000_0000, 8, .unspecified), // 0.0.0.0/8 "this network"
+        (0x0A00_0000, 8, .privateNetwork), // 10.0.0.0/8
+        (0x6440_0000, 10, .sharedAddressSpace), // 100.64.0.0/10 CGNAT
+        (0x7F00_0000, 8, .loopback), // 127.0.0.0/8
+        (0xA9FE_A9FE, 32, .cloudMetadata), // 169.254.169.254
+        (0xA9FE_0000, 16, .linkLocal), // 169.254.0.0/16
+        (0xAC10_0000, 12, .privateNetwork), // 172.16.0.0/12
+        (0xC000_0000, 24, .ietfProtocolAssignment), // 192.0.0.0/24
+        (0xC000_0200, 24, .documentation), // 192.0.2.0/24 TEST-NET-1
+        (0xC058_6300, 24, .relayAnycast), // 192.88.99.0/24
+        (0xC0A8_0000, 16, .privateNetwork), // 192.168.0.0/16
+        (0xC612_0000, 15, .benchmarking), // 198.18.0.0/15
+        (0xC633_6400, 24, .documentation), // 198.51.100.0/24 TEST-NET-2
+        (0xCB00_7100, 24, .documentation), // 203.0.113.0/24 TEST-NET-3
+        (0xE000_0000, 4, .multicast), // 224.0.0.0/4
+        (0xF000_0000, 4, .reserved), // 240.0.0.0/4
     ]
 
     static let ipv6Deny: [(base: UInt128, prefix: Int, reason: BlockReason)] = [
-        (0, 128, .unspecified),                                            // ::
-        (1, 128, .loopback),                                               // ::1
-        (0x0064_FF9B_0001 << 80, 48, .localNAT64),                         // 64:ff9b:1::/48
-        (0x0100 << 112, 64, .discardOnly),                                 // 100::/64
-        (0x2001_0000 << 96, 32, .teredo),                                  // 2001::/32
-        (0x2001_0DB8 << 96, 32, .documentation),                           // 2001:db8::/32
-        (0x3FFF << 112, 20, .documentation),                               // 3fff::/20 (RFC 9637)
-        ((0xFD00_0EC2 << 96) | 0x254, 128, .cloudMetadata),                // fd00:ec2::254 (AWS)
-        (0xFC00 << 112, 7, .uniqueLocal),                                  // fc00::/7
-        (0xFE80 << 112, 10, .linkLocal),                                   // fe80::/10
-        (0xFEC0 << 112, 10, .siteLocal),                                   // fec0::/10
-        (0xFF00 << 112, 8, .multicast),                                    // ff00::/8
+        (0, 128, .unspecified), // ::
+        (1, 128, .loopback), // ::1
+        (0x0064_FF9B_0001 << 80, 48, .localNAT64), // 64:ff9b:1::/48
+        (0x0100 << 112, 64, .discardOnly), // 100::/64
+        (0x2001_0000 << 96, 32, .teredo), // 2001::/32
+        (0x2001_0DB8 << 96, 32, .documentation), // 2001:db8::/32
+        (0x3FFF << 112, 20, .documentation), // 3fff::/20 (RFC 9637)
+        ((0xFD00_0EC2 << 96) | 0x254, 128, .cloudMetadata), // fd00:ec2::254 (AWS)
+        (0xFC00 << 112, 7, .uniqueLocal), // fc00::/7
+        (0xFE80 << 112, 10, .linkLocal), // fe80::/10
+        (0xFEC0 << 112, 10, .siteLocal), // fec0::/10
+        (0xFF00 << 112, 8, .multicast), // ff00::/8
     ]
 
     static func classify(_ address: IPAddress) -> Classification? {
@@ -202,11 +202,11 @@ public struct AddressPolicy: Sendable {
                 return .blocked(entry.reason)
             }
             let low32 = UInt32(truncatingIfNeeded: value)
-            if value >> 32 == 0xFFFF { return .embeds(.ipv4Mapped, low32) }                   // ::ffff:0:0/96
-            if value >> 32 == 0 { return .embeds(.ipv4Compatible, low32) }                    // ::/96
-            if value >> 32 == 0x0064_FF9B << 64 { return .embeds(.nat64, low32) }            // 64:ff9b::/96
-            if value >> 112 == 0x2002 { return .embeds(.sixToFour, UInt32(truncatingIfNeeded: value >> 80)) }  // 2002::/16
-            if value >> 125 != 0b001 { return .blocked(.reserved) }                          // outside 2000::/3
+            if value >> 32 == 0xFFFF { return .embeds(.ipv4Mapped, low32) } // ::ffff:0:0/96
+            if value >> 32 == 0 { return .embeds(.ipv4Compatible, low32) } // ::/96
+            if value >> 32 == 0x0064_FF9B << 64 { return .embeds(.nat64, low32) } // 64:ff9b::/96
+            if value >> 112 == 0x2002 { return .embeds(.sixToFour, UInt32(truncatingIfNeeded: value >> 80)) } // 2002::/16
+            if value >> 125 != 0b001 { return .blocked(.reserved) } // outside 2000::/3
             return nil
         }
     }
@@ -251,7 +251,9 @@ public struct AddressPolicy: Sendable {
     }
 
     /// Vets a destination given as parts; `port` nil means the scheme's default (80 or 443).
-    public func vet(scheme: String, host: String, port: Int?, resolver: any HostResolver = SystemResolver()) async throws(SSRFError) -> Destination {
+    public func vet(scheme: String, host: String, port: Int?, resolver: any HostResolver = SystemResolver()) async throws(SSRFError)
+        -> Destination
+    {
         let scheme = scheme.lowercased()
         guard scheme == "http" || scheme == "https" else { throw SSRFError.unsupportedScheme(scheme) }
         let port = port ?? (scheme == "https" ? 443 : 80)
@@ -359,7 +361,8 @@ public enum SSRFError: Error, Sendable, Equatable, CustomStringConvertible {
     case invalidPort(Int)
     case resolutionFailed(host: String, detail: String)
 
-    static let blockedSuffix = "; requests to private, loopback, link-local and metadata addresses are blocked. "
+    static let blockedSuffix =
+        "; requests to private, loopback, link-local and metadata addresses are blocked. "
         + "An operator can allow it with \(AddressPolicy.allowOption)."
 
     public var description: String {
@@ -394,7 +397,8 @@ public enum SSRFError: Error, Sendable, Equatable, CustomStringConvertible {
         var out = ""
         for scalar in text.unicodeScalars.prefix(300) {
             if scalar.value < 0x20 || scalar.value == 0x7F || (0x80..<0xA0).contains(scalar.value)
-                || scalar.properties.generalCategory == .lineSeparator || scalar.properties.generalCategory == .paragraphSeparator {
+                || scalar.properties.generalCategory == .lineSeparator || scalar.properties.generalCategory == .paragraphSeparator
+            {
                 out += "\\u{" + String(scalar.value, radix: 16) + "}"
             } else {
                 out.unicodeScalars.append(scalar)

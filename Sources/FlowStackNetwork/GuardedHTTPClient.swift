@@ -40,10 +40,12 @@ public struct GuardedHTTPClient: OutboundFetching {
             } catch {
                 throw NodeError(error.description, field: "url")
             }
-            let response = try await send(url: url, parsed: parsed, destination: destination, method: method, headers: headers, body: body, request: request)
+            let response = try await send(
+                url: url, parsed: parsed, destination: destination, method: method, headers: headers, body: body, request: request)
             guard request.followRedirects, [301, 302, 303, 307, 308].contains(response.status),
-                  let location = response.headers.first(where: { $0.0.lowercased() == "location" })?.1,
-                  let next = URL(string: location, relativeTo: parsed)?.absoluteURL else {
+                let location = response.headers.first(where: { $0.0.lowercased() == "location" })?.1,
+                let next = URL(string: location, relativeTo: parsed)?.absoluteURL
+            else {
                 return response
             }
             if response.status == 303 || ((response.status == 301 || response.status == 302) && method == "POST") {
@@ -69,8 +71,10 @@ public struct GuardedHTTPClient: OutboundFetching {
 
     public static func sameOrigin(_ a: URL, _ b: URL) -> Bool { a.hasSameOrigin(as: b) }
 
-    private func send(url: String, parsed: URL, destination: AddressPolicy.Destination, method: String, headers: [(String, String)],
-                      body: [UInt8]?, request: OutboundRequest) async throws -> OutboundResponse {
+    private func send(
+        url: String, parsed: URL, destination: AddressPolicy.Destination, method: String, headers: [(String, String)],
+        body: [UInt8]?, request: OutboundRequest
+    ) async throws -> OutboundResponse {
         var override: [String: String] = [:]
         for host in [parsed.host(percentEncoded: true), parsed.host, Optional(destination.host)].compactMap({ $0 }) {
             override[host] = destination.address.description
@@ -79,8 +83,9 @@ public struct GuardedHTTPClient: OutboundFetching {
         let readTimeout = Int64(request.timeout.rounded(.up))
         let key = ClientPool.Key(override: override, readTimeout: readTimeout, maxResponseBytes: request.maxResponseBytes)
         let client = clients.borrow(key) {
-            var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow,
-                                                         timeout: .init(connect: .seconds(10), read: .seconds(readTimeout)))
+            var configuration = HTTPClient.Configuration(
+                redirectConfiguration: .disallow,
+                timeout: .init(connect: .seconds(10), read: .seconds(readTimeout)))
             configuration.dnsOverride = override
             configuration.decompression = .enabled(limit: .size(request.maxResponseBytes))
             // Keep-alive connections: up to 32 to one destination (beyond that requests wait for one).
@@ -107,8 +112,9 @@ public struct GuardedHTTPClient: OutboundFetching {
                     } catch is NIOTooManyBytesError {
                         throw NodeError("The response is larger than \(limit) bytes.")
                     }
-                    return OutboundResponse(status: Int(response.status.code), headers: response.headers.map { ($0.name, $0.value) },
-                                            body: collected.readBytes(length: collected.readableBytes) ?? [])
+                    return OutboundResponse(
+                        status: Int(response.status.code), headers: response.headers.map { ($0.name, $0.value) },
+                        body: collected.readBytes(length: collected.readableBytes) ?? [])
                 }
                 group.addTask {
                     try await Task.sleep(for: .seconds(timeout))

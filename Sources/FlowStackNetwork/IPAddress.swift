@@ -56,12 +56,20 @@ public enum IPAddress: Sendable, Hashable, CustomStringConvertible {
                 return "::ffff:" + IPAddress.dottedQuad(UInt32(truncatingIfNeeded: value))
             }
             let groups = (0..<8).map { UInt16(truncatingIfNeeded: value >> (16 * (7 - $0))) }
-            var bestStart = -1, bestLength = 0, index = 0
+            var bestStart = -1
+            var bestLength = 0
+            var index = 0
             while index < 8 {
-                guard groups[index] == 0 else { index += 1; continue }
+                guard groups[index] == 0 else {
+                    index += 1
+                    continue
+                }
                 let start = index
                 while index < 8, groups[index] == 0 { index += 1 }
-                if index - start > bestLength { bestStart = start; bestLength = index - start }
+                if index - start > bestLength {
+                    bestStart = start
+                    bestLength = index - start
+                }
             }
             let hex = groups.map { String($0, radix: 16) }
             guard bestLength >= 2 else { return hex.joined(separator: ":") }
@@ -127,7 +135,7 @@ public enum IPAddress: Sendable, Hashable, CustomStringConvertible {
                 compressAt = groups.count
                 i += 1
             } else if i == b.count {
-                return nil  // a single trailing colon
+                return nil // a single trailing colon
             }
         }
         if let at = compressAt {
@@ -191,7 +199,7 @@ public struct IPRange: Sendable, Hashable, CustomStringConvertible {
         var prefix = maxPrefix
         if let prefixText {
             guard !prefixText.isEmpty, prefixText.count <= 3, prefixText.utf8.allSatisfy(ASCII.isDigit),
-                  let value = Int(prefixText), value <= maxPrefix
+                let value = Int(prefixText), value <= maxPrefix
             else {
                 return .failure(RangeSyntaxError(reason: "the prefix length must be a number from 0 to \(maxPrefix)"))
             }
@@ -203,7 +211,8 @@ public struct IPRange: Sendable, Hashable, CustomStringConvertible {
         case .v6(let value): network = .v6(value & mask128(prefix))
         }
         guard network == address else {
-            return .failure(RangeSyntaxError(reason: "the address has bits set outside the /\(prefix) prefix; did you mean \(network)/\(prefix)?"))
+            return .failure(
+                RangeSyntaxError(reason: "the address has bits set outside the /\(prefix) prefix; did you mean \(network)/\(prefix)?"))
         }
         return .success(IPRange(network: network, prefixLength: prefix))
     }

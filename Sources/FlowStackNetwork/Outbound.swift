@@ -20,8 +20,10 @@ public struct OutboundRequest: Sendable {
     /// The nonce `{{secret:NAME:NONCE}}` placeholders must carry to be filled (Code nodes only).
     public var secretNonce: String?
 
-    public init(method: String, url: String, headers: [(String, String)] = [], body: [UInt8]? = nil, timeout: TimeInterval = 30,
-                followRedirects: Bool = true, maxRedirects: Int = 5, maxResponseBytes: Int = 16 << 20) {
+    public init(
+        method: String, url: String, headers: [(String, String)] = [], body: [UInt8]? = nil, timeout: TimeInterval = 30,
+        followRedirects: Bool = true, maxRedirects: Int = 5, maxResponseBytes: Int = 16 << 20
+    ) {
         self.method = method
         self.url = url
         self.headers = headers
@@ -54,7 +56,10 @@ extension URL {
     /// Same scheme, host and port (a missing port is the scheme's default): where a credential
     /// given for one URL may also go.
     public func hasSameOrigin(as other: URL) -> Bool {
-        func port(_ url: URL) -> Int? { url.port ?? (url.scheme?.lowercased() == "https" ? 443 : url.scheme?.lowercased() == "http" ? 80 : nil) }
-        return scheme?.lowercased() == other.scheme?.lowercased() && host?.lowercased() == other.host?.lowercased() && port(self) == port(other)
+        func port(_ url: URL) -> Int? {
+            url.port ?? (url.scheme?.lowercased() == "https" ? 443 : url.scheme?.lowercased() == "http" ? 80 : nil)
+        }
+        return scheme?.lowercased() == other.scheme?.lowercased() && host?.lowercased() == other.host?.lowercased()
+            && port(self) == port(other)
     }
 }

@@ -40,7 +40,10 @@ public enum ParsedHost: Sendable, Hashable {
         bytes.reserveCapacity(text.utf8.count)
         var iterator = text.utf8.makeIterator()
         while let byte = iterator.next() {
-            guard byte == UInt8(ascii: "%") else { bytes.append(byte); continue }
+            guard byte == UInt8(ascii: "%") else {
+                bytes.append(byte)
+                continue
+            }
             guard let high = iterator.next(), let low = iterator.next(), ASCII.isHexDigit(high), ASCII.isHexDigit(low) else {
                 throw invalid("'%' is not followed by two hex digits")
             }
@@ -48,14 +51,18 @@ public enum ParsedHost: Sendable, Hashable {
         }
         for (index, byte) in bytes.enumerated() {
             if byte >= 0x80 { throw invalid("it contains non-ASCII characters; write internationalized names in their xn-- form") }
-            if byte >= UInt8(ascii: "A"), byte <= UInt8(ascii: "Z") { bytes[index] = byte | 0x20; continue }
-            let allowed = ASCII.isDigit(byte) || (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z"))
+            if byte >= UInt8(ascii: "A"), byte <= UInt8(ascii: "Z") {
+                bytes[index] = byte | 0x20
+                continue
+            }
+            let allowed =
+                ASCII.isDigit(byte) || (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z"))
                 || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: ".")
             if !allowed { throw invalid("it contains the character \(ParsedHost.describe(byte))") }
         }
 
         var labels = bytes.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
-        if labels.count > 1, labels.last?.isEmpty == true { labels.removeLast() }  // one trailing dot
+        if labels.count > 1, labels.last?.isEmpty == true { labels.removeLast() } // one trailing dot
         if let last = labels.last, ParsedHost.isNumber(last) {
             self = .address(.v4(try ParsedHost.ipv4(labels, invalid)))
             return
@@ -96,7 +103,8 @@ public enum ParsedHost: Sendable, Hashable {
         }
         let lastBits = 8 * (5 - numbers.count)
         guard numbers[numbers.count - 1] < UInt64(1) << lastBits else {
-            throw invalid("'\(String(decoding: parts[parts.count - 1], as: UTF8.self))' is out of range for the last part of this IPv4 address")
+            throw invalid(
+                "'\(String(decoding: parts[parts.count - 1], as: UTF8.self))' is out of range for the last part of this IPv4 address")
         }
         var value = numbers[numbers.count - 1]
         for (index, number) in numbers.dropLast().enumerated() { value |= number << (8 * (3 - index)) }
@@ -143,11 +151,13 @@ public enum ParsedHost: Sendable, Hashable {
         if let percent = text.firstIndex(of: "%") {
             addressText = text[..<percent]
             var zone = text[text.index(after: percent)...]
-            if zone.hasPrefix("25") { zone = zone.dropFirst(2) }  // RFC 6874: "%25" in URLs
-            let zoneOK = !zone.isEmpty && zone.utf8.count <= 64 && zone.utf8.allSatisfy {
-                ASCII.isDigit($0) || ($0 | 0x20 >= UInt8(ascii: "a") && $0 | 0x20 <= UInt8(ascii: "z"))
-                    || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "~")
-            }
+            if zone.hasPrefix("25") { zone = zone.dropFirst(2) } // RFC 6874: "%25" in URLs
+            let zoneOK =
+                !zone.isEmpty && zone.utf8.count <= 64
+                && zone.utf8.allSatisfy {
+                    ASCII.isDigit($0) || ($0 | 0x20 >= UInt8(ascii: "a") && $0 | 0x20 <= UInt8(ascii: "z"))
+                        || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "~")
+                }
             guard zoneOK else { throw invalid("the IPv6 zone id is not valid") }
         }
         guard let value = IPAddress.parseIPv6(Array(addressText.utf8)[...]) else {

@@ -1,5 +1,5 @@
-import FlowStackCore
 import Crypto
+import FlowStackCore
 import FlowStackCrypto
 import FlowStackStore
 import Foundation
@@ -36,7 +36,8 @@ public struct BackupError: Error, CustomStringConvertible {
 public enum Backups {
     public static func create(store: Store, settings: ServerSettings, to directory: String) async throws -> BackupManifest {
         if FileManager.default.fileExists(atPath: directory),
-           !((try? FileManager.default.contentsOfDirectory(atPath: directory))?.isEmpty ?? false) {
+            !((try? FileManager.default.contentsOfDirectory(atPath: directory))?.isEmpty ?? false)
+        {
             throw BackupError("\(directory) exists and is not empty")
         }
         try SecureFile.makeDirectory(directory)
@@ -52,14 +53,19 @@ public enum Backups {
         case .postgres(let url):
             file = "flowstack.pgdump"
             let (dbname, password) = try Tool.splitPassword(url)
-            try await Tool.run(Tool.postgres("pg_dump"), ["--format=custom", "--no-owner", "--no-privileges",
-                                                          "--file=\((directory as NSString).appendingPathComponent(file))", "--dbname=\(dbname)"],
-                               password: password)
+            try await Tool.run(
+                Tool.postgres("pg_dump"),
+                [
+                    "--format=custom", "--no-owner", "--no-privileges",
+                    "--file=\((directory as NSString).appendingPathComponent(file))", "--dbname=\(dbname)",
+                ],
+                password: password)
         }
         let path = (directory as NSString).appendingPathComponent(file)
         _ = chmod(path, 0o600)
-        let manifest = BackupManifest(format: BackupManifest.formatName, createdAt: store.now, database: settings.resolvedDatabase.kindName,
-                                      file: file, sha256: try sha256(of: path), schemaVersion: schema, keyChecks: checks)
+        let manifest = BackupManifest(
+            format: BackupManifest.formatName, createdAt: store.now, database: settings.resolvedDatabase.kindName,
+            file: file, sha256: try sha256(of: path), schemaVersion: schema, keyChecks: checks)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         encoder.dateEncodingStrategy = .iso8601
@@ -78,12 +84,15 @@ public enum Backups {
             throw BackupError("\(manifestPath) is not a FlowStack backup manifest")
         }
         let file = (directory as NSString).appendingPathComponent((manifest.file as NSString).lastPathComponent)
-        guard try sha256(of: file) == manifest.sha256 else { throw BackupError("\(file) does not match its checksum: the backup is damaged") }
+        guard try sha256(of: file) == manifest.sha256 else {
+            throw BackupError("\(file) does not match its checksum: the backup is damaged")
+        }
         guard manifest.database == settings.resolvedDatabase.kindName else {
             throw BackupError("this is a \(manifest.database) backup; the configured database is \(settings.resolvedDatabase.kindName)")
         }
         guard manifest.schemaVersion <= (Migrations.all.map(\.version).max() ?? 0) else {
-            throw BackupError("this backup comes from a newer FlowStack (schema \(manifest.schemaVersion)); restore it with that version or later")
+            throw BackupError(
+                "this backup comes from a newer FlowStack (schema \(manifest.schemaVersion)); restore it with that version or later")
         }
         try checkKeys(manifest, settings: settings)
         switch settings.resolvedDatabase {
@@ -105,8 +114,12 @@ public enum Backups {
             await database.close()
             guard !initialized || force else { throw BackupError("the database already holds FlowStack data; give --force to replace it") }
             let (dbname, password) = try Tool.splitPassword(url)
-            try await Tool.run(Tool.postgres("pg_restore"), ["--clean", "--if-exists", "--no-owner", "--no-privileges", "--single-transaction",
-                                                             "--exit-on-error", "--dbname=\(dbname)", file], password: password)
+            try await Tool.run(
+                Tool.postgres("pg_restore"),
+                [
+                    "--clean", "--if-exists", "--no-owner", "--no-privileges", "--single-transaction",
+                    "--exit-on-error", "--dbname=\(dbname)", file,
+                ], password: password)
         }
         // Opening it as the server would: migrations, and the keyring checked against it once more.
         let store = try await Bootstrap.openStore(settings: settings, logger: logger)
@@ -124,10 +137,13 @@ public enum Backups {
                 throw BackupError("the manifest's key check for \(check.keyId) is malformed")
             }
             guard keyring.key(id: check.keyId, purpose: purpose) != nil else {
-                throw BackupError("the keyring does not contain the \(purpose.rawValue) key '\(check.keyId)' this backup was sealed with; nothing was restored")
+                throw BackupError(
+                    "the keyring does not contain the \(purpose.rawValue) key '\(check.keyId)' this backup was sealed with; nothing was restored"
+                )
             }
             do {
-                _ = try sealer.open(sealed, purpose: purpose, context: SealContext(table: "key_checks", rowID: check.keyId, column: "sealed", orgID: nil))
+                _ = try sealer.open(
+                    sealed, purpose: purpose, context: SealContext(table: "key_checks", rowID: check.keyId, column: "sealed", orgID: nil))
             } catch {
                 throw BackupError("the keyring's key '\(check.keyId)' is not the one this backup was sealed with; nothing was restored")
             }
@@ -159,7 +175,8 @@ enum Tool {
         let environment = ProcessInfo.processInfo.environment
         var directories = [environment["FLOWSTACK_PG_BIN"]].compactMap { $0 }
         directories += (environment["PATH"] ?? "/usr/bin:/usr/local/bin").split(separator: ":").map(String.init)
-        let versions = ((try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql")) ?? []).compactMap(Int.init).sorted(by: >)
+        let versions = ((try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql")) ?? []).compactMap(Int.init).sorted(
+            by: >)
         directories += versions.map { "/usr/lib/postgresql/\($0)/bin" }
         return directories.map { $0 + "/" + name }.first { FileManager.default.isExecutableFile(atPath: $0) } ?? "/usr/bin/" + name
     }
@@ -188,7 +205,8 @@ enum Tool {
                 do {
                     try process.run()
                 } catch {
-                    continuation.resume(throwing: BackupError("\(executable) cannot be run: install the PostgreSQL client tools or set FLOWSTACK_PG_BIN"))
+                    continuation.resume(
+                        throwing: BackupError("\(executable) cannot be run: install the PostgreSQL client tools or set FLOWSTACK_PG_BIN"))
                     return
                 }
                 let message = errors.fileHandleForReading.readDataToEndOfFile()

@@ -54,7 +54,9 @@ public enum Bootstrap {
     }
 
     /// The TLS certificate: the operator's, or a self-signed one made on first start.
-    public static func certificate(settings: ServerSettings, logger: Logger) throws -> (certificatePath: String, keyPath: String, fingerprint: String) {
+    public static func certificate(settings: ServerSettings, logger: Logger) throws -> (
+        certificatePath: String, keyPath: String, fingerprint: String
+    ) {
         if let cert = settings.tlsCertificatePath, let key = settings.tlsKeyPath {
             guard let pem = try? String(contentsOfFile: cert, encoding: .utf8) else {
                 throw StartupError("cannot read the TLS certificate \(cert)")
@@ -69,10 +71,12 @@ public enum Bootstrap {
         let certPath = (directory as NSString).appendingPathComponent("server.crt")
         let keyPath = (directory as NSString).appendingPathComponent("server.key")
         if let pem = try? String(contentsOfFile: certPath, encoding: .utf8), FileManager.default.fileExists(atPath: keyPath),
-           let expiry = try? CertificateBundle.notValidAfter(ofPEM: pem), expiry.timeIntervalSinceNow > 30 * 86_400 {
+            let expiry = try? CertificateBundle.notValidAfter(ofPEM: pem), expiry.timeIntervalSinceNow > 30 * 86_400
+        {
             return (certPath, keyPath, try CertificateBundle.fingerprint(ofPEM: pem))
         }
-        let bundle = try SelfSignedCertificate.make(extraHostnames: settings.host == "127.0.0.1" || settings.host == "0.0.0.0" ? [] : [settings.host])
+        let bundle = try SelfSignedCertificate.make(
+            extraHostnames: settings.host == "127.0.0.1" || settings.host == "0.0.0.0" ? [] : [settings.host])
         try SecureFile.write(Data(bundle.privateKeyPEM.utf8), to: keyPath)
         try SecureFile.write(Data(bundle.certificatePEM.utf8), to: certPath)
         logger.notice("created a self-signed TLS certificate", metadata: ["path": "\(certPath)", "sha256": "\(bundle.fingerprintSHA256)"])

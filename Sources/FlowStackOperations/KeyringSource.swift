@@ -2,9 +2,9 @@ import FlowStackCore
 import FlowStackCrypto
 import FlowStackStore
 import Foundation
-import Synchronization
 import Logging
 import ServiceLifecycle
+import Synchronization
 
 /// Where the keyring comes from: the environment, a file, a command that prints it (a KMS or
 /// vault CLI), or `<data-dir>/keyring.json`. Key material is never stored in the database.
@@ -76,7 +76,8 @@ public enum KeyringSource: Sendable, CustomStringConvertible {
         case .file(let path), .dataDirectory(let path):
             try SecureFile.write(keyring.json(), to: path)
         case .environment, .command:
-            throw StartupError("\(description) cannot be written: give --output FILE and store the new keyring where \(description) reads it")
+            throw StartupError(
+                "\(description) cannot be written: give --output FILE and store the new keyring where \(description) reads it")
         }
     }
 
@@ -112,9 +113,10 @@ public enum KeyringSource: Sendable, CustomStringConvertible {
             throw StartupError("the keyring command did not finish within \(Int(timeout)) seconds and was killed")
         }
         guard process.terminationReason == .exit, process.terminationStatus == 0 else {
-            throw StartupError(process.terminationReason == .uncaughtSignal
-                ? "the keyring command was stopped (signal \(process.terminationStatus))"
-                : "the keyring command failed (exit status \(process.terminationStatus))")
+            throw StartupError(
+                process.terminationReason == .uncaughtSignal
+                    ? "the keyring command was stopped (signal \(process.terminationStatus))"
+                    : "the keyring command failed (exit status \(process.terminationStatus))")
         }
         return data
     }
@@ -160,7 +162,8 @@ public struct KeyringWatcher: Service {
             return
         }
         store.sealer.replaceKeyring(fresh)
-        logger.notice("keyring reloaded", metadata: ["data": "\(fresh.active(.data).id)", "connections": "\(fresh.active(.connections).id)"])
+        logger.notice(
+            "keyring reloaded", metadata: ["data": "\(fresh.active(.data).id)", "connections": "\(fresh.active(.connections).id)"])
     }
 }
 

@@ -47,8 +47,10 @@ public struct LocalRunner: Sendable {
         public var description: String { problems.map(\.description).joined(separator: "\n") }
     }
 
-    public func run(_ workflow: Workflow, input: [Item] = [Item(json: .object([:]))], trigger: String? = nil,
-                    variables: [String: String] = [:], executionID: String = Identifier.makeOrdered("exe")) async throws -> RunResult {
+    public func run(
+        _ workflow: Workflow, input: [Item] = [Item(json: .object([:]))], trigger: String? = nil,
+        variables: [String: String] = [:], executionID: String = Identifier.makeOrdered("exe")
+    ) async throws -> RunResult {
         let problems = WorkflowValidator.validate(workflow, catalog: catalog.descriptors)
         guard problems.isEmpty else { throw InvalidWorkflow(problems: problems) }
         guard let start = trigger.flatMap(workflow.node(named:)) ?? workflow.nodes.first(where: driver.isTrigger) else {
@@ -56,7 +58,8 @@ public struct LocalRunner: Sendable {
         }
         var machine = ExecutionStateMachine(workflow: workflow, outputCounts: driver.outputCounts(workflow))
         let timeZone = workflow.settings.timezone.flatMap(TimeZone.init(identifier:)) ?? TimeZone(identifier: "UTC")!
-        let base = ExpressionContext(variables: variables, timeZone: timeZone, executionID: executionID, workflowID: "local", workflowName: workflow.name)
+        let base = ExpressionContext(
+            variables: variables, timeZone: timeZone, executionID: executionID, workflowID: "local", workflowName: workflow.name)
         var summaries: [String: NodeRunSummary] = [:]
 
         // The trigger passes the input on.
@@ -64,13 +67,17 @@ public struct LocalRunner: Sendable {
         guard case .items(let triggered) = triggerOutput.result else {
             throw InvalidWorkflow(problems: [.init("trigger_failed", triggerOutput.error ?? "The trigger failed.", node: start.name)])
         }
-        summaries[start.name] = NodeRunSummary(node: start.name, status: "succeeded", items: triggered.first?.count ?? 0, attempts: 1,
-                                               milliseconds: triggerOutput.milliseconds, error: nil)
+        summaries[start.name] = NodeRunSummary(
+            node: start.name, status: "succeeded", items: triggered.first?.count ?? 0, attempts: 1,
+            milliseconds: triggerOutput.milliseconds, error: nil)
         let actions = machine.handle(.start(trigger: start.name, items: triggered.first ?? []))
         let deadline = workflow.settings.timeout.map { Date().addingTimeInterval($0) }
         _ = try await driver.drive(&machine, actions: actions, base: base, deadline: deadline, journal: nil, summaries: &summaries)
-        for name in machine.skipped { summaries[name] = NodeRunSummary(node: name, status: "skipped", items: 0, attempts: 0, milliseconds: 0, error: nil) }
+        for name in machine.skipped {
+            summaries[name] = NodeRunSummary(node: name, status: "skipped", items: 0, attempts: 0, milliseconds: 0, error: nil)
+        }
         let ordered = workflow.nodes.compactMap { summaries[$0.name] }
-        return RunResult(status: machine.status, output: machine.finalOutput, error: machine.error, failedNode: machine.failedNode, nodes: ordered)
+        return RunResult(
+            status: machine.status, output: machine.finalOutput, error: machine.error, failedNode: machine.failedNode, nodes: ordered)
     }
 }

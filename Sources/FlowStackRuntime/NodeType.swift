@@ -14,7 +14,9 @@ public struct NodeInput: Sendable {
     /// What every item's evaluation shares, built once per run of the node.
     private var cache = RunCache()
 
-    public init(node: WorkflowNode, inputs: [[Item]], base: ExpressionContext, services: (any NodeServices)? = nil, log: NodeLog = NodeLog()) {
+    public init(
+        node: WorkflowNode, inputs: [[Item]], base: ExpressionContext, services: (any NodeServices)? = nil, log: NodeLog = NodeLog()
+    ) {
         self.node = node
         self.inputs = inputs
         self.base = base
@@ -144,7 +146,6 @@ public enum NodeOutput: Sendable, Equatable {
     /// Sleep until resumed from outside (a resume webhook), then continue with these items.
     case waitForResume(items: [Item])
 }
-
 
 /// A built-in node type: its descriptor (for validation and `GET /node-types`) and its behaviour.
 public protocol NodeType: Sendable {

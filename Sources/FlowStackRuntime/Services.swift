@@ -35,8 +35,10 @@ public struct CodeRequest: Codable, Sendable {
     /// run (a webhook payload, an API answer) can never ask for a secret.
     public var secretNonce: String?
 
-    public init(code: String, mode: Mode, items: [Item], env: [String: String], timeLimitMs: Int, maxOutputBytes: Int,
-                maxLogBytes: Int, context: Context) {
+    public init(
+        code: String, mode: Mode, items: [Item], env: [String: String], timeLimitMs: Int, maxOutputBytes: Int,
+        maxLogBytes: Int, context: Context
+    ) {
         self.code = code
         self.mode = mode
         self.items = items
@@ -127,7 +129,9 @@ extension CodeResponse {
         }
         var line: Int?
         if let value = present("line") {
-            guard case .number(let number) = value, let exact = Int(exactly: number) else { throw MalformedCodeResponse(reason: "line is not an integer") }
+            guard case .number(let number) = value, let exact = Int(exactly: number) else {
+                throw MalformedCodeResponse(reason: "line is not an integer")
+            }
             line = exact
         }
         var logs: [String]?

@@ -71,8 +71,10 @@ public struct WorkflowDriver: Sendable {
     }
 
     /// Runs `actions` and everything they lead to, until the execution finishes or sleeps.
-    public func drive(_ machine: inout ExecutionStateMachine, actions initial: [ExecutionAction], base: ExpressionContext,
-                      deadline: Date?, journal: (any ExecutionJournal)?, summaries: inout [String: NodeRunSummary]) async throws -> DriveOutcome {
+    public func drive(
+        _ machine: inout ExecutionStateMachine, actions initial: [ExecutionAction], base: ExpressionContext,
+        deadline: Date?, journal: (any ExecutionJournal)?, summaries: inout [String: NodeRunSummary]
+    ) async throws -> DriveOutcome {
         let workflow = machine.workflow
         var actions = initial
         var outcome = DriveOutcome.finished
@@ -87,7 +89,8 @@ public struct WorkflowDriver: Sendable {
             loop: while true {
                 let completed: (ExecutionEvent, NodeRunSummary?)
                 if deadline == nil, pending == 0, actions.count == 1, case .runNode(let name, let inputs, let attempt) = actions[0],
-                   let node = workflow.node(named: name) {
+                    let node = workflow.node(named: name)
+                {
                     try await RunFence.check()
                     // One node and nothing else running: run it in this task. A child task would
                     // add a task, a hop to the pool and one back, and run alone all the same.
@@ -151,27 +154,41 @@ public struct WorkflowDriver: Sendable {
     }
 
     /// Runs one node and says what happened, as an event for the state machine and a summary.
-    private func step(_ node: WorkflowNode, inputs: [[Item]], attempt: Int, base: ExpressionContext) async -> (ExecutionEvent, NodeRunSummary?) {
+    private func step(_ node: WorkflowNode, inputs: [[Item]], attempt: Int, base: ExpressionContext) async -> (
+        ExecutionEvent, NodeRunSummary?
+    ) {
         let name = node.name
         let outcome = await runNode(node, inputs: inputs, base: base)
         switch outcome.result {
         case .items(let outputs)?:
-            return (.nodeSucceeded(node: name, outputs: outputs),
-                    NodeRunSummary(node: name, status: "succeeded", items: outputs.reduce(0) { $0 + $1.count },
-                                   attempts: attempt, milliseconds: outcome.milliseconds, error: nil, logs: outcome.logs.nilIfEmpty))
+            return (
+                .nodeSucceeded(node: name, outputs: outputs),
+                NodeRunSummary(
+                    node: name, status: "succeeded", items: outputs.reduce(0) { $0 + $1.count },
+                    attempts: attempt, milliseconds: outcome.milliseconds, error: nil, logs: outcome.logs.nilIfEmpty)
+            )
         case .wait(let until, let items)?:
-            return (.nodeWaiting(node: name, until: until, items: items),
-                    NodeRunSummary(node: name, status: "waiting", items: items.count, attempts: attempt,
-                                   milliseconds: outcome.milliseconds, error: nil))
+            return (
+                .nodeWaiting(node: name, until: until, items: items),
+                NodeRunSummary(
+                    node: name, status: "waiting", items: items.count, attempts: attempt,
+                    milliseconds: outcome.milliseconds, error: nil)
+            )
         case .waitForResume(let items)?:
-            return (.nodeWaiting(node: name, until: nil, items: items),
-                    NodeRunSummary(node: name, status: "waiting", items: items.count, attempts: attempt,
-                                   milliseconds: outcome.milliseconds, error: nil))
+            return (
+                .nodeWaiting(node: name, until: nil, items: items),
+                NodeRunSummary(
+                    node: name, status: "waiting", items: items.count, attempts: attempt,
+                    milliseconds: outcome.milliseconds, error: nil)
+            )
         case nil:
             let message = outcome.error ?? "The node failed."
-            return (.nodeFailed(node: name, error: message),
-                    NodeRunSummary(node: name, status: "failed", items: 0, attempts: attempt,
-                                   milliseconds: outcome.milliseconds, error: message, logs: outcome.logs.nilIfEmpty))
+            return (
+                .nodeFailed(node: name, error: message),
+                NodeRunSummary(
+                    node: name, status: "failed", items: 0, attempts: attempt,
+                    milliseconds: outcome.milliseconds, error: message, logs: outcome.logs.nilIfEmpty)
+            )
         }
     }
 
@@ -208,8 +225,10 @@ public struct WorkflowDriver: Sendable {
         return outcome
     }
 
-    private func runNode(_ node: WorkflowNode, nodeType: any NodeType, inputs: [[Item]], base: ExpressionContext, log: NodeLog,
-                         elapsed: () -> Double) async -> Outcome {
+    private func runNode(
+        _ node: WorkflowNode, nodeType: any NodeType, inputs: [[Item]], base: ExpressionContext, log: NodeLog,
+        elapsed: () -> Double
+    ) async -> Outcome {
         do {
             let input = NodeInput(node: node, inputs: inputs, base: base, services: services, log: log)
             let output: NodeOutput

@@ -4,8 +4,9 @@ import FlowStackRuntime
 import Foundation
 import Logging
 import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Limits the parent enforces on every sandbox child.
@@ -220,7 +221,8 @@ final class SandboxChild: @unchecked Sendable {
     init(executable: String) throws {
         Self.survivesBrokenPipes()
         directory = NSTemporaryDirectory() + "flowstack-sandbox-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+        try FileManager.default.createDirectory(
+            atPath: directory, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
         do {
             (pid, input, output) = try Self.spawn(executable, directory: directory)
         } catch {
@@ -236,11 +238,13 @@ final class SandboxChild: @unchecked Sendable {
         func failure(_ call: String, _ code: Int32) -> SandboxError {
             SandboxError.unavailable("\(call) failed: \(String(cString: strerror(code)))")
         }
-        var toChild: [Int32] = [-1, -1], fromChild: [Int32] = [-1, -1]
+        var toChild: [Int32] = [-1, -1]
+        var fromChild: [Int32] = [-1, -1]
         guard pipe2(&toChild, O_CLOEXEC) == 0 else { throw failure("pipe2", errno) }
         guard pipe2(&fromChild, O_CLOEXEC) == 0 else {
             let code = errno
-            close(toChild[0]); close(toChild[1])
+            close(toChild[0])
+            close(toChild[1])
             throw failure("pipe2", code)
         }
         var actions = posix_spawn_file_actions_t()
@@ -249,7 +253,8 @@ final class SandboxChild: @unchecked Sendable {
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
-        var noSignals = sigset_t(), allSignals = sigset_t()
+        var noSignals = sigset_t()
+        var allSignals = sigset_t()
         sigemptyset(&noSignals)
         sigfillset(&allSignals)
         var code = posix_spawn_file_actions_adddup2(&actions, toChild[0], STDIN_FILENO)
@@ -257,7 +262,9 @@ final class SandboxChild: @unchecked Sendable {
         if code == 0 { code = posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0) }
         if code == 0 { code = posix_spawn_file_actions_addclosefrom_np(&actions, 3) }
         if code == 0 { code = posix_spawn_file_actions_addchdir_np(&actions, directory) }
-        if code == 0 { code = posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)) }
+        if code == 0 {
+            code = posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        }
         if code == 0 { code = posix_spawnattr_setsigmask(&attributes, &noSignals) }
         if code == 0 { code = posix_spawnattr_setsigdefault(&attributes, &allSignals) }
         var pid: pid_t = 0
@@ -274,8 +281,10 @@ final class SandboxChild: @unchecked Sendable {
             close(fromChild[0])
             throw failure("posix_spawn", code)
         }
-        return (pid, FileHandle(fileDescriptor: toChild[1], closeOnDealloc: true),
-                ChildOutput(FileHandle(fileDescriptor: fromChild[0], closeOnDealloc: true)))
+        return (
+            pid, FileHandle(fileDescriptor: toChild[1], closeOnDealloc: true),
+            ChildOutput(FileHandle(fileDescriptor: fromChild[0], closeOnDealloc: true))
+        )
     }
 
     static let brokerPrefix = Data(#"{"http":"#.utf8)
@@ -301,7 +310,8 @@ final class SandboxChild: @unchecked Sendable {
 
     func readReady() async throws -> [String: JSONValue] {
         guard let line = await readLine(), let value = try? JSONValue(parsing: Array(line)),
-              value["ready"] == .bool(true) else {
+            value["ready"] == .bool(true)
+        else {
             terminate()
             throw SandboxError.unavailable("the sandbox process did not start")
         }
@@ -347,13 +357,14 @@ final class SandboxChild: @unchecked Sendable {
             calls += 1
             let call = (try? JSONValue(parsing: Array(line)))?["http"] ?? .null
             // The child counts its calls too; the parent does not rely on it.
-            let result: JSONValue = if calls > Self.maximumBrokerCalls {
-                .object(["error": .string("A Code node run may make at most \(Self.maximumBrokerCalls) $http.request calls.")])
-            } else if let broker {
-                await broker(call)
-            } else {
-                .object(["error": .string("$http.request is not available here.")])
-            }
+            let result: JSONValue =
+                if calls > Self.maximumBrokerCalls {
+                    .object(["error": .string("A Code node run may make at most \(Self.maximumBrokerCalls) $http.request calls.")])
+                } else if let broker {
+                    await broker(call)
+                } else {
+                    .object(["error": .string("$http.request is not available here.")])
+                }
             do {
                 var reply = result.jsonBytes()
                 reply.append(0x0A)
@@ -366,19 +377,37 @@ final class SandboxChild: @unchecked Sendable {
         }
         guard let answer else {
             if output.overflowed {
-                return .killed(CodeResponse(ok: false, error: "The Code node's sandbox sent a line of more than \(maximumLine) bytes, past its output limits; the run was stopped.", errorKind: "output"))
+                return .killed(
+                    CodeResponse(
+                        ok: false,
+                        error:
+                            "The Code node's sandbox sent a line of more than \(maximumLine) bytes, past its output limits; the run was stopped.",
+                        errorKind: "output"))
             }
             switch reason.value {
             case "time":
-                return .killed(CodeResponse(ok: false, error: "The Code node exceeded its time limit of \(request.timeLimitMs) ms and was stopped.", errorKind: "timeout"))
+                return .killed(
+                    CodeResponse(
+                        ok: false, error: "The Code node exceeded its time limit of \(request.timeLimitMs) ms and was stopped.",
+                        errorKind: "timeout"))
             case "memory":
-                return .killed(CodeResponse(ok: false, error: "The Code node used more than \(limits.memoryBytes >> 20) MiB of memory and was stopped.", errorKind: "memory"))
+                return .killed(
+                    CodeResponse(
+                        ok: false, error: "The Code node used more than \(limits.memoryBytes >> 20) MiB of memory and was stopped.",
+                        errorKind: "memory"))
             default:
                 let how = exitDescription()
-                SandboxChild.crashLogger.error("a Code node's sandbox process ended unexpectedly", metadata: [
-                    "pid": "\(pid)", "how": "\(how)", "rssBytes": "\(lastResident.load(ordering: .relaxed))",
-                ])
-                return .killed(CodeResponse(ok: false, error: "The Code node's sandbox crashed (\(how); last resident size \(lastResident.load(ordering: .relaxed) >> 20) MiB); the run was stopped.", errorKind: "crash"))
+                SandboxChild.crashLogger.error(
+                    "a Code node's sandbox process ended unexpectedly",
+                    metadata: [
+                        "pid": "\(pid)", "how": "\(how)", "rssBytes": "\(lastResident.load(ordering: .relaxed))",
+                    ])
+                return .killed(
+                    CodeResponse(
+                        ok: false,
+                        error:
+                            "The Code node's sandbox crashed (\(how); last resident size \(lastResident.load(ordering: .relaxed) >> 20) MiB); the run was stopped.",
+                        errorKind: "crash"))
             }
         }
         guard let response = try? CodeResponse(parsing: Array(answer)) else {

@@ -31,20 +31,30 @@ public enum FlowStackApplication {
     /// Route groups, each with its own middleware: the health probes; the API (`/api/v1`: JSON
     /// bodies, rate limits, authentication), whose authenticated routes run in `APIContext`;
     /// webhooks (their own authentication and limits); and the OAuth2 callback.
-    public static func makeRouter(store: Store, settings: ServerSettings, logger: Logger, engine: ExecutionEngine) async throws -> Router<FlowStackRequestContext> {
+    public static func makeRouter(store: Store, settings: ServerSettings, logger: Logger, engine: ExecutionEngine) async throws -> Router<
+        FlowStackRequestContext
+    > {
         let app = try await UseCases(store: store, engine: engine, settings: settings.resolvedApp, logger: logger)
-        let api = API(app: app, settings: settings, logger: logger, limiter: RateLimiter(clock: store.clock), webhooks: WebhookCache(changes: store.changes, lifetime: settings.webhookCacheLifetime))
+        let api = API(
+            app: app, settings: settings, logger: logger, limiter: RateLimiter(clock: store.clock),
+            webhooks: WebhookCache(changes: store.changes, lifetime: settings.webhookCacheLifetime))
         let router = Router(context: FlowStackRequestContext.self)
         let routes = RouteTable()
         router.add(middleware: ResponseMiddleware(routes: routes))
-        router.add(middleware: RequestGuardMiddleware(maxBodyBytes: settings.maxBodyBytes, trustedProxies: settings.trustedProxies,
-                                                      maxURLBytes: settings.edge.maxURLBytes, maxHeaderBytes: settings.edge.maxHeaderBytes))
+        router.add(
+            middleware: RequestGuardMiddleware(
+                maxBodyBytes: settings.maxBodyBytes, trustedProxies: settings.trustedProxies,
+                maxURLBytes: settings.edge.maxURLBytes, maxHeaderBytes: settings.edge.maxHeaderBytes))
         if settings.hasWebhookOrigin {
-            router.add(middleware: WebhookOriginMiddleware(webhookPort: settings.webhookPort, webhookHost: settings.webhookHost,
-                                                           webhookBaseURL: settings.webhookBaseURL))
+            router.add(
+                middleware: WebhookOriginMiddleware(
+                    webhookPort: settings.webhookPort, webhookHost: settings.webhookHost,
+                    webhookBaseURL: settings.webhookBaseURL))
         }
-        HealthController(store: store, engine: engine, workerStall: .milliseconds(Int64((settings.databaseTimeouts.call.inSeconds + 5) * 1000)))
-            .addRoutes(to: router)
+        HealthController(
+            store: store, engine: engine, workerStall: .milliseconds(Int64((settings.databaseTimeouts.call.inSeconds + 5) * 1000))
+        )
+        .addRoutes(to: router)
 
         let v1 = router.group("api/v1")
             .add(middleware: JSONBodyMiddleware())
@@ -74,12 +84,17 @@ public enum FlowStackApplication {
 
     /// Opens everything and returns the services to run: the HTTPS listener, the optional
     /// plain-HTTP rejecter and housekeeping.
-    public static func build(settings: ServerSettings, logger: Logger, clock: any WallClock = SystemWallClock()) async throws -> RunningServer {
-        for (name, value, example) in [("FLOWSTACK_PUBLIC_URL", settings.publicURL, "https://flows.example.com"),
-                                       ("FLOWSTACK_WEBHOOK_PUBLIC_URL", settings.webhookPublicURL, "https://hooks.example.com")] {
+    public static func build(settings: ServerSettings, logger: Logger, clock: any WallClock = SystemWallClock()) async throws
+        -> RunningServer
+    {
+        for (name, value, example) in [
+            ("FLOWSTACK_PUBLIC_URL", settings.publicURL, "https://flows.example.com"),
+            ("FLOWSTACK_WEBHOOK_PUBLIC_URL", settings.webhookPublicURL, "https://hooks.example.com"),
+        ] {
             guard let value else { continue }
             guard let components = URLComponents(string: value), components.scheme?.lowercased() == "https",
-                  components.host?.isEmpty == false, components.query == nil, components.fragment == nil else {
+                components.host?.isEmpty == false, components.query == nil, components.fragment == nil
+            else {
                 throw StartupError("refusing to start: \(name) must be an https URL without query or fragment, such as \(example)")
             }
         }
@@ -100,8 +115,9 @@ public enum FlowStackApplication {
                 throw StartupError("--http-allow: \(error.description)")
             }
             sandbox = await startSandbox(settings: settings, logger: logger)
-            let engine = ExecutionEngine(store: store, configuration: settings.engineConfiguration, logger: logger,
-                                         codeRunner: sandbox, fetcher: GuardedHTTPClient(policy: policy))
+            let engine = ExecutionEngine(
+                store: store, configuration: settings.engineConfiguration, logger: logger,
+                codeRunner: sandbox, fetcher: GuardedHTTPClient(policy: policy))
             let router = try await makeRouter(store: store, settings: settings, logger: logger, engine: engine)
             let displayHost = settings.host == "0.0.0.0" || settings.host == "::" ? "localhost" : settings.host
             let httpsURL = "https://\(displayHost.contains(":") ? "[\(displayHost)]" : displayHost):\(settings.port)/"
@@ -111,28 +127,31 @@ public enum FlowStackApplication {
             var services: [any Service] = [StoreCloser(store: store)]
             if let sandbox { services.append(SandboxCloser(pool: sandbox)) }
             let limits = ConnectionLimits(edge: settings.edge, exempt: settings.trustedProxies)
-            services.append(Application(
-                router: router,
-                server: try .tls(.http1(configuration: limits.http1Configuration()), tlsConfiguration: tls),
-                configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: nil),
-                logger: logger
-            ))
-            if let webhookPort = settings.webhookPort {
-                // The webhook origin: the same router, which serves only webhooks here (WebhookOriginMiddleware).
-                services.append(Application(
+            services.append(
+                Application(
                     router: router,
                     server: try .tls(.http1(configuration: limits.http1Configuration()), tlsConfiguration: tls),
-                    configuration: .init(address: .hostname(settings.host, port: webhookPort), serverName: nil),
+                    configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: nil),
                     logger: logger
                 ))
+            if let webhookPort = settings.webhookPort {
+                // The webhook origin: the same router, which serves only webhooks here (WebhookOriginMiddleware).
+                services.append(
+                    Application(
+                        router: router,
+                        server: try .tls(.http1(configuration: limits.http1Configuration()), tlsConfiguration: tls),
+                        configuration: .init(address: .hostname(settings.host, port: webhookPort), serverName: nil),
+                        logger: logger
+                    ))
             }
             if let httpPort = settings.httpPort {
-                services.append(Application(
-                    router: HTTPRejecter.router(httpsURL: httpsURL),
-                    server: .http1(configuration: limits.http1Configuration()),
-                    configuration: .init(address: .hostname(settings.host, port: httpPort), serverName: nil),
-                    logger: logger
-                ))
+                services.append(
+                    Application(
+                        router: HTTPRejecter.router(httpsURL: httpsURL),
+                        server: .http1(configuration: limits.http1Configuration()),
+                        configuration: .init(address: .hostname(settings.host, port: httpPort), serverName: nil),
+                        logger: logger
+                    ))
             }
             services.append(HousekeepingService(store: store, settings: settings, logger: logger))
             let keyringSource = KeyringSource.from(settings)
@@ -144,8 +163,9 @@ public enum FlowStackApplication {
             services.append(ChangeListener(store: store))
             services.append(engine)
             services.append(Scheduler(engine: engine, logger: logger))
-            return RunningServer(services: services, store: store, setupToken: setupToken,
-                                 certificateFingerprint: certificate.fingerprint, httpsURL: httpsURL)
+            return RunningServer(
+                services: services, store: store, setupToken: setupToken,
+                certificateFingerprint: certificate.fingerprint, httpsURL: httpsURL)
         } catch {
             await sandbox?.shutdown()
             await store.database.close()
@@ -166,7 +186,9 @@ extension FlowStackApplication {
         do {
             try await pool.warmUp()
             let protections = await pool.protections
-            logger.info("code sandbox ready", metadata: ["protections": "\(protections.map { "\($0.key)=\($0.value.jsonText)" }.sorted().joined(separator: " "))"])
+            logger.info(
+                "code sandbox ready",
+                metadata: ["protections": "\(protections.map { "\($0.key)=\($0.value.jsonText)" }.sorted().joined(separator: " "))"])
             return pool
         } catch {
             logger.warning("the code sandbox does not start: Code nodes are disabled", metadata: ["error": "\(error)"])

@@ -1,10 +1,11 @@
 import FlowStackCore
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
 import Hummingbird
 import NIOCore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// JSON responses and request bodies, with the checks every endpoint shares.
 enum JSON {
@@ -35,7 +36,9 @@ enum JSON {
 
     /// Decodes a JSON request body: the content type must be JSON (415), the body within the size
     /// limit (413), nested no deeper than the limit and well-formed (400 naming the problem).
-    static func decode<T: Decodable>(_ type: T.Type, from request: Request, context: some RequestContext, maxBytes: Int, maxDepth: Int) async throws -> T {
+    static func decode<T: Decodable>(_ type: T.Type, from request: Request, context: some RequestContext, maxBytes: Int, maxDepth: Int)
+        async throws -> T
+    {
         guard isJSONContentType(request.headers[.contentType]) else {
             throw FlowStackError(status: 415, code: "unsupported_media_type", message: "The request body must be application/json.")
         }
@@ -86,7 +89,8 @@ enum JSON {
         var i = 0
         while i < bytes.count {
             if bytes[i] == UInt8(ascii: "\\"), i + 1 < bytes.count {
-                if bytes[i + 1] == UInt8(ascii: "u"), i + 5 < bytes.count, bytes[(i + 2)...(i + 5)].allSatisfy({ $0 == UInt8(ascii: "0") }) {
+                if bytes[i + 1] == UInt8(ascii: "u"), i + 5 < bytes.count, bytes[(i + 2)...(i + 5)].allSatisfy({ $0 == UInt8(ascii: "0") })
+                {
                     return true
                 }
                 i += 2
@@ -99,10 +103,19 @@ enum JSON {
 
     /// The deepest nesting of arrays and objects, ignoring brackets inside strings.
     static func nestingDepth(_ bytes: [UInt8]) -> Int {
-        var depth = 0, deepest = 0, inString = false, escaped = false
+        var depth = 0
+        var deepest = 0
+        var inString = false
+        var escaped = false
         for byte in bytes {
             if inString {
-                if escaped { escaped = false } else if byte == UInt8(ascii: "\\") { escaped = true } else if byte == UInt8(ascii: "\"") { inString = false }
+                if escaped {
+                    escaped = false
+                } else if byte == UInt8(ascii: "\\") {
+                    escaped = true
+                } else if byte == UInt8(ascii: "\"") {
+                    inString = false
+                }
                 continue
             }
             switch byte {
@@ -157,8 +170,9 @@ struct ErrorBody: Encodable {
     var error: Detail
 
     init(_ error: FlowStackError) {
-        self.error = Detail(code: error.code, message: error.message, field: error.field,
-                            problems: error.problems?.map { Problem(code: $0.code, message: $0.message, node: $0.node, field: $0.field) })
+        self.error = Detail(
+            code: error.code, message: error.message, field: error.field,
+            problems: error.problems?.map { Problem(code: $0.code, message: $0.message, node: $0.node, field: $0.field) })
     }
 }
 
@@ -170,4 +184,3 @@ extension FlowStackError {
         return (try? JSON.response(status, ErrorBody(self), headers: headers)) ?? Response(status: status)
     }
 }
-

@@ -13,7 +13,10 @@ public struct AuditRecord: Sendable {
     public var outcome: String
     public var details: [String: String]
 
-    public init(orgID: String?, action: String, resourceType: String, resourceID: String?, outcome: String = "success", details: [String: String] = [:]) {
+    public init(
+        orgID: String?, action: String, resourceType: String, resourceID: String?, outcome: String = "success",
+        details: [String: String] = [:]
+    ) {
         self.orgID = orgID
         self.action = action
         self.resourceType = resourceType
@@ -56,10 +59,14 @@ extension Store {
         return out
     }
 
-    private static func mac(key: SymmetricKey, prevHash: String, id: String, orgID: String?, actorType: String, actorID: String?,
-                            action: String, resourceType: String, resourceID: String?, outcome: String, ip: String,
-                            userAgent: String, createdAt: Int64, sealedDetails: [UInt8]) -> String {
-        var message = canonical([prevHash, id, orgID, actorType, actorID, action, resourceType, resourceID, outcome, ip, userAgent, String(createdAt)])
+    private static func mac(
+        key: SymmetricKey, prevHash: String, id: String, orgID: String?, actorType: String, actorID: String?,
+        action: String, resourceType: String, resourceID: String?, outcome: String, ip: String,
+        userAgent: String, createdAt: Int64, sealedDetails: [UInt8]
+    ) -> String {
+        var message = canonical([
+            prevHash, id, orgID, actorType, actorID, action, resourceType, resourceID, outcome, ip, userAgent, String(createdAt),
+        ])
         message += SHA256.hash(data: sealedDetails)
         return Token.hex(HMAC<SHA256>.authenticationCode(for: message, using: key))
     }
@@ -67,11 +74,12 @@ extension Store {
     /// The MAC of a stored event's row under data key `keyID`, with its chain link and details replaced.
     func auditMAC(row: any SQLRow, prevHash: String, sealedDetails: [UInt8], keyID: String) throws -> String {
         guard let key = sealer.keyring.macKey(id: keyID, info: Self.macInfo) else { throw DatabaseError("no data key for the audit MAC") }
-        return Self.mac(key: key, prevHash: prevHash, id: try row.string("id"), orgID: try row.optionalString("org_id"),
-                        actorType: try row.string("actor_type"), actorID: try row.optionalString("actor_id"), action: try row.string("action"),
-                        resourceType: try row.string("resource_type"), resourceID: try row.optionalString("resource_id"),
-                        outcome: try row.string("outcome"), ip: try row.string("ip"), userAgent: try row.string("user_agent"),
-                        createdAt: try row.int("created_at"), sealedDetails: sealedDetails)
+        return Self.mac(
+            key: key, prevHash: prevHash, id: try row.string("id"), orgID: try row.optionalString("org_id"),
+            actorType: try row.string("actor_type"), actorID: try row.optionalString("actor_id"), action: try row.string("action"),
+            resourceType: try row.string("resource_type"), resourceID: try row.optionalString("resource_id"),
+            outcome: try row.string("outcome"), ip: try row.string("ip"), userAgent: try row.string("user_agent"),
+            createdAt: try row.int("created_at"), sealedDetails: sealedDetails)
     }
 
     /// Appends an event inside the caller's transaction, so the change and its record commit together.
@@ -85,22 +93,26 @@ extension Store {
         let details = record.details.mapValues { $0.encodingControlCharacters }
         let detailsJSON = try JSONSerialization.data(withJSONObject: details, options: [.sortedKeys])
         let sealed = try sealer.seal(detailsJSON, purpose: .data, context: detailsContext(id, record.orgID))
-        let prevHash = try await db.raw("SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1").first()?.string("hash") ?? Self.genesisHash
+        let prevHash =
+            try await db.raw("SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1").first()?.string("hash") ?? Self.genesisHash
         // The key that sealed the details (a keyring reload between two reads must not split them).
         let keyID = Sealer.keyID(of: sealed) ?? sealer.keyring.active(.data).id
         guard let key = sealer.keyring.macKey(id: keyID, info: Self.macInfo) else { throw DatabaseError("no data key for the audit MAC") }
         let ip = String(actor.ip.encodingControlCharacters.prefix(64))
         let userAgent = String(actor.userAgent.encodingControlCharacters.prefix(512))
-        let hash = Self.mac(key: key, prevHash: prevHash, id: id, orgID: record.orgID, actorType: actor.kind.rawValue, actorID: actor.id,
-                            action: record.action, resourceType: record.resourceType, resourceID: record.resourceID,
-                            outcome: record.outcome, ip: ip, userAgent: userAgent, createdAt: createdAt, sealedDetails: sealed)
-        try await db.raw("""
+        let hash = Self.mac(
+            key: key, prevHash: prevHash, id: id, orgID: record.orgID, actorType: actor.kind.rawValue, actorID: actor.id,
+            action: record.action, resourceType: record.resourceType, resourceID: record.resourceID,
+            outcome: record.outcome, ip: ip, userAgent: userAgent, createdAt: createdAt, sealedDetails: sealed)
+        try await db.raw(
+            """
             INSERT INTO audit_events (id, org_id, actor_type, actor_id, action, resource_type, resource_id, outcome, ip, user_agent,
                                       created_at, details_sealed, mac_key_id, prev_hash, hash)
             VALUES (\(bind: id), \(bind: record.orgID), \(bind: actor.kind.rawValue), \(bind: actor.id), \(bind: record.action),
                     \(bind: record.resourceType), \(bind: record.resourceID), \(bind: record.outcome), \(bind: ip), \(bind: userAgent),
                     \(bind: createdAt), \(bind: Data(sealed)), \(bind: keyID), \(bind: prevHash), \(bind: hash))
-            """).run()
+            """
+        ).run()
     }
 
     /// Records an event in its own transaction (for events with no other change, like a failed login).
@@ -109,12 +121,15 @@ extension Store {
     }
 
     private func event(from row: any SQLRow) throws -> AuditEvent {
-        let id = try row.string("id"), orgID = try row.optionalString("org_id")
+        let id = try row.string("id")
+        let orgID = try row.optionalString("org_id")
         let json = try sealer.open(try row.bytes("details_sealed"), purpose: .data, context: detailsContext(id, orgID))
         let details = (try? JSONSerialization.jsonObject(with: Data(json))) as? [String: String] ?? [:]
         return AuditEvent(
-            seq: try row.int("seq"), id: id, orgID: orgID, actorType: try row.string("actor_type"), actorID: try row.optionalString("actor_id"),
-            action: try row.string("action"), resourceType: try row.string("resource_type"), resourceID: try row.optionalString("resource_id"),
+            seq: try row.int("seq"), id: id, orgID: orgID, actorType: try row.string("actor_type"),
+            actorID: try row.optionalString("actor_id"),
+            action: try row.string("action"), resourceType: try row.string("resource_type"),
+            resourceID: try row.optionalString("resource_id"),
             outcome: try row.string("outcome"), ip: try row.string("ip"), userAgent: try row.string("user_agent"),
             createdAt: try row.date("created_at"), details: details
         )
@@ -163,10 +178,12 @@ extension Store {
     /// Walks the whole chain and reports every event that does not verify.
     public func verifyAudit() async throws -> AuditVerification {
         let rows = try await read { db in
-            try await db.raw("""
+            try await db.raw(
+                """
                 SELECT seq, id, org_id, actor_type, actor_id, action, resource_type, resource_id, outcome, ip, user_agent,
                        created_at, details_sealed, mac_key_id, prev_hash, hash FROM audit_events ORDER BY seq
-                """).all()
+                """
+            ).all()
         }
         var problems: [String] = []
         var expectedPrev = Self.genesisHash
@@ -174,8 +191,10 @@ extension Store {
         var head: String?
         for row in rows {
             count += 1
-            let seq = try row.int("seq"), id = try row.string("id")
-            let prevHash = try row.string("prev_hash"), hash = try row.string("hash")
+            let seq = try row.int("seq")
+            let id = try row.string("id")
+            let prevHash = try row.string("prev_hash")
+            let hash = try row.string("hash")
             if prevHash != expectedPrev {
                 problems.append("event \(seq) (\(id)): the chain is broken before it (an event was deleted or reordered)")
             }
@@ -186,9 +205,11 @@ extension Store {
             }
             let computed = Self.mac(
                 key: key, prevHash: prevHash, id: id, orgID: try row.optionalString("org_id"), actorType: try row.string("actor_type"),
-                actorID: try row.optionalString("actor_id"), action: try row.string("action"), resourceType: try row.string("resource_type"),
+                actorID: try row.optionalString("actor_id"), action: try row.string("action"),
+                resourceType: try row.string("resource_type"),
                 resourceID: try row.optionalString("resource_id"), outcome: try row.string("outcome"), ip: try row.string("ip"),
-                userAgent: try row.string("user_agent"), createdAt: try row.int("created_at"), sealedDetails: try row.bytes("details_sealed")
+                userAgent: try row.string("user_agent"), createdAt: try row.int("created_at"),
+                sealedDetails: try row.bytes("details_sealed")
             )
             if !Token.constantTimeEquals(computed, hash) {
                 problems.append("event \(seq) (\(id)): its contents were altered")

@@ -66,7 +66,8 @@ public enum DatabaseLocation: Sendable, Equatable {
 }
 
 public enum DatabaseFactory {
-    public static func open(_ location: DatabaseLocation, timeouts: DatabaseTimeouts = .init(), logger: Logger) async throws -> any Database {
+    public static func open(_ location: DatabaseLocation, timeouts: DatabaseTimeouts = .init(), logger: Logger) async throws -> any Database
+    {
         switch location {
         case .sqlite(let path):
             try await SQLiteStore.open(path: path, logger: logger)

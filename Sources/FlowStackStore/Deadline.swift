@@ -173,7 +173,10 @@ private final class Once<T: Sendable>: Sendable {
         let (continuation, finish) = state.withLock { state -> (CheckedContinuation<T, any Error>?, (@Sendable () -> Void)?) in
             guard !state.done else { return (nil, nil) }
             state.done = true
-            defer { state.continuation = nil; state.finish = nil }
+            defer {
+                state.continuation = nil
+                state.finish = nil
+            }
             return (state.continuation, state.finish)
         }
         guard let continuation else { return false }

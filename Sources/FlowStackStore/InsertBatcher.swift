@@ -15,9 +15,11 @@ struct RowInsert: Sendable {
     let rows: [[[SQLiteValue]]]
 
     init(tables: [Table], rows: [[[SQLiteValue]]]) {
-        precondition(tables.count == rows.count && zip(tables, rows).allSatisfy { table, rows in
-            rows.allSatisfy { $0.count == table.columns.count }
-        }, "RowInsert: every row needs one value per column")
+        precondition(
+            tables.count == rows.count
+                && zip(tables, rows).allSatisfy { table, rows in
+                    rows.allSatisfy { $0.count == table.columns.count }
+                }, "RowInsert: every row needs one value per column")
         self.tables = tables
         self.rows = rows
     }
@@ -165,9 +167,11 @@ final class InsertBatcher: Sendable {
     private let logger: Logger
     private let state = Mutex(State())
 
-    init(maximumInFlight: Int, overflowLimit: Int = 8, overflowAfter: Duration = .milliseconds(200), logger: Logger,
-         now: @escaping @Sendable () -> ContinuousClock.Instant = { .now },
-         isRowError: @escaping @Sendable (any Error) -> Bool, execute: @escaping Execute) {
+    init(
+        maximumInFlight: Int, overflowLimit: Int = 8, overflowAfter: Duration = .milliseconds(200), logger: Logger,
+        now: @escaping @Sendable () -> ContinuousClock.Instant = { .now },
+        isRowError: @escaping @Sendable (any Error) -> Bool, execute: @escaping Execute
+    ) {
         precondition(maximumInFlight > 0 && overflowLimit >= maximumInFlight)
         self.maximumInFlight = maximumInFlight
         self.overflowLimit = overflowLimit
@@ -230,7 +234,8 @@ final class InsertBatcher: Sendable {
             while count < state.queue.count, count < Self.maximumInserts {
                 let next = state.queue[count]
                 guard next.insert.tables == first.insert.tables, values + next.values <= Self.maximumValues,
-                      bytes + next.bytes <= Self.maximumBytes else { break }
+                    bytes + next.bytes <= Self.maximumBytes
+                else { break }
                 values += next.values
                 bytes += next.bytes
                 count += 1
@@ -247,8 +252,9 @@ final class InsertBatcher: Sendable {
             counted(inserts.count)
             return inserts.map { _ in .success(()) }
         } catch let error where inserts.count > 1 && isRowError(error) {
-            logger.warning("a merged insert was refused; inserting its rows one by one",
-                           metadata: ["inserts": "\(inserts.count)", "error": "\(String(describing: type(of: error)))"])
+            logger.warning(
+                "a merged insert was refused; inserting its rows one by one",
+                metadata: ["inserts": "\(inserts.count)", "error": "\(String(describing: type(of: error)))"])
         } catch {
             return inserts.map { _ in .failure(error) }
         }

@@ -67,8 +67,10 @@ public struct APIKey: Sendable, Equatable {
     public var expiresAt: Date?
     public var revokedAt: Date?
 
-    public init(id: String, orgID: String, projectID: String?, createdBy: String, name: String, prefix: String, last4: String,
-                scope: APIKeyScope, createdAt: Date, lastUsedAt: Date?, expiresAt: Date?, revokedAt: Date?) {
+    public init(
+        id: String, orgID: String, projectID: String?, createdBy: String, name: String, prefix: String, last4: String,
+        scope: APIKeyScope, createdAt: Date, lastUsedAt: Date?, expiresAt: Date?, revokedAt: Date?
+    ) {
         self.id = id
         self.orgID = orgID
         self.projectID = projectID
@@ -97,7 +99,11 @@ public struct Invitation: Sendable, Equatable {
 
 /// Who did something, from where: the part of an audit event the request supplies.
 public struct AuditActor: Sendable, Equatable {
-    public enum Kind: String, Sendable { case user, apiKey = "api_key", system, anonymous }
+    public enum Kind: String, Sendable {
+        case user
+        case apiKey = "api_key"
+        case system, anonymous
+    }
     public var kind: Kind
     public var id: String?
     public var ip: String

@@ -1,9 +1,9 @@
 import FlowStackCore
 import Foundation
 import Logging
+import NIOSSL
 import PostgresKit
 import PostgresNIO
-import NIOSSL
 import SQLKit
 import ServiceLifecycle
 
@@ -23,7 +23,8 @@ public final class PostgresStore: Database, @unchecked Sendable {
         self.logger = logger
         self.timeouts = timeouts
         let deadline = timeouts.call
-        self.batcher = InsertBatcher(maximumInFlight: Self.insertStatementsInFlight, logger: logger, isRowError: Self.isRowError) { statement in
+        self.batcher = InsertBatcher(maximumInFlight: Self.insertStatementsInFlight, logger: logger, isRowError: Self.isRowError) {
+            statement in
             try await DeadlineRunner.shared.run(within: deadline) {
                 try await client.withConnection { connection in
                     try Self.checkOpen(connection)
@@ -100,7 +101,8 @@ public final class PostgresStore: Database, @unchecked Sendable {
             try await store.ping()
         } catch {
             await store.close()
-            throw DatabaseError("cannot reach PostgreSQL at \(DatabaseLocation.postgres(url: url).redacted): \(String(reflecting: error).prefix(300))")
+            throw DatabaseError(
+                "cannot reach PostgreSQL at \(DatabaseLocation.postgres(url: url).redacted): \(String(reflecting: error).prefix(300))")
         }
         return store
     }
@@ -142,8 +144,10 @@ public final class PostgresStore: Database, @unchecked Sendable {
             }
             return nil
         }
-        let connection: Set<PSQLError.Code> = [.serverClosedConnection, .clientClosedConnection, .connectionError, .uncleanShutdown, .poolClosed,
-                                               .queryCancelled, .sslUnsupported]
+        let connection: Set<PSQLError.Code> = [
+            .serverClosedConnection, .clientClosedConnection, .connectionError, .uncleanShutdown, .poolClosed,
+            .queryCancelled, .sslUnsupported,
+        ]
         return connection.contains(error.code) ? DatabaseUnavailable("the connection to PostgreSQL failed (\(error.code))") : nil
     }
 
@@ -242,8 +246,9 @@ public final class PostgresStore: Database, @unchecked Sendable {
         case "prefer": tls = .prefer(try NIOSSLContext(configuration: .makeClientConfiguration()))
         default: tls = .require(try NIOSSLContext(configuration: .makeClientConfiguration()))
         }
-        var configuration = PostgresConnection.Configuration(host: location.host, port: location.port, username: location.user,
-                                                             password: location.password, database: location.database, tls: tls)
+        var configuration = PostgresConnection.Configuration(
+            host: location.host, port: location.port, username: location.user,
+            password: location.password, database: location.database, tls: tls)
         configuration.options.additionalStartupParameters = timeouts.startupParameters
         try await DeadlineRunner.shared.run(within: max(timeouts.call, .seconds(10))) { [configuration] in
             let connection = try await PostgresConnection.connect(configuration: configuration, id: 0, logger: logger)

@@ -50,15 +50,19 @@ final class SQLiteConnection: Sendable {
             }
             for (offset, value) in binds.enumerated() {
                 let index = Int32(offset + 1)
-                let code: Int32 = switch value {
-                case .null: sqlite3_bind_null(statement, index)
-                case .integer(let number): sqlite3_bind_int64(statement, index, number)
-                case .real(let number): sqlite3_bind_double(statement, index, number)
-                case .text(let text):
-                    text.withCString { flowstack_sqlite3_bind_text(statement, index, $0, Int32(text.utf8.count)) }
-                case .blob(let bytes):
-                    bytes.withUnsafeBytes { flowstack_sqlite3_bind_blob(statement, index, $0.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32($0.count)) }
-                }
+                let code: Int32 =
+                    switch value {
+                    case .null: sqlite3_bind_null(statement, index)
+                    case .integer(let number): sqlite3_bind_int64(statement, index, number)
+                    case .real(let number): sqlite3_bind_double(statement, index, number)
+                    case .text(let text):
+                        text.withCString { flowstack_sqlite3_bind_text(statement, index, $0, Int32(text.utf8.count)) }
+                    case .blob(let bytes):
+                        bytes.withUnsafeBytes {
+                            flowstack_sqlite3_bind_blob(
+                                statement, index, $0.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32($0.count))
+                        }
+                    }
                 guard code == SQLITE_OK else { throw SQLiteError(handle: handle, code: code) }
             }
             var rows: [SQLiteRow] = []
@@ -81,11 +85,13 @@ final class SQLiteConnection: Sendable {
         state.withLock { state in
             guard let handle = state.handle else { return }
             state.walHook = hook
-            sqlite3_wal_hook(handle, { context, handle, _, frames in
-                guard let context, let handle else { return SQLITE_OK }
-                Unmanaged<WALHook>.fromOpaque(context).takeUnretainedValue().committed(handle, Int(frames))
-                return SQLITE_OK
-            }, Unmanaged.passUnretained(hook).toOpaque())
+            sqlite3_wal_hook(
+                handle,
+                { context, handle, _, frames in
+                    guard let context, let handle else { return SQLITE_OK }
+                    Unmanaged<WALHook>.fromOpaque(context).takeUnretainedValue().committed(handle, Int(frames))
+                    return SQLITE_OK
+                }, Unmanaged.passUnretained(hook).toOpaque())
         }
     }
 
@@ -115,7 +121,8 @@ final class SQLiteConnection: Sendable {
             return code
         }
         guard code == SQLITE_OK, let statement else {
-            let error = code == SQLITE_MISUSE && statement != nil
+            let error =
+                code == SQLITE_MISUSE && statement != nil
                 ? SQLiteError(code: code, message: "more than one statement in one query")
                 : SQLiteError(handle: handle, code: code)
             sqlite3_finalize(statement)
@@ -250,7 +257,9 @@ private final class NilCapture: Encoder, SingleValueEncodingContainer {
         var codingPath: [any CodingKey] { [] }
         mutating func encodeNil(forKey key: Key) throws { throw Unsupported() }
         mutating func encode<T: Encodable>(_ value: T, forKey key: Key) throws { throw Unsupported() }
-        mutating func nestedContainer<NestedKey: CodingKey>(keyedBy keyType: NestedKey.Type, forKey key: Key) -> KeyedEncodingContainer<NestedKey> {
+        mutating func nestedContainer<NestedKey: CodingKey>(keyedBy keyType: NestedKey.Type, forKey key: Key) -> KeyedEncodingContainer<
+            NestedKey
+        > {
             KeyedEncodingContainer(Refusing<NestedKey>())
         }
         mutating func nestedUnkeyedContainer(forKey key: Key) -> any UnkeyedEncodingContainer { RefusingUnkeyed() }
@@ -388,7 +397,7 @@ struct SQLiteDatabase: SQLDatabase {
     var dialect: any SQLDialect { FlowStackSQLiteDialect() }
     var queryLogLevel: Logger.Level? { nil }
 
-    func execute(sql query: any SQLExpression, _ onRow: @escaping @Sendable (any SQLRow) -> ()) -> EventLoopFuture<Void> {
+    func execute(sql query: any SQLExpression, _ onRow: @escaping @Sendable (any SQLRow) -> Void) -> EventLoopFuture<Void> {
         let promise = eventLoop.makePromise(of: Void.self)
         promise.completeWithTask { try await self.execute(sql: query, onRow) }
         return promise.futureResult
@@ -396,7 +405,7 @@ struct SQLiteDatabase: SQLDatabase {
 
     /// Runs synchronously on the calling thread: the store calls this from the connection's
     /// own executor (see `SQLiteStore.read` and `GroupCommitWriter`).
-    func execute(sql query: any SQLExpression, _ onRow: @escaping @Sendable (any SQLRow) -> ()) async throws {
+    func execute(sql query: any SQLExpression, _ onRow: @escaping @Sendable (any SQLRow) -> Void) async throws {
         if let statement = query as? BoundStatement {
             for row in try connection.query(statement.sql, statement.values) { onRow(row) }
             return

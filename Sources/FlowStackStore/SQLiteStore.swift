@@ -26,15 +26,20 @@ public final class SQLiteStore: Database {
         self.readers = readers
         self.readerSQL = readers.map { SQLiteDatabase(connection: $0, logger: logger) }
         self.writerConnection = writer
-        self.writer = GroupCommitWriter(database: SQLiteDatabase(connection: writer, logger: logger), executor: writer.executor, logger: logger)
+        self.writer = GroupCommitWriter(
+            database: SQLiteDatabase(connection: writer, logger: logger), executor: writer.executor, logger: logger)
     }
 
-    public static func open(path: String, readerCount: Int = Int(ProcessInfo.processInfo.environment["FLOWSTACK_SQLITE_READERS"] ?? "") ?? 2,
-                            logger: Logger) async throws -> SQLiteStore {
+    public static func open(
+        path: String, readerCount: Int = Int(ProcessInfo.processInfo.environment["FLOWSTACK_SQLITE_READERS"] ?? "") ?? 2,
+        logger: Logger
+    ) async throws -> SQLiteStore {
         try await open(path: path, readerCount: readerCount, checkpointFrames: Checkpointer.defaultFrames, logger: logger)
     }
 
-    static func open(path: String, readerCount: Int, checkpointFrames: (background: Int, restart: Int), logger: Logger) async throws -> SQLiteStore {
+    static func open(path: String, readerCount: Int, checkpointFrames: (background: Int, restart: Int), logger: Logger) async throws
+        -> SQLiteStore
+    {
         try await open(path: path, readerCount: readerCount, checkpointFrames: checkpointFrames, logger: logger) { label in
             try SQLiteConnection(path: path, label: "flowstack.sqlite.\(label)")
         }
@@ -42,8 +47,10 @@ public final class SQLiteStore: Database {
 
     /// Opens the store's connections with `openConnection`; if any step fails, the connections
     /// opened so far are closed again before the error is thrown.
-    static func open(path: String, readerCount: Int, checkpointFrames: (background: Int, restart: Int), logger: Logger,
-                     openConnection: (_ label: String) throws -> SQLiteConnection) async throws -> SQLiteStore {
+    static func open(
+        path: String, readerCount: Int, checkpointFrames: (background: Int, restart: Int), logger: Logger,
+        openConnection: (_ label: String) throws -> SQLiteConnection
+    ) async throws -> SQLiteStore {
         var opened: [SQLiteConnection] = []
         func connect(_ label: String) throws -> SQLiteConnection {
             let connection = try openConnection(label)

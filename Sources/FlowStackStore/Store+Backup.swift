@@ -13,8 +13,9 @@ extension Store {
     public func keyChecks() async throws -> [KeyCheckRecord] {
         try await read { db in
             try await db.raw("SELECT key_id, purpose, sealed FROM key_checks ORDER BY key_id").all().map { row in
-                KeyCheckRecord(keyID: try row.string("key_id"), purpose: try row.string("purpose"),
-                               sealed: try row.decode(column: "sealed", as: Data.self))
+                KeyCheckRecord(
+                    keyID: try row.string("key_id"), purpose: try row.string("purpose"),
+                    sealed: try row.decode(column: "sealed", as: Data.self))
             }
         }
     }

@@ -6,7 +6,9 @@ import Logging
 import SQLKit
 
 public enum ExecutionMode: String, Codable, Sendable, CaseIterable {
-    case manual, webhook, schedule, subworkflow = "sub-workflow", retry, error
+    case manual, webhook, schedule
+    case subworkflow = "sub-workflow"
+    case retry, error
 }
 
 /// An execution's row: what can be queried stays in clear; its data (the event journal and the
@@ -31,9 +33,11 @@ public struct ExecutionRecord: Sendable, Equatable {
     public var parentID: String?
     public var retryOf: String?
 
-    public init(id: String = Identifier.makeOrdered("exe"), orgID: String, projectID: String, workflowID: String, versionID: String,
-                mode: ExecutionMode, status: ExecutionStatus = .queued, triggerNode: String, createdAt: Date,
-                parentID: String? = nil, retryOf: String? = nil) {
+    public init(
+        id: String = Identifier.makeOrdered("exe"), orgID: String, projectID: String, workflowID: String, versionID: String,
+        mode: ExecutionMode, status: ExecutionStatus = .queued, triggerNode: String, createdAt: Date,
+        parentID: String? = nil, retryOf: String? = nil
+    ) {
         self.id = id
         self.orgID = orgID
         self.projectID = projectID
@@ -114,8 +118,8 @@ public struct ExecutionFilter: Sendable {
     }
 }
 
-private extension ExecutionEvent {
-    var isResumed: Bool {
+extension ExecutionEvent {
+    fileprivate var isResumed: Bool {
         if case .resumed = self { return true }
         return false
     }
@@ -222,12 +226,14 @@ extension Store {
         """
 
     private func execution(from row: any SQLRow) throws -> ExecutionRecord {
-        let id = try row.string("id"), orgID = try row.string("org_id")
-        var record = ExecutionRecord(id: id, orgID: orgID, projectID: try row.string("project_id"), workflowID: try row.string("workflow_id"),
-                                     versionID: try row.string("version_id"), mode: ExecutionMode(rawValue: try row.string("mode")) ?? .manual,
-                                     status: ExecutionStatus(rawValue: try row.string("status")) ?? .failed,
-                                     triggerNode: try row.string("trigger_node"), createdAt: try row.date("created_at"),
-                                     parentID: try row.optionalString("parent_id"), retryOf: try row.optionalString("retry_of"))
+        let id = try row.string("id")
+        let orgID = try row.string("org_id")
+        var record = ExecutionRecord(
+            id: id, orgID: orgID, projectID: try row.string("project_id"), workflowID: try row.string("workflow_id"),
+            versionID: try row.string("version_id"), mode: ExecutionMode(rawValue: try row.string("mode")) ?? .manual,
+            status: ExecutionStatus(rawValue: try row.string("status")) ?? .failed,
+            triggerNode: try row.string("trigger_node"), createdAt: try row.date("created_at"),
+            parentID: try row.optionalString("parent_id"), retryOf: try row.optionalString("retry_of"))
         record.startedAt = try row.optionalDate("started_at")
         record.finishedAt = try row.optionalDate("finished_at")
         record.failedNode = try row.optionalString("failed_node")
@@ -241,14 +247,18 @@ extension Store {
     }
 
     private func sealEvent(_ event: ExecutionEvent, run: NodeRunInfo?, executionID: String, seq: Int, orgID: String) throws -> Data {
-        Data(try sealer.seal(try SealedEvent(event: event, run: run).jsonBytes(), purpose: .data,
-                             context: eventContext(executionID, seq, orgID)))
+        Data(
+            try sealer.seal(
+                try SealedEvent(event: event, run: run).jsonBytes(), purpose: .data,
+                context: eventContext(executionID, seq, orgID)))
     }
 
     /// Accepts an execution with its first journal entry (the trigger's items). With `leaseOwner`
     /// the caller runs it at once and holds its lease (fence 1); otherwise it waits in the queue.
-    public func insertExecution(_ record: ExecutionRecord, start: ExecutionEvent, replaying later: [ExecutionEvent] = [], leaseOwner: String?,
-                                leaseUntil: Date?, on db: any SQLDatabase) async throws -> ExecutionRecord {
+    public func insertExecution(
+        _ record: ExecutionRecord, start: ExecutionEvent, replaying later: [ExecutionEvent] = [], leaseOwner: String?,
+        leaseUntil: Date?, on db: any SQLDatabase
+    ) async throws -> ExecutionRecord {
         var inserted = record
         let now = self.now
         if leaseOwner != nil {
@@ -257,26 +267,32 @@ extension Store {
             inserted.startedAt = now
         }
         inserted.events = 1 + later.count
-        try await db.raw("""
+        try await db.raw(
+            """
             INSERT INTO executions (id, org_id, project_id, workflow_id, version_id, mode, status, trigger_node, created_at, started_at,
                                     fence, lease_owner, lease_expires, events, parent_id, retry_of)
             VALUES (\(bind: record.id), \(bind: record.orgID), \(bind: record.projectID), \(bind: record.workflowID), \(bind: record.versionID),
                     \(bind: record.mode.rawValue), \(bind: inserted.status.rawValue), \(bind: record.triggerNode),
                     \(bind: record.createdAt.millisecondsSince1970), \(bind: inserted.startedAt.ms), \(bind: inserted.fence),
                     \(bind: leaseOwner), \(bind: leaseUntil.ms), \(bind: inserted.events), \(bind: record.parentID), \(bind: record.retryOf))
-            """).run()
+            """
+        ).run()
         for (offset, event) in later.enumerated() {
-            try await db.raw("""
+            try await db.raw(
+                """
                 INSERT INTO execution_events (execution_id, seq, node, event_sealed, created_at)
                 VALUES (\(bind: record.id), \(bind: offset + 1), \(bind: event.nodeName),
                         \(bind: try sealEvent(event, run: nil, executionID: record.id, seq: offset + 1, orgID: record.orgID)), \(bind: now.millisecondsSince1970))
-                """).run()
+                """
+            ).run()
         }
-        try await db.raw("""
+        try await db.raw(
+            """
             INSERT INTO execution_events (execution_id, seq, node, event_sealed, created_at)
             VALUES (\(bind: record.id), 0, NULL, \(bind: try sealEvent(start, run: nil, executionID: record.id, seq: 0, orgID: record.orgID)),
                     \(bind: now.millisecondsSince1970))
-            """).run()
+            """
+        ).run()
         if leaseOwner == nil { try await notifyQueued(on: db) }
         return inserted
     }
@@ -292,19 +308,24 @@ extension Store {
 
     /// Appends journal entries and updates the execution, if `fence` still holds the lease;
     /// otherwise nothing is written and `LeaseLost` is thrown. One transaction.
-    public func appendJournal(executionID: String, orgID: String, fence: Int, firstSeq: Int,
-                              events: [(event: ExecutionEvent, node: String?, run: NodeRunInfo?)],
-                              progress: ExecutionProgress?, leaseUntil: Date) async throws {
-        let append = try prepareJournal(executionID: executionID, orgID: orgID, fence: fence, firstSeq: firstSeq, events: events,
-                                        progress: progress, leaseUntil: leaseUntil)
+    public func appendJournal(
+        executionID: String, orgID: String, fence: Int, firstSeq: Int,
+        events: [(event: ExecutionEvent, node: String?, run: NodeRunInfo?)],
+        progress: ExecutionProgress?, leaseUntil: Date
+    ) async throws {
+        let append = try prepareJournal(
+            executionID: executionID, orgID: orgID, fence: fence, firstSeq: firstSeq, events: events,
+            progress: progress, leaseUntil: leaseUntil)
         try await write { db in try await append(db) }
     }
 
     /// Accepts an execution and its journal so far in one transaction: what an inline run that
     /// finished quickly writes (one commit instead of one per step).
-    public func insertExecutionWithJournal(_ record: ExecutionRecord, start: ExecutionEvent, leaseOwner: String, leaseUntil: Date,
-                                           events: [(event: ExecutionEvent, node: String?, run: NodeRunInfo?)],
-                                           progress: ExecutionProgress?) async throws -> ExecutionRecord {
+    public func insertExecutionWithJournal(
+        _ record: ExecutionRecord, start: ExecutionEvent, leaseOwner: String, leaseUntil: Date,
+        events: [(event: ExecutionEvent, node: String?, run: NodeRunInfo?)],
+        progress: ExecutionProgress?
+    ) async throws -> ExecutionRecord {
         var inserted = record
         let now = self.now
         inserted.status = progress?.status ?? .running
@@ -350,18 +371,22 @@ extension Store {
     }
 
     static let executionInsertTables: [RowInsert.Table] = [
-        RowInsert.Table(name: "executions", columns: [
-            "id", "org_id", "project_id", "workflow_id", "version_id", "mode", "status", "trigger_node", "created_at", "started_at",
-            "finished_at", "failed_node", "error_sealed", "fence", "lease_owner", "lease_expires", "wait_until", "events",
-            "parent_id", "retry_of",
-        ]),
+        RowInsert.Table(
+            name: "executions",
+            columns: [
+                "id", "org_id", "project_id", "workflow_id", "version_id", "mode", "status", "trigger_node", "created_at", "started_at",
+                "finished_at", "failed_node", "error_sealed", "fence", "lease_owner", "lease_expires", "wait_until", "events",
+                "parent_id", "retry_of",
+            ]),
         RowInsert.Table(name: "execution_events", columns: ["execution_id", "seq", "node", "event_sealed", "created_at"]),
     ]
 
     /// Seals the entries now (outside the writer) and returns the statements to run in a transaction.
-    private func prepareJournal(executionID: String, orgID: String, fence: Int, firstSeq: Int,
-                                events: [(event: ExecutionEvent, node: String?, run: NodeRunInfo?)],
-                                progress: ExecutionProgress?, leaseUntil: Date) throws -> @Sendable (any SQLDatabase) async throws -> Void {
+    private func prepareJournal(
+        executionID: String, orgID: String, fence: Int, firstSeq: Int,
+        events: [(event: ExecutionEvent, node: String?, run: NodeRunInfo?)],
+        progress: ExecutionProgress?, leaseUntil: Date
+    ) throws -> @Sendable (any SQLDatabase) async throws -> Void {
         let now = self.now
         let sealed = try events.enumerated().map { offset, entry in
             try sealEvent(entry.event, run: entry.run, executionID: executionID, seq: firstSeq + offset, orgID: orgID)
@@ -373,7 +398,8 @@ extension Store {
             if let progress {
                 update += ", status = \(bind: progress.status.rawValue), wait_until = \(bind: progress.waitUntil.ms)"
                 if progress.status.isFinished {
-                    update += ", finished_at = \(bind: now.millisecondsSince1970), failed_node = \(bind: progress.failedNode), error_sealed = \(bind: errorSealed)"
+                    update +=
+                        ", finished_at = \(bind: now.millisecondsSince1970), failed_node = \(bind: progress.failedNode), error_sealed = \(bind: errorSealed)"
                 }
             }
             if let progress, progress.status.isFinished || progress.status == .waiting {
@@ -385,11 +411,13 @@ extension Store {
             update += " WHERE id = \(bind: executionID) AND fence = \(bind: fence) AND status IN ('running', 'waiting') RETURNING id"
             guard try await db.raw(update).first() != nil else { throw LeaseLost(executionID: executionID) }
             for (offset, node) in nodes.enumerated() {
-                try await db.raw("""
+                try await db.raw(
+                    """
                     INSERT INTO execution_events (execution_id, seq, node, event_sealed, created_at)
                     VALUES (\(bind: executionID), \(bind: firstSeq + offset), \(bind: node), \(bind: sealed[offset]),
                             \(bind: now.millisecondsSince1970))
-                    """).run()
+                    """
+                ).run()
             }
         }
     }
@@ -397,10 +425,12 @@ extension Store {
     /// Extends a lease; false when it was lost.
     public func heartbeat(executionID: String, fence: Int, leaseUntil: Date) async throws -> Bool {
         try await write { db in
-            try await db.raw("""
+            try await db.raw(
+                """
                 UPDATE executions SET lease_expires = \(bind: leaseUntil.millisecondsSince1970)
                 WHERE id = \(bind: executionID) AND fence = \(bind: fence) AND status = 'running' RETURNING id
-                """).first() != nil
+                """
+            ).first() != nil
         }
     }
 
@@ -411,7 +441,8 @@ extension Store {
         let now = self.now.millisecondsSince1970
         let kind = database.kind
         let rows = try await write { db in
-            try await db.raw("""
+            try await db.raw(
+                """
                 UPDATE executions SET status = 'running', fence = fence + 1, lease_owner = \(bind: owner),
                     lease_expires = \(bind: leaseUntil.millisecondsSince1970), started_at = COALESCE(started_at, \(bind: now))
                 WHERE id IN (
@@ -420,7 +451,8 @@ extension Store {
                        OR (status = 'waiting' AND wait_until IS NOT NULL AND wait_until <= \(bind: now))
                     ORDER BY created_at LIMIT \(bind: limit) \(unsafeRaw: kind == .postgres ? "FOR UPDATE SKIP LOCKED" : ""))
                 RETURNING \(unsafeRaw: Self.executionColumns)
-                """).all()
+                """
+            ).all()
         }
         return try rows.map(execution(from:))
     }
@@ -440,8 +472,10 @@ extension Store {
     public func verifyResumeToken(_ token: String, executionID: String) -> Bool {
         // Key ids may hold '.', base64url never does: the MAC starts after the last one.
         guard token.utf8.count <= 200, let dot = token.lastIndex(of: "."),
-              let key = sealer.keyring.macKey(id: String(token[..<dot]), info: Self.resumeTokenInfo) else { return false }
-        let expected = String(token[..<dot]) + "." + Token.base64url(HMAC<SHA256>.authenticationCode(for: Array(executionID.utf8), using: key))
+            let key = sealer.keyring.macKey(id: String(token[..<dot]), info: Self.resumeTokenInfo)
+        else { return false }
+        let expected =
+            String(token[..<dot]) + "." + Token.base64url(HMAC<SHA256>.authenticationCode(for: Array(executionID.utf8), using: key))
         return Token.constantTimeEquals(token, expected)
     }
 
@@ -457,7 +491,8 @@ extension Store {
             try await db.raw("SELECT resume_sealed FROM executions WHERE id = \(bind: record.id)").first()
         }
         guard let sealed = try row?.optionalBytes("resume_sealed"),
-              let bytes = try? sealer.open(sealed, purpose: .data, context: Self.resumeContext(record)) else { return nil }
+            let bytes = try? sealer.open(sealed, purpose: .data, context: Self.resumeContext(record))
+        else { return nil }
         return try? JSONDecoder().decode(JSONValue.self, from: Data(bytes))
     }
 
@@ -468,10 +503,13 @@ extension Store {
         let sealed = try payload.map { Data(try sealer.seal(Array($0.jsonText.utf8), purpose: .data, context: Self.resumeContext(record))) }
         let id = record.id
         return try await write { db in
-            let woken = try await db.raw("""
-                UPDATE executions SET wait_until = \(bind: now), resume_sealed = \(bind: sealed)
-                WHERE id = \(bind: id) AND status = 'waiting' AND events = \(bind: record.events) RETURNING id
-                """).first() != nil
+            let woken =
+                try await db.raw(
+                    """
+                    UPDATE executions SET wait_until = \(bind: now), resume_sealed = \(bind: sealed)
+                    WHERE id = \(bind: id) AND status = 'waiting' AND events = \(bind: record.events) RETURNING id
+                    """
+                ).first() != nil
             if woken { try await self.notifyQueued(on: db) }
             return woken
         }
@@ -487,21 +525,26 @@ extension Store {
     /// The journal, in order.
     public func journal(executionID: String, orgID: String) async throws -> [ExecutionJournalEntry] {
         let rows = try await read { db in
-            try await db.raw("""
+            try await db.raw(
+                """
                 SELECT seq, node, event_sealed, created_at FROM execution_events WHERE execution_id = \(bind: executionID) ORDER BY seq
-                """).all()
+                """
+            ).all()
         }
         return try rows.map { row in
             let seq = Int(try row.int("seq"))
             let bytes = try sealer.open(try row.bytes("event_sealed"), purpose: .data, context: eventContext(executionID, seq, orgID))
             let sealed = try JSONDecoder().decode(SealedEvent.self, from: Data(bytes))
-            return ExecutionJournalEntry(seq: seq, node: try row.optionalString("node"), event: sealed.event, createdAt: try row.date("created_at"),
-                                         run: sealed.run)
+            return ExecutionJournalEntry(
+                seq: seq, node: try row.optionalString("node"), event: sealed.event, createdAt: try row.date("created_at"),
+                run: sealed.run)
         }
     }
 
     /// A page of a project's executions, newest first; the cursor is the last one's id.
-    public func executions(projectID: String, filter: ExecutionFilter, before cursor: ExecutionRecord?, limit: Int) async throws -> [ExecutionRecord] {
+    public func executions(projectID: String, filter: ExecutionFilter, before cursor: ExecutionRecord?, limit: Int) async throws
+        -> [ExecutionRecord]
+    {
         let rows = try await read { db in
             var query: SQLQueryString = "SELECT \(unsafeRaw: Self.executionColumns) FROM executions WHERE project_id = \(bind: projectID)"
             if let status = filter.status { query += " AND status = \(bind: status.rawValue)" }
@@ -522,11 +565,13 @@ extension Store {
     public func cancelExecution(id: String) async throws -> Bool {
         let now = self.now.millisecondsSince1970
         return try await write { db in
-            try await db.raw("""
+            try await db.raw(
+                """
                 UPDATE executions SET status = 'cancelled', fence = fence + 1, finished_at = \(bind: now), lease_owner = NULL,
                     lease_expires = NULL, wait_until = NULL
                 WHERE id = \(bind: id) AND status IN ('queued', 'running', 'waiting') RETURNING id
-                """).first() != nil
+                """
+            ).first() != nil
         }
     }
 
@@ -548,7 +593,9 @@ extension Store {
     /// How many executions are not finished (for tests and readiness).
     public func unfinishedExecutionCount() async throws -> Int {
         try await read { db in
-            Int(try await db.raw("SELECT COUNT(*) AS n FROM executions WHERE status IN ('queued', 'running', 'waiting')").first()?.int("n") ?? 0)
+            Int(
+                try await db.raw("SELECT COUNT(*) AS n FROM executions WHERE status IN ('queued', 'running', 'waiting')").first()?.int("n")
+                    ?? 0)
         }
     }
 }
@@ -565,7 +612,9 @@ extension Store {
     /// connection died after the server committed, before the answer arrived). Answers the row
     /// when it is there, nil when it is not, and throws `AcceptanceUnknown` when the database
     /// cannot be asked within `patience`.
-    public func confirmAccepted(_ id: String, after error: any Error, patience: Duration = .seconds(30), logger: Logger) async throws -> ExecutionRecord? {
+    public func confirmAccepted(_ id: String, after error: any Error, patience: Duration = .seconds(30), logger: Logger) async throws
+        -> ExecutionRecord?
+    {
         if error is LeaseLost || isUniqueViolation(error) || error is CancellationError { return nil }
         let deadline = ContinuousClock.now + patience
         // A commit the server received just before the connection died may still be landing.
@@ -573,8 +622,9 @@ extension Store {
         while true {
             do {
                 let found = try await execution(id: id)
-                logger.warning("an execution's write failed; checked whether it was committed",
-                               metadata: ["execution": "\(id)", "committed": "\(found != nil)", "error": "\(String(describing: error).prefix(200))"])
+                logger.warning(
+                    "an execution's write failed; checked whether it was committed",
+                    metadata: ["execution": "\(id)", "committed": "\(found != nil)", "error": "\(String(describing: error).prefix(200))"])
                 if found == nil, error is DatabaseTimeout {
                     // The abandoned call may still be under way on its connection and commit
                     // later: absence now proves nothing.
@@ -585,7 +635,9 @@ extension Store {
                 throw unknown
             } catch {
                 if ContinuousClock.now >= deadline || Task.isCancelled {
-                    logger.error("an execution's write failed and the database cannot say whether it was committed", metadata: ["execution": "\(id)"])
+                    logger.error(
+                        "an execution's write failed and the database cannot say whether it was committed", metadata: ["execution": "\(id)"]
+                    )
                     throw AcceptanceUnknown(executionID: id)
                 }
                 try? await Task.sleep(for: .milliseconds(250))

@@ -8,17 +8,22 @@ extension Store {
         SealContext(table: "invitations", rowID: id, column: "email", orgID: orgID)
     }
 
-    public func insertInvitation(orgID: String, email: String, role: OrgRole, invitedBy: String, tokenHash: String,
-                                 lifetime: TimeInterval, on db: any SQLDatabase) async throws -> Invitation {
+    public func insertInvitation(
+        orgID: String, email: String, role: OrgRole, invitedBy: String, tokenHash: String,
+        lifetime: TimeInterval, on db: any SQLDatabase
+    ) async throws -> Invitation {
         let now = self.now
-        let invitation = Invitation(id: Identifier.make("inv"), orgID: orgID, email: email, role: role, invitedBy: invitedBy,
-                                    createdAt: now, expiresAt: now.addingTimeInterval(lifetime), acceptedAt: nil)
+        let invitation = Invitation(
+            id: Identifier.make("inv"), orgID: orgID, email: email, role: role, invitedBy: invitedBy,
+            createdAt: now, expiresAt: now.addingTimeInterval(lifetime), acceptedAt: nil)
         let sealed = try sealer.seal(email, context: emailContext(invitation.id, orgID))
-        try await db.raw("""
+        try await db.raw(
+            """
             INSERT INTO invitations (id, org_id, token_hash, role, email_sealed, invited_by, created_at, expires_at)
             VALUES (\(bind: invitation.id), \(bind: orgID), \(bind: tokenHash), \(bind: role.rawValue), \(bind: Data(sealed)),
                     \(bind: invitedBy), \(bind: now.millisecondsSince1970), \(bind: invitation.expiresAt.millisecondsSince1970))
-            """).run()
+            """
+        ).run()
         return invitation
     }
 
@@ -27,12 +32,16 @@ extension Store {
     }
 
     public func invitation(tokenHash: String, on db: any SQLDatabase) async throws -> Invitation? {
-        guard let row = try await db.raw("""
-            SELECT id, org_id, role, email_sealed, invited_by, created_at, expires_at, accepted_at
-            FROM invitations WHERE token_hash = \(bind: tokenHash)
-            """).first()
+        guard
+            let row = try await db.raw(
+                """
+                SELECT id, org_id, role, email_sealed, invited_by, created_at, expires_at, accepted_at
+                FROM invitations WHERE token_hash = \(bind: tokenHash)
+                """
+            ).first()
         else { return nil }
-        let id = try row.string("id"), orgID = try row.string("org_id")
+        let id = try row.string("id")
+        let orgID = try row.string("org_id")
         return Invitation(
             id: id, orgID: orgID,
             email: try sealer.openString(try row.bytes("email_sealed"), context: emailContext(id, orgID)),

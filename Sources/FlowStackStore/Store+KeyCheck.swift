@@ -31,17 +31,20 @@ extension Store {
                 do {
                     _ = try sealer.open(try row.bytes("sealed"), purpose: purpose, context: context)
                 } catch {
-                    throw KeyringError("the keyring's \(purpose.rawValue) key '\(keyID)' does not match this database (its key material is different)")
+                    throw KeyringError(
+                        "the keyring's \(purpose.rawValue) key '\(keyID)' does not match this database (its key material is different)")
                 }
             }
             for (purpose, kek) in sealer.keyring.allKeys where !known.contains(kek.id) {
                 guard kek.id == sealer.keyring.active(purpose).id else { continue }
                 let context = SealContext(table: "key_checks", rowID: kek.id, column: "sealed", orgID: nil)
                 let sealed = try sealer.seal(Self.checkPlaintext, purpose: purpose, context: context)
-                try await db.raw("""
+                try await db.raw(
+                    """
                     INSERT INTO key_checks (key_id, purpose, sealed, created_at)
                     VALUES (\(bind: kek.id), \(bind: purpose.rawValue), \(bind: Data(sealed)), \(bind: now))
-                    """).run()
+                    """
+                ).run()
             }
         }
     }

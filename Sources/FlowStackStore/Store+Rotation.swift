@@ -16,42 +16,52 @@ struct SealedColumn: Sendable {
     var context: @Sendable (_ keys: [String], _ org: String?) -> SealContext
 
     static let all: [SealedColumn] = [
-        SealedColumn(table: "projects", column: "description_sealed", purpose: .data, keys: ["id"],
-                     source: "SELECT id AS k0, org_id AS org, description_sealed AS sealed FROM projects WHERE description_sealed IS NOT NULL",
-                     context: { SealContext(table: "projects", rowID: $0[0], column: "description", orgID: $1) }),
-        SealedColumn(table: "invitations", column: "email_sealed", purpose: .data, keys: ["id"],
-                     source: "SELECT id AS k0, org_id AS org, email_sealed AS sealed FROM invitations",
-                     context: { SealContext(table: "invitations", rowID: $0[0], column: "email", orgID: $1) }),
-        SealedColumn(table: "workflow_versions", column: "definition_sealed", purpose: .data, keys: ["id"],
-                     source: """
-                         SELECT v.id AS k0, w.org_id AS org, v.definition_sealed AS sealed
-                         FROM workflow_versions v JOIN workflows w ON w.id = v.workflow_id
-                         """,
-                     context: { SealContext(table: "workflow_versions", rowID: $0[0], column: "definition", orgID: $1) }),
-        SealedColumn(table: "executions", column: "error_sealed", purpose: .data, keys: ["id"],
-                     source: "SELECT id AS k0, org_id AS org, error_sealed AS sealed FROM executions WHERE error_sealed IS NOT NULL",
-                     context: { SealContext(table: "executions", rowID: $0[0], column: "error", orgID: $1) }),
-        SealedColumn(table: "execution_events", column: "event_sealed", purpose: .data, keys: ["execution_id", "seq"],
-                     source: """
-                         SELECT e.execution_id AS k0, e.seq AS k1, x.org_id AS org, e.event_sealed AS sealed
-                         FROM execution_events e JOIN executions x ON x.id = e.execution_id
-                         """,
-                     context: { SealContext(table: "execution_events", rowID: "\($0[0])/\($0[1])", column: "event", orgID: $1) }),
-        SealedColumn(table: "variables", column: "value_sealed", purpose: .data, keys: ["project_id", "name"],
-                     source: "SELECT project_id AS k0, name AS k1, org_id AS org, value_sealed AS sealed FROM variables",
-                     context: { SealContext(table: "variables", rowID: "\($0[0])/\($0[1])", column: "value", orgID: $1) }),
-        SealedColumn(table: "connections", column: "config_sealed", purpose: .data, keys: ["id"],
-                     source: "SELECT id AS k0, org_id AS org, config_sealed AS sealed FROM connections",
-                     context: { SealContext(table: "connections", rowID: $0[0], column: "config", orgID: $1) }),
-        SealedColumn(table: "oauth2_states", column: "verifier_sealed", purpose: .data, keys: ["state_hash"],
-                     source: "SELECT state_hash AS k0, org_id AS org, verifier_sealed AS sealed FROM oauth2_states",
-                     context: { SealContext(table: "oauth2_states", rowID: $0[0], column: "verifier", orgID: $1) }),
-        SealedColumn(table: "executions", column: "resume_sealed", purpose: .data, keys: ["id", "events"],
-                     source: "SELECT id AS k0, events AS k1, org_id AS org, resume_sealed AS sealed FROM executions WHERE resume_sealed IS NOT NULL",
-                     context: { SealContext(table: "executions", rowID: "\($0[0])/\($0[1])", column: "resume", orgID: $1) }),
-        SealedColumn(table: "connection_secrets", column: "sealed", purpose: .connections, keys: ["connection_id", "field"],
-                     source: "SELECT connection_id AS k0, field AS k1, org_id AS org, sealed AS sealed FROM connection_secrets",
-                     context: { SealContext(table: "connection_secrets", rowID: $0[0], column: $0[1], orgID: $1) }),
+        SealedColumn(
+            table: "projects", column: "description_sealed", purpose: .data, keys: ["id"],
+            source: "SELECT id AS k0, org_id AS org, description_sealed AS sealed FROM projects WHERE description_sealed IS NOT NULL",
+            context: { SealContext(table: "projects", rowID: $0[0], column: "description", orgID: $1) }),
+        SealedColumn(
+            table: "invitations", column: "email_sealed", purpose: .data, keys: ["id"],
+            source: "SELECT id AS k0, org_id AS org, email_sealed AS sealed FROM invitations",
+            context: { SealContext(table: "invitations", rowID: $0[0], column: "email", orgID: $1) }),
+        SealedColumn(
+            table: "workflow_versions", column: "definition_sealed", purpose: .data, keys: ["id"],
+            source: """
+                SELECT v.id AS k0, w.org_id AS org, v.definition_sealed AS sealed
+                FROM workflow_versions v JOIN workflows w ON w.id = v.workflow_id
+                """,
+            context: { SealContext(table: "workflow_versions", rowID: $0[0], column: "definition", orgID: $1) }),
+        SealedColumn(
+            table: "executions", column: "error_sealed", purpose: .data, keys: ["id"],
+            source: "SELECT id AS k0, org_id AS org, error_sealed AS sealed FROM executions WHERE error_sealed IS NOT NULL",
+            context: { SealContext(table: "executions", rowID: $0[0], column: "error", orgID: $1) }),
+        SealedColumn(
+            table: "execution_events", column: "event_sealed", purpose: .data, keys: ["execution_id", "seq"],
+            source: """
+                SELECT e.execution_id AS k0, e.seq AS k1, x.org_id AS org, e.event_sealed AS sealed
+                FROM execution_events e JOIN executions x ON x.id = e.execution_id
+                """,
+            context: { SealContext(table: "execution_events", rowID: "\($0[0])/\($0[1])", column: "event", orgID: $1) }),
+        SealedColumn(
+            table: "variables", column: "value_sealed", purpose: .data, keys: ["project_id", "name"],
+            source: "SELECT project_id AS k0, name AS k1, org_id AS org, value_sealed AS sealed FROM variables",
+            context: { SealContext(table: "variables", rowID: "\($0[0])/\($0[1])", column: "value", orgID: $1) }),
+        SealedColumn(
+            table: "connections", column: "config_sealed", purpose: .data, keys: ["id"],
+            source: "SELECT id AS k0, org_id AS org, config_sealed AS sealed FROM connections",
+            context: { SealContext(table: "connections", rowID: $0[0], column: "config", orgID: $1) }),
+        SealedColumn(
+            table: "oauth2_states", column: "verifier_sealed", purpose: .data, keys: ["state_hash"],
+            source: "SELECT state_hash AS k0, org_id AS org, verifier_sealed AS sealed FROM oauth2_states",
+            context: { SealContext(table: "oauth2_states", rowID: $0[0], column: "verifier", orgID: $1) }),
+        SealedColumn(
+            table: "executions", column: "resume_sealed", purpose: .data, keys: ["id", "events"],
+            source: "SELECT id AS k0, events AS k1, org_id AS org, resume_sealed AS sealed FROM executions WHERE resume_sealed IS NOT NULL",
+            context: { SealContext(table: "executions", rowID: "\($0[0])/\($0[1])", column: "resume", orgID: $1) }),
+        SealedColumn(
+            table: "connection_secrets", column: "sealed", purpose: .connections, keys: ["connection_id", "field"],
+            source: "SELECT connection_id AS k0, field AS k1, org_id AS org, sealed AS sealed FROM connection_secrets",
+            context: { SealContext(table: "connection_secrets", rowID: $0[0], column: $0[1], orgID: $1) }),
     ]
 }
 
@@ -79,7 +89,8 @@ extension Store {
                 return true
             }
         }
-        let audit = try await read { db in try await db.raw("SELECT mac_key_id, COUNT(*) AS n FROM audit_events GROUP BY mac_key_id").all() }
+        let audit = try await read { db in try await db.raw("SELECT mac_key_id, COUNT(*) AS n FROM audit_events GROUP BY mac_key_id").all()
+        }
         for row in audit { counts[.data]![try row.string("mac_key_id"), default: 0] += Int(try row.int("n")) }
         return counts
     }
@@ -114,7 +125,9 @@ extension Store {
     /// Re-seals every value of `purpose` that is not under the active key. Each value is replaced
     /// only if it did not change meanwhile (compare-and-swap), so concurrent writers lose nothing;
     /// returns how many values still named another key when the pass began (0: done).
-    public func reencrypt(_ purpose: KeyPurpose, batchSize: Int = Store.batchSize, progress: @Sendable (ReencryptionProgress) -> Void) async throws -> Int {
+    public func reencrypt(_ purpose: KeyPurpose, batchSize: Int = Store.batchSize, progress: @Sendable (ReencryptionProgress) -> Void)
+        async throws -> Int
+    {
         let active = sealer.keyring.active(purpose).id
         var stale = 0
         for column in SealedColumn.all where column.purpose == purpose {
@@ -180,28 +193,39 @@ extension Store {
         guard let first else { return 0 }
         let verification = try await verifyAudit()
         guard verification.problems.isEmpty else {
-            throw DatabaseError("the audit chain does not verify (\(verification.problems.count) problems); it is not re-keyed, so that tampering stays visible")
+            throw DatabaseError(
+                "the audit chain does not verify (\(verification.problems.count) problems); it is not re-keyed, so that tampering stays visible"
+            )
         }
         return try await write { db in
             if self.database.kind == .postgres {
                 try await db.raw("SELECT pg_advisory_xact_lock(\(literal: 7_310_002))").run()
             }
-            let rows = try await db.raw("""
+            let rows = try await db.raw(
+                """
                 SELECT seq, id, org_id, actor_type, actor_id, action, resource_type, resource_id, outcome, ip, user_agent,
                        created_at, details_sealed, prev_hash FROM audit_events WHERE seq >= \(bind: first) ORDER BY seq
-                """).all()
-            var prev = try await db.raw("SELECT hash FROM audit_events WHERE seq < \(bind: first) ORDER BY seq DESC LIMIT 1").first()?.string("hash")
+                """
+            ).all()
+            var prev =
+                try await db.raw("SELECT hash FROM audit_events WHERE seq < \(bind: first) ORDER BY seq DESC LIMIT 1").first()?.string(
+                    "hash")
                 ?? Self.genesisHash
             for row in rows {
-                let id = try row.string("id"), orgID = try row.optionalString("org_id")
-                let details = try self.sealer.open(try row.bytes("details_sealed"), purpose: .data,
-                                                   context: SealContext(table: "audit_events", rowID: id, column: "details", orgID: orgID))
-                let sealed = try self.sealer.seal(details, purpose: .data, context: SealContext(table: "audit_events", rowID: id, column: "details", orgID: orgID))
+                let id = try row.string("id")
+                let orgID = try row.optionalString("org_id")
+                let details = try self.sealer.open(
+                    try row.bytes("details_sealed"), purpose: .data,
+                    context: SealContext(table: "audit_events", rowID: id, column: "details", orgID: orgID))
+                let sealed = try self.sealer.seal(
+                    details, purpose: .data, context: SealContext(table: "audit_events", rowID: id, column: "details", orgID: orgID))
                 let hash = try self.auditMAC(row: row, prevHash: prev, sealedDetails: sealed, keyID: active)
-                try await db.raw("""
+                try await db.raw(
+                    """
                     UPDATE audit_events SET details_sealed = \(bind: Data(sealed)), mac_key_id = \(bind: active), prev_hash = \(bind: prev),
                         hash = \(bind: hash) WHERE seq = \(bind: try row.int("seq"))
-                    """).run()
+                    """
+                ).run()
                 prev = hash
             }
             return rows.count

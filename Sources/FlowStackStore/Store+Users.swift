@@ -23,15 +23,18 @@ extension Store {
     /// Inserts a user; a taken e-mail address is a 409 `email_taken`.
     public func insertUser(email: String, name: String, passwordHash: String, on db: any SQLDatabase) async throws -> User {
         let now = self.now
-        let user = User(id: Identifier.make("usr"), email: email, name: name, passwordHash: passwordHash,
-                        failedLogins: 0, lockedUntil: nil, disabled: false, createdAt: now, passwordChangedAt: now)
+        let user = User(
+            id: Identifier.make("usr"), email: email, name: name, passwordHash: passwordHash,
+            failedLogins: 0, lockedUntil: nil, disabled: false, createdAt: now, passwordChangedAt: now)
         do {
-            try await db.raw("""
+            try await db.raw(
+                """
                 INSERT INTO users (id, email, name, password_hash, failed_logins, disabled, created_at, password_changed_at)
                 VALUES (\(bind: user.id), \(bind: email), \(bind: name), \(bind: passwordHash), 0, 0,
                         \(bind: now.millisecondsSince1970), \(bind: now.millisecondsSince1970))
-                """).run()
-        } catch where isUniqueViolation(error) {
+                """
+            ).run()
+        } catch  where isUniqueViolation(error) {
             throw StoreError.emailTaken
         }
         return user
@@ -65,16 +68,19 @@ extension Store {
         let now = self.now.millisecondsSince1970
         let quiet = now - Int64(forgetAfter * 1000)
         return try await write { db in
-            guard let row = try await db.raw("""
-                UPDATE users SET
-                    failed_logins = CASE WHEN locked_until IS NOT NULL AND locked_until <= \(bind: now) THEN 1
-                                         WHEN locked_until IS NULL AND last_failed_login_at IS NOT NULL AND last_failed_login_at <= \(bind: quiet) THEN 1
-                                         ELSE failed_logins + 1 END,
-                    locked_until = CASE WHEN locked_until IS NOT NULL AND locked_until <= \(bind: now) THEN NULL ELSE locked_until END,
-                    last_failed_login_at = \(bind: now)
-                WHERE id = \(bind: userID)
-                RETURNING failed_logins, locked_until
-                """).first()
+            guard
+                let row = try await db.raw(
+                    """
+                    UPDATE users SET
+                        failed_logins = CASE WHEN locked_until IS NOT NULL AND locked_until <= \(bind: now) THEN 1
+                                             WHEN locked_until IS NULL AND last_failed_login_at IS NOT NULL AND last_failed_login_at <= \(bind: quiet) THEN 1
+                                             ELSE failed_logins + 1 END,
+                        locked_until = CASE WHEN locked_until IS NOT NULL AND locked_until <= \(bind: now) THEN NULL ELSE locked_until END,
+                        last_failed_login_at = \(bind: now)
+                    WHERE id = \(bind: userID)
+                    RETURNING failed_logins, locked_until
+                    """
+                ).first()
             else { throw StoreError.noRowReturned }
             let attempt = Int(try row.int("failed_logins"))
             if let until = try row.optionalDate("locked_until") {
@@ -91,11 +97,14 @@ extension Store {
     /// `reserveLoginAttempt` for an e-mail address no account has: the same counting and the
     /// same lock, keyed by the address's hash, so a locked unknown address answers like a
     /// locked account.
-    public func reserveUnknownLoginAttempt(emailHash: String, maxFailures: Int, forgetAfter: TimeInterval = 30 * 60) async throws -> LoginSlot {
+    public func reserveUnknownLoginAttempt(emailHash: String, maxFailures: Int, forgetAfter: TimeInterval = 30 * 60) async throws
+        -> LoginSlot
+    {
         let now = self.now.millisecondsSince1970
         let quiet = now - Int64(forgetAfter * 1000)
         return try await write { db in
-            let row = try await db.raw("""
+            let row = try await db.raw(
+                """
                 INSERT INTO login_failures (email_hash, failures, locked_until, updated_at) VALUES (\(bind: emailHash), 1, NULL, \(bind: now))
                 ON CONFLICT (email_hash) DO UPDATE SET
                     failures = CASE WHEN login_failures.locked_until IS NOT NULL AND login_failures.locked_until <= \(bind: now) THEN 1
@@ -105,7 +114,8 @@ extension Store {
                                    THEN NULL ELSE login_failures.locked_until END,
                     updated_at = \(bind: now)
                 RETURNING failures, locked_until
-                """).first()
+                """
+            ).first()
             guard let row else { throw StoreError.noRowReturned }
             let attempt = Int(try row.int("failures"))
             if let until = try row.optionalDate("locked_until") { return .locked(until: until) }
@@ -116,7 +126,9 @@ extension Store {
 
     public func lockUnknownAddress(emailHash: String, until: Date) async throws {
         try await write { db in
-            try await db.raw("UPDATE login_failures SET locked_until = \(bind: until.millisecondsSince1970) WHERE email_hash = \(bind: emailHash)").run()
+            try await db.raw(
+                "UPDATE login_failures SET locked_until = \(bind: until.millisecondsSince1970) WHERE email_hash = \(bind: emailHash)"
+            ).run()
         }
     }
 
@@ -124,10 +136,12 @@ extension Store {
     public func deleteStaleLoginFailures(olderThan age: TimeInterval) async throws {
         let now = self.now
         try await write { db in
-            try await db.raw("""
+            try await db.raw(
+                """
                 DELETE FROM login_failures WHERE updated_at <= \(bind: now.addingTimeInterval(-age).millisecondsSince1970)
                 AND (locked_until IS NULL OR locked_until <= \(bind: now.millisecondsSince1970))
-                """).run()
+                """
+            ).run()
         }
     }
 
@@ -140,10 +154,12 @@ extension Store {
     }
 
     public func setPassword(userID: String, passwordHash: String, on db: any SQLDatabase) async throws {
-        try await db.raw("""
+        try await db.raw(
+            """
             UPDATE users SET password_hash = \(bind: passwordHash), password_changed_at = \(bind: now.millisecondsSince1970)
             WHERE id = \(bind: userID)
-            """).run()
+            """
+        ).run()
     }
 
     /// Disables (or re-enables) an account; disabling ends every session at once.

@@ -55,7 +55,8 @@ extension Store {
     private func sealDefinition(_ workflow: Workflow, versionID: String, orgID: String) throws -> Data {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        return Data(try sealer.seal(try encoder.encode(workflow), purpose: .data, context: definitionContext(versionID: versionID, orgID: orgID)))
+        return Data(
+            try sealer.seal(try encoder.encode(workflow), purpose: .data, context: definitionContext(versionID: versionID, orgID: orgID)))
     }
 
     func openDefinition(_ sealed: [UInt8], versionID: String, orgID: String) throws -> Workflow {
@@ -68,49 +69,65 @@ extension Store {
         """
 
     private func workflow(from row: any SQLRow) throws -> StoredWorkflow {
-        let orgID = try row.string("org_id"), versionID = try row.string("version_id")
-        return StoredWorkflow(id: try row.string("id"), orgID: orgID, projectID: try row.string("project_id"), name: try row.string("name"),
-                              active: try row.int("active") != 0, versionID: versionID, version: Int(try row.int("version")),
-                              definition: try openDefinition(try row.bytes("definition_sealed"), versionID: versionID, orgID: orgID),
-                              createdAt: try row.date("created_at"), updatedAt: try row.date("updated_at"))
+        let orgID = try row.string("org_id")
+        let versionID = try row.string("version_id")
+        return StoredWorkflow(
+            id: try row.string("id"), orgID: orgID, projectID: try row.string("project_id"), name: try row.string("name"),
+            active: try row.int("active") != 0, versionID: versionID, version: Int(try row.int("version")),
+            definition: try openDefinition(try row.bytes("definition_sealed"), versionID: versionID, orgID: orgID),
+            createdAt: try row.date("created_at"), updatedAt: try row.date("updated_at"))
     }
 
-    public func insertWorkflow(orgID: String, projectID: String, definition: Workflow, creator: String?, on db: any SQLDatabase) async throws -> StoredWorkflow {
-        let id = Identifier.make("wf"), versionID = Identifier.make("wfv")
+    public func insertWorkflow(orgID: String, projectID: String, definition: Workflow, creator: String?, on db: any SQLDatabase)
+        async throws -> StoredWorkflow
+    {
+        let id = Identifier.make("wf")
+        let versionID = Identifier.make("wfv")
         let now = self.now.millisecondsSince1970
-        try await db.raw("""
+        try await db.raw(
+            """
             INSERT INTO workflows (id, org_id, project_id, name, active, version_id, version, created_at, updated_at)
             VALUES (\(bind: id), \(bind: orgID), \(bind: projectID), \(bind: definition.name), 0, \(bind: versionID), 1, \(bind: now), \(bind: now))
-            """).run()
-        try await db.raw("""
+            """
+        ).run()
+        try await db.raw(
+            """
             INSERT INTO workflow_versions (id, workflow_id, version, definition_sealed, created_by, created_at)
             VALUES (\(bind: versionID), \(bind: id), 1, \(bind: try sealDefinition(definition, versionID: versionID, orgID: orgID)),
                     \(bind: creator), \(bind: now))
-            """).run()
+            """
+        ).run()
         let at = Date(millisecondsSince1970: now)
-        return StoredWorkflow(id: id, orgID: orgID, projectID: projectID, name: definition.name, active: false, versionID: versionID, version: 1,
-                              definition: definition, createdAt: at, updatedAt: at)
+        return StoredWorkflow(
+            id: id, orgID: orgID, projectID: projectID, name: definition.name, active: false, versionID: versionID, version: 1,
+            definition: definition, createdAt: at, updatedAt: at)
     }
 
     /// Saves `definition` as the next version, if `expectedVersionID` is still the current one.
-    public func saveWorkflowVersion(_ workflow: StoredWorkflow, definition: Workflow, expectedVersionID: String, creator: String?,
-                                    on db: any SQLDatabase) async throws -> StoredWorkflow {
+    public func saveWorkflowVersion(
+        _ workflow: StoredWorkflow, definition: Workflow, expectedVersionID: String, creator: String?,
+        on db: any SQLDatabase
+    ) async throws -> StoredWorkflow {
         let versionID = Identifier.make("wfv")
         let now = self.now.millisecondsSince1970
-        let updated = try await db.raw("""
+        let updated = try await db.raw(
+            """
             UPDATE workflows SET version_id = \(bind: versionID), version = version + 1, name = \(bind: definition.name), updated_at = \(bind: now)
             WHERE id = \(bind: workflow.id) AND version_id = \(bind: expectedVersionID) RETURNING version
-            """).first()
+            """
+        ).first()
         guard let updated else {
             let current = try await db.raw("SELECT version_id FROM workflows WHERE id = \(bind: workflow.id)").first()
             throw WorkflowStoreError.staleVersion(current: try current?.string("version_id") ?? "")
         }
         let version = try updated.int("version")
-        try await db.raw("""
+        try await db.raw(
+            """
             INSERT INTO workflow_versions (id, workflow_id, version, definition_sealed, created_by, created_at)
             VALUES (\(bind: versionID), \(bind: workflow.id), \(bind: version),
                     \(bind: try sealDefinition(definition, versionID: versionID, orgID: workflow.orgID)), \(bind: creator), \(bind: now))
-            """).run()
+            """
+        ).run()
         var saved = workflow
         saved.name = definition.name
         saved.definition = definition
@@ -122,10 +139,12 @@ extension Store {
 
     public func workflow(id: String) async throws -> StoredWorkflow? {
         let row = try await read { db in
-            try await db.raw("""
+            try await db.raw(
+                """
                 SELECT \(unsafeRaw: Self.workflowColumns) FROM workflows w JOIN workflow_versions v ON v.id = w.version_id
                 WHERE w.id = \(bind: id)
-                """).first()
+                """
+            ).first()
         }
         return try row.map(workflow(from:))
     }
@@ -149,22 +168,27 @@ extension Store {
     /// Every workflow of an organization (current versions), for reports.
     public func workflows(orgID: String) async throws -> [StoredWorkflow] {
         let rows = try await read { db in
-            try await db.raw("""
+            try await db.raw(
+                """
                 SELECT \(unsafeRaw: Self.workflowColumns) FROM workflows w JOIN workflow_versions v ON v.id = w.version_id
                 WHERE w.org_id = \(bind: orgID) ORDER BY w.id
-                """).all()
+                """
+            ).all()
         }
         return try rows.map(workflow(from:))
     }
 
     public func workflowVersions(workflowID: String) async throws -> [WorkflowVersionInfo] {
         try await read { db in
-            try await db.raw("""
+            try await db.raw(
+                """
                 SELECT id, workflow_id, version, created_by, created_at FROM workflow_versions
                 WHERE workflow_id = \(bind: workflowID) ORDER BY version DESC
-                """).all().map { row in
-                WorkflowVersionInfo(id: try row.string("id"), workflowID: try row.string("workflow_id"), version: Int(try row.int("version")),
-                                    createdBy: try row.optionalString("created_by"), createdAt: try row.date("created_at"))
+                """
+            ).all().map { row in
+                WorkflowVersionInfo(
+                    id: try row.string("id"), workflowID: try row.string("workflow_id"), version: Int(try row.int("version")),
+                    createdBy: try row.optionalString("created_by"), createdAt: try row.date("created_at"))
             }
         }
     }
@@ -184,8 +208,10 @@ extension Store {
     /// `schedules` are its Schedule triggers: their due times are kept in `schedules` while it is
     /// active. A trigger that was already due and has not fired yet keeps its due time (a save
     /// does not skip it); others count from now.
-    public func setWorkflowActive(id: String, active: Bool, webhooks: [WebhookRoute], schedules: [ScheduleTrigger],
-                                  on db: any SQLDatabase) async throws {
+    public func setWorkflowActive(
+        id: String, active: Bool, webhooks: [WebhookRoute], schedules: [ScheduleTrigger],
+        on db: any SQLDatabase
+    ) async throws {
         let now = self.now
         let pending = try await db.raw("SELECT node, next_due_at FROM schedules WHERE workflow_id = \(bind: id)").all()
             .reduce(into: [String: Date]()) { $0[try $1.string("node")] = try $1.date("next_due_at") }
@@ -194,9 +220,11 @@ extension Store {
             for trigger in schedules {
                 let due = pending[trigger.node].flatMap { $0 <= now ? $0 : nil } ?? trigger.rule.next(after: now, in: trigger.timeZone)
                 guard let due else { continue }
-                try await db.raw("""
+                try await db.raw(
+                    """
                     INSERT INTO schedules (workflow_id, node, next_due_at) VALUES (\(bind: id), \(bind: trigger.node), \(bind: due.millisecondsSince1970))
-                    """).run()
+                    """
+                ).run()
             }
         }
         try await db.raw("DELETE FROM webhooks WHERE workflow_id = \(bind: id)").run()
@@ -204,20 +232,25 @@ extension Store {
             for route in webhooks {
                 let taken = try await db.raw("SELECT workflow_id FROM webhooks WHERE path = \(bind: route.path)").first()
                 if taken != nil { throw WorkflowStoreError.webhookPathTaken(route.path) }
-                try await db.raw("""
+                try await db.raw(
+                    """
                     INSERT INTO webhooks (path, method, node, workflow_id)
                     VALUES (\(bind: route.path), \(bind: route.method), \(bind: route.node), \(bind: id))
-                    """).run()
+                    """
+                ).run()
             }
         }
-        try await db.raw("UPDATE workflows SET active = \(bind: active ? 1 : 0), updated_at = \(bind: now.millisecondsSince1970) WHERE id = \(bind: id)").run()
+        try await db.raw(
+            "UPDATE workflows SET active = \(bind: active ? 1 : 0), updated_at = \(bind: now.millisecondsSince1970) WHERE id = \(bind: id)"
+        ).run()
     }
 
     public func webhook(path: String) async throws -> WebhookRoute? {
         try await read { db in
             try await db.raw("SELECT path, method, node, workflow_id FROM webhooks WHERE path = \(bind: path)").first().map { row in
-                WebhookRoute(path: try row.string("path"), method: try row.string("method"), node: try row.string("node"),
-                             workflowID: try row.string("workflow_id"))
+                WebhookRoute(
+                    path: try row.string("path"), method: try row.string("method"), node: try row.string("node"),
+                    workflowID: try row.string("workflow_id"))
             }
         }
     }
@@ -225,10 +258,12 @@ extension Store {
     /// Every active workflow (for the scheduler).
     public func activeWorkflows() async throws -> [StoredWorkflow] {
         let rows = try await read { db in
-            try await db.raw("""
+            try await db.raw(
+                """
                 SELECT \(unsafeRaw: Self.workflowColumns) FROM workflows w JOIN workflow_versions v ON v.id = w.version_id
                 WHERE w.active = 1 ORDER BY w.id
-                """).all()
+                """
+            ).all()
         }
         return try rows.map(workflow(from:))
     }
@@ -245,12 +280,16 @@ extension Store {
 
     /// Records that a schedule fired for `dueAt`; false when it already had (another replica,
     /// or before a restart), so each due time starts one execution.
-    public func claimScheduleFire(workflowID: String, node: String, dueAt: Date, executionID: String, on db: any SQLDatabase) async throws -> Bool {
-        let inserted = try await db.raw("""
+    public func claimScheduleFire(workflowID: String, node: String, dueAt: Date, executionID: String, on db: any SQLDatabase) async throws
+        -> Bool
+    {
+        let inserted = try await db.raw(
+            """
             INSERT INTO schedule_fires (workflow_id, node, due_at, execution_id)
             VALUES (\(bind: workflowID), \(bind: node), \(bind: dueAt.millisecondsSince1970), \(bind: executionID))
             ON CONFLICT DO NOTHING RETURNING execution_id
-            """).first()
+            """
+        ).first()
         return inserted != nil
     }
 
@@ -260,10 +299,12 @@ extension Store {
         return try await write { db in
             // Ids older than the signature tolerance can no longer be replayed (their timestamp is stale).
             try await db.raw("DELETE FROM webhook_replays WHERE seen_at < \(bind: now - 3_600_000)").run()
-            return try await db.raw("""
+            return try await db.raw(
+                """
                 INSERT INTO webhook_replays (workflow_id, request_id, seen_at) VALUES (\(bind: workflowID), \(bind: requestID), \(bind: now))
                 ON CONFLICT DO NOTHING RETURNING request_id
-                """).first() != nil
+                """
+            ).first() != nil
         }
     }
 
@@ -278,10 +319,14 @@ extension Store {
     /// The triggers due at `now`, earliest first (through the index: nothing else is read).
     public func dueSchedules(at now: Date, limit: Int) async throws -> [DueSchedule] {
         try await read { db in
-            try await db.raw("""
+            try await db.raw(
+                """
                 SELECT workflow_id, node, next_due_at FROM schedules WHERE next_due_at <= \(bind: now.millisecondsSince1970)
                 ORDER BY next_due_at LIMIT \(bind: limit)
-                """).all().map { DueSchedule(workflowID: try $0.string("workflow_id"), node: try $0.string("node"), dueAt: try $0.date("next_due_at")) }
+                """
+            ).all().map {
+                DueSchedule(workflowID: try $0.string("workflow_id"), node: try $0.string("node"), dueAt: try $0.date("next_due_at"))
+            }
         }
     }
 
@@ -290,16 +335,20 @@ extension Store {
     public func moveSchedule(workflowID: String, node: String, from: Date, to: Date?, on db: any SQLDatabase) async throws -> Bool {
         let rows: [any SQLRow]
         if let to {
-            rows = try await db.raw("""
+            rows = try await db.raw(
+                """
                 UPDATE schedules SET next_due_at = \(bind: to.millisecondsSince1970)
                 WHERE workflow_id = \(bind: workflowID) AND node = \(bind: node) AND next_due_at = \(bind: from.millisecondsSince1970)
                 RETURNING node
-                """).all()
+                """
+            ).all()
         } else {
-            rows = try await db.raw("""
+            rows = try await db.raw(
+                """
                 DELETE FROM schedules WHERE workflow_id = \(bind: workflowID) AND node = \(bind: node) AND next_due_at = \(bind: from.millisecondsSince1970)
                 RETURNING node
-                """).all()
+                """
+            ).all()
         }
         return !rows.isEmpty
     }
@@ -312,10 +361,12 @@ extension Store {
             var added = 0
             for trigger in triggers {
                 guard let due = trigger.rule.next(after: now, in: trigger.timeZone) else { continue }
-                let rows = try await db.raw("""
+                let rows = try await db.raw(
+                    """
                     INSERT INTO schedules (workflow_id, node, next_due_at) VALUES (\(bind: workflowID), \(bind: trigger.node), \(bind: due.millisecondsSince1970))
                     ON CONFLICT DO NOTHING RETURNING node
-                    """).all()
+                    """
+                ).all()
                 added += rows.count
             }
             return added
@@ -346,16 +397,22 @@ extension Store {
         let expired = now - Int64(Self.idempotencyKeyLifetime * 1000)
         return try await write { db in
             try await db.raw("DELETE FROM idempotency_keys WHERE created_at < \(bind: expired)").run()
-            if try await db.raw("""
+            if try await db.raw(
+                """
                 INSERT INTO idempotency_keys (workflow_id, key_hash, execution_id, created_at)
                 VALUES (\(bind: workflowID), \(bind: hash), \(bind: executionID), \(bind: now))
                 ON CONFLICT DO NOTHING RETURNING execution_id
-                """).first() != nil {
+                """
+            ).first() != nil {
                 return .claimed
             }
-            guard let row = try await db.raw("""
-                SELECT execution_id, created_at FROM idempotency_keys WHERE workflow_id = \(bind: workflowID) AND key_hash = \(bind: hash)
-                """).first() else {
+            guard
+                let row = try await db.raw(
+                    """
+                    SELECT execution_id, created_at FROM idempotency_keys WHERE workflow_id = \(bind: workflowID) AND key_hash = \(bind: hash)
+                    """
+                ).first()
+            else {
                 return .claimed
             }
             return .used(executionID: try row.string("execution_id"), age: Double(now - (try row.int("created_at"))) / 1000)
@@ -364,14 +421,18 @@ extension Store {
 
     /// Hands `key` from `previous` (an execution that was never accepted) to `executionID`; false
     /// when another request took it meanwhile.
-    public func reassignIdempotencyKey(_ key: String, workflowID: String, from previous: String, to executionID: String) async throws -> Bool {
+    public func reassignIdempotencyKey(_ key: String, workflowID: String, from previous: String, to executionID: String) async throws
+        -> Bool
+    {
         let now = self.now.millisecondsSince1970
         let hash = Self.idempotencyHash(key)
         return try await write { db in
-            try await db.raw("""
+            try await db.raw(
+                """
                 UPDATE idempotency_keys SET execution_id = \(bind: executionID), created_at = \(bind: now)
                 WHERE workflow_id = \(bind: workflowID) AND key_hash = \(bind: hash) AND execution_id = \(bind: previous) RETURNING execution_id
-                """).first() != nil
+                """
+            ).first() != nil
         }
     }
 }

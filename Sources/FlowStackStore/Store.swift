@@ -40,7 +40,9 @@ public struct Store: Sendable {
     /// A write whose `changes` other readers must see: on PostgreSQL they are sent with the
     /// transaction (NOTIFY, delivered to every replica when it commits), and in this process they
     /// are delivered as soon as it has committed. Nothing is announced when `body` throws.
-    public func write<T: Sendable>(announcing changes: [Change], _ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+    public func write<T: Sendable>(announcing changes: [Change], _ body: @escaping @Sendable (any SQLDatabase) async throws -> T)
+        async throws -> T
+    {
         let notify = database.kind == .postgres
         let result = try await database.write { db in
             let result = try await body(db)

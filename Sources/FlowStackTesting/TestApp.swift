@@ -29,8 +29,10 @@ public final class TestApp: @unchecked Sendable {
     let ownsDatabase: Bool
     private let listening = Mutex(false)
 
-    public static func make(_ backend: Backend, configure: (inout ServerSettings) -> Void = { _ in },
-                            codeRunner: (any CodeRunning)? = nil, fetcher: (any OutboundFetching)? = nil) async throws -> TestApp {
+    public static func make(
+        _ backend: Backend, configure: (inout ServerSettings) -> Void = { _ in },
+        codeRunner: (any CodeRunning)? = nil, fetcher: (any OutboundFetching)? = nil
+    ) async throws -> TestApp {
         let database = try await TestDatabase.make(backend)
         let clock = ManualClock(Date())
         let store = try await database.openStore(clock: clock)
@@ -41,10 +43,13 @@ public final class TestApp: @unchecked Sendable {
         // One test client makes many calls on a clock that does not move: a test of the limits sets its own.
         settings.edge = .unlimited
         configure(&settings)
-        let engine = ExecutionEngine(store: store, configuration: settings.engineConfiguration, logger: Logger(label: "test"),
-                                     codeRunner: codeRunner, fetcher: fetcher)
-        let router = try await FlowStackApplication.makeRouter(store: store, settings: settings, logger: Logger(label: "test"), engine: engine)
-        return TestApp(database: database, store: store, clock: clock, settings: settings, router: router, engine: engine, ownsDatabase: true)
+        let engine = ExecutionEngine(
+            store: store, configuration: settings.engineConfiguration, logger: Logger(label: "test"),
+            codeRunner: codeRunner, fetcher: fetcher)
+        let router = try await FlowStackApplication.makeRouter(
+            store: store, settings: settings, logger: Logger(label: "test"), engine: engine)
+        return TestApp(
+            database: database, store: store, clock: clock, settings: settings, router: router, engine: engine, ownsDatabase: true)
     }
 
     /// A second replica: its own store (same keyring), engine, caches and router over this app's
@@ -54,12 +59,16 @@ public final class TestApp: @unchecked Sendable {
         var configuration = settings.engineConfiguration
         configuration.workerID = "replica-" + Identifier.make("w")
         let engine = ExecutionEngine(store: store, configuration: configuration, logger: Logger(label: "replica"))
-        let router = try await FlowStackApplication.makeRouter(store: store, settings: settings, logger: Logger(label: "replica"), engine: engine)
-        return TestApp(database: database, store: store, clock: clock, settings: settings, router: router, engine: engine, ownsDatabase: false)
+        let router = try await FlowStackApplication.makeRouter(
+            store: store, settings: settings, logger: Logger(label: "replica"), engine: engine)
+        return TestApp(
+            database: database, store: store, clock: clock, settings: settings, router: router, engine: engine, ownsDatabase: false)
     }
 
-    init(database: TestDatabase, store: Store, clock: ManualClock, settings: ServerSettings, router: Router<FlowStackRequestContext>,
-         engine: ExecutionEngine, ownsDatabase: Bool) {
+    init(
+        database: TestDatabase, store: Store, clock: ManualClock, settings: ServerSettings, router: Router<FlowStackRequestContext>,
+        engine: ExecutionEngine, ownsDatabase: Bool
+    ) {
         self.database = database
         self.store = store
         self.clock = clock
@@ -85,8 +94,16 @@ public final class TestApp: @unchecked Sendable {
         let listener = ChangeListener(store: store) { [self] in self.listening.withLock { $0 = true } }
         do {
             let result = try await withThrowingTaskGroup(of: T?.self) { group in
-                if worker { group.addTask { try await engine.run(); return nil } }
-                group.addTask { await listener.listen(); return nil }
+                if worker {
+                    group.addTask {
+                        try await engine.run()
+                        return nil
+                    }
+                }
+                group.addTask {
+                    await listener.listen()
+                    return nil
+                }
                 let result = try await app.test(.router) { client in
                     try await body(APIClient(client: client))
                 }
@@ -151,8 +168,10 @@ public enum Auth: Sendable {
 public struct APIClient: Sendable {
     let client: any TestClientProtocol
 
-    public func request(_ method: HTTPRequest.Method, _ path: String, json: Any? = nil, rawBody: String? = nil,
-                        contentType: String? = "application/json", auth: Auth = .none, headers extra: [String: String] = [:]) async throws -> APIResponse {
+    public func request(
+        _ method: HTTPRequest.Method, _ path: String, json: Any? = nil, rawBody: String? = nil,
+        contentType: String? = "application/json", auth: Auth = .none, headers extra: [String: String] = [:]
+    ) async throws -> APIResponse {
         var headers: HTTPFields = [:]
         var body: ByteBuffer?
         if let json {
@@ -208,9 +227,11 @@ public struct APIClient: Sendable {
     /// Sets up the instance's owner with the setup token.
     public func setupOwner(_ app: TestApp, email: String = "owner@example.com") async throws -> Account {
         let token = try await app.setupToken()
-        let response = try await post("/api/v1/setup", ["token": token, "email": email, "password": Self.password, "name": "Owner", "organization": "Acme"])
+        let response = try await post(
+            "/api/v1/setup", ["token": token, "email": email, "password": Self.password, "name": "Owner", "organization": "Acme"])
         guard response.status == 201 else { throw FixtureError("setup failed: \(response.status) \(response.text)") }
-        let user = response.json["user"] as! [String: Any], org = response.json["organization"] as! [String: Any]
+        let user = response.json["user"] as! [String: Any]
+        let org = response.json["organization"] as! [String: Any]
         return Account(userID: user["id"] as! String, orgID: org["id"] as! String, email: email, password: Self.password)
     }
 
@@ -235,13 +256,15 @@ public struct APIClient: Sendable {
     public func login(_ account: Account) async throws -> Auth {
         let response = try await post("/api/v1/auth/login", ["email": account.email, "password": account.password])
         guard response.status == 200, let cookie = response.header("Set-Cookie"),
-              let token = cookie.split(separator: ";").first?.split(separator: "=", maxSplits: 1).last,
-              let csrf = response.json["csrfToken"] as? String
+            let token = cookie.split(separator: ";").first?.split(separator: "=", maxSplits: 1).last,
+            let csrf = response.json["csrfToken"] as? String
         else { throw FixtureError("login failed: \(response.status) \(response.text)") }
         return .session(token: String(token), csrf: csrf)
     }
 
-    public func createAPIKey(_ auth: Auth, orgID: String, scope: String = "write", projectID: String? = nil, expiresInDays: Int? = nil) async throws -> String {
+    public func createAPIKey(_ auth: Auth, orgID: String, scope: String = "write", projectID: String? = nil, expiresInDays: Int? = nil)
+        async throws -> String
+    {
         var body: [String: Any] = ["name": "test key", "scope": scope]
         if let projectID { body["projectId"] = projectID }
         if let expiresInDays { body["expiresInDays"] = expiresInDays }

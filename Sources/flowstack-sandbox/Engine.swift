@@ -231,7 +231,8 @@ final class Engine {
 
     /// Runs a small request end to end (also warms up the engine). True when it works.
     func selfCheck() -> Bool {
-        let line = #"{"code":"return items.map(i => ({json: {n: i.json.n + 1}}))","mode":"all","items":[{"json":{"n":1}}],"timeLimitMs":5000}"#
+        let line =
+            #"{"code":"return items.map(i => ({json: {n: i.json.n + 1}}))","mode":"all","items":[{"json":{"n":1}}],"timeLimitMs":5000}"#
         let reply = handle(line)
         return String(decoding: reply.bytes, as: UTF8.self).hasPrefix(#"{"ok":true,"items":[{"json":{"n":2}}]"#)
     }
@@ -279,7 +280,8 @@ final class Engine {
             needsBaseline = false
         }
         guard let ctx = JSGlobalContextCreateInGroup(group, nil) else {
-            return Reply(bytes: Self.error(kind: "internal", message: "The sandbox could not create a JavaScript context", line: 0, logs: []))
+            return Reply(
+                bytes: Self.error(kind: "internal", message: "The sandbox could not create a JavaScript context", line: 0, logs: []))
         }
         JSGlobalContextSetEvalEnabled(ctx, false, evalDisabledMessage)
         var maxMemoryBytes = 0
@@ -312,7 +314,8 @@ final class Engine {
         let parsed = roots.keep(JSValueMakeFromJSONString(ctx, lineJS))
         JSStringRelease(lineJS)
         guard let parsed, JSValueIsObject(ctx, parsed), !JSValueIsArray(ctx, parsed),
-              let request = JSValueToObject(ctx, parsed, nil) else {
+            let request = JSValueToObject(ctx, parsed, nil)
+        else {
             return invalid("the request is not a JSON object")
         }
         let codeValue = JS.property(ctx, request, "code")
@@ -370,7 +373,11 @@ final class Engine {
             var previous: UInt16 = 0
             for unit in buffer {
                 // JavaScript line terminators: LF, CR (CRLF counts once), U+2028, U+2029.
-                if unit == 0x0A { if previous != 0x0D { userLines += 1 } } else if unit == 0x0D || unit == 0x2028 || unit == 0x2029 { userLines += 1 }
+                if unit == 0x0A {
+                    if previous != 0x0D { userLines += 1 }
+                } else if unit == 0x0D || unit == 0x2028 || unit == 0x2029 {
+                    userLines += 1
+                }
                 previous = unit
             }
         }
@@ -384,7 +391,8 @@ final class Engine {
             return compileError(ctx, exception, state: state, userLines: userLines)
         }
         guard let userFunction = JS.isFunction(ctx, compiled) else {
-            return Reply(bytes: Self.error(kind: "syntax", message: "SyntaxError: the code is not a valid function body", line: 0, logs: state.logs))
+            return Reply(
+                bytes: Self.error(kind: "syntax", message: "SyntaxError: the code is not a valid function body", line: 0, logs: state.logs))
         }
 
         // 3. Run it. Promise jobs (await) run before JSObjectCallAsFunction returns.
@@ -396,14 +404,16 @@ final class Engine {
 
         switch state.outcome {
         case .pending:
-            return Reply(bytes: Self.error(
-                kind: "runtime", message: "The code did not finish: it awaited something that never completed",
-                line: 0, logs: state.logs))
+            return Reply(
+                bytes: Self.error(
+                    kind: "runtime", message: "The code did not finish: it awaited something that never completed",
+                    line: 0, logs: state.logs))
         case .ok(let items):
             if items.count > limits.maxOutputBytes {
-                return Reply(bytes: Self.error(
-                    kind: "output", message: "The output of the Code node is larger than the limit of \(limits.maxOutputBytes) bytes",
-                    line: 0, logs: state.logs))
+                return Reply(
+                    bytes: Self.error(
+                        kind: "output", message: "The output of the Code node is larger than the limit of \(limits.maxOutputBytes) bytes",
+                        line: 0, logs: state.logs))
             }
             var writer = JSONWriter(capacity: items.count + 64)
             writer.raw("{\"ok\":true,\"items\":")
@@ -425,13 +435,15 @@ final class Engine {
         case nil:
             return nil
         case .timeout:
-            return Reply(bytes: Self.error(
-                kind: "timeout", message: "The Code node exceeded its time limit of \(state.limits.timeLimitMs) ms",
-                line: 0, logs: state.logs), collect: true)
+            return Reply(
+                bytes: Self.error(
+                    kind: "timeout", message: "The Code node exceeded its time limit of \(state.limits.timeLimitMs) ms",
+                    line: 0, logs: state.logs), collect: true)
         case .memory:
-            return Reply(bytes: Self.error(
-                kind: "memory", message: "The Code node used more memory than allowed (\(state.limits.maxMemoryBytes) bytes)",
-                line: 0, logs: state.logs), collect: true)
+            return Reply(
+                bytes: Self.error(
+                    kind: "memory", message: "The Code node used more memory than allowed (\(state.limits.maxMemoryBytes) bytes)",
+                    line: 0, logs: state.logs), collect: true)
         }
     }
 

@@ -102,7 +102,8 @@ enum JS {
 
     static func isFunction(_ ctx: JSContextRef, _ value: JSValueRef?) -> JSObjectRef? {
         guard let value, JSValueIsObject(ctx, value), let object = JSValueToObject(ctx, value, nil),
-              JSObjectIsFunction(ctx, object) else { return nil }
+            JSObjectIsFunction(ctx, object)
+        else { return nil }
         return object
     }
 

@@ -7,7 +7,7 @@ import Glibc
 enum SelfTest {
     struct Check {
         let name: String
-        let result: Int32   // 0 = the operation succeeded, else errno
+        let result: Int32 // 0 = the operation succeeded, else errno
         let expectBlocked: Bool
         /// errno values that count as "blocked" for this check.
         let blockedBy: Set<Int32>
@@ -53,7 +53,8 @@ enum SelfTest {
         let requestWorks = engine.selfCheck()
         var jsResult = ""
         if let group = JSContextGroupCreate(), let ctx = JSGlobalContextCreateInGroup(group, nil) {
-            let script = JS.makeString("""
+            let script = JS.makeString(
+                """
                 let s = 0; for (let i = 0; i < 5e6; i++) s = (s + i * 7) % 1000003;
                 let a = []; for (let i = 0; i < 3e5; i++) a.push({ i, t: 'x' + i });
                 s + ':' + a.length
@@ -70,7 +71,8 @@ enum SelfTest {
         let jscWorks = requestWorks && jsResult.hasSuffix(":300000") && thread == 0
 
         let seccompExpected = !seccomp || protections.seccomp
-        let passed = checks.allSatisfy(\.passed) && jscWorks && protections.fdsClosed && fdsAtStart == 3 && protections.noNewPrivs && seccompExpected
+        let passed =
+            checks.allSatisfy(\.passed) && jscWorks && protections.fdsClosed && fdsAtStart == 3 && protections.noNewPrivs && seccompExpected
 
         var writer = JSONWriter()
         writer.raw("{\"selfTest\":true,\"seccompRequested\":\(seccomp),\"protections\":\(protections.json),\"checks\":{")
@@ -85,7 +87,8 @@ enum SelfTest {
         writer.string(thread == 0 ? "ok" : errnoName(thread))
         writer.raw(",\"count\":\(threads)},\"jsc\":{\"works\":\(jscWorks),\"request\":\(requestWorks),\"script\":")
         writer.string(jsResult)
-        writer.raw("},\"openFdsAfterHardening\":\(fdsAtStart),\"openFdsNow\":\(openFileDescriptors()),\"uid\":\(getuid()),\"pass\":\(passed)}")
+        writer.raw(
+            "},\"openFdsAfterHardening\":\(fdsAtStart),\"openFdsNow\":\(openFileDescriptors()),\"uid\":\(getuid()),\"pass\":\(passed)}")
         Output.writeLine(writer.bytes)
         return passed ? 0 : 1
     }

@@ -10,7 +10,7 @@ import Logging
 import ServiceLifecycle
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 @main
@@ -18,7 +18,9 @@ struct FlowStackCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "flowstack",
         abstract: "FlowStack: self-hostable workflow automation.",
-        subcommands: [Serve.self, Run.self, Validate.self, Users.self, Orgs.self, Audit.self, Migrate.self, Keys.self, Backup.self, Restore.self]
+        subcommands: [
+            Serve.self, Run.self, Validate.self, Users.self, Orgs.self, Audit.self, Migrate.self, Keys.self, Backup.self, Restore.self,
+        ]
     )
 
     static func main() async {
@@ -85,7 +87,8 @@ struct StorageOptions: ParsableArguments {
         settings.databaseTimeouts.call = seconds("dbCallTimeoutSeconds", settings.databaseTimeouts.call)
         settings.databaseTimeouts.statement = seconds("dbStatementTimeoutSeconds", settings.databaseTimeouts.statement)
         settings.databaseTimeouts.lock = seconds("dbLockTimeoutSeconds", settings.databaseTimeouts.lock)
-        settings.databaseTimeouts.idleInTransaction = seconds("dbIdleInTransactionTimeoutSeconds", settings.databaseTimeouts.idleInTransaction)
+        settings.databaseTimeouts.idleInTransaction = seconds(
+            "dbIdleInTransactionTimeoutSeconds", settings.databaseTimeouts.idleInTransaction)
         return settings
     }
 
@@ -122,7 +125,11 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "PEM private key for --tls-cert.")
     var tlsKey: String?
 
-    @Option(name: .customLong("http-allow"), help: "A host name or CIDR range the HTTP Request node may reach although it is private (repeatable; comma-separated in FLOWSTACK_HTTP_ALLOW).")
+    @Option(
+        name: .customLong("http-allow"),
+        help:
+            "A host name or CIDR range the HTTP Request node may reach although it is private (repeatable; comma-separated in FLOWSTACK_HTTP_ALLOW)."
+    )
     var httpAllow: [String] = []
 
     /// The edge limits; a rate of 0 (with a burst of 0) turns that limit off.
@@ -145,11 +152,14 @@ struct Serve: AsyncParsableCommand {
         edge.idleTimeout = .milliseconds(Int64(f.double(forKey: "idleTimeoutSeconds", default: edge.idleTimeout.inSeconds) * 1000))
         edge.bodyTimeout = .milliseconds(Int64(f.double(forKey: "bodyTimeoutSeconds", default: edge.bodyTimeout.inSeconds) * 1000))
         guard edge.headerTimeout > .zero, edge.idleTimeout > .zero, edge.bodyTimeout > .zero else {
-            throw ValidationError("FLOWSTACK_HEADER_TIMEOUT_SECONDS, FLOWSTACK_IDLE_TIMEOUT_SECONDS and FLOWSTACK_BODY_TIMEOUT_SECONDS must be more than 0")
+            throw ValidationError(
+                "FLOWSTACK_HEADER_TIMEOUT_SECONDS, FLOWSTACK_IDLE_TIMEOUT_SECONDS and FLOWSTACK_BODY_TIMEOUT_SECONDS must be more than 0")
         }
-        let rates = [edge.apiPerSecond, edge.apiBurst, edge.keyPerSecond, edge.keyBurst, edge.orgPerSecond, edge.orgBurst,
-                     edge.webhookPerSecond, edge.webhookBurst, edge.webhookAddressPerSecond, edge.webhookAddressBurst,
-                     edge.handshakesPerSecond, edge.handshakeBurst, Double(edge.connectionsPerAddress)]
+        let rates = [
+            edge.apiPerSecond, edge.apiBurst, edge.keyPerSecond, edge.keyBurst, edge.orgPerSecond, edge.orgBurst,
+            edge.webhookPerSecond, edge.webhookBurst, edge.webhookAddressPerSecond, edge.webhookAddressBurst,
+            edge.handshakesPerSecond, edge.handshakeBurst, Double(edge.connectionsPerAddress),
+        ]
         guard rates.allSatisfy({ $0 >= 0 && $0.isFinite }) else {
             throw ValidationError("The rate, burst and connection limits must be 0 (off) or more")
         }
@@ -181,14 +191,17 @@ struct Serve: AsyncParsableCommand {
         settings.app.keyRotationDays = f.int(forKey: "keyRotationDays", default: settings.app.keyRotationDays)
         settings.trustedProxies = Set(f.stringArray(forKey: "trustedProxies", default: []))
         settings.app.sessionIdleTimeout = f.double(forKey: "sessionIdleTimeoutSeconds", default: settings.app.sessionIdleTimeout)
-        settings.app.sessionAbsoluteLifetime = f.double(forKey: "sessionAbsoluteLifetimeSeconds", default: settings.app.sessionAbsoluteLifetime)
+        settings.app.sessionAbsoluteLifetime = f.double(
+            forKey: "sessionAbsoluteLifetimeSeconds", default: settings.app.sessionAbsoluteLifetime)
         settings.app.ipFailureLimit = f.int(forKey: "ipFailureLimit", default: settings.app.ipFailureLimit)
         settings.app.ipFailureWindow = f.double(forKey: "ipFailureWindowSeconds", default: settings.app.ipFailureWindow)
         settings.app.lockoutThreshold = f.int(forKey: "lockoutThreshold", default: settings.app.lockoutThreshold)
         settings.app.lockoutDuration = f.double(forKey: "lockoutDurationSeconds", default: settings.app.lockoutDuration)
         settings.maxBodyBytes = f.int(forKey: "maxBodyBytes", default: settings.maxBodyBytes)
-        settings.httpAllow = f.stringArray(forKey: "httpAllow", default: []).flatMap { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
-            .filter { !$0.isEmpty }
+        settings.httpAllow = f.stringArray(forKey: "httpAllow", default: []).flatMap {
+            $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        }
+        .filter { !$0.isEmpty }
         settings.engine.leaseDuration = f.double(forKey: "leaseSeconds", default: settings.engine.leaseDuration)
         settings.engine.heartbeatInterval = min(settings.engine.heartbeatInterval, settings.engine.leaseDuration / 3)
         settings.engine.stallTimeout = f.double(forKey: "stallSeconds", default: settings.engine.stallTimeout)
@@ -224,7 +237,8 @@ struct Serve: AsyncParsableCommand {
                 """
         }
         FileHandle.standardOutput.write(Data(banner.utf8))
-        let group = ServiceGroup(configuration: .init(services: server.services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        let group = ServiceGroup(
+            configuration: .init(services: server.services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 }
@@ -235,7 +249,8 @@ struct Users: AsyncParsableCommand {
     struct CreateOwner: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "create-owner",
-            abstract: "Create a user who owns a new organization (for scripts). The password is read from FLOWSTACK_OWNER_PASSWORD or standard input."
+            abstract:
+                "Create a user who owns a new organization (for scripts). The password is read from FLOWSTACK_OWNER_PASSWORD or standard input."
         )
         @OptionGroup var storage: StorageOptions
         @Option var email: String
@@ -247,7 +262,8 @@ struct Users: AsyncParsableCommand {
             let password = ProcessInfo.processInfo.environment["FLOWSTACK_OWNER_PASSWORD"] ?? readLine(strippingNewline: true) ?? ""
             let store = try await Bootstrap.openStore(settings: storage.settings(config), logger: storage.logger(config))
             do {
-                let result = try await Admin(store: store).createOwner(email: email, name: name, organization: organization, password: password)
+                let result = try await Admin(store: store).createOwner(
+                    email: email, name: name, organization: organization, password: password)
                 print("created user \(result.user.id) (\(result.user.email)) owning organization \(result.org.id) (\(result.org.name))")
                 await store.database.close()
             } catch let error as FlowStackError {
@@ -282,7 +298,8 @@ struct Orgs: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Manage organizations.", subcommands: [SetPlan.self])
 
     struct SetPlan: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "set-plan", abstract: "Set an organization's plan (free, pro, team, enterprise).")
+        static let configuration = CommandConfiguration(
+            commandName: "set-plan", abstract: "Set an organization's plan (free, pro, team, enterprise).")
         @OptionGroup var storage: StorageOptions
         @Option var org: String
         @Option var plan: String

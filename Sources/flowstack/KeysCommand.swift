@@ -1,5 +1,5 @@
-import FlowStackCore
 import ArgumentParser
+import FlowStackCore
 import FlowStackCrypto
 import FlowStackOperations
 import FlowStackServer
@@ -41,8 +41,10 @@ struct Keys: AsyncParsableCommand {
             for purpose in KeyPurpose.allCases {
                 let active = keyring.active(purpose).id
                 for key in keyring.versions[purpose] ?? [] {
-                    var entry: [String: Any] = ["purpose": purpose.rawValue, "id": key.id, "active": key.id == active,
-                                                "values": counts[purpose]?[key.id] ?? 0]
+                    var entry: [String: Any] = [
+                        "purpose": purpose.rawValue, "id": key.id, "active": key.id == active,
+                        "values": counts[purpose]?[key.id] ?? 0,
+                    ]
                     if let date = dates[key.id] { entry["firstUsed"] = ISO8601DateFormatter().string(from: date) }
                     report.append(entry)
                 }
@@ -58,7 +60,8 @@ struct Keys: AsyncParsableCommand {
                 return
             }
             for entry in report {
-                let state = entry["missing"] != nil ? "MISSING FROM KEYRING" : (entry["active"] as? Bool == true ? "active" : "old (open only)")
+                let state =
+                    entry["missing"] != nil ? "MISSING FROM KEYRING" : (entry["active"] as? Bool == true ? "active" : "old (open only)")
                 let first = (entry["firstUsed"] as? String).map { ", first used \($0)" } ?? ""
                 print("\(entry["purpose"]!) key \(entry["id"]!): \(state), seals \(entry["values"]!) values\(first)")
             }
@@ -100,7 +103,8 @@ struct Keys: AsyncParsableCommand {
     }
 
     struct Reencrypt: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Finish an interrupted re-encryption: move every value to the active key.")
+        static let configuration = CommandConfiguration(
+            abstract: "Finish an interrupted re-encryption: move every value to the active key.")
         @OptionGroup var storage: StorageOptions
         @OptionGroup var purpose: PurposeOptions
 
@@ -186,8 +190,9 @@ struct Keys: AsyncParsableCommand {
             if pass > 1 { print("  \(moved) values were still written with an older key; waiting for servers to reload the keyring") }
             try await Task.sleep(for: .seconds(pass == 1 ? 0 : 3))
         }
-        throw ValidationError("values are still being written with an older \(purpose.rawValue) key: a server has not picked up the new keyring "
-            + "(restart servers whose keyring comes from FLOWSTACK_KEYRING), then run `flowstack keys reencrypt`")
+        throw ValidationError(
+            "values are still being written with an older \(purpose.rawValue) key: a server has not picked up the new keyring "
+                + "(restart servers whose keyring comes from FLOWSTACK_KEYRING), then run `flowstack keys reencrypt`")
     }
 }
 
@@ -204,7 +209,9 @@ struct Backup: AsyncParsableCommand {
         do {
             let manifest = try await Backups.create(store: store, settings: settings, to: output)
             await store.database.close()
-            print("backup written to \(output): \(manifest.file) (sha256 \(manifest.sha256)), sealed with keys \(manifest.keyChecks.map(\.keyId).joined(separator: ", "))")
+            print(
+                "backup written to \(output): \(manifest.file) (sha256 \(manifest.sha256)), sealed with keys \(manifest.keyChecks.map(\.keyId).joined(separator: ", "))"
+            )
             print("keep the keyring separately: the backup cannot be opened without it")
         } catch {
             await store.database.close()

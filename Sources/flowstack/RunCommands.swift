@@ -43,7 +43,8 @@ struct Validate: ParsableCommand {
 
 struct Run: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run a workflow locally, without a server: prints the last node's output items as JSON and a per-node summary on standard error."
+        abstract:
+            "Run a workflow locally, without a server: prints the last node's output items as JSON and a per-node summary on standard error."
     )
     @Argument(help: "The workflow JSON file.") var file: String
     @Option(help: "Input items: a JSON file, or - for standard input (an object or an array of objects).") var input: String?
@@ -69,13 +70,21 @@ struct Run: AsyncParsableCommand {
             // Code nodes run in the sandbox next to this binary; HTTP requests go through the default SSRF guard.
             var codeRunner: SandboxPool?
             if workflow.nodes.contains(where: { $0.type == CodeNode.descriptor.type }), let path = SandboxPool.defaultExecutable() {
-                codeRunner = SandboxPool(executable: path, limits: { var l = SandboxLimits(); l.warm = 0; return l }())
+                codeRunner = SandboxPool(
+                    executable: path,
+                    limits: {
+                        var l = SandboxLimits()
+                        l.warm = 0
+                        return l
+                    }())
             }
             let services = StandaloneServices(codeRunner: codeRunner, fetcher: GuardedHTTPClient(policy: .default))
             result = try await LocalRunner(catalog: .standard, services: services).run(workflow, input: items)
             await codeRunner?.shutdown()
         } catch let error as LocalRunner.InvalidWorkflow {
-            for problem in error.problems { FileHandle.standardError.write(Data("\(file): \(problem.description) [\(problem.code)]\n".utf8)) }
+            for problem in error.problems {
+                FileHandle.standardError.write(Data("\(file): \(problem.description) [\(problem.code)]\n".utf8))
+            }
             throw ExitCode(2)
         }
         let encoder = JSONEncoder()
@@ -83,8 +92,12 @@ struct Run: AsyncParsableCommand {
         print(String(decoding: try encoder.encode(result.output.map(\.json)), as: UTF8.self))
         var summary = ""
         for node in result.nodes {
-            func pad(_ text: String, _ width: Int) -> String { text.count >= width ? text : text + String(repeating: " ", count: width - text.count) }
-            summary += pad(node.node, 24) + " " + pad(node.status, 9) + String(format: " %5d items  %2d tries  %8.2f ms", node.items, node.attempts, node.milliseconds)
+            func pad(_ text: String, _ width: Int) -> String {
+                text.count >= width ? text : text + String(repeating: " ", count: width - text.count)
+            }
+            summary +=
+                pad(node.node, 24) + " " + pad(node.status, 9)
+                + String(format: " %5d items  %2d tries  %8.2f ms", node.items, node.attempts, node.milliseconds)
             if let error = node.error { summary += "  \(error)" }
             summary += "\n"
         }

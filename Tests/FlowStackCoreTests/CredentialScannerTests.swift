@@ -13,10 +13,11 @@ enum FakeSecrets {
     static func random(_ count: Int, seed: UInt64, from alphabet: String = alnum) -> String {
         let characters = Array(alphabet)
         var state = seed &* 0x9E37_79B9_7F4A_7C15 &+ 1
-        return String((0..<count).map { _ in
-            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-            return characters[Int((state >> 33) % UInt64(characters.count))]
-        })
+        return String(
+            (0..<count).map { _ in
+                state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                return characters[Int((state >> 33) % UInt64(characters.count))]
+            })
     }
 
     static let aws = "AK" + "IA" + random(16, seed: 1, from: upperAlnum)
@@ -24,12 +25,15 @@ enum FakeSecrets {
     static let githubFineGrained = "github" + "_pat_" + random(40, seed: 3, from: alnum + "_")
     static let gitlab = "gl" + "pat-" + random(20, seed: 4, from: base64URL)
     static let slack = "xo" + "xb-" + random(12, seed: 5, from: "0123456789") + "-" + random(24, seed: 6)
-    static let slackWebhook = "https://hooks.slack" + ".com/services/T" + random(8, seed: 7, from: upperAlnum)
+    static let slackWebhook =
+        "https://hooks.slack" + ".com/services/T" + random(8, seed: 7, from: upperAlnum)
         + "/B" + random(10, seed: 8, from: upperAlnum) + "/" + random(24, seed: 9)
     static let stripe = "sk" + "_live_" + random(24, seed: 10)
-    static let privateKey = "-----BEGIN RSA " + "PRIVATE KEY-----\n" + random(64, seed: 11, from: alnum + "+/")
+    static let privateKey =
+        "-----BEGIN RSA " + "PRIVATE KEY-----\n" + random(64, seed: 11, from: alnum + "+/")
         + "\n" + random(64, seed: 12, from: alnum + "+/") + "\n-----END RSA " + "PRIVATE KEY-----"
-    static let jwt = "ey" + "J" + random(20, seed: 13, from: base64URL) + ".ey" + "J" + random(40, seed: 14, from: base64URL)
+    static let jwt =
+        "ey" + "J" + random(20, seed: 13, from: base64URL) + ".ey" + "J" + random(40, seed: 14, from: base64URL)
         + "." + random(43, seed: 15, from: base64URL)
     static let google = "AI" + "za" + random(35, seed: 16, from: base64URL)
     /// A random 40-character value, like most API keys without a recognisable prefix.
@@ -103,20 +107,25 @@ private func scanCode(_ code: String, node: String = "Transform") -> [Credential
     func codeAssignment() {
         let code = "const base = 'https://crm.test/api';\n\nconst apiKey = \"\(FakeSecrets.opaque)\";\nreturn items;"
         let findings = scanCode(code, node: "Enrich")
-        #expect(findings == [CredentialFinding(node: "Enrich", field: "code", line: 3, kind: "highEntropySecret",
-                                               message: findings.first?.message ?? "")])
+        #expect(
+            findings == [
+                CredentialFinding(
+                    node: "Enrich", field: "code", line: 3, kind: "highEntropySecret",
+                    message: findings.first?.message ?? "")
+            ])
         #expect(findings.first?.message.hasPrefix("Node 'Enrich', field 'code', line 3: ") == true)
     }
 
-    @Test("assignment shapes in code: object keys, quoted headers, setHeader calls, escaped JSON",
-          arguments: [
-              "const options = { token: '\(FakeSecrets.opaque)' };",
-              "headers = { \"Authorization\": \"Bearer \(FakeSecrets.opaque)\" };",
-              "request.setHeader('X-API-Key', '\(FakeSecrets.opaque)');",
-              "headers['x-api-key'] = '\(FakeSecrets.opaque)';",
-              "const body = \"{\\\"client_secret\\\": \\\"\(FakeSecrets.opaque)\\\"}\";",
-              "this.password = `\(FakeSecrets.opaque)`;",
-          ])
+    @Test(
+        "assignment shapes in code: object keys, quoted headers, setHeader calls, escaped JSON",
+        arguments: [
+            "const options = { token: '\(FakeSecrets.opaque)' };",
+            "headers = { \"Authorization\": \"Bearer \(FakeSecrets.opaque)\" };",
+            "request.setHeader('X-API-Key', '\(FakeSecrets.opaque)');",
+            "headers['x-api-key'] = '\(FakeSecrets.opaque)';",
+            "const body = \"{\\\"client_secret\\\": \\\"\(FakeSecrets.opaque)\\\"}\";",
+            "this.password = `\(FakeSecrets.opaque)`;",
+        ])
     func codeShapes(line: String) {
         #expect(scanCode(line).map(\.kind) == ["highEntropySecret"], "\(line)")
     }
@@ -138,9 +147,10 @@ private func scanCode(_ code: String, node: String = "Transform") -> [Credential
             "headers": [["name": "Content-Type", "value": "application/json"], ["name": "X-API-Key", "value": secret]],
             "refreshTokens": ["short", secret],
         ])
-        #expect(findings.map(\.field) == [
-            "auth.X-Auth-Token", "auth.client_secret", "headers[1].value", "password", "refreshTokens[1]",
-        ])
+        #expect(
+            findings.map(\.field) == [
+                "auth.X-Auth-Token", "auth.client_secret", "headers[1].value", "password", "refreshTokens[1]",
+            ])
         #expect(findings.allSatisfy { $0.kind == "highEntropySecret" })
     }
 
@@ -152,20 +162,27 @@ private func scanCode(_ code: String, node: String = "Transform") -> [Credential
         #expect(raw.map(\.line) == [2])
     }
 
-    @Test("expressions and project variables are never reported", arguments: [
-        ["token": "{{ $env.TOKEN }}"],
-        ["headers": ["Authorization": "={{ 'Bearer ' + $env.API_TOKEN }}"]],
-        ["apiKey": "$env.API_KEY"],
-        ["code": "const apiKey = $env.API_KEY;\nconst token = `${$env.TOKEN}`;\nconst auth = { Authorization: `Bearer ${$env.CRM_TOKEN}` };"],
-    ] as [[String: ScanValue]])
+    @Test(
+        "expressions and project variables are never reported",
+        arguments: [
+            ["token": "{{ $env.TOKEN }}"],
+            ["headers": ["Authorization": "={{ 'Bearer ' + $env.API_TOKEN }}"]],
+            ["apiKey": "$env.API_KEY"],
+            [
+                "code":
+                    "const apiKey = $env.API_KEY;\nconst token = `${$env.TOKEN}`;\nconst auth = { Authorization: `Bearer ${$env.CRM_TOKEN}` };"
+            ],
+        ] as [[String: ScanValue]])
     func expressions(parameters: [String: ScanValue]) {
         #expect(CredentialScanner.scan(nodeName: "N", isCode: true, parameters: parameters).isEmpty)
     }
 
-    @Test("placeholders, short values and low-entropy values are not secrets", arguments: [
-        "your_api_key_here", "xxxxxxxxxxxxxxxxxxxx", "<paste-your-token-here>", "changeme-changeme-2024",
-        "aaaaaaaaaaaaaaaaaaaaaaaa", "abababababababababab", "hunter2", "Bearer sk-example-not-a-real-key-123",
-    ])
+    @Test(
+        "placeholders, short values and low-entropy values are not secrets",
+        arguments: [
+            "your_api_key_here", "xxxxxxxxxxxxxxxxxxxx", "<paste-your-token-here>", "changeme-changeme-2024",
+            "aaaaaaaaaaaaaaaaaaaaaaaa", "abababababababababab", "hunter2", "Bearer sk-example-not-a-real-key-123",
+        ])
     func notSecrets(value: String) {
         #expect(scan(["token": .string(value), "headers": ["Authorization": .string("Bearer " + value)]]).isEmpty)
         #expect(scanCode("const apiKey = '\(value)';").isEmpty)
@@ -195,8 +212,9 @@ private func scanCode(_ code: String, node: String = "Transform") -> [Credential
 }
 
 @Suite struct CredentialFindingShapeTests {
-    @Test("the message names the node and kind and never contains the whole secret",
-          arguments: FakeSecrets.byKind + [("highEntropySecret", FakeSecrets.opaque)])
+    @Test(
+        "the message names the node and kind and never contains the whole secret",
+        arguments: FakeSecrets.byKind + [("highEntropySecret", FakeSecrets.opaque)])
     func masked(kind: String, token: String) throws {
         let findings = scanCode("// header\n\nconst secretValue = '\(token)';\n", node: "Call CRM")
         #expect(findings.map(\.kind) == [kind])
@@ -222,14 +240,18 @@ private func scanCode(_ code: String, node: String = "Transform") -> [Credential
 
     @Test("one finding per field, line and kind, ordered by field, line, kind")
     func dedupedAndOrdered() {
-        let code = "const a = '\(FakeSecrets.github)', b = '\(FakeSecrets.github)';\nconst c = '\(FakeSecrets.stripe)'; const d = '\(FakeSecrets.aws)';"
-        let findings = CredentialScanner.scan(nodeName: "N", isCode: true, parameters: [
-            "code": .string(code),
-            "a": ["note": .string(FakeSecrets.jwt)],
-        ])
-        #expect(findings.map { "\($0.field):\($0.line.map(String.init) ?? "-"):\($0.kind)" } == [
-            "a.note:-:jwt", "code:1:githubToken", "code:2:awsAccessKey", "code:2:stripeKey",
-        ])
+        let code =
+            "const a = '\(FakeSecrets.github)', b = '\(FakeSecrets.github)';\nconst c = '\(FakeSecrets.stripe)'; const d = '\(FakeSecrets.aws)';"
+        let findings = CredentialScanner.scan(
+            nodeName: "N", isCode: true,
+            parameters: [
+                "code": .string(code),
+                "a": ["note": .string(FakeSecrets.jwt)],
+            ])
+        #expect(
+            findings.map { "\($0.field):\($0.line.map(String.init) ?? "-"):\($0.kind)" } == [
+                "a.note:-:jwt", "code:1:githubToken", "code:2:awsAccessKey", "code:2:stripeKey",
+            ])
     }
 
     @Test("paths name array indices, and deep nesting is walked without recursion")

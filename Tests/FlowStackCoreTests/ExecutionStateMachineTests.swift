@@ -15,8 +15,10 @@ import Testing
 
     @Test("a chain runs node by node and finishes with the last node's items")
     func chain() {
-        var machine = ExecutionStateMachine(workflow: Workflow(name: "w", nodes: [node("T"), node("A"), node("B")],
-                                                               edges: [Edge(from: "T", to: "A"), Edge(from: "A", to: "B")]))
+        var machine = ExecutionStateMachine(
+            workflow: Workflow(
+                name: "w", nodes: [node("T"), node("A"), node("B")],
+                edges: [Edge(from: "T", to: "A"), Edge(from: "A", to: "B")]))
         let first = machine.handle(.start(trigger: "T", items: items))
         #expect(first == [.runNode(node: "A", inputs: [items], attempt: 1)])
         #expect(machine.status == .running)
@@ -30,22 +32,29 @@ import Testing
 
     @Test("the untaken If branch is skipped, and so is everything only it feeds")
     func branches() {
-        let wf = Workflow(name: "w", nodes: [node("T"), node("If"), node("Yes"), node("No"), node("AfterNo")],
-                          edges: [Edge(from: "T", to: "If"), Edge(from: "If", to: "Yes", output: 0), Edge(from: "If", to: "No", output: 1),
-                                  Edge(from: "No", to: "AfterNo")])
+        let wf = Workflow(
+            name: "w", nodes: [node("T"), node("If"), node("Yes"), node("No"), node("AfterNo")],
+            edges: [
+                Edge(from: "T", to: "If"), Edge(from: "If", to: "Yes", output: 0), Edge(from: "If", to: "No", output: 1),
+                Edge(from: "No", to: "AfterNo"),
+            ])
         var machine = ExecutionStateMachine(workflow: wf)
         _ = machine.handle(.start(trigger: "T", items: items))
         let next = machine.handle(.nodeSucceeded(node: "If", outputs: [items, []]))
         #expect(runs(next) == ["Yes"])
         #expect(machine.skipped == ["No", "AfterNo"])
-        #expect(machine.handle(.nodeSucceeded(node: "Yes", outputs: [items])).last == .finish(status: .succeeded, error: nil, failedNode: nil))
+        #expect(
+            machine.handle(.nodeSucceeded(node: "Yes", outputs: [items])).last == .finish(status: .succeeded, error: nil, failedNode: nil))
     }
 
     @Test("parallel branches are returned together; a merge waits for both inputs")
     func parallelAndMerge() {
-        let wf = Workflow(name: "w", nodes: [node("T"), node("H1"), node("H2"), node("H3"), node("Merge")],
-                          edges: [Edge(from: "T", to: "H1"), Edge(from: "T", to: "H2"), Edge(from: "T", to: "H3"),
-                                  Edge(from: "H1", to: "Merge", input: 0), Edge(from: "H2", to: "Merge", input: 1), Edge(from: "H3", to: "Merge", input: 1)])
+        let wf = Workflow(
+            name: "w", nodes: [node("T"), node("H1"), node("H2"), node("H3"), node("Merge")],
+            edges: [
+                Edge(from: "T", to: "H1"), Edge(from: "T", to: "H2"), Edge(from: "T", to: "H3"),
+                Edge(from: "H1", to: "Merge", input: 0), Edge(from: "H2", to: "Merge", input: 1), Edge(from: "H3", to: "Merge", input: 1),
+            ])
         var machine = ExecutionStateMachine(workflow: wf)
         #expect(Set(runs(machine.handle(.start(trigger: "T", items: items)))) == ["H1", "H2", "H3"])
         #expect(machine.handle(.nodeSucceeded(node: "H2", outputs: [[Item(json: "h2")]])) == [])
@@ -56,8 +65,10 @@ import Testing
 
     @Test("retries back off exponentially, then the node's error setting decides")
     func retries() {
-        var machine = ExecutionStateMachine(workflow: Workflow(name: "w", nodes: [node("T"), node("A", retry: true, tries: 3, wait: 100)],
-                                                               edges: [Edge(from: "T", to: "A")]))
+        var machine = ExecutionStateMachine(
+            workflow: Workflow(
+                name: "w", nodes: [node("T"), node("A", retry: true, tries: 3, wait: 100)],
+                edges: [Edge(from: "T", to: "A")]))
         _ = machine.handle(.start(trigger: "T", items: items))
         #expect(machine.handle(.nodeFailed(node: "A", error: "boom")) == [.scheduleRetry(node: "A", afterMilliseconds: 100)])
         #expect(machine.handle(.retryDue(node: "A")) == [.runNode(node: "A", inputs: [items], attempt: 2)])
@@ -69,14 +80,21 @@ import Testing
 
     @Test("continue passes an error item on; errorOutput routes the input items to the error output")
     func errorHandling() {
-        var cont = ExecutionStateMachine(workflow: Workflow(name: "w", nodes: [node("T"), node("A", onError: .continue), node("B")],
-                                                            edges: [Edge(from: "T", to: "A"), Edge(from: "A", to: "B")]))
+        var cont = ExecutionStateMachine(
+            workflow: Workflow(
+                name: "w", nodes: [node("T"), node("A", onError: .continue), node("B")],
+                edges: [Edge(from: "T", to: "A"), Edge(from: "A", to: "B")]))
         _ = cont.handle(.start(trigger: "T", items: items))
-        #expect(cont.handle(.nodeFailed(node: "A", error: "bad")) == [.runNode(node: "B", inputs: [[Item(json: ["error": "bad"])]], attempt: 1)])
+        #expect(
+            cont.handle(.nodeFailed(node: "A", error: "bad")) == [.runNode(node: "B", inputs: [[Item(json: ["error": "bad"])]], attempt: 1)]
+        )
 
-        let wf = Workflow(name: "w", nodes: [node("T"), node("If", onError: .errorOutput), node("Ok"), node("Else"), node("Err")],
-                          edges: [Edge(from: "T", to: "If"), Edge(from: "If", to: "Ok", output: 0), Edge(from: "If", to: "Else", output: 1),
-                                  Edge(from: "If", to: "Err", output: 2)])
+        let wf = Workflow(
+            name: "w", nodes: [node("T"), node("If", onError: .errorOutput), node("Ok"), node("Else"), node("Err")],
+            edges: [
+                Edge(from: "T", to: "If"), Edge(from: "If", to: "Ok", output: 0), Edge(from: "If", to: "Else", output: 1),
+                Edge(from: "If", to: "Err", output: 2),
+            ])
         var routed = ExecutionStateMachine(workflow: wf, outputCounts: ["If": 2])
         _ = routed.handle(.start(trigger: "T", items: [Item(json: ["n": 1])]))
         let next = routed.handle(.nodeFailed(node: "If", error: "bad"))
@@ -86,7 +104,9 @@ import Testing
 
     @Test("wait sleeps and resumes; cancel and timeout end the execution")
     func waitCancelTimeout() {
-        let wf = Workflow(name: "w", nodes: [node("T"), node("Wait"), node("After")], edges: [Edge(from: "T", to: "Wait"), Edge(from: "Wait", to: "After")])
+        let wf = Workflow(
+            name: "w", nodes: [node("T"), node("Wait"), node("After")],
+            edges: [Edge(from: "T", to: "Wait"), Edge(from: "Wait", to: "After")])
         var machine = ExecutionStateMachine(workflow: wf)
         _ = machine.handle(.start(trigger: "T", items: items))
         let until = Date(timeIntervalSince1970: 2_000_000_000)
@@ -102,8 +122,10 @@ import Testing
 
     @Test("the state round-trips through JSON, so a checkpoint resumes exactly")
     func checkpoint() throws {
-        var machine = ExecutionStateMachine(workflow: Workflow(name: "w", nodes: [node("T"), node("A"), node("B")],
-                                                               edges: [Edge(from: "T", to: "A"), Edge(from: "A", to: "B")]))
+        var machine = ExecutionStateMachine(
+            workflow: Workflow(
+                name: "w", nodes: [node("T"), node("A"), node("B")],
+                edges: [Edge(from: "T", to: "A"), Edge(from: "A", to: "B")]))
         _ = machine.handle(.start(trigger: "T", items: items))
         _ = machine.handle(.nodeSucceeded(node: "A", outputs: [items]))
         var restored = try JSONDecoder().decode(ExecutionStateMachine.self, from: JSONEncoder().encode(machine))

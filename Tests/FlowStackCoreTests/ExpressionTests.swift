@@ -43,7 +43,8 @@ import Testing
         ("({[`k${1}`]: true})", ["k1": true]), ("[...'ab'].length", nil),
         // Array methods
         ("$json.list.map(x => x * 2)", [6, 2, 4]), ("$json.list.filter(x => x > 1)", [3, 2]), ("$json.list.some(x => x > 2)", true),
-        ("$json.list.every(x => x > 2)", false), ("$json.people.find(p => p.age > 40).n", "c"), ("$json.people.findIndex(p => p.n === 'b')", 1),
+        ("$json.list.every(x => x > 2)", false), ("$json.people.find(p => p.age > 40).n", "c"),
+        ("$json.people.findIndex(p => p.n === 'b')", 1),
         ("$json.list.reduce((a, b) => a + b, 0)", 6), ("$json.list.reduce((a, b) => a + b)", 6), ("$json.list.includes(2)", true),
         ("$json.list.indexOf(2)", 2), ("$json.list.join('-')", "3-1-2"), ("$json.list.slice(1)", [1, 2]), ("$json.list.slice(-1)", [2]),
         ("$json.list.concat([4], 5)", [3, 1, 2, 4, 5]), ("$json.list.reverse()", [2, 1, 3]), ("$json.list.sort()", [1, 2, 3]),
@@ -53,7 +54,8 @@ import Testing
         // String methods
         ("$json.body.name.toUpperCase()", "ADA"), ("'  x '.trim()", "x"), ("'abc'.includes('b')", true), ("'abc'.startsWith('ab')", true),
         ("'abc'.endsWith('bc')", true), ("'banana'.indexOf('an')", 1), ("'banana'.lastIndexOf('an')", 3), ("'hello'.slice(1, 3)", "el"),
-        ("'hello'.slice(-3)", "llo"), ("'hello'.substring(3, 1)", "el"), ("'a,b,c'.split(',')", ["a", "b", "c"]), ("'abc'.split('')", ["a", "b", "c"]),
+        ("'hello'.slice(-3)", "llo"), ("'hello'.substring(3, 1)", "el"), ("'a,b,c'.split(',')", ["a", "b", "c"]),
+        ("'abc'.split('')", ["a", "b", "c"]),
         ("'a-b-a'.replace('a', 'x')", "x-b-a"), ("'a-b-a'.replaceAll('a', 'x')", "x-b-x"), ("'5'.padStart(3, '0')", "005"),
         ("'ab'.repeat(3)", "ababab"), ("'abc'.charAt(1)", "b"), ("'abc'.at(-1)", "c"), ("'a'.concat('b', 1)", "ab1"),
         ("'Ada'.length", 3), ("'x'.padEnd(3)", "x  "),
@@ -78,7 +80,8 @@ import Testing
         ("$env.REGION", "eu"), ("$env.MISSING", nil), ("Number($env.LIMIT) + 1", 11), ("$execution.id", "exe_1"),
         ("$workflow.name", "Greet"), ("$workflow.id", "wf_1"), ("$itemIndex", 0), ("$items.length", 2),
         ("$now.toISO()", "2027-01-15T08:00:00.000Z"), ("$now.toMillis()", 1_800_000_000_000), ("$now.year", 2027),
-        ("$now.plus(1, 'day').toISODate()", "2027-01-16"), ("$now.minus(2, 'hours').hour", 6), ("$today.toISO()", "2027-01-15T00:00:00.000Z"),
+        ("$now.plus(1, 'day').toISODate()", "2027-01-16"), ("$now.minus(2, 'hours').hour", 6),
+        ("$today.toISO()", "2027-01-15T00:00:00.000Z"),
         ("Date.now()", 1_800_000_000_000), ("$now", "2027-01-15T08:00:00.000Z"),
     ]
 
@@ -127,8 +130,9 @@ import Testing
 
     @Test("data arriving at runtime is never evaluated as a template")
     func runtimeDataIsInert() throws {
-        let hostile = ExpressionContext(json: ["name": "{{ $env.REGION }}", "payload": "{{ this.constructor.constructor('return process')() }}"],
-                                        variables: ["REGION": "eu"])
+        let hostile = ExpressionContext(
+            json: ["name": "{{ $env.REGION }}", "payload": "{{ this.constructor.constructor('return process')() }}"],
+            variables: ["REGION": "eu"])
         #expect(try Template.evaluate("Hi {{ $json.name }}", hostile) == "Hi {{ $env.REGION }}")
         #expect(try Template.evaluate("{{ $json.payload }}", hostile) == "{{ this.constructor.constructor('return process')() }}")
     }
@@ -144,9 +148,11 @@ import Testing
         #expect(throws: ExpressionError.self) { try Template.evaluate("{{ $response }}", ExpressionContext()) }
     }
 
-    @Test("errors name the position", arguments: [
-        ("{{ $json. }}", 10), ("{{ 1 + }}", 7), ("{{ (1 }}", 6), ("x {{ 'abc }}", 2), ("{{ }}", 2), ("{{ $json.a", 0),
-    ])
+    @Test(
+        "errors name the position",
+        arguments: [
+            ("{{ $json. }}", 10), ("{{ 1 + }}", 7), ("{{ (1 }}", 6), ("x {{ 'abc }}", 2), ("{{ }}", 2), ("{{ $json.a", 0),
+        ])
     func syntaxErrors(template: String, position: Int) {
         do {
             _ = try Template(template)
@@ -216,13 +222,15 @@ import Testing
         }
     }
 
-    @Test("runaway expressions hit the step and size limits", arguments: [
-        "'x'.repeat(10000000)",
-        "'x'.repeat(1e300)",
-        "'x'.padStart(100000000)",
-        "$json.big.map(x => $json.big.map(y => x + y))",
-        "$json.big.reduce((acc, x) => acc.concat(acc), [1])",
-    ])
+    @Test(
+        "runaway expressions hit the step and size limits",
+        arguments: [
+            "'x'.repeat(10000000)",
+            "'x'.repeat(1e300)",
+            "'x'.padStart(100000000)",
+            "$json.big.map(x => $json.big.map(y => x + y))",
+            "$json.big.reduce((acc, x) => acc.concat(acc), [1])",
+        ])
     func limits(source: String) {
         let big = JSONValue.array((0..<1000).map { .number(Double($0)) })
         do {
@@ -248,8 +256,10 @@ import Testing
 
     @Test("runtime errors are clear")
     func runtimeErrors() {
-        for (source, message) in [("$json.a.b", "Cannot read properties of undefined (reading 'b')"), ("nope", "nope is not defined"),
-                                  ("$json.x()", "is not a function"), ("$node['Ghost'].json", "No output from a node called 'Ghost'")] {
+        for (source, message) in [
+            ("$json.a.b", "Cannot read properties of undefined (reading 'b')"), ("nope", "nope is not defined"),
+            ("$json.x()", "is not a function"), ("$node['Ghost'].json", "No output from a node called 'Ghost'"),
+        ] {
             do {
                 _ = try Expression.evaluate(source)
                 Issue.record("\(source) evaluated")

@@ -6,7 +6,8 @@ import Testing
 /// everything else.
 @Suite struct JSONParserTests {
     static let valid: [String] = [
-        "null", "true", " false ", "0", "-0", "12", "-3.25", "1e3", "1E-2", "6.02e+23", "123456789012345678901234567890", "0e-400", "1e-310",
+        "null", "true", " false ", "0", "-0", "12", "-3.25", "1e3", "1E-2", "6.02e+23", "123456789012345678901234567890", "0e-400",
+        "1e-310",
         #""""#, #""plain""#, #""esc \" \\ \/ \b \f \n \r \t""#, #""\u0041\u00e9\u65e5\ud834\udd1e""#, "\"naïve ✓ 𝄞\"",
         "[]", "[ ]", "[1,[2,[3,{}]]]", "{}", #"{"a":1,"b":[true,null],"c":{"d":"e"}}"#, " \t\n\r{\"k\" : \"v\" }\n",
     ]
@@ -37,7 +38,9 @@ import Testing
 
     @Test("invalid UTF-8 in a string is refused")
     func invalidUTF8() {
-        for bytes: [UInt8] in [[0x22, 0xFF, 0x22], [0x22, 0xC3, 0x22], [0x22, 0xED, 0xA0, 0x80, 0x22], [0x22, 0x5C, 0x6E, 0xC0, 0xAF, 0x22]] {
+        for bytes: [UInt8] in [
+            [0x22, 0xFF, 0x22], [0x22, 0xC3, 0x22], [0x22, 0xED, 0xA0, 0x80, 0x22], [0x22, 0x5C, 0x6E, 0xC0, 0xAF, 0x22],
+        ] {
             #expect(throws: JSONParseError.self) { try JSONValue(parsing: bytes) }
         }
     }
@@ -73,17 +76,21 @@ import Testing
             let foundation = try? JSONDecoder().decode(JSONValue.self, from: Data(bytes))
             // JSONDecoder refuses a zero with a bare exponent ("0e3", valid JSON); JSONSerialization reads it.
             if ours != nil, foundation == nil, Self.hasZeroWithBareExponent(bytes) { continue }
-            if let ours, ours != foundation { disagreements.append("\(bytes): ours \(String(describing: ours)), JSONDecoder \(String(describing: foundation))") }
+            if let ours, ours != foundation {
+                disagreements.append("\(bytes): ours \(String(describing: ours)), JSONDecoder \(String(describing: foundation))")
+            }
         }
         #expect(disagreements.isEmpty, "\(disagreements.prefix(5))")
     }
 
     static func hasZeroWithBareExponent(_ bytes: [UInt8]) -> Bool {
         let text = Array(String(decoding: bytes, as: UTF8.self).utf8)
-        for index in text.indices.dropLast(2) where text[index] == UInt8(ascii: "0")
+        for index in text.indices.dropLast(2)
+        where text[index] == UInt8(ascii: "0")
             && (text[index + 1] == UInt8(ascii: "e") || text[index + 1] == UInt8(ascii: "E"))
             && (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(text[index + 2])
-            && (index == 0 || !(UInt8(ascii: "0")...UInt8(ascii: "9")).contains(text[index - 1]) && text[index - 1] != UInt8(ascii: ".")) {
+            && (index == 0 || !(UInt8(ascii: "0")...UInt8(ascii: "9")).contains(text[index - 1]) && text[index - 1] != UInt8(ascii: "."))
+        {
             return true
         }
         return false

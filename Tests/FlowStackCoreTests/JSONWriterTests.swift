@@ -26,10 +26,13 @@ import Testing
     func sameBytesAsEncoder() throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let value: JSONValue = .array(Self.values.filter {
-            if case .number(let n) = $0 { return n == n.rounded() && abs(n) < 1e15 }
-            return true
-        })
-        #expect(String(decoding: value.jsonBytes(sortedKeys: true), as: UTF8.self) == String(decoding: try encoder.encode(value), as: UTF8.self))
+        let value: JSONValue = .array(
+            Self.values.filter {
+                if case .number(let n) = $0 { return n == n.rounded() && abs(n) < 1e15 }
+                return true
+            })
+        #expect(
+            String(decoding: value.jsonBytes(sortedKeys: true), as: UTF8.self) == String(decoding: try encoder.encode(value), as: UTF8.self)
+        )
     }
 }

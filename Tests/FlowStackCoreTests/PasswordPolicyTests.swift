@@ -1,18 +1,20 @@
-import Foundation
 import FlowStackCore
+import Foundation
 import Testing
 
 @Suite struct PasswordPolicyTests {
     let policy = PasswordPolicy.standard
 
-    @Test("each broken rule is named", arguments: [
-        ("Sh0rt", "at least 8"),
-        ("alllowercase1", "upper-case"),
-        ("ALLUPPERCASE1", "lower-case"),
-        ("NoDigitsHere", "digit"),
-        ("Password1", "commonly used"),
-        ("Qwerty123", "commonly used"),
-    ])
+    @Test(
+        "each broken rule is named",
+        arguments: [
+            ("Sh0rt", "at least 8"),
+            ("alllowercase1", "upper-case"),
+            ("ALLUPPERCASE1", "lower-case"),
+            ("NoDigitsHere", "digit"),
+            ("Password1", "commonly used"),
+            ("Qwerty123", "commonly used"),
+        ])
     func rules(password: String, message: String) {
         #expect(throws: FlowStackError.self) { try policy.validate(password) }
         do {
@@ -82,19 +84,25 @@ import Testing
 }
 
 @Suite struct RFC3339Tests {
-    @Test("valid date-times parse, whatever their fraction and offset", arguments: [
-        ("2026-11-29T01:56:51.590Z", 1_795_917_411.590), ("2026-11-29T01:56:51Z", 1_795_917_411.0),
-        ("2026-11-29T03:56:51.5+02:00", 1_795_917_411.5), ("7028-06-19T11:34:35.627232+22:55", 159_629_661_575.627232),
-        ("1970-01-01T00:00:00-00:30", 1800.0), ("2024-02-29T12:00:00z", 1_709_208_000.0),
-    ])
+    @Test(
+        "valid date-times parse, whatever their fraction and offset",
+        arguments: [
+            ("2026-11-29T01:56:51.590Z", 1_795_917_411.590), ("2026-11-29T01:56:51Z", 1_795_917_411.0),
+            ("2026-11-29T03:56:51.5+02:00", 1_795_917_411.5), ("7028-06-19T11:34:35.627232+22:55", 159_629_661_575.627232),
+            ("1970-01-01T00:00:00-00:30", 1800.0), ("2024-02-29T12:00:00z", 1_709_208_000.0),
+        ])
     func valid(text: String, seconds: Double) throws {
         let date = try #require(RFC3339.parse(text))
         #expect(abs(date.timeIntervalSince1970 - seconds) < 0.001, "\(text) → \(date.timeIntervalSince1970)")
     }
 
-    @Test("everything else is refused", arguments: ["", "yesterday", "2026-11-29", "2026-13-01T00:00:00Z", "2026-02-30T00:00:00Z",
-                                                     "2026-11-29T24:00:00Z", "2026-11-29T01:56:51", "2026-11-29T01:56:51.Z",
-                                                     "2026-11-29T01:56:51+2:00", "2026-11-29T01:56:51+24:00", "2026-11-29T01:56:51Zjunk"])
+    @Test(
+        "everything else is refused",
+        arguments: [
+            "", "yesterday", "2026-11-29", "2026-13-01T00:00:00Z", "2026-02-30T00:00:00Z",
+            "2026-11-29T24:00:00Z", "2026-11-29T01:56:51", "2026-11-29T01:56:51.Z",
+            "2026-11-29T01:56:51+2:00", "2026-11-29T01:56:51+24:00", "2026-11-29T01:56:51Zjunk",
+        ])
     func invalid(text: String) {
         #expect(RFC3339.parse(text) == nil)
     }

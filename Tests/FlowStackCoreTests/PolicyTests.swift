@@ -41,7 +41,9 @@ import Testing
         #expect(decision == Self.orgLevel[action]![role]!, "\(role) \(action)")
     }
 
-    @Test("project actions by project role for org members", arguments: Array(projectLevel.keys), [ProjectRole?.none] + ProjectRole.allCases.map(Optional.some))
+    @Test(
+        "project actions by project role for org members", arguments: Array(projectLevel.keys),
+        [ProjectRole?.none] + ProjectRole.allCases.map(Optional.some))
     func projectLevelDecision(action: Action, role: ProjectRole?) {
         let decision = Policy.decide(action, AccessRequest(orgRole: .member, projectRole: role, projectId: "prj_x"))
         #expect(decision == Self.projectLevel[action]![role]!, "\(String(describing: role)) \(action)")
@@ -62,7 +64,8 @@ import Testing
 
     @Test("a read-only API key is refused every write, including running workflows", arguments: Action.allCases)
     func readKey(action: Action) {
-        let decision = Policy.decide(action, AccessRequest(orgRole: .owner, credential: .apiKey(scope: .read, projectId: nil), plan: .enterprise, projectId: "p"))
+        let decision = Policy.decide(
+            action, AccessRequest(orgRole: .owner, credential: .apiKey(scope: .read, projectId: nil), plan: .enterprise, projectId: "p"))
         #expect(decision == (action.isWrite ? .insufficientScope : .allow))
         #expect(Action.workflowRun.isWrite)
     }
@@ -83,7 +86,9 @@ import Testing
         #expect(Policy.decide(.memberManage, AccessRequest(orgRole: .admin, targetRole: .member, grantedRole: .admin)) == .allow)
         #expect(Policy.decide(.memberManage, AccessRequest(orgRole: .owner, targetRole: .owner, grantedRole: .admin)) == .allow)
         #expect(Policy.decide(.memberManage, AccessRequest(orgRole: .member, targetRole: .member, targetIsSelf: true)) == .allow)
-        #expect(Policy.decide(.memberManage, AccessRequest(orgRole: .member, targetRole: .member, grantedRole: .admin, targetIsSelf: true)) == .forbidden)
+        #expect(
+            Policy.decide(.memberManage, AccessRequest(orgRole: .member, targetRole: .member, grantedRole: .admin, targetIsSelf: true))
+                == .forbidden)
         #expect(Policy.decide(.apiKeyRevoke, AccessRequest(orgRole: .member, targetIsSelf: true)) == .allow)
     }
 }

@@ -20,7 +20,8 @@ import Testing
 
     @Test("same password for two users gives two different hashes; both verify")
     func salted() async throws {
-        let a = try await hasher.hash("Corr3ct-Horse"), b = try await hasher.hash("Corr3ct-Horse")
+        let a = try await hasher.hash("Corr3ct-Horse")
+        let b = try await hasher.hash("Corr3ct-Horse")
         #expect(a != b)
         #expect(await hasher.verify("Corr3ct-Horse", against: a))
         #expect(await hasher.verify("Corr3ct-Horse", against: b))
@@ -73,7 +74,8 @@ import Testing
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
         process.arguments = arguments
-        let stdin = Pipe(), stdout = Pipe()
+        let stdin = Pipe()
+        let stdout = Pipe()
         process.standardInput = stdin
         process.standardOutput = stdout
         try process.run()

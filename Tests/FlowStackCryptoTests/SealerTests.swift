@@ -66,9 +66,12 @@ import Testing
         #expect(throws: SealError(code: .unknownKey)) { try other.open(sealed, purpose: .data, context: context) }
         // Same key id, different material: authentication fails.
         let id = sealer.keyring.active(.data).id
-        let swapped = try Keyring(data: [KeyEncryptionKey(id: id, key: SymmetricKey(size: .bits256))],
-                                  connections: [KeyEncryptionKey(id: "c", key: SymmetricKey(size: .bits256))])
-        #expect(throws: SealError(code: .authenticationFailed)) { try Sealer(keyring: swapped).open(sealed, purpose: .data, context: context) }
+        let swapped = try Keyring(
+            data: [KeyEncryptionKey(id: id, key: SymmetricKey(size: .bits256))],
+            connections: [KeyEncryptionKey(id: "c", key: SymmetricKey(size: .bits256))])
+        #expect(throws: SealError(code: .authenticationFailed)) {
+            try Sealer(keyring: swapped).open(sealed, purpose: .data, context: context)
+        }
     }
 
     @Test("connections use a separate key from other data")

@@ -1,12 +1,13 @@
 import AsyncHTTPClient
 import FlowStackCore
-@testable import FlowStackNetwork
 import Foundation
 import Hummingbird
 import HummingbirdTesting
 import NIOPosix
 import Synchronization
 import Testing
+
+@testable import FlowStackNetwork
 
 /// A resolver whose answer the test changes (DNS rebinding).
 final class SwitchingResolver: HostResolver {
@@ -32,13 +33,15 @@ struct TableResolver: HostResolver {
         router.get("hello") { _, _ in "hello from loopback" }
         // Sends its body one byte every 300 ms: only a deadline on the whole exchange stops it.
         router.get("trickle") { _, _ -> Response in
-            Response(status: .ok, body: ResponseBody { writer in
-                for _ in 0..<40 {
-                    try await writer.write(ByteBuffer(string: "x"))
-                    try await Task.sleep(for: .milliseconds(300))
-                }
-                try await writer.finish(nil)
-            })
+            Response(
+                status: .ok,
+                body: ResponseBody { writer in
+                    for _ in 0..<40 {
+                        try await writer.write(ByteBuffer(string: "x"))
+                        try await Task.sleep(for: .milliseconds(300))
+                    }
+                    try await writer.finish(nil)
+                })
         }
         router.get("away") { request, _ -> Response in
             let target = request.uri.queryParameters["to"].map(String.init) ?? "/"
@@ -58,11 +61,16 @@ struct TableResolver: HostResolver {
     func refused() async throws {
         try await withServer { port in
             let guarded = GuardedHTTPClient(policy: .default)
-            for host in ["127.0.0.1", "0x7f.1", "2130706433", "0177.0.0.1", "127.1", "[::1]", "[::ffff:127.0.0.1]", "[::ffff:7f00:1]", "localhost",
-                         "LOCALHOST.", "%31%32%37.0.0.1"] {
+            for host in [
+                "127.0.0.1", "0x7f.1", "2130706433", "0177.0.0.1", "127.1", "[::1]", "[::ffff:127.0.0.1]", "[::ffff:7f00:1]", "localhost",
+                "LOCALHOST.", "%31%32%37.0.0.1",
+            ] {
                 await #expect(throws: NodeError.self, "\(host)") { _ = try await get(guarded, "http://\(host):\(port)/hello") }
             }
-            for url in ["http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/", "http://[fd00:ec2::254]/", "file:///etc/passwd", "gopher://127.0.0.1/"] {
+            for url in [
+                "http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/", "http://[fd00:ec2::254]/", "file:///etc/passwd",
+                "gopher://127.0.0.1/",
+            ] {
                 await #expect(throws: NodeError.self, "\(url)") { _ = try await get(guarded, url) }
             }
             // Allowed to reach 127.0.0.1 only: a redirect to ::1 is vetted again and refused.
@@ -72,7 +80,9 @@ struct TableResolver: HostResolver {
             #expect(String(decoding: ok.body, as: UTF8.self) == "hello from loopback")
             let followed = try await get(allowed, "http://127.0.0.1:\(port)/away?to=/hello")
             #expect(String(decoding: followed.body, as: UTF8.self) == "hello from loopback")
-            await #expect(throws: NodeError.self) { _ = try await get(allowed, "http://127.0.0.1:\(port)/away?to=http://%5B::1%5D:\(port)/hello") }
+            await #expect(throws: NodeError.self) {
+                _ = try await get(allowed, "http://127.0.0.1:\(port)/away?to=http://%5B::1%5D:\(port)/hello")
+            }
             await #expect(throws: NodeError.self) { _ = try await get(allowed, "http://127.0.0.1:\(port)/away?to=http://169.254.169.254/") }
             // The allowlist opens exactly its range.
             let neighbour = GuardedHTTPClient(policy: try AddressPolicy(allow: ["127.0.0.2/32"]))

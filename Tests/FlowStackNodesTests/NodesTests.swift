@@ -24,7 +24,8 @@ import Testing
 
     @Test("branches, merge, sort, limit, aggregate and crypto together")
     func pipeline() async throws {
-        let wf = try workflow("""
+        let wf = try workflow(
+            """
             {"name": "P", "nodes": [
               {"name": "Start", "type": "flowstack.manualTrigger"},
               {"name": "Split", "type": "flowstack.splitOut", "parameters": {"field": "people"}},
@@ -42,7 +43,9 @@ import Testing
                        {"from": "Merge", "to": "Sort"}, {"from": "Sort", "to": "Top"}, {"from": "Top", "to": "Hash"},
                        {"from": "Hash", "to": "All"}]}
             """)
-        let people: JSONValue = ["people": [["name": "a", "age": 30], ["name": "b", "age": 12], ["name": "c", "age": 45], ["name": "d", "age": 17]]]
+        let people: JSONValue = [
+            "people": [["name": "a", "age": 30], ["name": "b", "age": 12], ["name": "c", "age": 45], ["name": "d", "age": 17]]
+        ]
         let result = try await runner.run(wf, input: [Item(json: people)])
         #expect(result.status == .succeeded, "\(String(describing: result.error))")
         #expect(result.output == [Item(json: ["names": ["c", "a"]])])
@@ -51,7 +54,8 @@ import Testing
 
     @Test("a failing node stops the execution with its error; continue and retries are honoured")
     func failures() async throws {
-        let stop = try workflow("""
+        let stop = try workflow(
+            """
             {"name": "F", "nodes": [{"name": "S", "type": "flowstack.manualTrigger"},
               {"name": "Boom", "type": "flowstack.stopAndError", "parameters": {"message": "bad {{ $json.x }}"}},
               {"name": "After", "type": "flowstack.noOp"}],
@@ -91,9 +95,13 @@ import Testing
     @Test("every item's context shares one list of the items, built once per run of the node")
     func contextSharesTheItemList() throws {
         let many = (0..<1000).map { Item(json: ["id": .number(Double($0))]) }
-        let input = NodeInput(node: WorkflowNode(name: "N", type: SetNode.descriptor.type, parameters: [:]), inputs: [many], base: ExpressionContext())
-        func storage(_ context: ExpressionContext) -> UnsafeRawPointer? { context.inputItems.withUnsafeBufferPointer { UnsafeRawPointer($0.baseAddress) } }
-        let first = input.context(for: 0), last = input.context(for: 999)
+        let input = NodeInput(
+            node: WorkflowNode(name: "N", type: SetNode.descriptor.type, parameters: [:]), inputs: [many], base: ExpressionContext())
+        func storage(_ context: ExpressionContext) -> UnsafeRawPointer? {
+            context.inputItems.withUnsafeBufferPointer { UnsafeRawPointer($0.baseAddress) }
+        }
+        let first = input.context(for: 0)
+        let last = input.context(for: 999)
         #expect(first.inputItems.count == 1000 && last.json == ["id": 999])
         // The same storage, not an equal copy: a copy per item made a node quadratic in its items.
         #expect(storage(first) != nil && storage(first) == storage(last))
@@ -104,10 +112,14 @@ import Testing
 
     @Test("a parameter's template is evaluated per item, and a broken one fails where it is used")
     func compiledParameters() async throws {
-        let input = NodeInput(node: WorkflowNode(name: "N", type: SetNode.descriptor.type,
-                                                 parameters: ["fields": ["a": "{{ $json.id * 10 }}", "b": ["x", "{{ $itemIndex }}"], "c": "plain"],
-                                                              "bad": "{{ 1 + }}", "escaped": "\\{{ not }}"]),
-                              inputs: [items], base: ExpressionContext())
+        let input = NodeInput(
+            node: WorkflowNode(
+                name: "N", type: SetNode.descriptor.type,
+                parameters: [
+                    "fields": ["a": "{{ $json.id * 10 }}", "b": ["x", "{{ $itemIndex }}"], "c": "plain"],
+                    "bad": "{{ 1 + }}", "escaped": "\\{{ not }}",
+                ]),
+            inputs: [items], base: ExpressionContext())
         #expect(try input.parameter("fields", item: 1) == ["a": 20, "b": ["x", 1], "c": "plain"])
         #expect(try input.parameter("fields", item: 2) == ["a": 10, "b": ["x", 2], "c": "plain"])
         #expect(try input.parameter("escaped") == "{{ not }}")
@@ -117,7 +129,9 @@ import Testing
 
     @Test("set keeps or replaces fields")
     func set() async throws {
-        #expect(try await run(SetNode(), ["fields": ["w": "{{ $json.v }}!"]], [[items[0]]]) == .items([[Item(json: ["id": 1, "v": "a", "w": "a!"])]]))
+        #expect(
+            try await run(SetNode(), ["fields": ["w": "{{ $json.v }}!"]], [[items[0]]])
+                == .items([[Item(json: ["id": 1, "v": "a", "w": "a!"])]]))
         #expect(try await run(SetNode(), ["fields": ["w": 1], "keepOnlySet": true], [[items[0]]]) == .items([[Item(json: ["w": 1])]]))
     }
 
@@ -133,7 +147,8 @@ import Testing
     func merge() async throws {
         let left = [Item(json: ["k": 1, "a": 1]), Item(json: ["k": 2, "a": 2])]
         let right = [Item(json: ["k": 2, "b": 2])]
-        #expect(try await run(MergeNode(), ["mode": "byKey", "key": "k"], [left, right]) == .items([[Item(json: ["k": 2, "a": 2, "b": 2])]]))
+        #expect(
+            try await run(MergeNode(), ["mode": "byKey", "key": "k"], [left, right]) == .items([[Item(json: ["k": 2, "a": 2, "b": 2])]]))
         #expect(try await run(MergeNode(), ["mode": "byPosition"], [left, right]) == .items([[Item(json: ["k": 2, "a": 1, "b": 2])]]))
         #expect(try await run(MergeNode(), [:], [left, right]) == .items([left + right]))
         #expect(try await run(MergeNode(), ["mode": "waitForBoth"], [left, right]) == .items([left + right]))
@@ -149,17 +164,25 @@ import Testing
     @Test("date and time: format, add and subtract, with clear errors")
     func dateTime() async throws {
         let item = [Item(json: ["when": "2026-03-01T10:00:00Z"])]
-        let added = try await run(DateTimeNode(), ["operation": "add", "value": "{{ $json.when }}", "amount": 90, "unit": "minutes"], [item])
+        let added = try await run(
+            DateTimeNode(), ["operation": "add", "value": "{{ $json.when }}", "amount": 90, "unit": "minutes"], [item])
         #expect(added == .items([[Item(json: ["when": "2026-03-01T10:00:00Z", "date": "2026-03-01T11:30:00.000Z"])]]))
-        let formatted = try await run(DateTimeNode(), ["operation": "format", "value": "2026-03-01T10:00:00Z", "format": "dd.MM.yyyy", "outputField": "d"], [[Item(json: [:])]])
+        let formatted = try await run(
+            DateTimeNode(), ["operation": "format", "value": "2026-03-01T10:00:00Z", "format": "dd.MM.yyyy", "outputField": "d"],
+            [[Item(json: [:])]])
         #expect(formatted == .items([[Item(json: ["d": "01.03.2026"])]]))
-        await #expect(throws: NodeError.self) { try await run(DateTimeNode(), ["operation": "add", "value": "yesterday", "amount": 1], [item]) }
+        await #expect(throws: NodeError.self) {
+            try await run(DateTimeNode(), ["operation": "add", "value": "yesterday", "amount": 1], [item])
+        }
     }
 
     @Test("wait asks to sleep; respond to webhook keeps the response on its hidden output")
     func waitAndRespond() async throws {
         let wait = try await run(WaitNode(), ["resume": "timeInterval", "seconds": 5], [items])
-        guard case .wait(let until, let kept) = wait else { Issue.record("no wait"); return }
+        guard case .wait(let until, let kept) = wait else {
+            Issue.record("no wait")
+            return
+        }
         #expect(kept == items)
         #expect(until.timeIntervalSinceNow > 3)
         #expect(try await run(WaitNode(), ["resume": "webhook"], [items]) == .waitForResume(items: items))
@@ -177,22 +200,36 @@ import Testing
             func runCode(_ request: CodeRequest) async throws -> CodeResponse { CodeResponse(ok: false) }
             func fetch(_ request: OutboundRequest) async throws -> OutboundResponse {
                 let headers = request.headers.map { "\($0.0)=\($0.1)" }.joined(separator: ";")
-                let body = #"[{"url":"\#(request.url)","method":"\#(request.method)","headers":"\#(headers)","body":"\#(String(decoding: request.body ?? [], as: UTF8.self).replacingOccurrences(of: "\"", with: "'"))"}]"#
+                let body =
+                    #"[{"url":"\#(request.url)","method":"\#(request.method)","headers":"\#(headers)","body":"\#(String(decoding: request.body ?? [], as: UTF8.self).replacingOccurrences(of: "\"", with: "'"))"}]"#
                 return OutboundResponse(status: 200, headers: [("Content-Type", "application/json")], body: Array(body.utf8))
             }
         }
-        let node = WorkflowNode(name: "N", type: "flowstack.httpRequest", parameters: [
-            "url": "https://api.example.com/items/{{ $json.id }}", "method": "POST", "query": ["q": "x y"],
-            "headers": ["X-Trace": "t"], "bodyType": "json", "body": ["v": "{{ $json.v }}"],
-        ])
-        let output = try await HTTPRequestNode().run(NodeInput(node: node, inputs: [[items[0]]], base: ExpressionContext(), services: Echo()))
-        guard case .items(let produced) = output, let json = produced.first?.first?.json else { Issue.record("no items"); return }
+        let node = WorkflowNode(
+            name: "N", type: "flowstack.httpRequest",
+            parameters: [
+                "url": "https://api.example.com/items/{{ $json.id }}", "method": "POST", "query": ["q": "x y"],
+                "headers": ["X-Trace": "t"], "bodyType": "json", "body": ["v": "{{ $json.v }}"],
+            ])
+        let output = try await HTTPRequestNode().run(
+            NodeInput(node: node, inputs: [[items[0]]], base: ExpressionContext(), services: Echo()))
+        guard case .items(let produced) = output, let json = produced.first?.first?.json else {
+            Issue.record("no items")
+            return
+        }
         #expect(json["url"] == "https://api.example.com/items/1?q=x%20y")
         #expect(json["method"] == "POST")
         #expect(json["headers"] == "X-Trace=t;Content-Type=application/json")
         #expect(json["body"] == "{'v':'a'}")
-        for bad: [String: JSONValue] in [["url": "file:///etc/passwd"], ["url": "https://x.example", "method": "TRACE"], ["url": "https://x.example", "timeout": 0]] {
-            await #expect(throws: NodeError.self) { try await HTTPRequestNode().run(NodeInput(node: WorkflowNode(name: "N", type: "flowstack.httpRequest", parameters: bad), inputs: [items], base: ExpressionContext(), services: Echo())) }
+        for bad: [String: JSONValue] in [
+            ["url": "file:///etc/passwd"], ["url": "https://x.example", "method": "TRACE"], ["url": "https://x.example", "timeout": 0],
+        ] {
+            await #expect(throws: NodeError.self) {
+                try await HTTPRequestNode().run(
+                    NodeInput(
+                        node: WorkflowNode(name: "N", type: "flowstack.httpRequest", parameters: bad), inputs: [items],
+                        base: ExpressionContext(), services: Echo()))
+            }
         }
         // Without the platform's HTTP service (no SSRF guard), the node refuses to run.
         await #expect(throws: NodeError.self) { try await run(HTTPRequestNode(), ["url": "https://x.example"], [items]) }
@@ -230,7 +267,8 @@ import Testing
     func crypto() async throws {
         let hash = try await run(CryptoNode(), ["value": "abc"], [[Item(json: [:])]])
         #expect(hash == .items([[Item(json: ["hash": "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"])]]))
-        let hmac = try await run(CryptoNode(), ["action": "hmac", "value": "The quick brown fox jumps over the lazy dog", "secret": "key"], [[Item(json: [:])]])
+        let hmac = try await run(
+            CryptoNode(), ["action": "hmac", "value": "The quick brown fox jumps over the lazy dog", "secret": "key"], [[Item(json: [:])]])
         #expect(hmac == .items([[Item(json: ["hash": "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"])]]))
         await #expect(throws: NodeError.self) { try await run(CryptoNode(), ["action": "hmac", "value": "x"], [[Item(json: [:])]]) }
     }

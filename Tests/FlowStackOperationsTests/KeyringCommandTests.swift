@@ -1,6 +1,7 @@
-@testable import FlowStackOperations
 import Foundation
 import Testing
+
+@testable import FlowStackOperations
 
 @Suite struct KeyringCommandTests {
     @Test("a keyring command that outlives its timeout is killed with everything it started")

@@ -1,11 +1,12 @@
 import FlowStackCore
 import FlowStackCrypto
-@testable import FlowStackServer
 import FlowStackStore
 import FlowStackTesting
 import Foundation
 import HTTPTypes
 import Testing
+
+@testable import FlowStackServer
 
 @Suite struct APIKeyTests {
     @Test("a key has 256 random bits, is shown once, and the database holds only its hash, prefix and last 4", arguments: Backend.allCases)
@@ -18,7 +19,10 @@ import Testing
             #expect(created.status == 201)
             let key = try #require(created.json["key"] as? String)
             #expect(key.hasPrefix("fsk_"))
-            #expect(Data(base64Encoded: String(key.dropFirst(4)).replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/") + "=")?.count == 32)
+            #expect(
+                Data(
+                    base64Encoded: String(key.dropFirst(4)).replacingOccurrences(of: "-", with: "+").replacingOccurrences(
+                        of: "_", with: "/") + "=")?.count == 32)
             #expect(created.json["last4"] as? String == String(key.suffix(4)))
             let listed = try await client.get("/api/v1/orgs/\(owner.orgID)/api-keys", auth: auth)
             let item = try #require((listed.json["items"] as? [[String: Any]])?.first)
@@ -46,28 +50,43 @@ import Testing
             let key = try await client.createAPIKey(auth, orgID: owner.orgID, scope: "read")
             let keys = try await client.get("/api/v1/orgs/\(owner.orgID)/api-keys", auth: auth)
             let keyID = try #require((keys.json["items"] as? [[String: Any]])?.first?["id"] as? String)
-            let workflow: [String: Any] = ["name": "W", "nodes": [["name": "M", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]]]]
-            let workflowID = try #require(try await client.post("/api/v1/projects/\(projectID)/workflows", workflow, auth: auth).json["id"] as? String)
-            let executionID = try #require(try await client.post("/api/v1/workflows/\(workflowID)/run?wait=true", nil, auth: auth).json["id"] as? String)
-            let connectionID = try #require(try await client.post("/api/v1/projects/\(projectID)/connections",
-                                                                  ["name": "c", "type": "bearer", "data": ["token": "t"]], auth: auth).json["id"] as? String)
+            let workflow: [String: Any] = [
+                "name": "W", "nodes": [["name": "M", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]]],
+            ]
+            let workflowID = try #require(
+                try await client.post("/api/v1/projects/\(projectID)/workflows", workflow, auth: auth).json["id"] as? String)
+            let executionID = try #require(
+                try await client.post("/api/v1/workflows/\(workflowID)/run?wait=true", nil, auth: auth).json["id"] as? String)
+            let connectionID = try #require(
+                try await client.post(
+                    "/api/v1/projects/\(projectID)/connections",
+                    ["name": "c", "type": "bearer", "data": ["token": "t"]], auth: auth
+                ).json["id"] as? String)
             let document = try await client.get("/api/v1/openapi.json")
             let paths = try #require(document.json["paths"] as? [String: [String: Any]])
             var checked = 0
             for (template, operations) in paths.sorted(by: { $0.key < $1.key }) {
                 for method in operations.keys where method != "get" {
                     // Routes for the anonymous (setup, login, invitations) and the caller's own session are not API-key writes.
-                    if ["/api/v1/setup", "/api/v1/auth/signup", "/api/v1/auth/login", "/api/v1/auth/logout",
-                        "/api/v1/me/password", "/api/v1/invitations/{token}/accept"].contains(template) { continue }
+                    if [
+                        "/api/v1/setup", "/api/v1/auth/signup", "/api/v1/auth/login", "/api/v1/auth/logout",
+                        "/api/v1/me/password", "/api/v1/invitations/{token}/accept",
+                    ].contains(template) {
+                        continue
+                    }
                     // Webhooks authenticate per workflow, not with API keys.
                     if template.hasPrefix("/webhook") { continue }
-                    let path = template
+                    let path =
+                        template
                         .replacingOccurrences(of: "{orgId}", with: owner.orgID).replacingOccurrences(of: "{projectId}", with: projectID)
                         .replacingOccurrences(of: "{userId}", with: owner.userID).replacingOccurrences(of: "{keyId}", with: keyID)
-                        .replacingOccurrences(of: "{workflowId}", with: workflowID).replacingOccurrences(of: "{executionId}", with: executionID)
+                        .replacingOccurrences(of: "{workflowId}", with: workflowID).replacingOccurrences(
+                            of: "{executionId}", with: executionID
+                        )
                         .replacingOccurrences(of: "{connectionId}", with: connectionID)
                     let body: [String: Any] = ["name": "x", "role": "viewer", "scope": "read", "email": "x@example.com"]
-                    let response = try await client.request(HTTPRequest.Method(method.uppercased())!, path, json: method == "delete" ? nil : body, auth: .apiKey(key))
+                    let response = try await client.request(
+                        HTTPRequest.Method(method.uppercased())!, path, json: method == "delete" ? nil : body, auth: .apiKey(key))
                     #expect(response.status == 403, "\(method) \(template): \(response.status) \(response.text)")
                     #expect(response.errorCode == "insufficient_scope", "\(method) \(template)")
                     checked += 1
@@ -76,7 +95,8 @@ import Testing
             #expect(checked >= 10)
             // Nothing changed.
             #expect(try await client.get("/api/v1/projects/\(projectID)", auth: auth).json["name"] as? String == "Project")
-            #expect(try await client.get("/api/v1/orgs/\(owner.orgID)/api-keys", auth: auth).json["items"].map { ($0 as! [Any]).count } == 1)
+            #expect(
+                try await client.get("/api/v1/orgs/\(owner.orgID)/api-keys", auth: auth).json["items"].map { ($0 as! [Any]).count } == 1)
         }
     }
 
@@ -138,12 +158,19 @@ import Testing
             let workflow: [String: Any] = [
                 "name": "Run", "nodes": [["name": "M", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]]],
             ]
-            let id = try #require(try await client.post("/api/v1/projects/\(project)/workflows", workflow, auth: auth).json["id"] as? String)
+            let id = try #require(
+                try await client.post("/api/v1/projects/\(project)/workflows", workflow, auth: auth).json["id"] as? String)
             let hook: [String: Any] = [
-                "name": "Hook", "nodes": [["name": "Hook", "type": "flowstack.webhook", "typeVersion": 1,
-                                           "parameters": ["method": "POST", "path": "keeps-keys", "respond": "lastNode"]]],
+                "name": "Hook",
+                "nodes": [
+                    [
+                        "name": "Hook", "type": "flowstack.webhook", "typeVersion": 1,
+                        "parameters": ["method": "POST", "path": "keeps-keys", "respond": "lastNode"],
+                    ]
+                ],
             ]
-            let hookID = try #require(try await client.post("/api/v1/projects/\(project)/workflows", hook, auth: auth).json["id"] as? String)
+            let hookID = try #require(
+                try await client.post("/api/v1/projects/\(project)/workflows", hook, auth: auth).json["id"] as? String)
             #expect(try await client.post("/api/v1/workflows/\(hookID)/activate", nil, auth: auth).status == 200)
             #expect(try await client.post("/api/v1/workflows/\(id)/run", nil, auth: .apiKey(key)).status == 202)
             // Revoked behind this server's back (as another server would): the cached lookup
@@ -208,7 +235,8 @@ import Testing
             let mine = try await client.get("/api/v1/orgs/\(owner.orgID)/api-keys", auth: memberAuth)
             #expect((mine.json["items"] as? [Any])?.count == 1)
             let all = try await client.get("/api/v1/orgs/\(owner.orgID)/api-keys", auth: auth)
-            let ownerKeyID = try #require((all.json["items"] as? [[String: Any]])?.first { $0["projectId"] as? String == a }?["id"] as? String)
+            let ownerKeyID = try #require(
+                (all.json["items"] as? [[String: Any]])?.first { $0["projectId"] as? String == a }?["id"] as? String)
             #expect(try await client.request(.delete, "/api/v1/orgs/\(owner.orgID)/api-keys/\(ownerKeyID)", auth: memberAuth).status == 403)
         }
     }

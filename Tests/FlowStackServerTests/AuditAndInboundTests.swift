@@ -8,13 +8,16 @@ import HTTPTypes
 import Testing
 
 @Suite struct AuditTests {
-    @Test("authentication and changes are recorded with actor, action, resource, time, IP and outcome, and no secrets", arguments: Backend.allCases)
+    @Test(
+        "authentication and changes are recorded with actor, action, resource, time, IP and outcome, and no secrets",
+        arguments: Backend.allCases)
     func recorded(backend: Backend) async throws {
         let app = try await TestApp.make(backend) { $0.trustedProxies = ["unknown"] }
         try await app.test { client in
             let owner = try await client.setupOwner(app)
             try await Admin(store: app.store).setPlan(orgID: owner.orgID, plan: .team)
-            _ = try await client.post("/api/v1/auth/login", ["email": owner.email, "password": "Wrong-Passw0rd-x"], headers: ["X-Forwarded-For": "203.0.113.7"])
+            _ = try await client.post(
+                "/api/v1/auth/login", ["email": owner.email, "password": "Wrong-Passw0rd-x"], headers: ["X-Forwarded-For": "203.0.113.7"])
             let auth = try await client.login(owner)
             let key = try await client.createAPIKey(auth, orgID: owner.orgID)
             let forged = try await client.post("/api/v1/orgs/\(owner.orgID)/projects", ["name": "evil\nname\u{1B}[31m"], auth: auth)
@@ -24,7 +27,9 @@ import Testing
             #expect(events.status == 200)
             let items = try #require(events.json["items"] as? [[String: Any]])
             let actions = items.map { $0["action"] as! String }
-            for action in ["instance.setup", "api_key.created", "project.created", "org.plan_changed"] { #expect(actions.contains(action), "\(action)") }
+            for action in ["instance.setup", "api_key.created", "project.created", "org.plan_changed"] {
+                #expect(actions.contains(action), "\(action)")
+            }
             let created = try #require(items.first { $0["action"] as? String == "project.created" })
             #expect((created["actor"] as? [String: Any])?["id"] as? String == owner.userID)
             #expect((created["resource"] as? [String: Any])?["id"] as? String == projectID)
@@ -34,12 +39,15 @@ import Testing
             #expect((created["details"] as? [String: String])?["name"] == "Reports")
             // No secret values anywhere in the trail, including login failures (not org-scoped).
             let everything = try await app.store.read { db in
-                try await db.raw("SELECT action, ip, outcome FROM audit_events").all().map { try $0.decode(column: "action", as: String.self) }
+                try await db.raw("SELECT action, ip, outcome FROM audit_events").all().map {
+                    try $0.decode(column: "action", as: String.self)
+                }
             }
             #expect(everything.contains("auth.login"))
             #expect(!events.text.contains(key) && !events.text.contains(owner.password) && !events.text.contains("Wrong-Passw0rd-x"))
             let failed = try await app.store.read { db in
-                try await db.raw("SELECT ip FROM audit_events WHERE action = 'auth.login' AND outcome = 'failure'").first()?.decode(column: "ip", as: String.self)
+                try await db.raw("SELECT ip FROM audit_events WHERE action = 'auth.login' AND outcome = 'failure'").first()?.decode(
+                    column: "ip", as: String.self)
             }
             #expect(failed == "203.0.113.7")
         }
@@ -59,7 +67,9 @@ import Testing
             var seen: [String] = []
             var cursor: String?
             repeat {
-                let page = try await client.get("/api/v1/orgs/\(owner.orgID)/audit-events?limit=3&action=project.created" + (cursor.map { "&cursor=\($0)" } ?? ""), auth: auth)
+                let page = try await client.get(
+                    "/api/v1/orgs/\(owner.orgID)/audit-events?limit=3&action=project.created" + (cursor.map { "&cursor=\($0)" } ?? ""),
+                    auth: auth)
                 #expect(page.status == 200)
                 seen += (page.json["items"] as? [[String: Any]] ?? []).map { $0["id"] as! String }
                 cursor = page.json["nextCursor"] as? String
@@ -93,9 +103,12 @@ import Testing
             }
             let missing = try await client.request(.post, path, rawBody: #"{"name":"x"}"#, contentType: nil, auth: auth)
             #expect(missing.status == 415)
-            let big = try await client.request(.post, path, rawBody: #"{"name":"x","description":""# + String(repeating: "a", count: 5000) + #""}"#, auth: auth)
+            let big = try await client.request(
+                .post, path, rawBody: #"{"name":"x","description":""# + String(repeating: "a", count: 5000) + #""}"#, auth: auth)
             #expect(big.status == 413)
-            let deep = try await client.request(.post, path, rawBody: #"{"name":"x","d":"# + String(repeating: "[", count: 40) + String(repeating: "]", count: 40) + "}", auth: auth)
+            let deep = try await client.request(
+                .post, path, rawBody: #"{"name":"x","d":"# + String(repeating: "[", count: 40) + String(repeating: "]", count: 40) + "}",
+                auth: auth)
             #expect(deep.status == 400)
             #expect(deep.errorCode == "json_too_deep")
             let malformed = try await client.request(.post, path, rawBody: #"{"name": "#, auth: auth)
@@ -119,7 +132,9 @@ import Testing
         }
     }
 
-    @Test("every response carries HSTS and the security headers, and no server version", arguments: ["/healthz", "/readyz", "/api/v1/me", "/nope", "/api/v1/openapi.json"])
+    @Test(
+        "every response carries HSTS and the security headers, and no server version",
+        arguments: ["/healthz", "/readyz", "/api/v1/me", "/nope", "/api/v1/openapi.json"])
     func headers(path: String) async throws {
         let app = try await TestApp.make(.sqlite)
         try await app.test { client in
@@ -149,14 +164,15 @@ import Testing
     @Test("the OpenAPI document lists exactly the routes the router serves")
     func matchesRouter() async throws {
         let app = try await TestApp.make(.sqlite)
-        let routes = Set(app.router.routes.map { route -> String in
-            let path = route.path.components.map { component -> String in
-                let text = "\(component)"
-                // A catch-all (the webhook path) is documented as one path parameter.
-                return text.hasPrefix(":") ? "{\(text.dropFirst())}" : text == "**" ? "{path}" : text
-            }.joined(separator: "/")
-            return "\(route.method.rawValue.lowercased()) /\(path)"
-        })
+        let routes = Set(
+            app.router.routes.map { route -> String in
+                let path = route.path.components.map { component -> String in
+                    let text = "\(component)"
+                    // A catch-all (the webhook path) is documented as one path parameter.
+                    return text.hasPrefix(":") ? "{\(text.dropFirst())}" : text == "**" ? "{path}" : text
+                }.joined(separator: "/")
+                return "\(route.method.rawValue.lowercased()) /\(path)"
+            })
         try await app.test { client in
             let document = try await client.get("/api/v1/openapi.json")
             #expect(document.json["openapi"] as? String == "3.1.0")

@@ -11,7 +11,9 @@ import Testing
         let app = try await TestApp.make(backend)
         try await app.test { client in
             let token = try await app.setupToken()
-            let body: [String: Any] = ["token": token, "email": "o@example.com", "password": APIClient.password, "name": "O", "organization": "Acme"]
+            let body: [String: Any] = [
+                "token": token, "email": "o@example.com", "password": APIClient.password, "name": "O", "organization": "Acme",
+            ]
             var wrong = body
             wrong["token"] = "fst_wrong"
             let refused = try await client.post("/api/v1/setup", wrong)
@@ -33,17 +35,20 @@ import Testing
     func signup(backend: Backend) async throws {
         let off = try await TestApp.make(backend)
         try await off.test { client in
-            let response = try await client.post("/api/v1/auth/signup", ["email": "s@example.com", "password": APIClient.password, "name": "S", "organization": "S"])
+            let response = try await client.post(
+                "/api/v1/auth/signup", ["email": "s@example.com", "password": APIClient.password, "name": "S", "organization": "S"])
             #expect(response.status == 403)
             #expect(response.errorCode == "signup_disabled")
         }
         let on = try await TestApp.make(backend) { $0.app.allowSignup = true }
         try await on.test { client in
-            let response = try await client.post("/api/v1/auth/signup", ["email": "s@example.com", "password": APIClient.password, "name": "S", "organization": "S"])
+            let response = try await client.post(
+                "/api/v1/auth/signup", ["email": "s@example.com", "password": APIClient.password, "name": "S", "organization": "S"])
             #expect(response.status == 201)
             #expect((response.json["organization"] as? [String: Any])?["plan"] as? String == "free")
             #expect((response.json["organization"] as? [String: Any])?["role"] as? String == "owner")
-            let dup = try await client.post("/api/v1/auth/signup", ["email": "S@example.com", "password": APIClient.password, "name": "S", "organization": "S"])
+            let dup = try await client.post(
+                "/api/v1/auth/signup", ["email": "S@example.com", "password": APIClient.password, "name": "S", "organization": "S"])
             #expect(dup.status == 409)
             #expect(dup.errorCode == "email_taken")
         }
@@ -53,8 +58,12 @@ import Testing
     func weakPasswords(backend: Backend) async throws {
         let app = try await TestApp.make(backend) { $0.app.allowSignup = true }
         try await app.test { client in
-            for (password, rule) in [("Ab1", "at least 8"), ("abcdefg1", "upper-case"), ("ABCDEFG1", "lower-case"), ("Abcdefgh", "digit"), ("Password1", "commonly used")] {
-                let response = try await client.post("/api/v1/auth/signup", ["email": "w@example.com", "password": password, "name": "W", "organization": "W"])
+            for (password, rule) in [
+                ("Ab1", "at least 8"), ("abcdefg1", "upper-case"), ("ABCDEFG1", "lower-case"), ("Abcdefgh", "digit"),
+                ("Password1", "commonly used"),
+            ] {
+                let response = try await client.post(
+                    "/api/v1/auth/signup", ["email": "w@example.com", "password": password, "name": "W", "organization": "W"])
                 #expect(response.status == 422, "\(password)")
                 #expect(response.errorField == "password")
                 let message = response.errorMessage
@@ -69,10 +78,12 @@ import Testing
         let app = try await TestApp.make(backend) { $0.app.allowSignup = true }
         try await app.test { client in
             let long = String((0..<128).map { i in Array("Zq7wertyuiopasdfghjklzxcvbnm")[i % 28] })
-            let created = try await client.post("/api/v1/auth/signup", ["email": "l@example.com", "password": long, "name": "L", "organization": "L"])
+            let created = try await client.post(
+                "/api/v1/auth/signup", ["email": "l@example.com", "password": long, "name": "L", "organization": "L"])
             #expect(created.status == 201)
             #expect(try await client.post("/api/v1/auth/login", ["email": "l@example.com", "password": long]).status == 200)
-            #expect(try await client.post("/api/v1/auth/login", ["email": "l@example.com", "password": String(long.prefix(72))]).status == 401)
+            #expect(
+                try await client.post("/api/v1/auth/login", ["email": "l@example.com", "password": String(long.prefix(72))]).status == 401)
         }
     }
 }
@@ -98,8 +109,9 @@ import Testing
         try await app.test { client in
             let owner = try await client.setupOwner(app)
             for i in 1...10 {
-                let response = try await client.post("/api/v1/auth/login", ["email": owner.email, "password": "Wrong-Passw0rd"],
-                                                     headers: ["X-Forwarded-For": "10.0.0.\(i)"])
+                let response = try await client.post(
+                    "/api/v1/auth/login", ["email": owner.email, "password": "Wrong-Passw0rd"],
+                    headers: ["X-Forwarded-For": "10.0.0.\(i)"])
                 #expect(response.status == (i < 10 ? 401 : 423), "attempt \(i)")
             }
             let locked = try await client.post("/api/v1/auth/login", ["email": owner.email, "password": owner.password])
@@ -120,9 +132,12 @@ import Testing
         try await app.test { client in
             let owner = try await client.setupOwner(app)
             for i in 1...10 {
-                _ = try await client.post("/api/v1/auth/login", ["email": owner.email, "password": "Wrong-Passw0rd"], headers: ["X-Forwarded-For": "198.51.100.\(i)"])
+                _ = try await client.post(
+                    "/api/v1/auth/login", ["email": owner.email, "password": "Wrong-Passw0rd"],
+                    headers: ["X-Forwarded-For": "198.51.100.\(i)"])
             }
-            let response = try await client.post("/api/v1/auth/login", ["email": owner.email, "password": owner.password], headers: ["X-Forwarded-For": "203.0.113.9"])
+            let response = try await client.post(
+                "/api/v1/auth/login", ["email": owner.email, "password": owner.password], headers: ["X-Forwarded-For": "203.0.113.9"])
             #expect(response.status == 423)
         }
     }
@@ -134,7 +149,9 @@ import Testing
             let owner = try await client.setupOwner(app)
             let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
                 for _ in 0..<50 {
-                    group.addTask { try await client.post("/api/v1/auth/login", ["email": owner.email, "password": "Wrong-Passw0rd"]).status }
+                    group.addTask {
+                        try await client.post("/api/v1/auth/login", ["email": owner.email, "password": "Wrong-Passw0rd"]).status
+                    }
                 }
                 return try await group.reduce(into: [Int]()) { $0.append($1) }
             }
@@ -152,8 +169,9 @@ import Testing
             var statuses: [Int] = []
             for i in 0..<25 {
                 // Not a trusted proxy: the forwarded address is ignored.
-                let response = try await client.post("/api/v1/auth/login", ["email": "user\(i)@example.com", "password": "Summer-2026x"],
-                                                     headers: ["X-Forwarded-For": "192.0.2.\(i)"])
+                let response = try await client.post(
+                    "/api/v1/auth/login", ["email": "user\(i)@example.com", "password": "Summer-2026x"],
+                    headers: ["X-Forwarded-For": "192.0.2.\(i)"])
                 statuses.append(response.status)
             }
             #expect(statuses.prefix(20).allSatisfy { $0 == 401 })

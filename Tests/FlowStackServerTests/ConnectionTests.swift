@@ -35,8 +35,9 @@ final class LocalProvider: Sendable {
         router.get("authorize") { request, _ -> Response in
             let query = request.uri.queryParameters
             guard query["client_id"].map(String.init) == Self.clientID, query["response_type"] == "code",
-                  query["code_challenge_method"] == "S256", let challenge = query["code_challenge"].map(String.init),
-                  let redirect = query["redirect_uri"].map(String.init), let state = query["state"].map(String.init) else {
+                query["code_challenge_method"] == "S256", let challenge = query["code_challenge"].map(String.init),
+                let redirect = query["redirect_uri"].map(String.init), let state = query["state"].map(String.init)
+            else {
                 return Response(status: .badRequest)
             }
             let code = "code-" + UUID().uuidString
@@ -63,26 +64,35 @@ final class LocalProvider: Sendable {
                     state.refreshTokens.insert(token)
                     answer["refresh_token"] = token
                 }
-                return Response(status: .ok, headers: [.contentType: "application/json"],
-                                body: .init(byteBuffer: ByteBuffer(bytes: try! JSONSerialization.data(withJSONObject: answer))))
+                return Response(
+                    status: .ok, headers: [.contentType: "application/json"],
+                    body: .init(byteBuffer: ByteBuffer(bytes: try! JSONSerialization.data(withJSONObject: answer))))
             }
             func refuse(_ error: String) -> Response {
-                Response(status: .badRequest, headers: [.contentType: "application/json"],
-                         body: .init(byteBuffer: ByteBuffer(string: #"{"error":"\#(error)","error_description":"echo \#(form["refresh_token"] ?? "")"}"#)))
+                Response(
+                    status: .badRequest, headers: [.contentType: "application/json"],
+                    body: .init(
+                        byteBuffer: ByteBuffer(string: #"{"error":"\#(error)","error_description":"echo \#(form["refresh_token"] ?? "")"}"#)
+                    ))
             }
             return self.state.withLock { state in
                 state.tokenRequests.append(form["grant_type"] ?? "")
                 guard authenticated else { return refuse("invalid_client") }
                 switch form["grant_type"] {
                 case "authorization_code":
-                    guard let code = form["code"], let pending = state.codes.removeValue(forKey: code), let verifier = form["code_verifier"],
-                          pending.redirect == form["redirect_uri"] else { return refuse("invalid_grant") }
+                    guard let code = form["code"], let pending = state.codes.removeValue(forKey: code),
+                        let verifier = form["code_verifier"],
+                        pending.redirect == form["redirect_uri"]
+                    else { return refuse("invalid_grant") }
                     let computed = Data(SHA256.hash(data: Data(verifier.utf8))).base64EncodedString()
-                        .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+                        .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(
+                            of: "=", with: "")
                     guard computed == pending.challenge else { return refuse("invalid_grant") }
                     return issue(&state, refresh: true)
                 case "refresh_token":
-                    guard let token = form["refresh_token"], state.refreshTokens.remove(token) != nil else { return refuse("invalid_grant") }
+                    guard let token = form["refresh_token"], state.refreshTokens.remove(token) != nil else {
+                        return refuse("invalid_grant")
+                    }
                     return issue(&state, refresh: true)
                 case "client_credentials":
                     return issue(&state, refresh: false)
@@ -94,12 +104,15 @@ final class LocalProvider: Sendable {
         router.get("api") { request, _ -> Response in
             let token = request.headers[.authorization].map { String($0.dropFirst("Bearer ".count)) } ?? ""
             let valid = self.state.withLock { $0.accessTokens.contains(token) }
-            return Response(status: valid ? .ok : .unauthorized, headers: [.contentType: "application/json"],
-                            body: .init(byteBuffer: ByteBuffer(string: valid ? #"{"ok":true}"# : #"{"ok":false}"#)))
+            return Response(
+                status: valid ? .ok : .unauthorized, headers: [.contentType: "application/json"],
+                body: .init(byteBuffer: ByteBuffer(string: valid ? #"{"ok":true}"# : #"{"ok":false}"#)))
         }
         // Fails with the credential in its answer: the node's error message must not keep it.
         router.get("fail-echo") { request, _ -> Response in
-            Response(status: .internalServerError, body: .init(byteBuffer: ByteBuffer(string: "denied for \(request.headers[.authorization] ?? "")")))
+            Response(
+                status: .internalServerError,
+                body: .init(byteBuffer: ByteBuffer(string: "denied for \(request.headers[.authorization] ?? "")")))
         }
         // Echoes what it received, credential included: redaction must take it out again.
         router.get("echo") { request, _ -> Response in
@@ -107,8 +120,9 @@ final class LocalProvider: Sendable {
             for field in request.headers { seen[field.name.canonicalName.lowercased()] = field.value }
             seen["query"] = request.uri.query ?? ""
             self.state.withLock { $0.lastEcho = seen }
-            return Response(status: .ok, headers: [.contentType: "application/json"],
-                            body: .init(byteBuffer: ByteBuffer(bytes: try! JSONSerialization.data(withJSONObject: seen))))
+            return Response(
+                status: .ok, headers: [.contentType: "application/json"],
+                body: .init(byteBuffer: ByteBuffer(bytes: try! JSONSerialization.data(withJSONObject: seen))))
         }
         return router
     }
@@ -127,9 +141,13 @@ func loopbackFetcher() throws -> GuardedHTTPClient {
 func httpWorkflow(url: String, connection: String) -> [String: Any] {
     [
         "name": "Call",
-        "nodes": [["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
-                  ["name": "Call", "type": "flowstack.httpRequest", "typeVersion": 1,
-                   "parameters": ["url": url, "connection": connection]]],
+        "nodes": [
+            ["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
+            [
+                "name": "Call", "type": "flowstack.httpRequest", "typeVersion": 1,
+                "parameters": ["url": url, "connection": connection],
+            ],
+        ],
         "edges": [["from": "Manual", "to": "Call"]],
     ]
 }
@@ -149,25 +167,59 @@ func httpWorkflow(url: String, connection: String) -> [String: Any] {
             #expect(!created.text.contains(marker))
             let id = try #require(created.json["id"] as? String)
             #expect((created.json["secrets"] as? [String: Any])?["token"] as? [String: Any] != nil)
-            #expect(((created.json["secrets"] as? [String: Any])?["token"] as? [String: Any])?["last4"] as? String == String(marker.suffix(4)))
+            #expect(
+                ((created.json["secrets"] as? [String: Any])?["token"] as? [String: Any])?["last4"] as? String == String(marker.suffix(4)))
             #expect(created.json["status"] as? String == "untested")
             // Bad input: typed errors, nothing stored.
             #expect(try await client.post(base, ["name": "crm", "type": "bearer", "data": ["token": "x"]], auth: auth).status == 409)
             #expect(try await client.post(base, ["name": "n", "type": "nope", "data": [:]], auth: auth).status == 422)
             #expect(try await client.post(base, ["name": "n", "type": "bearer", "data": [:]], auth: auth).status == 422)
-            #expect(try await client.post(base, ["name": "n", "type": "bearer", "data": ["token": "t", "extra": "x"]], auth: auth).status == 422)
+            #expect(
+                try await client.post(base, ["name": "n", "type": "bearer", "data": ["token": "t", "extra": "x"]], auth: auth).status == 422
+            )
             #expect(try await client.post(base, ["name": "n", "type": "basic", "data": ["username": "u"]], auth: auth).status == 422)
-            #expect(try await client.post(base, ["name": "n", "type": "apiKey", "data": ["key": "k", "in": "cookie"]], auth: auth).status == 422)
+            #expect(
+                try await client.post(base, ["name": "n", "type": "apiKey", "data": ["key": "k", "in": "cookie"]], auth: auth).status == 422
+            )
             #expect(try await client.post(base, ["name": "n", "type": "headers", "data": ["bad header": "v"]], auth: auth).status == 422)
             // Control characters (a pasted trailing newline) never reach a header, or an error quoting it.
             #expect(try await client.post(base, ["name": "n", "type": "bearer", "data": ["token": "abc\n"]], auth: auth).status == 422)
-            #expect(try await client.post(base, ["name": "n", "type": "apiKey", "data": ["key": "k", "name": "X Key"]], auth: auth).status == 422)
-            #expect(try await client.post(base, ["name": "n", "type": "oauth2", "data": ["grantType": "clientCredentials", "tokenUrl": "http://auth.example.com/t",
-                                                                                            "clientId": "c", "clientSecret": "s"]], auth: auth).status == 422)
-            #expect(try await client.post(base, ["name": "n", "type": "oauth2", "data": ["grantType": "authorizationCode", "tokenUrl": "ftp://x",
-                                                                                            "clientId": "c"]], auth: auth).status == 422)
-            #expect(try await client.post(base, ["name": "n", "type": "oauth2", "data": ["grantType": "clientCredentials", "tokenUrl": "https://x.test/t",
-                                                                                            "clientId": "c", "accessToken": "a"]], auth: auth).status == 422)
+            #expect(
+                try await client.post(base, ["name": "n", "type": "apiKey", "data": ["key": "k", "name": "X Key"]], auth: auth).status
+                    == 422)
+            #expect(
+                try await client.post(
+                    base,
+                    [
+                        "name": "n", "type": "oauth2",
+                        "data": [
+                            "grantType": "clientCredentials", "tokenUrl": "http://auth.example.com/t",
+                            "clientId": "c", "clientSecret": "s",
+                        ],
+                    ], auth: auth
+                ).status == 422)
+            #expect(
+                try await client.post(
+                    base,
+                    [
+                        "name": "n", "type": "oauth2",
+                        "data": [
+                            "grantType": "authorizationCode", "tokenUrl": "ftp://x",
+                            "clientId": "c",
+                        ],
+                    ], auth: auth
+                ).status == 422)
+            #expect(
+                try await client.post(
+                    base,
+                    [
+                        "name": "n", "type": "oauth2",
+                        "data": [
+                            "grantType": "clientCredentials", "tokenUrl": "https://x.test/t",
+                            "clientId": "c", "accessToken": "a",
+                        ],
+                    ], auth: auth
+                ).status == 422)
             let list = try await client.get(base, auth: auth)
             #expect((list.json["items"] as? [Any])?.count == 1)
             #expect(!list.text.contains(marker))
@@ -184,7 +236,8 @@ func httpWorkflow(url: String, connection: String) -> [String: Any] {
             let renamed = try await client.request(.patch, "/api/v1/connections/\(id)", json: ["name": "crm2"], auth: auth)
             #expect(renamed.json["name"] as? String == "crm2")
             #expect(renamed.json["status"] as? String == "error")
-            let rotated = try await client.request(.patch, "/api/v1/connections/\(id)", json: ["data": ["token": marker + "-v2"]], auth: auth)
+            let rotated = try await client.request(
+                .patch, "/api/v1/connections/\(id)", json: ["data": ["token": marker + "-v2"]], auth: auth)
             #expect(rotated.status == 200)
             #expect(rotated.json["status"] as? String == "untested")
             #expect(!rotated.text.contains(marker))
@@ -197,7 +250,8 @@ func httpWorkflow(url: String, connection: String) -> [String: Any] {
                 try await db.raw("SELECT action, resource_id FROM audit_events WHERE action LIKE 'connection.%'").all()
             }
             #expect(events.count == 3)
-            let audited = try await app.store.auditEvents(orgID: try await orgID(app, project), filter: Store.AuditFilter(), cursor: nil, limit: 100)
+            let audited = try await app.store.auditEvents(
+                orgID: try await orgID(app, project), filter: Store.AuditFilter(), cursor: nil, limit: 100)
             #expect(audited.items.contains { $0.action == "connection.created" })
             #expect(!String(describing: audited.items.map(\.details)).contains(marker))
             #expect(try await client.request(.delete, "/api/v1/connections/\(id)", auth: auth).status == 204)
@@ -213,12 +267,19 @@ func httpWorkflow(url: String, connection: String) -> [String: Any] {
             try await app.test { client in
                 let (auth, project, owner) = try await setUp(client, app)
                 let other = try await client.createProject(auth, orgID: owner.orgID, name: "Other")
-                let id = try await client.post("/api/v1/projects/\(project)/connections",
-                                               ["name": "crm", "type": "bearer", "data": ["token": "tok-\(UUID())"]], auth: auth).json["id"] as! String
+                let id =
+                    try await client.post(
+                        "/api/v1/projects/\(project)/connections",
+                        ["name": "crm", "type": "bearer", "data": ["token": "tok-\(UUID())"]], auth: auth
+                    ).json["id"] as! String
                 // A workflow in another project that names the connection (by id or name) cannot use it.
                 for reference in [id, "crm"] {
-                    let wf = try await client.post("/api/v1/projects/\(other)/workflows", httpWorkflow(url: "http://127.0.0.1:\(port)/echo", connection: reference),
-                                                   auth: auth).json["id"] as! String
+                    let wf =
+                        try await client.post(
+                            "/api/v1/projects/\(other)/workflows",
+                            httpWorkflow(url: "http://127.0.0.1:\(port)/echo", connection: reference),
+                            auth: auth
+                        ).json["id"] as! String
                     let run = try await client.post("/api/v1/workflows/\(wf)/run?wait=true", nil, auth: auth)
                     #expect(run.json["status"] as? String == "failed")
                     #expect((run.json["error"] as? String ?? "").contains("No connection"))
@@ -228,7 +289,8 @@ func httpWorkflow(url: String, connection: String) -> [String: Any] {
                 let stranger = try await client.createAccount(app, email: "stranger@example.com")
                 let strangerAuth = try await client.login(stranger)
                 #expect(try await client.get("/api/v1/connections/\(id)", auth: strangerAuth).status == 404)
-                #expect(try await client.request(.patch, "/api/v1/connections/\(id)", json: ["name": "x"], auth: strangerAuth).status == 404)
+                #expect(
+                    try await client.request(.patch, "/api/v1/connections/\(id)", json: ["name": "x"], auth: strangerAuth).status == 404)
             }
         }
     }
@@ -245,15 +307,25 @@ func httpWorkflow(url: String, connection: String) -> [String: Any] {
                     ("bearer", ["token": secret], { $0["authorization"] == "Bearer \(secret)" }),
                     ("apiKey", ["key": secret, "name": "X-Key"], { $0["x-key"] == secret }),
                     ("apiKey", ["key": secret, "name": "api_key", "in": "query"], { $0["query"] == "api_key=\(secret)" }),
-                    ("basic", ["username": "ann", "password": secret], { $0["authorization"] == "Basic " + Data("ann:\(secret)".utf8).base64EncodedString() }),
-                    ("headers", ["X-One": secret, "X-Two": "second-\(secret)"], { $0["x-one"] == secret && $0["x-two"] == "second-\(secret)" }),
+                    (
+                        "basic", ["username": "ann", "password": secret],
+                        { $0["authorization"] == "Basic " + Data("ann:\(secret)".utf8).base64EncodedString() }
+                    ),
+                    (
+                        "headers", ["X-One": secret, "X-Two": "second-\(secret)"],
+                        { $0["x-one"] == secret && $0["x-two"] == "second-\(secret)" }
+                    ),
                 ]
                 for (index, (kind, data, check)) in kinds.enumerated() {
                     let name = "c\(index)"
-                    let made = try await client.post("/api/v1/projects/\(project)/connections", ["name": name, "type": kind, "data": data], auth: auth)
+                    let made = try await client.post(
+                        "/api/v1/projects/\(project)/connections", ["name": name, "type": kind, "data": data], auth: auth)
                     #expect(made.status == 201, "\(made.text)")
-                    let wf = try await client.post("/api/v1/projects/\(project)/workflows",
-                                                   httpWorkflow(url: "http://127.0.0.1:\(port)/echo", connection: name), auth: auth).json["id"] as! String
+                    let wf =
+                        try await client.post(
+                            "/api/v1/projects/\(project)/workflows",
+                            httpWorkflow(url: "http://127.0.0.1:\(port)/echo", connection: name), auth: auth
+                        ).json["id"] as! String
                     let run = try await client.post("/api/v1/workflows/\(wf)/run?wait=true", nil, auth: auth)
                     #expect(run.json["status"] as? String == "succeeded", "\(kind): \(run.text)")
                     #expect(check(provider.state.withLock { $0.lastEcho }), "\(kind)")
@@ -276,7 +348,8 @@ func httpWorkflow(url: String, connection: String) -> [String: Any] {
             try await app.test { client in
                 let (auth, project, _) = try await setUp(client, app)
                 let secret = "ERR-\(UUID().uuidString)"
-                _ = try await client.post("/api/v1/projects/\(project)/connections", ["name": "k", "type": "bearer", "data": ["token": secret]], auth: auth)
+                _ = try await client.post(
+                    "/api/v1/projects/\(project)/connections", ["name": "k", "type": "bearer", "data": ["token": secret]], auth: auth)
                 let workflow = httpWorkflow(url: "http://127.0.0.1:\(port)/fail-echo", connection: "k")
                 let wf = try await client.post("/api/v1/projects/\(project)/workflows", workflow, auth: auth)
                 #expect(wf.status == 201, "\(wf.text)")
@@ -299,7 +372,8 @@ func httpWorkflow(url: String, connection: String) -> [String: Any] {
             try await app.test { client in
                 let (auth, project, _) = try await setUp(client, app)
                 let secret = "BROKER-\(UUID().uuidString)"
-                _ = try await client.post("/api/v1/projects/\(project)/connections", ["name": "crm", "type": "bearer", "data": ["token": secret]], auth: auth)
+                _ = try await client.post(
+                    "/api/v1/projects/\(project)/connections", ["name": "crm", "type": "bearer", "data": ["token": secret]], auth: auth)
                 let code = """
                     const response = await $http.request({connection: "crm", url: "http://127.0.0.1:\(port)/echo", method: "GET"});
                     const seen = {};
@@ -315,8 +389,10 @@ func httpWorkflow(url: String, connection: String) -> [String: Any] {
                     """
                 let workflow: [String: Any] = [
                     "name": "Broker",
-                    "nodes": [["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
-                              ["name": "Code", "type": "flowstack.code", "typeVersion": 1, "parameters": ["code": code]]],
+                    "nodes": [
+                        ["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
+                        ["name": "Code", "type": "flowstack.code", "typeVersion": 1, "parameters": ["code": code]],
+                    ],
                     "edges": [["from": "Manual", "to": "Code"]],
                 ]
                 let wf = try await client.post("/api/v1/projects/\(project)/workflows", workflow, auth: auth).json["id"] as! String
@@ -347,7 +423,9 @@ func httpWorkflow(url: String, connection: String) -> [String: Any] {
         }
     }
 
-    @Test("allowedHosts keeps a credential to its hosts; a secrets connection fills $secret(name) outside the sandbox, never forged text", arguments: [Backend.sqlite])
+    @Test(
+        "allowedHosts keeps a credential to its hosts; a secrets connection fills $secret(name) outside the sandbox, never forged text",
+        arguments: [Backend.sqlite])
     func hostsAndPlaceholders(_ backend: Backend) async throws {
         let provider = LocalProvider()
         try await provider.run { port in
@@ -356,30 +434,47 @@ func httpWorkflow(url: String, connection: String) -> [String: Any] {
             try await app.test { client in
                 let (auth, project, _) = try await setUp(client, app)
                 let secret = "PLACEHOLDER-\(UUID().uuidString)"
-                let pinned = try await client.post("/api/v1/projects/\(project)/connections",
-                                                   ["name": "pinned", "type": "bearer", "data": ["token": secret], "allowedHosts": ["api.example.com"]],
-                                                   auth: auth)
+                let pinned = try await client.post(
+                    "/api/v1/projects/\(project)/connections",
+                    ["name": "pinned", "type": "bearer", "data": ["token": secret], "allowedHosts": ["api.example.com"]],
+                    auth: auth)
                 #expect(pinned.json["allowedHosts"] as? [String] == ["api.example.com"])
-                #expect(try await client.post("/api/v1/projects/\(project)/connections",
-                                              ["name": "bad", "type": "bearer", "data": ["token": "x"], "allowedHosts": ["not a host"]], auth: auth).status == 422)
+                #expect(
+                    try await client.post(
+                        "/api/v1/projects/\(project)/connections",
+                        ["name": "bad", "type": "bearer", "data": ["token": "x"], "allowedHosts": ["not a host"]], auth: auth
+                    ).status == 422)
                 // Widening the hosts needs the secret entered again (an editor cannot redirect the stored one).
                 let pinnedID = pinned.json["id"] as! String
-                let widen = try await client.request(.patch, "/api/v1/connections/\(pinnedID)", json: ["allowedHosts": ["evil.example.net"]], auth: auth)
+                let widen = try await client.request(
+                    .patch, "/api/v1/connections/\(pinnedID)", json: ["allowedHosts": ["evil.example.net"]], auth: auth)
                 #expect(widen.status == 422)
                 #expect(widen.errorField == "allowedHosts")
-                #expect(try await client.request(.patch, "/api/v1/connections/\(pinnedID)", json: ["allowedHosts": []], auth: auth).status == 422)
-                #expect(try await client.request(.patch, "/api/v1/connections/\(pinnedID)", json: ["allowedHosts": ["api.example.com"], "name": "pinned"],
-                                                 auth: auth).status == 200)
-                #expect(try await client.request(.patch, "/api/v1/connections/\(pinnedID)",
-                                                 json: ["allowedHosts": ["api.example.com", "b.example.com"], "data": ["token": secret]], auth: auth).status == 200)
-                let wf = try await client.post("/api/v1/projects/\(project)/workflows", httpWorkflow(url: "http://127.0.0.1:\(port)/echo", connection: "pinned"),
-                                               auth: auth).json["id"] as! String
+                #expect(
+                    try await client.request(.patch, "/api/v1/connections/\(pinnedID)", json: ["allowedHosts": []], auth: auth).status
+                        == 422)
+                #expect(
+                    try await client.request(
+                        .patch, "/api/v1/connections/\(pinnedID)", json: ["allowedHosts": ["api.example.com"], "name": "pinned"],
+                        auth: auth
+                    ).status == 200)
+                #expect(
+                    try await client.request(
+                        .patch, "/api/v1/connections/\(pinnedID)",
+                        json: ["allowedHosts": ["api.example.com", "b.example.com"], "data": ["token": secret]], auth: auth
+                    ).status == 200)
+                let wf =
+                    try await client.post(
+                        "/api/v1/projects/\(project)/workflows", httpWorkflow(url: "http://127.0.0.1:\(port)/echo", connection: "pinned"),
+                        auth: auth
+                    ).json["id"] as! String
                 let refused = try await client.post("/api/v1/workflows/\(wf)/run?wait=true", nil, auth: auth)
                 #expect((refused.json["error"] as? String ?? "").contains("may only be sent to api.example.com, b.example.com"))
                 #expect(provider.state.withLock { $0.lastEcho.isEmpty })
 
-                _ = try await client.post("/api/v1/projects/\(project)/connections",
-                                          ["name": "vault", "type": "secrets", "data": ["apiToken": secret]], auth: auth)
+                _ = try await client.post(
+                    "/api/v1/projects/\(project)/connections",
+                    ["name": "vault", "type": "secrets", "data": ["apiToken": secret]], auth: auth)
                 let code = """
                     const r = await $http.request({connection: "vault", url: "http://127.0.0.1:\(port)/echo", headers: {"X-Token": $secret("apiToken")}});
                     let missing = "";
@@ -391,8 +486,10 @@ func httpWorkflow(url: String, connection: String) -> [String: Any] {
                     """
                 let workflow: [String: Any] = [
                     "name": "Vault",
-                    "nodes": [["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
-                              ["name": "Code", "type": "flowstack.code", "typeVersion": 1, "parameters": ["code": code]]],
+                    "nodes": [
+                        ["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
+                        ["name": "Code", "type": "flowstack.code", "typeVersion": 1, "parameters": ["code": code]],
+                    ],
                     "edges": [["from": "Manual", "to": "Code"]],
                 ]
                 let id = try await client.post("/api/v1/projects/\(project)/workflows", workflow, auth: auth).json["id"] as! String
@@ -408,7 +505,9 @@ func httpWorkflow(url: String, connection: String) -> [String: Any] {
         }
     }
 
-    @Test("OAuth2: authorization code with PKCE, refresh before expiry and on 401, a revoked refresh token surfaced", arguments: Backend.allCases)
+    @Test(
+        "OAuth2: authorization code with PKCE, refresh before expiry and on 401, a revoked refresh token surfaced",
+        arguments: Backend.allCases)
     func oauth2(_ backend: Backend) async throws {
         let provider = LocalProvider()
         try await provider.run { port in
@@ -416,18 +515,25 @@ func httpWorkflow(url: String, connection: String) -> [String: Any] {
             let app = try await TestApp.make(backend, configure: { $0.publicURL = "https://flowstack.test" }, fetcher: fetcher)
             try await app.test { client in
                 let (auth, project, _) = try await setUp(client, app)
-                let made = try await client.post("/api/v1/projects/\(project)/connections", [
-                    "name": "provider", "type": "oauth2",
-                    "data": ["grantType": "authorizationCode", "authorizationUrl": "http://127.0.0.1:\(port)/authorize",
-                             "tokenUrl": "http://127.0.0.1:\(port)/token", "clientId": LocalProvider.clientID,
-                             "clientSecret": LocalProvider.clientSecret, "scope": "read write"],
-                ], auth: auth)
+                let made = try await client.post(
+                    "/api/v1/projects/\(project)/connections",
+                    [
+                        "name": "provider", "type": "oauth2",
+                        "data": [
+                            "grantType": "authorizationCode", "authorizationUrl": "http://127.0.0.1:\(port)/authorize",
+                            "tokenUrl": "http://127.0.0.1:\(port)/token", "clientId": LocalProvider.clientID,
+                            "clientSecret": LocalProvider.clientSecret, "scope": "read write",
+                        ],
+                    ], auth: auth)
                 #expect(made.status == 201, "\(made.text)")
                 let id = try #require(made.json["id"] as? String)
                 #expect(made.json["authorized"] as? Bool == false)
                 // Not authorized yet: a run fails with a clear message.
-                let wf = try await client.post("/api/v1/projects/\(project)/workflows", httpWorkflow(url: "http://127.0.0.1:\(port)/api", connection: "provider"),
-                                               auth: auth).json["id"] as! String
+                let wf =
+                    try await client.post(
+                        "/api/v1/projects/\(project)/workflows", httpWorkflow(url: "http://127.0.0.1:\(port)/api", connection: "provider"),
+                        auth: auth
+                    ).json["id"] as! String
                 let early = try await client.post("/api/v1/workflows/\(wf)/run?wait=true", nil, auth: auth)
                 #expect((early.json["error"] as? String ?? "").contains("not authorized"))
                 // An API key is no browser session: the flow needs one.
@@ -469,9 +575,13 @@ func httpWorkflow(url: String, connection: String) -> [String: Any] {
                 #expect(provider.state.withLock { $0.tokenRequests } == ["authorization_code", "refresh_token"])
 
                 // Renaming the connection keeps the tokens the refresh just stored.
-                #expect(try await client.request(.patch, "/api/v1/connections/\(id)", json: ["name": "provider2"], auth: auth).status == 200)
-                let wf2 = try await client.post("/api/v1/projects/\(project)/workflows", httpWorkflow(url: "http://127.0.0.1:\(port)/api", connection: "provider2"),
-                                                auth: auth).json["id"] as! String
+                #expect(
+                    try await client.request(.patch, "/api/v1/connections/\(id)", json: ["name": "provider2"], auth: auth).status == 200)
+                let wf2 =
+                    try await client.post(
+                        "/api/v1/projects/\(project)/workflows", httpWorkflow(url: "http://127.0.0.1:\(port)/api", connection: "provider2"),
+                        auth: auth
+                    ).json["id"] as! String
                 let renamed = try await client.post("/api/v1/workflows/\(wf2)/run?wait=true", nil, auth: auth)
                 #expect(renamed.json["status"] as? String == "succeeded", "\(renamed.text)")
                 #expect(provider.state.withLock { $0.tokenRequests.count } == 2)
@@ -482,7 +592,10 @@ func httpWorkflow(url: String, connection: String) -> [String: Any] {
                 #expect(provider.state.withLock { $0.tokenRequests.count } == 3)
 
                 // Revoked refresh token: the run fails naming the refresh, the connection shows the error.
-                provider.state.withLock { $0.accessTokens.removeAll(); $0.refreshTokens.removeAll() }
+                provider.state.withLock {
+                    $0.accessTokens.removeAll()
+                    $0.refreshTokens.removeAll()
+                }
                 let failed = try await client.post("/api/v1/workflows/\(wf2)/run?wait=true", nil, auth: auth)
                 #expect(failed.json["status"] as? String == "failed")
                 #expect((failed.json["error"] as? String ?? "").contains("could not refresh its OAuth2 token"))
@@ -492,7 +605,9 @@ func httpWorkflow(url: String, connection: String) -> [String: Any] {
                 #expect((broken.json["statusMessage"] as? String ?? "").contains("invalid_grant"))
                 // No token ever reached the database in clear.
                 let raw = try app.database.rawBytes()
-                for token in provider.state.withLock({ Array($0.tokenRequests) }) where token.hasPrefix("access-") { #expect(!raw.contains(marker: token)) }
+                for token in provider.state.withLock({ Array($0.tokenRequests) }) where token.hasPrefix("access-") {
+                    #expect(!raw.contains(marker: token))
+                }
                 #expect(!raw.contains(marker: LocalProvider.clientSecret))
             }
         }
@@ -506,22 +621,36 @@ func httpWorkflow(url: String, connection: String) -> [String: Any] {
             let app = try await TestApp.make(backend, configure: { $0.publicURL = "https://flowstack.test" }, fetcher: fetcher)
             try await app.test { client in
                 let (auth, project, owner) = try await setUp(client, app)
-                let id = try await client.post("/api/v1/projects/\(project)/connections", [
-                    "name": "provider", "type": "oauth2",
-                    "data": ["grantType": "authorizationCode", "authorizationUrl": "http://127.0.0.1:\(port)/authorize",
-                             "tokenUrl": "http://127.0.0.1:\(port)/token", "clientId": LocalProvider.clientID, "clientSecret": LocalProvider.clientSecret],
-                ], auth: auth).json["id"] as! String
+                let id =
+                    try await client.post(
+                        "/api/v1/projects/\(project)/connections",
+                        [
+                            "name": "provider", "type": "oauth2",
+                            "data": [
+                                "grantType": "authorizationCode", "authorizationUrl": "http://127.0.0.1:\(port)/authorize",
+                                "tokenUrl": "http://127.0.0.1:\(port)/token", "clientId": LocalProvider.clientID,
+                                "clientSecret": LocalProvider.clientSecret,
+                            ],
+                        ], auth: auth
+                    ).json["id"] as! String
                 let editor = try await client.createAccount(app, email: "editor@example.com")
                 try await client.addMember(app, userID: editor.userID, orgID: owner.orgID, role: .member)
-                #expect(try await client.request(.put, "/api/v1/projects/\(project)/members/\(editor.userID)", json: ["role": "editor"], auth: auth).status == 200)
+                #expect(
+                    try await client.request(
+                        .put, "/api/v1/projects/\(project)/members/\(editor.userID)", json: ["role": "editor"], auth: auth
+                    ).status == 200)
                 let editorAuth = try await client.login(editor)
                 let start = try await client.get("/api/v1/connections/\(id)/oauth2/authorize", auth: editorAuth)
                 #expect(start.status == 302, "\(start.text)")
                 let binder = try #require(start.header("Set-Cookie")?.split(separator: ";").first.map(String.init))
-                let consent = try await fetcher.fetch(OutboundRequest(method: "GET", url: try #require(start.header("Location")), followRedirects: false))
+                let consent = try await fetcher.fetch(
+                    OutboundRequest(method: "GET", url: try #require(start.header("Location")), followRedirects: false))
                 let back = try #require(consent.headers.first { $0.0.lowercased() == "location" }?.1)
                 // Demoted to viewer meanwhile: the callback refuses, nothing is stored.
-                #expect(try await client.request(.put, "/api/v1/projects/\(project)/members/\(editor.userID)", json: ["role": "viewer"], auth: auth).status == 200)
+                #expect(
+                    try await client.request(
+                        .put, "/api/v1/projects/\(project)/members/\(editor.userID)", json: ["role": "viewer"], auth: auth
+                    ).status == 200)
                 let refused = try await client.get(String(back.dropFirst("https://flowstack.test".count)), headers: ["Cookie": binder])
                 #expect(refused.status == 400)
                 #expect(try await client.get("/api/v1/connections/\(id)", auth: auth).json["authorized"] as? Bool == false)
@@ -537,20 +666,31 @@ func httpWorkflow(url: String, connection: String) -> [String: Any] {
             let app = try await TestApp.make(backend, fetcher: try loopbackFetcher())
             try await app.test { client in
                 let (auth, project, _) = try await setUp(client, app)
-                let id = try await client.post("/api/v1/projects/\(project)/connections", [
-                    "name": "machine", "type": "oauth2",
-                    "data": ["grantType": "clientCredentials", "tokenUrl": "http://127.0.0.1:\(port)/token", "clientId": LocalProvider.clientID,
-                             "clientSecret": LocalProvider.clientSecret],
-                ], auth: auth).json["id"] as! String
+                let id =
+                    try await client.post(
+                        "/api/v1/projects/\(project)/connections",
+                        [
+                            "name": "machine", "type": "oauth2",
+                            "data": [
+                                "grantType": "clientCredentials", "tokenUrl": "http://127.0.0.1:\(port)/token",
+                                "clientId": LocalProvider.clientID,
+                                "clientSecret": LocalProvider.clientSecret,
+                            ],
+                        ], auth: auth
+                    ).json["id"] as! String
                 let tested = try await client.post("/api/v1/connections/\(id)/test", nil, auth: auth)
                 #expect(tested.json["ok"] as? Bool == true, "\(tested.text)")
                 #expect(try await client.get("/api/v1/connections/\(id)", auth: auth).json["lastTestedAt"] != nil)
-                let wf = try await client.post("/api/v1/projects/\(project)/workflows", httpWorkflow(url: "http://127.0.0.1:\(port)/api", connection: id),
-                                               auth: auth).json["id"] as! String
+                let wf =
+                    try await client.post(
+                        "/api/v1/projects/\(project)/workflows", httpWorkflow(url: "http://127.0.0.1:\(port)/api", connection: id),
+                        auth: auth
+                    ).json["id"] as! String
                 let run = try await client.post("/api/v1/workflows/\(wf)/run?wait=true", nil, auth: auth)
                 #expect(run.json["status"] as? String == "succeeded", "\(run.text)")
                 // A wrong client secret: the test reports the provider's refusal, not the secret.
-                _ = try await client.request(.patch, "/api/v1/connections/\(id)", json: ["data": ["clientSecret": "wrong-secret-value-123"]], auth: auth)
+                _ = try await client.request(
+                    .patch, "/api/v1/connections/\(id)", json: ["data": ["clientSecret": "wrong-secret-value-123"]], auth: auth)
                 let refused = try await client.post("/api/v1/connections/\(id)/test", nil, auth: auth)
                 #expect(refused.json["ok"] as? Bool == false)
                 #expect((refused.json["message"] as? String ?? "").contains("invalid_client"))
@@ -559,26 +699,41 @@ func httpWorkflow(url: String, connection: String) -> [String: Any] {
         }
     }
 
-    @Test("a sealed secret moved to another connection, field or organization does not open (SECURITY-TESTS 15)", arguments: Backend.allCases)
+    @Test(
+        "a sealed secret moved to another connection, field or organization does not open (SECURITY-TESTS 15)", arguments: Backend.allCases)
     func movedCiphertext(_ backend: Backend) async throws {
         let app = try await TestApp.make(backend)
         try await app.test { client in
             let (auth, project, owner) = try await setUp(client, app)
-            let a = try await client.post("/api/v1/projects/\(project)/connections", ["name": "a", "type": "bearer", "data": ["token": "token-of-a-123456"]], auth: auth)
+            let a =
+                try await client.post(
+                    "/api/v1/projects/\(project)/connections", ["name": "a", "type": "bearer", "data": ["token": "token-of-a-123456"]],
+                    auth: auth
+                )
                 .json["id"] as! String
-            let b = try await client.post("/api/v1/projects/\(project)/connections", ["name": "b", "type": "bearer", "data": ["token": "token-of-b-123456"]], auth: auth)
+            let b =
+                try await client.post(
+                    "/api/v1/projects/\(project)/connections", ["name": "b", "type": "bearer", "data": ["token": "token-of-b-123456"]],
+                    auth: auth
+                )
                 .json["id"] as! String
             let store = app.store
             // Move a's ciphertext into b.
             try await store.write { db in
-                try await db.raw("""
+                try await db.raw(
+                    """
                     UPDATE connection_secrets SET sealed = (SELECT sealed FROM connection_secrets WHERE connection_id = \(bind: a) AND field = 'token')
                     WHERE connection_id = \(bind: b)
-                    """).run()
+                    """
+                ).run()
             }
             await #expect(throws: SealError.self) { _ = try await store.connection(id: b) }
             // SECURITY-TESTS 14: one flipped byte is a typed error, never plaintext or a crash.
-            let c = try await client.post("/api/v1/projects/\(project)/connections", ["name": "c", "type": "bearer", "data": ["token": "token-of-c-123456"]], auth: auth)
+            let c =
+                try await client.post(
+                    "/api/v1/projects/\(project)/connections", ["name": "c", "type": "bearer", "data": ["token": "token-of-c-123456"]],
+                    auth: auth
+                )
                 .json["id"] as! String
             try await store.write { db in
                 let row = try await db.raw("SELECT sealed FROM connection_secrets WHERE connection_id = \(bind: c)").first()

@@ -10,12 +10,14 @@ import Testing
 /// SECURITY-TESTS 35–36 at the engine level: a worker that loses its lease cannot write, and a
 /// crashed execution resumes at the node that was running without re-running completed nodes.
 @Suite struct DurabilityTests {
-    static let chain = Workflow(name: "Chain", nodes: [
-        WorkflowNode(name: "Manual", type: "flowstack.manualTrigger"),
-        WorkflowNode(name: "First", type: "flowstack.httpRequest", parameters: ["url": "https://api.example.com/1"]),
-        WorkflowNode(name: "Second", type: "flowstack.httpRequest", parameters: ["url": "https://api.example.com/2"]),
-        WorkflowNode(name: "Third", type: "flowstack.httpRequest", parameters: ["url": "https://api.example.com/3"]),
-    ], edges: [Edge(from: "Manual", to: "First"), Edge(from: "First", to: "Second"), Edge(from: "Second", to: "Third")])
+    static let chain = Workflow(
+        name: "Chain",
+        nodes: [
+            WorkflowNode(name: "Manual", type: "flowstack.manualTrigger"),
+            WorkflowNode(name: "First", type: "flowstack.httpRequest", parameters: ["url": "https://api.example.com/1"]),
+            WorkflowNode(name: "Second", type: "flowstack.httpRequest", parameters: ["url": "https://api.example.com/2"]),
+            WorkflowNode(name: "Third", type: "flowstack.httpRequest", parameters: ["url": "https://api.example.com/3"]),
+        ], edges: [Edge(from: "Manual", to: "First"), Edge(from: "First", to: "Second"), Edge(from: "Second", to: "Third")])
 
     func workflow(_ app: TestApp) async throws -> StoredWorkflow {
         let store = app.store
@@ -34,31 +36,37 @@ import Testing
             let store = app.store
             let workflow = try await workflow(app)
             let accepted = try await app.engine.submit(workflow, trigger: "Manual", items: [Item(json: [:])], mode: .manual)
-            let first = try #require(try await store.claimExecutions(owner: "A", limit: 10, leaseUntil: store.now.addingTimeInterval(30)).first)
+            let first = try #require(
+                try await store.claimExecutions(owner: "A", limit: 10, leaseUntil: store.now.addingTimeInterval(30)).first)
             #expect(first.id == accepted.id)
             // Still leased: nobody else gets it.
             #expect(try await store.claimExecutions(owner: "B", limit: 10, leaseUntil: store.now.addingTimeInterval(30)).isEmpty)
             // A stalls past its lease; B takes over with a new fence.
             app.clock.advance(by: 31)
-            let second = try #require(try await store.claimExecutions(owner: "B", limit: 10, leaseUntil: store.now.addingTimeInterval(30)).first)
+            let second = try #require(
+                try await store.claimExecutions(owner: "B", limit: 10, leaseUntil: store.now.addingTimeInterval(30)).first)
             #expect(second.fence == first.fence + 1)
             let event = ExecutionEvent.nodeSucceeded(node: "First", outputs: [[Item(json: ["from": "A"])]])
             await #expect(throws: LeaseLost.self) {
-                try await store.appendJournal(executionID: first.id, orgID: first.orgID, fence: first.fence, firstSeq: 1,
-                                              events: [(event, "First", nil)], progress: nil, leaseUntil: store.now.addingTimeInterval(30))
+                try await store.appendJournal(
+                    executionID: first.id, orgID: first.orgID, fence: first.fence, firstSeq: 1,
+                    events: [(event, "First", nil)], progress: nil, leaseUntil: store.now.addingTimeInterval(30))
             }
-            #expect(try await store.heartbeat(executionID: first.id, fence: first.fence, leaseUntil: store.now.addingTimeInterval(30)) == false)
-            try await store.appendJournal(executionID: second.id, orgID: second.orgID, fence: second.fence, firstSeq: 1,
-                                          events: [(ExecutionEvent.nodeSucceeded(node: "First", outputs: [[Item(json: ["from": "B"])]]), "First", nil)],
-                                          progress: nil, leaseUntil: store.now.addingTimeInterval(30))
+            #expect(
+                try await store.heartbeat(executionID: first.id, fence: first.fence, leaseUntil: store.now.addingTimeInterval(30)) == false)
+            try await store.appendJournal(
+                executionID: second.id, orgID: second.orgID, fence: second.fence, firstSeq: 1,
+                events: [(ExecutionEvent.nodeSucceeded(node: "First", outputs: [[Item(json: ["from": "B"])]]), "First", nil)],
+                progress: nil, leaseUntil: store.now.addingTimeInterval(30))
             let journal = try await store.journal(executionID: first.id, orgID: first.orgID)
             #expect(journal.count == 2)
             #expect(journal.last?.event == .nodeSucceeded(node: "First", outputs: [[Item(json: ["from": "B"])]]))
         }
     }
 
-    @Test("an inline run is written once it outlives flushAfter; a cancel call stops it, mid-node when its task serves it alone",
-          arguments: Backend.allCases)
+    @Test(
+        "an inline run is written once it outlives flushAfter; a cancel call stops it, mid-node when its task serves it alone",
+        arguments: Backend.allCases)
     func inlineRunKeeper(_ backend: Backend) async throws {
         let app = try await TestApp.make(backend, configure: { $0.engine.inlineWaitLimit = 60 })
         try await app.test { client in
@@ -66,9 +74,14 @@ import Testing
             func pause(_ seconds: Int) -> [String: Any] {
                 [
                     "name": "Slow",
-                    "nodes": [["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
-                              ["name": "Pause", "type": "flowstack.wait", "typeVersion": 1, "parameters": ["resume": "timeInterval", "seconds": seconds]],
-                              ["name": "After", "type": "flowstack.set", "typeVersion": 1, "parameters": ["fields": ["done": true]]]],
+                    "nodes": [
+                        ["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
+                        [
+                            "name": "Pause", "type": "flowstack.wait", "typeVersion": 1,
+                            "parameters": ["resume": "timeInterval", "seconds": seconds],
+                        ],
+                        ["name": "After", "type": "flowstack.set", "typeVersion": 1, "parameters": ["fields": ["done": true]]],
+                    ],
                     "edges": [["from": "Manual", "to": "Pause"], ["from": "Pause", "to": "After"]],
                 ]
             }
@@ -88,7 +101,8 @@ import Testing
             // A request handler's task serves its whole connection, so it is not cancelled: the run
             // stops at its next step (After never runs).
             // Long enough that a busy machine still finds it running and cancels it first.
-            let short = try #require(try await client.post("/api/v1/projects/\(project)/workflows", pause(6), auth: auth).json["id"] as? String)
+            let short = try #require(
+                try await client.post("/api/v1/projects/\(project)/workflows", pause(6), auth: auth).json["id"] as? String)
             let call = Task { try await client.post("/api/v1/workflows/\(short)/run?wait=true", nil, auth: auth) }
             let first = try await running()
             try await cancel(first)
@@ -100,7 +114,8 @@ import Testing
 
             // In a task of its own (or one that serves the run alone), the lost lease cancels the
             // node in flight: the 30 s wait ends at the next heartbeat (0.2 s here).
-            let longID = try #require(try await client.post("/api/v1/projects/\(project)/workflows", pause(30), auth: auth).json["id"] as? String)
+            let longID = try #require(
+                try await client.post("/api/v1/projects/\(project)/workflows", pause(30), auth: auth).json["id"] as? String)
             let long = try #require(try await app.store.workflow(id: longID))
             for task in [RunTask.own, .caller] {
                 let started = ContinuousClock.now
@@ -119,21 +134,33 @@ import Testing
             let (auth, project, _) = try await setUp(client, app)
             let child: [String: Any] = [
                 "name": "Child",
-                "nodes": [["name": "Called", "type": "flowstack.executeWorkflowTrigger", "typeVersion": 1, "parameters": [:]],
-                          ["name": "Hold", "type": "flowstack.wait", "typeVersion": 1, "parameters": ["resume": "timeInterval", "seconds": 30]]],
+                "nodes": [
+                    ["name": "Called", "type": "flowstack.executeWorkflowTrigger", "typeVersion": 1, "parameters": [:]],
+                    ["name": "Hold", "type": "flowstack.wait", "typeVersion": 1, "parameters": ["resume": "timeInterval", "seconds": 30]],
+                ],
                 "edges": [["from": "Called", "to": "Hold"]],
             ]
-            let childID = try #require(try await client.post("/api/v1/projects/\(project)/workflows", child, auth: auth).json["id"] as? String)
+            let childID = try #require(
+                try await client.post("/api/v1/projects/\(project)/workflows", child, auth: auth).json["id"] as? String)
             // After the call, a wait: in a cancelled task it would fail at once.
             let parent: [String: Any] = [
                 "name": "Parent",
-                "nodes": [["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
-                          ["name": "Call", "type": "flowstack.executeWorkflow", "typeVersion": 1, "parameters": ["workflowId": childID], "onError": "continue"],
-                          ["name": "Breathe", "type": "flowstack.wait", "typeVersion": 1, "parameters": ["resume": "timeInterval", "seconds": 0.3]],
-                          ["name": "Done", "type": "flowstack.set", "typeVersion": 1, "parameters": ["fields": ["done": true]]]],
+                "nodes": [
+                    ["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
+                    [
+                        "name": "Call", "type": "flowstack.executeWorkflow", "typeVersion": 1, "parameters": ["workflowId": childID],
+                        "onError": "continue",
+                    ],
+                    [
+                        "name": "Breathe", "type": "flowstack.wait", "typeVersion": 1,
+                        "parameters": ["resume": "timeInterval", "seconds": 0.3],
+                    ],
+                    ["name": "Done", "type": "flowstack.set", "typeVersion": 1, "parameters": ["fields": ["done": true]]],
+                ],
                 "edges": [["from": "Manual", "to": "Call"], ["from": "Call", "to": "Breathe"], ["from": "Breathe", "to": "Done"]],
             ]
-            let parentID = try #require(try await client.post("/api/v1/projects/\(project)/workflows", parent, auth: auth).json["id"] as? String)
+            let parentID = try #require(
+                try await client.post("/api/v1/projects/\(project)/workflows", parent, auth: auth).json["id"] as? String)
             let started = ContinuousClock.now
             let call = Task { try await client.post("/api/v1/workflows/\(parentID)/run?wait=true", nil, auth: auth) }
             var sub: String?
@@ -159,12 +186,14 @@ import Testing
             let store = app.store
             let workflow = try await workflow(app)
             // What a worker that died during Second leaves behind: First checkpointed, the row running under its lease.
-            let record = ExecutionRecord(orgID: workflow.orgID, projectID: workflow.projectID, workflowID: workflow.id, versionID: workflow.versionID,
-                                         mode: .manual, triggerNode: "Manual", createdAt: store.now)
+            let record = ExecutionRecord(
+                orgID: workflow.orgID, projectID: workflow.projectID, workflowID: workflow.id, versionID: workflow.versionID,
+                mode: .manual, triggerNode: "Manual", createdAt: store.now)
             let done = ExecutionEvent.nodeSucceeded(node: "First", outputs: [[Item(json: ["call": 0])]])
             _ = try await store.write { db in
-                try await store.insertExecution(record, start: .start(trigger: "Manual", items: [Item(json: [:])]), replaying: [done],
-                                                leaseOwner: "dead-worker", leaseUntil: store.now.addingTimeInterval(30), on: db)
+                try await store.insertExecution(
+                    record, start: .start(trigger: "Manual", items: [Item(json: [:])]), replaying: [done],
+                    leaseOwner: "dead-worker", leaseUntil: store.now.addingTimeInterval(30), on: db)
             }
             // Not taken while the dead worker's lease lasts; taken after it expires.
             #expect(try await store.claimExecutions(owner: "probe", limit: 1, leaseUntil: store.now.addingTimeInterval(1)).isEmpty)
@@ -191,16 +220,20 @@ import Testing
         let app = try await TestApp.make(backend)
         try await app.test(worker: false) { _ in
             let store = app.store
-            let scheduled = Workflow(name: "Tick", nodes: [
-                WorkflowNode(name: "Every minute", type: "flowstack.schedule", parameters: ["cron": "* * * * *"]),
-                WorkflowNode(name: "Do", type: "flowstack.noOp"),
-            ], edges: [Edge(from: "Every minute", to: "Do")])
+            let scheduled = Workflow(
+                name: "Tick",
+                nodes: [
+                    WorkflowNode(name: "Every minute", type: "flowstack.schedule", parameters: ["cron": "* * * * *"]),
+                    WorkflowNode(name: "Do", type: "flowstack.noOp"),
+                ], edges: [Edge(from: "Every minute", to: "Do")])
             let workflow = try await store.write { db in
                 let user = try await store.insertUser(email: "o@example.com", name: "O", passwordHash: "x", on: db)
                 let org = try await store.insertOrganization(name: "Org", owner: user.id, on: db)
                 let project = try await store.insertProject(orgID: org.id, name: "P", description: "", creator: user.id, on: db)
-                let workflow = try await store.insertWorkflow(orgID: org.id, projectID: project.id, definition: scheduled, creator: user.id, on: db)
-                try await store.setWorkflowActive(id: workflow.id, active: true, webhooks: [], schedules: Scheduler.triggers(of: scheduled), on: db)
+                let workflow = try await store.insertWorkflow(
+                    orgID: org.id, projectID: project.id, definition: scheduled, creator: user.id, on: db)
+                try await store.setWorkflowActive(
+                    id: workflow.id, active: true, webhooks: [], schedules: Scheduler.triggers(of: scheduled), on: db)
                 return workflow
             }
             let replicaA = Scheduler(engine: app.engine, logger: .init(label: "a"))
@@ -214,7 +247,8 @@ import Testing
             // An outage of five minutes: caught up with one execution, not five.
             app.clock.advance(by: 300)
             #expect(try await Scheduler(engine: app.engine, logger: .init(label: "restarted")).fireDue().count == 1)
-            let executions = try await store.executions(projectID: workflow.projectID, filter: .init(mode: .schedule), before: nil, limit: 10)
+            let executions = try await store.executions(
+                projectID: workflow.projectID, filter: .init(mode: .schedule), before: nil, limit: 10)
             #expect(executions.count == 2)
         }
     }
@@ -224,20 +258,27 @@ import Testing
         let app = try await TestApp.make(backend)
         try await app.test(worker: false) { _ in
             let store = app.store
-            let every10 = Workflow(name: "Ten", nodes: [
-                WorkflowNode(name: "Every 10 s", type: ScheduleNode.descriptor.type, parameters: ["intervalSeconds": 10]),
-            ], edges: [])
+            let every10 = Workflow(
+                name: "Ten",
+                nodes: [
+                    WorkflowNode(name: "Every 10 s", type: ScheduleNode.descriptor.type, parameters: ["intervalSeconds": 10])
+                ], edges: [])
             let (broken, healthy) = try await store.write { db in
                 let user = try await store.insertUser(email: "o@example.com", name: "O", passwordHash: "x", on: db)
                 let org = try await store.insertOrganization(name: "Org", owner: user.id, on: db)
                 let project = try await store.insertProject(orgID: org.id, name: "P", description: "", creator: user.id, on: db)
-                let broken = try await store.insertWorkflow(orgID: org.id, projectID: project.id, definition: every10, creator: user.id, on: db)
-                let healthy = try await store.insertWorkflow(orgID: org.id, projectID: project.id, definition: every10, creator: user.id, on: db)
+                let broken = try await store.insertWorkflow(
+                    orgID: org.id, projectID: project.id, definition: every10, creator: user.id, on: db)
+                let healthy = try await store.insertWorkflow(
+                    orgID: org.id, projectID: project.id, definition: every10, creator: user.id, on: db)
                 for workflow in [broken, healthy] {
-                    try await store.setWorkflowActive(id: workflow.id, active: true, webhooks: [], schedules: Scheduler.triggers(of: every10), on: db)
+                    try await store.setWorkflowActive(
+                        id: workflow.id, active: true, webhooks: [], schedules: Scheduler.triggers(of: every10), on: db)
                 }
                 // A definition that no longer opens (as after a lost key).
-                try await db.raw("UPDATE workflow_versions SET definition_sealed = \(bind: Data(repeating: 0, count: 40)) WHERE id = \(bind: broken.versionID)").run()
+                try await db.raw(
+                    "UPDATE workflow_versions SET definition_sealed = \(bind: Data(repeating: 0, count: 40)) WHERE id = \(bind: broken.versionID)"
+                ).run()
                 return (broken, healthy)
             }
             app.clock.advance(by: 11)
@@ -252,26 +293,36 @@ import Testing
         let app = try await TestApp.make(backend)
         try await app.test(worker: false) { _ in
             let store = app.store
-            let scheduled = Workflow(name: "Tick", nodes: [
-                // Once a year (New Year's midnight), so within this test only the other one is due.
-                WorkflowNode(name: "Yearly", type: ScheduleNode.descriptor.type, parameters: ["cron": "0 0 1 1 *"]),
-                WorkflowNode(name: "Every 10 s", type: ScheduleNode.descriptor.type, parameters: ["intervalSeconds": 10]),
-                WorkflowNode(name: "Do", type: NoOpNode.descriptor.type),
-            ], edges: [Edge(from: "Yearly", to: "Do"), Edge(from: "Every 10 s", to: "Do")])
-            let hookOnly = Workflow(name: "Hook", nodes: [WorkflowNode(name: "Hook", type: WebhookNode.descriptor.type, parameters: ["path": "only"])], edges: [])
+            let scheduled = Workflow(
+                name: "Tick",
+                nodes: [
+                    // Once a year (New Year's midnight), so within this test only the other one is due.
+                    WorkflowNode(name: "Yearly", type: ScheduleNode.descriptor.type, parameters: ["cron": "0 0 1 1 *"]),
+                    WorkflowNode(name: "Every 10 s", type: ScheduleNode.descriptor.type, parameters: ["intervalSeconds": 10]),
+                    WorkflowNode(name: "Do", type: NoOpNode.descriptor.type),
+                ], edges: [Edge(from: "Yearly", to: "Do"), Edge(from: "Every 10 s", to: "Do")])
+            let hookOnly = Workflow(
+                name: "Hook", nodes: [WorkflowNode(name: "Hook", type: WebhookNode.descriptor.type, parameters: ["path": "only"])],
+                edges: [])
             func rows() async throws -> [String] {
                 try await store.read { db in
-                    try await db.raw("SELECT node FROM schedules ORDER BY node").all().map { try $0.decode(column: "node", as: String.self) }
+                    try await db.raw("SELECT node FROM schedules ORDER BY node").all().map {
+                        try $0.decode(column: "node", as: String.self)
+                    }
                 }
             }
             let (workflow, hook) = try await store.write { db in
                 let user = try await store.insertUser(email: "o@example.com", name: "O", passwordHash: "x", on: db)
                 let org = try await store.insertOrganization(name: "Org", owner: user.id, on: db)
                 let project = try await store.insertProject(orgID: org.id, name: "P", description: "", creator: user.id, on: db)
-                let workflow = try await store.insertWorkflow(orgID: org.id, projectID: project.id, definition: scheduled, creator: user.id, on: db)
-                let hook = try await store.insertWorkflow(orgID: org.id, projectID: project.id, definition: hookOnly, creator: user.id, on: db)
-                try await store.setWorkflowActive(id: workflow.id, active: true, webhooks: [], schedules: Scheduler.triggers(of: scheduled), on: db)
-                try await store.setWorkflowActive(id: hook.id, active: true, webhooks: [], schedules: Scheduler.triggers(of: hookOnly), on: db)
+                let workflow = try await store.insertWorkflow(
+                    orgID: org.id, projectID: project.id, definition: scheduled, creator: user.id, on: db)
+                let hook = try await store.insertWorkflow(
+                    orgID: org.id, projectID: project.id, definition: hookOnly, creator: user.id, on: db)
+                try await store.setWorkflowActive(
+                    id: workflow.id, active: true, webhooks: [], schedules: Scheduler.triggers(of: scheduled), on: db)
+                try await store.setWorkflowActive(
+                    id: hook.id, active: true, webhooks: [], schedules: Scheduler.triggers(of: hookOnly), on: db)
                 return (workflow, hook)
             }
             // An active workflow without schedules has no row: the scheduler never reads it.
@@ -281,21 +332,27 @@ import Testing
             #expect(try await store.dueSchedules(at: store.now, limit: 10).map(\.node) == ["Every 10 s"])
             // A save while a trigger is due keeps its due time: the save does not skip it.
             let saved = try await store.write { db in
-                let saved = try await store.saveWorkflowVersion(workflow, definition: scheduled, expectedVersionID: workflow.versionID, creator: nil, on: db)
-                try await store.setWorkflowActive(id: saved.id, active: true, webhooks: [], schedules: Scheduler.triggers(of: scheduled), on: db)
+                let saved = try await store.saveWorkflowVersion(
+                    workflow, definition: scheduled, expectedVersionID: workflow.versionID, creator: nil, on: db)
+                try await store.setWorkflowActive(
+                    id: saved.id, active: true, webhooks: [], schedules: Scheduler.triggers(of: scheduled), on: db)
                 return saved
             }
             let scheduler = Scheduler(engine: app.engine, logger: .init(label: "s"))
             #expect(try await scheduler.fireDue().map(\.triggerNode) == ["Every 10 s"])
             #expect(try await store.dueSchedules(at: store.now, limit: 10).isEmpty)
             // Deactivated: no row, nothing fires however long it waits.
-            try await store.write { db in try await store.setWorkflowActive(id: saved.id, active: false, webhooks: [], schedules: Scheduler.triggers(of: scheduled), on: db) }
+            try await store.write { db in
+                try await store.setWorkflowActive(
+                    id: saved.id, active: false, webhooks: [], schedules: Scheduler.triggers(of: scheduled), on: db)
+            }
             #expect(try await rows().isEmpty)
             app.clock.advance(by: 120)
             #expect(try await scheduler.fireDue().isEmpty)
             // A workflow active before the table existed gets its rows when the scheduler starts.
             try await store.write { db in
-                try await store.setWorkflowActive(id: saved.id, active: true, webhooks: [], schedules: Scheduler.triggers(of: scheduled), on: db)
+                try await store.setWorkflowActive(
+                    id: saved.id, active: true, webhooks: [], schedules: Scheduler.triggers(of: scheduled), on: db)
                 try await db.raw("DELETE FROM schedules").run()
             }
             try await scheduler.addMissingSchedules()

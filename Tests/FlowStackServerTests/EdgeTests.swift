@@ -1,18 +1,23 @@
 import Crypto
 import FlowStackCore
-@testable import FlowStackServer
 import FlowStackTesting
 import Foundation
 import HTTPTypes
 import Testing
 
+@testable import FlowStackServer
+
 /// The penetration test's findings (issue 17) and the edge protection: each test failed on the
 /// build the tester used.
 @Suite struct EdgeTests {
     func hook(_ path: String, _ parameters: [String: Any] = [:], then reply: [String: Any]? = nil) -> [String: Any] {
-        var nodes: [[String: Any]] = [["name": "Hook", "type": "flowstack.webhook", "typeVersion": 1,
-                                       "parameters": ["method": "POST", "path": path, "respond": reply == nil ? "lastNode" : "respondNode"]
-                                           .merging(parameters) { $1 }]]
+        var nodes: [[String: Any]] = [
+            [
+                "name": "Hook", "type": "flowstack.webhook", "typeVersion": 1,
+                "parameters": ["method": "POST", "path": path, "respond": reply == nil ? "lastNode" : "respondNode"]
+                    .merging(parameters) { $1 },
+            ]
+        ]
         if let reply {
             nodes.append(["name": "Reply", "type": "flowstack.respondToWebhook", "typeVersion": 1, "parameters": reply])
         } else {
@@ -33,8 +38,10 @@ import Testing
     func waitingExecution(_ client: APIClient, _ auth: Auth, _ project: String) async throws -> (String, String) {
         let workflow: [String: Any] = [
             "name": "Approve",
-            "nodes": [["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
-                      ["name": "Hold", "type": "flowstack.wait", "typeVersion": 1, "parameters": ["resume": "webhook"]]],
+            "nodes": [
+                ["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
+                ["name": "Hold", "type": "flowstack.wait", "typeVersion": 1, "parameters": ["resume": "webhook"]],
+            ],
             "edges": [["from": "Manual", "to": "Hold"]],
         ]
         let id = try await client.post("/api/v1/projects/\(project)/workflows", workflow, auth: auth).json["id"] as! String
@@ -70,14 +77,16 @@ import Testing
             ]
             // Written into the workflow: refused when it is saved, and nothing is saved.
             for (index, (name, value)) in refused.enumerated() {
-                let saved = try await client.post("/api/v1/projects/\(project)/workflows",
-                                                  hook("refused\(index)", then: ["statusCode": 302, "headers": [name: value], "body": "x"]), auth: auth)
+                let saved = try await client.post(
+                    "/api/v1/projects/\(project)/workflows",
+                    hook("refused\(index)", then: ["statusCode": 302, "headers": [name: value], "body": "x"]), auth: auth)
                 #expect(saved.status == 422, "\(name): \(value)")
                 #expect(saved.text.contains("webhook_header_refused"), "\(name): \(value)")
             }
             #expect((try await client.get("/api/v1/projects/\(project)/workflows", auth: auth).json["items"] as? [Any])?.count == 0)
             // Computed from the request: refused when the node runs; the answer is a plain failure.
-            let id = try await activate(client, auth, project, hook("computed", then: ["statusCode": 302, "headers": "{{ $json.body.headers }}", "body": "x"]))
+            let id = try await activate(
+                client, auth, project, hook("computed", then: ["statusCode": 302, "headers": "{{ $json.body.headers }}", "body": "x"]))
             for (name, value) in refused {
                 let answer = try await client.post("/webhook/computed", ["headers": [name: value]])
                 #expect(answer.status == 500, "\(name): \(value)")
@@ -88,52 +97,73 @@ import Testing
                 #expect(answer.header("Strict-Transport-Security")?.contains("max-age=0") != true)
                 #expect(answer.header("Content-Security-Policy") == ResponseHeaders.webhookContentSecurityPolicy)
             }
-            let executions = try await client.get("/api/v1/projects/\(project)/executions?workflowId=\(id)", auth: auth).json["items"] as? [[String: Any]] ?? []
+            let executions =
+                try await client.get("/api/v1/projects/\(project)/executions?workflowId=\(id)", auth: auth).json["items"]
+                as? [[String: Any]] ?? []
             #expect(executions.count == refused.count)
             #expect(executions.allSatisfy { $0["status"] as? String == "failed" })
             // A value computed from the request is checked the same way.
-            _ = try await activate(client, auth, project, hook("echoed", then: ["headers": ["Location": "{{ $json.body.next }}"], "statusCode": 303]))
+            _ = try await activate(
+                client, auth, project, hook("echoed", then: ["headers": ["Location": "{{ $json.body.next }}"], "statusCode": 303]))
             #expect(try await client.post("/webhook/echoed", ["next": "https://evil.example"]).status == 500)
             let local = try await client.post("/webhook/echoed", ["next": "/webhook/next?step=2"])
             #expect(local.status == 303)
             #expect(local.header("Location") == "/webhook/next?step=2")
 
             // What an answer may carry: content headers and X- headers of its own.
-            _ = try await activate(client, auth, project, hook("download", then: [
-                "headers": ["Content-Disposition": "attachment; filename=\"r.csv\"", "X-Report": "7", "ETag": "\"v1\"",
-                            "Content-Type": "text/csv"],
-                "body": "a,b",
-            ]))
+            _ = try await activate(
+                client, auth, project,
+                hook(
+                    "download",
+                    then: [
+                        "headers": [
+                            "Content-Disposition": "attachment; filename=\"r.csv\"", "X-Report": "7", "ETag": "\"v1\"",
+                            "Content-Type": "text/csv",
+                        ],
+                        "body": "a,b",
+                    ]))
             let download = try await client.post("/webhook/download", ["a": 1])
             #expect(download.status == 200)
             #expect(download.header("Content-Disposition") == "attachment; filename=\"r.csv\"")
             #expect(download.header("X-Report") == "7" && download.header("ETag") == "\"v1\"")
             // The second line: whatever a node's answer holds, only allowed headers are sent.
-            let filtered = WebhookController.answerHeaders(.object([
-                "Set-Cookie": .string("a=b"), "set-cookie": .string("c=d"), "Access-Control-Allow-Origin": .string("*"),
-                "Location": .string("https://evil.example"), "NEL": .string("{}"), "X-Ok": .string("yes"), "X-Bad": .string("a\r\nb"),
-                "Content-Type": .string("text/plain"),
-            ]))
+            let filtered = WebhookController.answerHeaders(
+                .object([
+                    "Set-Cookie": .string("a=b"), "set-cookie": .string("c=d"), "Access-Control-Allow-Origin": .string("*"),
+                    "Location": .string("https://evil.example"), "NEL": .string("{}"), "X-Ok": .string("yes"), "X-Bad": .string("a\r\nb"),
+                    "Content-Type": .string("text/plain"),
+                ]))
             #expect(filtered.map(\.name.canonicalName).sorted() == ["content-type", "x-ok"])
 
             // User-chosen HTML is served sandboxed: no script of it runs with the origin's authority.
-            _ = try await activate(client, auth, project, hook("page", then: [
-                "headers": ["Content-Type": "text/html; charset=utf-8"],
-                "body": "<script>fetch('/api/v1/me')</script>",
-            ]))
+            _ = try await activate(
+                client, auth, project,
+                hook(
+                    "page",
+                    then: [
+                        "headers": ["Content-Type": "text/html; charset=utf-8"],
+                        "body": "<script>fetch('/api/v1/me')</script>",
+                    ]))
             let page = try await client.post("/webhook/page", ["a": 1])
             #expect(page.status == 200)
             #expect(page.header("Content-Type")?.hasPrefix("text/html") == true)
             #expect(page.header("Cache-Control") == "no-store")
-            #expect(try await client.post("/api/v1/projects/\(project)/workflows",
-                                          hook("cached", then: ["headers": ["Cache-Control": "public, max-age=86400"]]), auth: auth).status == 422)
+            #expect(
+                try await client.post(
+                    "/api/v1/projects/\(project)/workflows",
+                    hook("cached", then: ["headers": ["Cache-Control": "public, max-age=86400"]]), auth: auth
+                ).status == 422)
             let policy = try #require(page.header("Content-Security-Policy"))
             #expect(policy.hasPrefix("sandbox"))
             #expect(policy.contains("default-src 'none'"))
             // The resume path of a Wait node is a webhook too.
-            #expect(try await client.post("/webhook-waiting/x/y", nil).header("Content-Security-Policy") == ResponseHeaders.webhookContentSecurityPolicy)
+            #expect(
+                try await client.post("/webhook-waiting/x/y", nil).header("Content-Security-Policy")
+                    == ResponseHeaders.webhookContentSecurityPolicy)
             // The API keeps its own policy.
-            #expect(try await client.get("/api/v1/me", auth: auth).header("Content-Security-Policy") != ResponseHeaders.webhookContentSecurityPolicy)
+            #expect(
+                try await client.get("/api/v1/me", auth: auth).header("Content-Security-Policy")
+                    != ResponseHeaders.webhookContentSecurityPolicy)
         }
     }
 
@@ -143,13 +173,15 @@ import Testing
         try await app.test { client in
             let (auth, project, _) = try await setUp(client, app)
             // The attacker's plan: a webhook that answers with the binder cookie of the attacker's flow.
-            let planted = try await client.post("/api/v1/projects/\(project)/workflows",
-                                                hook("toss", then: ["headers": ["Set-Cookie": "__Host-flowstack_oauth2=attacker; Path=/; Secure; HttpOnly"]]),
-                                                auth: auth)
+            let planted = try await client.post(
+                "/api/v1/projects/\(project)/workflows",
+                hook("toss", then: ["headers": ["Set-Cookie": "__Host-flowstack_oauth2=attacker; Path=/; Secure; HttpOnly"]]),
+                auth: auth)
             #expect(planted.status == 422 && planted.text.contains("webhook_header_refused"))
             // Nor can an expression: a header name or value computed from the request is checked at run time.
             _ = try await activate(client, auth, project, hook("toss2", then: ["headers": "{{ $json.body.headers }}"]))
-            let computed = try await client.post("/webhook/toss2", ["headers": ["Set-Cookie": "__Host-flowstack_oauth2=attacker; Path=/; Secure"]])
+            let computed = try await client.post(
+                "/webhook/toss2", ["headers": ["Set-Cookie": "__Host-flowstack_oauth2=attacker; Path=/; Secure"]])
             #expect(computed.status == 500)
             #expect(computed.header("Set-Cookie") == nil)
         }
@@ -176,8 +208,11 @@ import Testing
                 let refused = try await client.get(path, auth: auth, headers: ["Host": "hooks.example.com"])
                 #expect(refused.status == 404, "\(path)")
             }
-            #expect(try await client.post("/api/v1/auth/login", ["email": "a@example.com", "password": "x"],
-                                          headers: ["Host": "hooks.example.com"]).status == 404)
+            #expect(
+                try await client.post(
+                    "/api/v1/auth/login", ["email": "a@example.com", "password": "x"],
+                    headers: ["Host": "hooks.example.com"]
+                ).status == 404)
             #expect(try await client.get("/healthz", headers: ["Host": "hooks.example.com"]).status == 200)
             // Resume URLs name the webhook origin, and work there only.
             let (_, execution) = try await waitingExecution(client, auth, project)
@@ -196,17 +231,23 @@ import Testing
         let app = try await TestApp.make(backend)
         try await app.test { client in
             let (auth, project, owner) = try await setUp(client, app)
-            for (kind, parameters) in [("basic", ["authentication": "basic", "username": "u", "password": "p4ss"]),
-                                       ("header", ["authentication": "header", "headerName": "X-Key", "headerValue": "k3y"]),
-                                       ("hmac", ["authentication": "hmac", "secret": "s3cret-s3cret"])] {
+            for (kind, parameters) in [
+                ("basic", ["authentication": "basic", "username": "u", "password": "p4ss"]),
+                ("header", ["authentication": "header", "headerName": "X-Key", "headerValue": "k3y"]),
+                ("hmac", ["authentication": "hmac", "secret": "s3cret-s3cret"]),
+            ] {
                 let refused = try await client.post("/api/v1/projects/\(project)/workflows", hook(kind, parameters), auth: auth)
                 #expect(refused.status == 422, "\(kind)")
                 #expect(refused.text.contains("webhook_secret_inline"), "\(kind)")
-                let missing = try await client.post("/api/v1/projects/\(project)/workflows", hook(kind, ["authentication": kind]), auth: auth)
+                let missing = try await client.post(
+                    "/api/v1/projects/\(project)/workflows", hook(kind, ["authentication": kind]), auth: auth)
                 #expect(missing.text.contains("webhook_connection_required"), "\(kind)")
             }
-            #expect(try await client.post("/api/v1/projects/\(project)/connections",
-                                          ["name": "hook-hmac", "type": "secrets", "data": ["secret": "s3cret-s3cret-value"]], auth: auth).status == 201)
+            #expect(
+                try await client.post(
+                    "/api/v1/projects/\(project)/connections",
+                    ["name": "hook-hmac", "type": "secrets", "data": ["secret": "s3cret-s3cret-value"]], auth: auth
+                ).status == 201)
             let id = try await activate(client, auth, project, hook("hmac", ["authentication": "hmac", "connection": "hook-hmac"]))
             let viewer = try await client.createAccount(app, email: "viewer@example.com")
             try await client.addMember(app, userID: viewer.userID, orgID: owner.orgID, role: .member)
@@ -250,7 +291,8 @@ import Testing
             // The token is a MAC of the execution id: another execution's token does not fit.
             let other = try await client.post("/api/v1/workflows/\(id)/run?wait=true", nil, auth: auth).json["id"] as! String
             #expect(try await client.post("/webhook-waiting/\(execution)/\(app.store.resumeToken(executionID: other))", nil).status == 404)
-            #expect(try await client.post("/webhook-waiting/\(execution)/\(app.store.resumeToken(executionID: execution))", nil).status == 200)
+            #expect(
+                try await client.post("/webhook-waiting/\(execution)/\(app.store.resumeToken(executionID: execution))", nil).status == 200)
         }
     }
 
@@ -261,10 +303,16 @@ import Testing
         let app = try await TestApp.make(backend) { $0.app.ipFailureLimit = 20 }
         try await app.test { client in
             let (auth, project, _) = try await setUp(client, app)
-            #expect(try await client.post("/api/v1/projects/\(project)/connections",
-                                          ["name": "hook-key", "type": "apiKey", "data": ["name": "X-Hook-Key", "key": "k3y-right"]], auth: auth).status == 201)
-            #expect(try await client.post("/api/v1/projects/\(project)/connections",
-                                          ["name": "hook-hmac", "type": "secrets", "data": ["secret": "hmac-secret-value"]], auth: auth).status == 201)
+            #expect(
+                try await client.post(
+                    "/api/v1/projects/\(project)/connections",
+                    ["name": "hook-key", "type": "apiKey", "data": ["name": "X-Hook-Key", "key": "k3y-right"]], auth: auth
+                ).status == 201)
+            #expect(
+                try await client.post(
+                    "/api/v1/projects/\(project)/connections",
+                    ["name": "hook-hmac", "type": "secrets", "data": ["secret": "hmac-secret-value"]], auth: auth
+                ).status == 201)
             _ = try await activate(client, auth, project, hook("keyed", ["authentication": "header", "connection": "hook-key"]))
             _ = try await activate(client, auth, project, hook("signed", ["authentication": "hmac", "connection": "hook-hmac"]))
             #expect(try await client.post("/webhook/keyed", ["a": 1], headers: ["X-Hook-Key": "k3y-right"]).status == 200)
@@ -274,9 +322,14 @@ import Testing
             }
             for i in 0..<12 {
                 let now = Int(app.clock.now().timeIntervalSince1970)
-                statuses.append(try await client.post("/webhook/signed", ["a": 1], headers: [
-                    "X-FlowStack-Signature": "sha256=" + String(repeating: "0", count: 64), "X-FlowStack-Id": "id\(i)", "X-FlowStack-Timestamp": "\(now)",
-                ]).status)
+                statuses.append(
+                    try await client.post(
+                        "/webhook/signed", ["a": 1],
+                        headers: [
+                            "X-FlowStack-Signature": "sha256=" + String(repeating: "0", count: 64), "X-FlowStack-Id": "id\(i)",
+                            "X-FlowStack-Timestamp": "\(now)",
+                        ]
+                    ).status)
             }
             #expect(statuses.prefix(20).allSatisfy { $0 == 401 }, "\(statuses)")
             #expect(statuses.suffix(4).allSatisfy { $0 == 429 }, "\(statuses)")
@@ -285,7 +338,9 @@ import Testing
             #expect(blocked.errorCode == "too_many_attempts")
             #expect(Int(blocked.header("Retry-After") ?? "") ?? 0 > 0)
             // Not trusted as a proxy: a forwarded address does not reset the count.
-            #expect(try await client.post("/webhook/keyed", ["a": 1], headers: ["X-Hook-Key": "k3y-right", "X-Forwarded-For": "203.0.113.7"]).status == 429)
+            #expect(
+                try await client.post("/webhook/keyed", ["a": 1], headers: ["X-Hook-Key": "k3y-right", "X-Forwarded-For": "203.0.113.7"])
+                    .status == 429)
             app.clock.advance(by: 15 * 60 + 1)
             #expect(try await client.post("/webhook/keyed", ["a": 1], headers: ["X-Hook-Key": "k3y-right"]).status == 200)
         }
@@ -293,14 +348,22 @@ import Testing
 
     // MARK: Finding 7 and the edge: request-rate limits
 
-    @Test("a flood of anonymous API calls from one address gets 429 with Retry-After; a spoofed X-Forwarded-For does not help",
-          arguments: Backend.allCases)
+    @Test(
+        "a flood of anonymous API calls from one address gets 429 with Retry-After; a spoofed X-Forwarded-For does not help",
+        arguments: Backend.allCases)
     func addressRateLimit(_ backend: Backend) async throws {
-        let app = try await TestApp.make(backend, configure: { $0.edge.apiPerSecond = 2; $0.edge.apiBurst = 10 })
+        let app = try await TestApp.make(
+            backend,
+            configure: {
+                $0.edge.apiPerSecond = 2
+                $0.edge.apiBurst = 10
+            })
         try await app.test(worker: false) { client in
             var statuses: [Int] = []
             for i in 0..<15 {
-                statuses.append(try await client.get("/api/v1/me", auth: .apiKey("fsk_invalid\(i)"), headers: ["X-Forwarded-For": "198.51.100.\(i)"]).status)
+                statuses.append(
+                    try await client.get("/api/v1/me", auth: .apiKey("fsk_invalid\(i)"), headers: ["X-Forwarded-For": "198.51.100.\(i)"])
+                        .status)
             }
             #expect(statuses.prefix(10).allSatisfy { $0 == 401 }, "\(statuses)")
             #expect(statuses.suffix(5).allSatisfy { $0 == 429 }, "\(statuses)")
@@ -336,7 +399,14 @@ import Testing
 
     @Test("each API key and each organization has its own budget", arguments: Backend.allCases)
     func keyAndOrgRateLimits(_ backend: Backend) async throws {
-        let app = try await TestApp.make(backend, configure: { $0.edge.keyPerSecond = 1; $0.edge.keyBurst = 4; $0.edge.orgPerSecond = 1; $0.edge.orgBurst = 6 })
+        let app = try await TestApp.make(
+            backend,
+            configure: {
+                $0.edge.keyPerSecond = 1
+                $0.edge.keyBurst = 4
+                $0.edge.orgPerSecond = 1
+                $0.edge.orgBurst = 6
+            })
         try await app.test(worker: false) { client in
             let (auth, _, owner) = try await setUp(client, app)
             let first = try await client.createAPIKey(auth, orgID: owner.orgID, scope: "read")
@@ -362,9 +432,14 @@ import Testing
 
     @Test("a flood on one public webhook is refused before it becomes executions", arguments: Backend.allCases)
     func webhookRateLimits(_ backend: Backend) async throws {
-        let app = try await TestApp.make(backend, configure: {
-            $0.edge.webhookPerSecond = 1; $0.edge.webhookBurst = 5; $0.edge.webhookAddressPerSecond = 1; $0.edge.webhookAddressBurst = 10
-        })
+        let app = try await TestApp.make(
+            backend,
+            configure: {
+                $0.edge.webhookPerSecond = 1
+                $0.edge.webhookBurst = 5
+                $0.edge.webhookAddressPerSecond = 1
+                $0.edge.webhookAddressBurst = 10
+            })
         try await app.test(worker: false) { client in
             let (auth, project, _) = try await setUp(client, app)
             let id = try await activate(client, auth, project, hook("public", ["respond": "immediately"]))
@@ -397,7 +472,8 @@ import Testing
                     try await client.post("/api/v1/auth/login", ["email": email, "password": "Wrong-Passw0rd"])
                 }
             }
-            let known = try await attempts(owner.email), unknown = try await attempts("nobody@example.com")
+            let known = try await attempts(owner.email)
+            let unknown = try await attempts("nobody@example.com")
             #expect(known.map(\.status) == unknown.map(\.status))
             #expect(unknown.map(\.status) == Array(repeating: 401, count: 9) + [423, 423])
             #expect(known.last?.text == unknown.last?.text)
@@ -412,16 +488,22 @@ import Testing
 
     // MARK: The request guard
 
-    @Test("encoded traversal, control characters and bad encodings in a path are refused", arguments: [
-        "/webhook/%2e%2e/api", "/webhook/%2E%2E/x", "/api/v1/%2fetc", "/webhook/a%5cb", "/webhook/a%00b", "/webhook/%c0%ae%c0%ae/x",
-        "/webhook/%e0%80%ae", "/webhook/a%zz", "/webhook/a%4", "/webhook/../api/v1/me", "/webhook/./x", "/webhook/a\\b", "/webhook/%ff",
-        "//api/v1/me", "//webhook/x", "/api//v1/me", "/webhook//x",
-    ])
+    @Test(
+        "encoded traversal, control characters and bad encodings in a path are refused",
+        arguments: [
+            "/webhook/%2e%2e/api", "/webhook/%2E%2E/x", "/api/v1/%2fetc", "/webhook/a%5cb", "/webhook/a%00b", "/webhook/%c0%ae%c0%ae/x",
+            "/webhook/%e0%80%ae", "/webhook/a%zz", "/webhook/a%4", "/webhook/../api/v1/me", "/webhook/./x", "/webhook/a\\b", "/webhook/%ff",
+            "//api/v1/me", "//webhook/x", "/api//v1/me", "/webhook//x",
+        ])
     func pathRefused(_ path: String) {
         #expect(RequestGuardMiddleware.pathProblem(path) != nil, "\(path)")
     }
 
-    @Test("ordinary paths pass the guard", arguments: ["/", "/webhook/orders/new", "/webhook/orders/new/", "/webhook/caf%C3%A9", "/webhook/a%20b", "/webhook/v1.2/x", "/webhook/...x"])
+    @Test(
+        "ordinary paths pass the guard",
+        arguments: [
+            "/", "/webhook/orders/new", "/webhook/orders/new/", "/webhook/caf%C3%A9", "/webhook/a%20b", "/webhook/v1.2/x", "/webhook/...x",
+        ])
     func pathAccepted(_ path: String) {
         #expect(RequestGuardMiddleware.pathProblem(path) == nil, "\(path)")
     }
@@ -457,10 +539,12 @@ import Testing
         redactor.register([secret])
         let percent = secret.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!
         let lowerPercent = percent.lowercased() // the secret has no capitals: only the escapes change
-        let escaped = String(String(decoding: try! JSONSerialization.data(withJSONObject: [secret], options: [.withoutEscapingSlashes]), as: UTF8.self)
-            .dropFirst(2).dropLast(2))
+        let escaped = String(
+            String(decoding: try! JSONSerialization.data(withJSONObject: [secret], options: [.withoutEscapingSlashes]), as: UTF8.self)
+                .dropFirst(2).dropLast(2))
         let base64 = Data(secret.utf8).base64EncodedString()
-        let urlSafe = base64.replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        let urlSafe = base64.replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(
+            of: "=", with: "")
         let prefixed = Data(("Basic user:" + secret).utf8).base64EncodedString()
         // Text encodings are replaced whole.
         for (form, text) in [("plain", secret), ("percent", percent), ("lower percent", lowerPercent), ("JSON", escaped)] {
@@ -480,10 +564,13 @@ import Testing
 }
 
 @Suite struct AddressKeyTests {
-    @Test("IPv4 as it is, IPv4-mapped as IPv4, IPv6 by its /64", arguments: [
-        ("192.0.2.7", "192.0.2.7"), ("::ffff:192.0.2.7", "192.0.2.7"), ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
-        ("2001:db8:1:2::9", "2001:db8:1:2::/64"), ("2001:DB8:1:2:ffff::1", "2001:db8:1:2::/64"), ("::1", "0:0:0:0::/64"), ("unknown", "unknown"),
-    ])
+    @Test(
+        "IPv4 as it is, IPv4-mapped as IPv4, IPv6 by its /64",
+        arguments: [
+            ("192.0.2.7", "192.0.2.7"), ("::ffff:192.0.2.7", "192.0.2.7"), ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+            ("2001:db8:1:2::9", "2001:db8:1:2::/64"), ("2001:DB8:1:2:ffff::1", "2001:db8:1:2::/64"), ("::1", "0:0:0:0::/64"),
+            ("unknown", "unknown"),
+        ])
     func keys(_ address: String, _ key: String) {
         #expect(AddressKey.of(address) == key)
     }

@@ -14,8 +14,10 @@ import Testing
     func markerWorkflow(_ marker: String) -> [String: Any] {
         [
             "name": "Marker",
-            "nodes": [["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
-                      ["name": "Set", "type": "flowstack.set", "typeVersion": 1, "parameters": ["fields": ["secret": marker]]]],
+            "nodes": [
+                ["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
+                ["name": "Set", "type": "flowstack.set", "typeVersion": 1, "parameters": ["fields": ["secret": marker]]],
+            ],
             "edges": [["from": "Manual", "to": "Set"]],
         ]
     }
@@ -27,9 +29,13 @@ import Testing
         try await app.test { client in
             let (auth, project, _) = try await setUp(client, app)
             _ = try await client.post("/api/v1/projects/\(project)/variables", ["name": "TOKEN", "value": marker], auth: auth)
-            let connection = try await client.post("/api/v1/projects/\(project)/connections",
-                                                   ["name": "crm", "type": "bearer", "data": ["token": marker]], auth: auth).json["id"] as! String
-            let workflow = try await client.post("/api/v1/projects/\(project)/workflows", markerWorkflow(marker), auth: auth).json["id"] as! String
+            let connection =
+                try await client.post(
+                    "/api/v1/projects/\(project)/connections",
+                    ["name": "crm", "type": "bearer", "data": ["token": marker]], auth: auth
+                ).json["id"] as! String
+            let workflow =
+                try await client.post("/api/v1/projects/\(project)/workflows", markerWorkflow(marker), auth: auth).json["id"] as! String
             let store = app.store
             let oldData = store.sealer.keyring.active(.data).id
             let oldConnections = store.sealer.keyring.active(.connections).id
@@ -119,8 +125,10 @@ import Testing
         #expect(server.sealer.keyring.active(.data).id == key.id)
         // Key ids are short and plain (a long id would not fit the sealed header).
         #expect(throws: KeyringError.self) {
-            _ = try Keyring(json: Data(String(decoding: initial.json(), as: UTF8.self)
-                .replacingOccurrences(of: initial.active(.data).id, with: String(repeating: "x", count: 300)).utf8))
+            _ = try Keyring(
+                json: Data(
+                    String(decoding: initial.json(), as: UTF8.self)
+                        .replacingOccurrences(of: initial.active(.data).id, with: String(repeating: "x", count: 300)).utf8))
         }
         await server.database.close()
 
@@ -150,9 +158,13 @@ import Testing
         try await app.test { client in
             let (auth, project, _) = try await setUp(client, app)
             _ = try await client.post("/api/v1/projects/\(project)/variables", ["name": "TOKEN", "value": marker], auth: auth)
-            let connection = try await client.post("/api/v1/projects/\(project)/connections",
-                                                   ["name": "crm", "type": "bearer", "data": ["token": marker]], auth: auth).json["id"] as! String
-            let workflow = try await client.post("/api/v1/projects/\(project)/workflows", markerWorkflow(marker), auth: auth).json["id"] as! String
+            let connection =
+                try await client.post(
+                    "/api/v1/projects/\(project)/connections",
+                    ["name": "crm", "type": "bearer", "data": ["token": marker]], auth: auth
+                ).json["id"] as! String
+            let workflow =
+                try await client.post("/api/v1/projects/\(project)/workflows", markerWorkflow(marker), auth: auth).json["id"] as! String
             let run = try await client.post("/api/v1/workflows/\(workflow)/run?wait=true", nil, auth: auth)
             #expect(run.text.contains(marker))
             var settings = ServerSettings()

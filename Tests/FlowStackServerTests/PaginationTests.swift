@@ -18,7 +18,9 @@ final class PagedAPI: Sendable {
         @Sendable func json(_ value: Any, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) -> Response {
             var fields = headers
             fields[.contentType] = "application/json"
-            return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: try! JSONSerialization.data(withJSONObject: value, options: .fragmentsAllowed))))
+            return Response(
+                status: status, headers: fields,
+                body: .init(byteBuffer: ByteBuffer(bytes: try! JSONSerialization.data(withJSONObject: value, options: .fragmentsAllowed))))
         }
         @Sendable func note(_ request: Request) {
             seen.withLock { $0.append((request.uri.description, request.headers[.authorization])) }
@@ -37,13 +39,14 @@ final class PagedAPI: Sendable {
         router.get("linked") { request, _ -> Response in
             note(request)
             let cursor = Int(request.uri.queryParameters["cursor"].map(String.init) ?? "0") ?? 0
-            let next: Any = if let jump = request.uri.queryParameters["jump"].map(String.init) {
-                jump
-            } else if cursor < 2 {
-                "/linked?cursor=\(cursor + 1)"
-            } else {
-                NSNull()
-            }
+            let next: Any =
+                if let jump = request.uri.queryParameters["jump"].map(String.init) {
+                    jump
+                } else if cursor < 2 {
+                    "/linked?cursor=\(cursor + 1)"
+                } else {
+                    NSNull()
+                }
             return json(["cursor": cursor, "next": next])
         }
         // POST `{"offset": K}`: two items while K < 4, and `X-Has-More: false` on the last page.
@@ -67,8 +70,10 @@ final class PagedAPI: Sendable {
     func workflow(_ parameters: [String: Any]) -> [String: Any] {
         [
             "name": "Pages",
-            "nodes": [["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
-                      ["name": "Fetch", "type": "flowstack.httpRequest", "typeVersion": 1, "parameters": parameters]],
+            "nodes": [
+                ["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
+                ["name": "Fetch", "type": "flowstack.httpRequest", "typeVersion": 1, "parameters": parameters],
+            ],
             "edges": [["from": "Manual", "to": "Fetch"]],
         ]
     }
@@ -85,8 +90,9 @@ final class PagedAPI: Sendable {
         response.json["output"] as? [[String: Any]] ?? []
     }
 
-    @Test("pages by parameter, by next URL, by POST body; ends on an empty page, a status code, an expression or the request limit",
-          arguments: Backend.allCases)
+    @Test(
+        "pages by parameter, by next URL, by POST body; ends on an empty page, a status code, an expression or the request limit",
+        arguments: Backend.allCases)
     func modes(_ backend: Backend) async throws {
         let api = PagedAPI()
         try await api.run { port in
@@ -95,49 +101,73 @@ final class PagedAPI: Sendable {
                 let (auth, project, _) = try await setUp(client, app)
                 let base = "http://127.0.0.1:\(port)"
                 // A page number in the query, until an empty page: pages 1–3 and the empty page 4.
-                let numbered = try await run(client, project, auth, [
-                    "url": "\(base)/numbered", "query": ["page": 1],
-                    "pagination": ["mode": "parameters", "parameters": [["in": "query", "name": "page", "value": "{{ $pageCount + 1 }}"]]],
-                ])
+                let numbered = try await run(
+                    client, project, auth,
+                    [
+                        "url": "\(base)/numbered", "query": ["page": 1],
+                        "pagination": [
+                            "mode": "parameters", "parameters": [["in": "query", "name": "page", "value": "{{ $pageCount + 1 }}"]],
+                        ],
+                    ])
                 #expect(numbered.json["status"] as? String == "succeeded", "\(numbered.text)")
                 #expect(output(numbered).map { $0["n"] as? Int } == [1, 2, 3, 4, 5, 6])
-                #expect(api.seen.withLock { $0.map(\.path) } == ["/numbered?page=1", "/numbered?page=2", "/numbered?page=3", "/numbered?page=4"])
+                #expect(
+                    api.seen.withLock { $0.map(\.path) } == [
+                        "/numbered?page=1", "/numbered?page=2", "/numbered?page=3", "/numbered?page=4",
+                    ])
 
                 // Ends on a listed status code, which is not an error and adds nothing.
-                let ended = try await run(client, project, auth, [
-                    "url": "\(base)/numbered?end=404",
-                    "pagination": ["mode": "parameters", "parameters": [["in": "query", "name": "page", "value": "{{ $pageCount + 1 }}"]],
-                                   "complete": "statusCode", "statusCodes": [404]],
-                ])
+                let ended = try await run(
+                    client, project, auth,
+                    [
+                        "url": "\(base)/numbered?end=404",
+                        "pagination": [
+                            "mode": "parameters", "parameters": [["in": "query", "name": "page", "value": "{{ $pageCount + 1 }}"]],
+                            "complete": "statusCode", "statusCodes": [404],
+                        ],
+                    ])
                 #expect(ended.json["status"] as? String == "succeeded", "\(ended.text)")
                 #expect(output(ended).count == 6)
                 // Without the status code listed, the 404 fails the node as any HTTP error does.
-                let failed = try await run(client, project, auth, [
-                    "url": "\(base)/numbered?end=404",
-                    "pagination": ["mode": "parameters", "parameters": [["in": "query", "name": "page", "value": "{{ $pageCount + 1 }}"]],
-                                   "complete": "statusCode", "statusCodes": [410]],
-                ])
+                let failed = try await run(
+                    client, project, auth,
+                    [
+                        "url": "\(base)/numbered?end=404",
+                        "pagination": [
+                            "mode": "parameters", "parameters": [["in": "query", "name": "page", "value": "{{ $pageCount + 1 }}"]],
+                            "complete": "statusCode", "statusCodes": [410],
+                        ],
+                    ])
                 #expect(failed.json["status"] as? String == "failed")
                 #expect((failed.json["error"] as? String ?? "").contains("404"))
 
                 // A relative link in the body, followed until it is null.
                 api.seen.withLock { $0.removeAll() }
-                let linked = try await run(client, project, auth, [
-                    "url": "\(base)/linked", "pagination": ["mode": "nextUrl", "nextUrl": "{{ $response.body.next }}"],
-                ])
+                let linked = try await run(
+                    client, project, auth,
+                    [
+                        "url": "\(base)/linked", "pagination": ["mode": "nextUrl", "nextUrl": "{{ $response.body.next }}"],
+                    ])
                 #expect(output(linked).map { $0["cursor"] as? Int } == [0, 1, 2])
                 #expect(api.seen.withLock { $0.map(\.path) } == ["/linked", "/linked?cursor=1", "/linked?cursor=2"])
 
                 // The request limit stops it (no error), as does an expression on the response's headers.
-                let limited = try await run(client, project, auth, [
-                    "url": "\(base)/linked", "pagination": ["mode": "nextUrl", "nextUrl": "{{ $response.body.next }}", "maxRequests": 2],
-                ])
+                let limited = try await run(
+                    client, project, auth,
+                    [
+                        "url": "\(base)/linked",
+                        "pagination": ["mode": "nextUrl", "nextUrl": "{{ $response.body.next }}", "maxRequests": 2],
+                    ])
                 #expect(output(limited).map { $0["cursor"] as? Int } == [0, 1])
-                let searched = try await run(client, project, auth, [
-                    "url": "\(base)/search", "method": "POST", "bodyType": "json", "body": ["offset": 0, "q": "x"],
-                    "pagination": ["mode": "parameters", "parameters": [["in": "body", "name": "offset", "value": "{{ $pageCount * 2 }}"]],
-                                   "complete": "expression", "completeExpression": "{{ $response.headers['x-has-more'] === 'false' }}"],
-                ])
+                let searched = try await run(
+                    client, project, auth,
+                    [
+                        "url": "\(base)/search", "method": "POST", "bodyType": "json", "body": ["offset": 0, "q": "x"],
+                        "pagination": [
+                            "mode": "parameters", "parameters": [["in": "body", "name": "offset", "value": "{{ $pageCount * 2 }}"]],
+                            "complete": "expression", "completeExpression": "{{ $response.headers['x-has-more'] === 'false' }}",
+                        ],
+                    ])
                 #expect(searched.json["status"] as? String == "succeeded", "\(searched.text)")
                 #expect(output(searched).map { $0["i"] as? Int } == [0, 1, 2, 3, 4, 5])
 
@@ -152,20 +182,25 @@ final class PagedAPI: Sendable {
 
     @Test("each page goes through the SSRF guard, and a credential never follows a next URL to another origin")
     func guarded() async throws {
-        let api = PagedAPI(), elsewhere = PagedAPI()
+        let api = PagedAPI()
+        let elsewhere = PagedAPI()
         try await api.run { port in
             try await elsewhere.run { otherPort in
                 let app = try await TestApp.make(.sqlite, fetcher: try loopbackFetcher())
                 try await app.test { client in
                     let (auth, project, _) = try await setUp(client, app)
                     // A next URL that points at the metadata address is refused like any request.
-                    let metadata = try await run(client, project, auth, [
-                        "url": "http://127.0.0.1:\(port)/linked?jump=http://169.254.169.254/latest/meta-data/",
-                        "pagination": ["mode": "nextUrl", "nextUrl": "{{ $response.body.next }}"],
-                    ])
+                    let metadata = try await run(
+                        client, project, auth,
+                        [
+                            "url": "http://127.0.0.1:\(port)/linked?jump=http://169.254.169.254/latest/meta-data/",
+                            "pagination": ["mode": "nextUrl", "nextUrl": "{{ $response.body.next }}"],
+                        ])
                     #expect(metadata.json["status"] as? String == "failed")
-                    #expect((metadata.json["error"] as? String ?? "").lowercased().contains("refused") || (metadata.json["error"] as? String ?? "").contains("169.254"),
-                            "\(metadata.text)")
+                    #expect(
+                        (metadata.json["error"] as? String ?? "").lowercased().contains("refused")
+                            || (metadata.json["error"] as? String ?? "").contains("169.254"),
+                        "\(metadata.text)")
 
                     let jump = "http://127.0.0.1:\(port)/linked?jump=http://127.0.0.1:\(otherPort)/linked%3Fcursor%3D2"
                     let pagination: [String: Any] = ["mode": "nextUrl", "nextUrl": "{{ $response.body.next }}"]
@@ -174,20 +209,27 @@ final class PagedAPI: Sendable {
                     #expect(output(open).map { $0["cursor"] as? Int } == [0, 2], "\(open.text)")
                     #expect(elsewhere.seen.withLock { $0.count } == 1)
                     // A credential header the node itself sets is dropped there, as on a redirect.
-                    let typed = try await run(client, project, auth, ["url": jump, "pagination": pagination,
-                                                                      "headers": ["Authorization": "Bearer typed-in", "Cookie": "s=1", "X-Trace": "t"]])
+                    let typed = try await run(
+                        client, project, auth,
+                        [
+                            "url": jump, "pagination": pagination,
+                            "headers": ["Authorization": "Bearer typed-in", "Cookie": "s=1", "X-Trace": "t"],
+                        ])
                     #expect(output(typed).count == 2, "\(typed.text)")
                     #expect(api.seen.withLock { $0.last?.authorization } == "Bearer typed-in")
                     #expect(elsewhere.seen.withLock { $0.count == 2 && $0.last?.authorization == nil })
 
                     // With a connection, pages stay on the first request's origin: the other server sees nothing.
                     let token = "page-token-\(UUID())"
-                    let connection = try await client.post("/api/v1/projects/\(project)/connections",
-                                                           ["name": "api", "type": "bearer", "data": ["token": token]], auth: auth)
+                    let connection = try await client.post(
+                        "/api/v1/projects/\(project)/connections",
+                        ["name": "api", "type": "bearer", "data": ["token": token]], auth: auth)
                     #expect(connection.status == 201, "\(connection.text)")
-                    let signed = try await run(client, project, auth, [
-                        "url": "http://127.0.0.1:\(port)/linked", "connection": "api", "pagination": pagination,
-                    ])
+                    let signed = try await run(
+                        client, project, auth,
+                        [
+                            "url": "http://127.0.0.1:\(port)/linked", "connection": "api", "pagination": pagination,
+                        ])
                     #expect(output(signed).count == 3)
                     #expect(api.seen.withLock { $0.suffix(3).allSatisfy { $0.authorization == "Bearer \(token)" } })
                     let refused = try await run(client, project, auth, ["url": jump, "connection": "api", "pagination": pagination])
@@ -208,10 +250,19 @@ final class PagedAPI: Sendable {
                 (["mode": "pages"], "parameters.pagination.mode"),
                 (["mode": "nextUrl"], "parameters.pagination.nextUrl"),
                 (["mode": "parameters", "parameters": []], "parameters.pagination.parameters"),
-                (["mode": "parameters", "parameters": [["in": "cookie", "name": "p", "value": 1]]], "parameters.pagination.parameters[0].in"),
+                (
+                    ["mode": "parameters", "parameters": [["in": "cookie", "name": "p", "value": 1]]],
+                    "parameters.pagination.parameters[0].in"
+                ),
                 (["mode": "nextUrl", "nextUrl": "{{ $response.body.next }}", "maxRequests": 5000], "parameters.pagination.maxRequests"),
-                (["mode": "nextUrl", "nextUrl": "{{ $response.body.next }}", "complete": "statusCode"], "parameters.pagination.statusCodes"),
-                (["mode": "nextUrl", "nextUrl": "{{ $response.body.next }}", "complete": "expression"], "parameters.pagination.completeExpression"),
+                (
+                    ["mode": "nextUrl", "nextUrl": "{{ $response.body.next }}", "complete": "statusCode"],
+                    "parameters.pagination.statusCodes"
+                ),
+                (
+                    ["mode": "nextUrl", "nextUrl": "{{ $response.body.next }}", "complete": "expression"],
+                    "parameters.pagination.completeExpression"
+                ),
                 (["mode": "nextUrl", "nextUrl": "{{ $response.body.next }}", "intervalMs": -1], "parameters.pagination.intervalMs"),
                 (["mode": "nextUrl", "nextUrl": "{{ $response.body.next }}", "limit": 3], "parameters.pagination.limit"),
                 (["mode": "nextUrl", "nextUrl": "{{ $response.body.next "], "parameters.pagination.nextUrl"),
@@ -219,22 +270,32 @@ final class PagedAPI: Sendable {
                 (["mode": "parameters", "parameters": [5]], "parameters.pagination.parameters[0]"),
             ]
             // Not even as an expression: its per-page fields would then come from data.
-            let expression = try await client.post("/api/v1/projects/\(project)/workflows",
-                                                   workflow(["url": "https://api.example.com/x", "pagination": "{{ $json.pagination }}"]), auth: auth)
-            #expect(((expression.json["error"] as? [String: Any])?["problems"] as? [[String: Any]] ?? []).contains { $0["field"] as? String == "parameters.pagination" },
-                    "\(expression.text)")
+            let expression = try await client.post(
+                "/api/v1/projects/\(project)/workflows",
+                workflow(["url": "https://api.example.com/x", "pagination": "{{ $json.pagination }}"]), auth: auth)
+            #expect(
+                ((expression.json["error"] as? [String: Any])?["problems"] as? [[String: Any]] ?? []).contains {
+                    $0["field"] as? String == "parameters.pagination"
+                },
+                "\(expression.text)")
             for (pagination, field) in cases {
-                let saved = try await client.post("/api/v1/projects/\(project)/workflows",
-                                                  workflow(["url": "https://api.example.com/x", "pagination": pagination]), auth: auth)
+                let saved = try await client.post(
+                    "/api/v1/projects/\(project)/workflows",
+                    workflow(["url": "https://api.example.com/x", "pagination": pagination]), auth: auth)
                 #expect(saved.status == 400 || saved.status == 422, "\(field): \(saved.text)")
                 let problems = (saved.json["error"] as? [String: Any])?["problems"] as? [[String: Any]] ?? []
-                #expect(problems.contains { $0["field"] as? String == field && $0["node"] as? String == "Fetch" }, "\(field): \(saved.text)")
+                #expect(
+                    problems.contains { $0["field"] as? String == field && $0["node"] as? String == "Fetch" }, "\(field): \(saved.text)")
             }
-            let good = try await client.post("/api/v1/projects/\(project)/workflows", workflow([
-                "url": "https://api.example.com/x",
-                "pagination": ["mode": "parameters", "parameters": [["in": "header", "name": "X-Page", "value": "{{ $pageCount }}"]],
-                               "complete": "statusCode", "statusCodes": [404], "maxRequests": 10, "intervalMs": 100],
-            ]), auth: auth)
+            let good = try await client.post(
+                "/api/v1/projects/\(project)/workflows",
+                workflow([
+                    "url": "https://api.example.com/x",
+                    "pagination": [
+                        "mode": "parameters", "parameters": [["in": "header", "name": "X-Page", "value": "{{ $pageCount }}"]],
+                        "complete": "statusCode", "statusCodes": [404], "maxRequests": 10, "intervalMs": 100,
+                    ],
+                ]), auth: auth)
             #expect(good.status == 201, "\(good.text)")
         }
     }

@@ -45,8 +45,10 @@ final class RecordingFetcher: OutboundFetching {
 
     static func chain(_ nodes: [[String: Any]]) -> [String: Any] {
         let names = nodes.map { $0["name"] as! String }
-        return ["name": "Chain " + Identifier.make("w"), "nodes": nodes,
-                "edges": zip(names, names.dropFirst()).map { ["from": $0, "to": $1] }]
+        return [
+            "name": "Chain " + Identifier.make("w"), "nodes": nodes,
+            "edges": zip(names, names.dropFirst()).map { ["from": $0, "to": $1] },
+        ]
     }
 
     @Test("a call whose body never returns fails at its deadline, and its task is cancelled")
@@ -86,7 +88,9 @@ final class RecordingFetcher: OutboundFetching {
         let store = try await PostgresStore.open(url: url, timeouts: timeouts, logger: Logger(label: "test"))
         defer { Task { await store.close() } }
         let settings = try await store.read { db in
-            try await db.raw("SELECT current_setting('statement_timeout') AS s, current_setting('lock_timeout') AS l, current_setting('idle_in_transaction_session_timeout') AS i").first()
+            try await db.raw(
+                "SELECT current_setting('statement_timeout') AS s, current_setting('lock_timeout') AS l, current_setting('idle_in_transaction_session_timeout') AS i"
+            ).first()
         }
         #expect(try settings?.decode(column: "s", as: String.self) == "1500ms")
         #expect(try settings?.decode(column: "l", as: String.self) == "700ms")
@@ -113,31 +117,37 @@ final class RecordingFetcher: OutboundFetching {
         // The first request takes 2 s: meanwhile the 1 s lease runs out and another worker takes
         // the execution. The node's second item must then not be sent by this worker.
         let fetcher = RecordingFetcher(hold: .seconds(2), holding: 1)
-        let app = try await TestApp.make(backend, configure: {
-            $0.engine.leaseDuration = 1
-            // No heartbeats: only the check before each side effect can notice the loss.
-            $0.engine.heartbeatInterval = 3600
-        }, fetcher: fetcher)
+        let app = try await TestApp.make(
+            backend,
+            configure: {
+                $0.engine.leaseDuration = 1
+                // No heartbeats: only the check before each side effect can notice the loss.
+                $0.engine.heartbeatInterval = 3600
+            }, fetcher: fetcher)
         try await app.test(worker: false) { client in
             let (auth, project, _) = try await setUp(client, app)
             let definition = Self.chain([
                 Self.node("Manual", "flowstack.manualTrigger"),
                 Self.node("Call", "flowstack.httpRequest", ["url": "https://api.example.com/{{ $json.n }}"]),
             ])
-            let id = try #require(try await client.post("/api/v1/projects/\(project)/workflows", definition, auth: auth).json["id"] as? String)
+            let id = try #require(
+                try await client.post("/api/v1/projects/\(project)/workflows", definition, auth: auth).json["id"] as? String)
             let workflow = try #require(try await app.store.workflow(id: id))
             let run = Task {
-                try await app.engine.runNow(workflow, trigger: "Manual", items: [Item(json: ["n": 1]), Item(json: ["n": 2])], mode: .manual, task: .own)
+                try await app.engine.runNow(
+                    workflow, trigger: "Manual", items: [Item(json: ["n": 1]), Item(json: ["n": 2])], mode: .manual, task: .own)
             }
             var taken: ExecutionRecord?
             for _ in 0..<100 where taken == nil {
                 try await Task.sleep(for: .milliseconds(50))
                 app.clock.advance(by: 5)
-                taken = try await app.store.claimExecutions(owner: "other", limit: 1, leaseUntil: app.store.now.addingTimeInterval(60)).first
+                taken = try await app.store.claimExecutions(owner: "other", limit: 1, leaseUntil: app.store.now.addingTimeInterval(60))
+                    .first
             }
             #expect(taken != nil, "the run was never written")
             await #expect(throws: LeaseLost.self) { _ = try await run.value }
-            #expect(fetcher.seen.map(\.url) == ["https://api.example.com/1"], "the fenced-out worker still called \(fetcher.seen.map(\.url))")
+            #expect(
+                fetcher.seen.map(\.url) == ["https://api.example.com/1"], "the fenced-out worker still called \(fetcher.seen.map(\.url))")
         }
     }
 
@@ -145,18 +155,21 @@ final class RecordingFetcher: OutboundFetching {
     func stalledRunIsTakenOver(_ backend: Backend) async throws {
         // The first request hangs for 12 s (not cancellable); the stall limit is 1 s.
         let fetcher = RecordingFetcher(hold: .seconds(12), holding: 1)
-        let app = try await TestApp.make(backend, configure: {
-            $0.engine.leaseDuration = 1.5
-            $0.engine.heartbeatInterval = 0.2
-            $0.engine.stallTimeout = 1
-        }, fetcher: fetcher)
+        let app = try await TestApp.make(
+            backend,
+            configure: {
+                $0.engine.leaseDuration = 1.5
+                $0.engine.heartbeatInterval = 0.2
+                $0.engine.stallTimeout = 1
+            }, fetcher: fetcher)
         try await app.test(worker: false) { client in
             let (auth, project, _) = try await setUp(client, app)
             let definition = Self.chain([
                 Self.node("Manual", "flowstack.manualTrigger"),
                 Self.node("Call", "flowstack.httpRequest", ["url": "https://api.example.com/slow"]),
             ])
-            let id = try #require(try await client.post("/api/v1/projects/\(project)/workflows", definition, auth: auth).json["id"] as? String)
+            let id = try #require(
+                try await client.post("/api/v1/projects/\(project)/workflows", definition, auth: auth).json["id"] as? String)
             let workflow = try #require(try await app.store.workflow(id: id))
             let accepted = try await app.engine.submit(workflow, trigger: "Manual", items: [Item(json: [:])], mode: .manual)
             let started = ContinuousClock.now
@@ -200,7 +213,8 @@ final class RecordingFetcher: OutboundFetching {
                 Self.node("Pause", "flowstack.wait", ["resume": "timeInterval", "seconds": 1]),
                 Self.node("Done", "flowstack.set", ["fields": ["done": true]]),
             ])
-            let id = try #require(try await client.post("/api/v1/projects/\(project)/workflows", definition, auth: auth).json["id"] as? String)
+            let id = try #require(
+                try await client.post("/api/v1/projects/\(project)/workflows", definition, auth: auth).json["id"] as? String)
             let started = ContinuousClock.now
             let answer = try await client.post("/api/v1/workflows/\(id)/run?wait=true", nil, auth: auth)
             let took = ContinuousClock.now - started
@@ -219,7 +233,8 @@ final class RecordingFetcher: OutboundFetching {
                 Self.node("Hook", "flowstack.webhook", ["method": "POST", "path": hookPath, "respond": "immediately"]),
                 Self.node("Shape", "flowstack.set", ["fields": ["seen": "{{ $json.body.n }}"]]),
             ])
-            let hookID = try #require(try await client.post("/api/v1/projects/\(project)/workflows", hooked, auth: auth).json["id"] as? String)
+            let hookID = try #require(
+                try await client.post("/api/v1/projects/\(project)/workflows", hooked, auth: auth).json["id"] as? String)
             #expect(try await client.post("/api/v1/workflows/\(hookID)/activate", nil, auth: auth).status == 200)
             let first = try await client.post("/webhook/\(hookPath)", ["n": 1], headers: ["Idempotency-Key": "order-17"])
             let repeated = try await client.post("/webhook/\(hookPath)", ["n": 1], headers: ["Idempotency-Key": "order-17"])
@@ -231,10 +246,15 @@ final class RecordingFetcher: OutboundFetching {
             #expect(other.json["executionId"] as? String != firstID)
             #expect(try await client.post("/webhook/\(hookPath)", ["n": 3], headers: ["Idempotency-Key": "bad key"]).status == 400)
 
-            let manual = Self.chain([Self.node("Manual", "flowstack.manualTrigger"), Self.node("Shape", "flowstack.set", ["fields": ["ok": true]])])
-            let runID = try #require(try await client.post("/api/v1/projects/\(project)/workflows", manual, auth: auth).json["id"] as? String)
-            let ran = try await client.post("/api/v1/workflows/\(runID)/run?wait=true", nil, auth: auth, headers: ["Idempotency-Key": "order-17"])
-            let again = try await client.post("/api/v1/workflows/\(runID)/run?wait=true", nil, auth: auth, headers: ["Idempotency-Key": "order-17"])
+            let manual = Self.chain([
+                Self.node("Manual", "flowstack.manualTrigger"), Self.node("Shape", "flowstack.set", ["fields": ["ok": true]]),
+            ])
+            let runID = try #require(
+                try await client.post("/api/v1/projects/\(project)/workflows", manual, auth: auth).json["id"] as? String)
+            let ran = try await client.post(
+                "/api/v1/workflows/\(runID)/run?wait=true", nil, auth: auth, headers: ["Idempotency-Key": "order-17"])
+            let again = try await client.post(
+                "/api/v1/workflows/\(runID)/run?wait=true", nil, auth: auth, headers: ["Idempotency-Key": "order-17"])
             let queued = try await client.post("/api/v1/workflows/\(runID)/run", nil, auth: auth, headers: ["Idempotency-Key": "order-17"])
             // The same key on another workflow is a key of its own.
             #expect(ran.json["id"] as? String != firstID)
@@ -262,17 +282,21 @@ final class RecordingFetcher: OutboundFetching {
             let (auth, project, _) = try await setUp(client, app)
             let definition = Self.chain([
                 Self.node("Manual", "flowstack.manualTrigger"),
-                Self.node("Call", "flowstack.httpRequest", ["url": "https://api.example.com/charge", "method": "POST", "idempotencyKey": true]),
+                Self.node(
+                    "Call", "flowstack.httpRequest", ["url": "https://api.example.com/charge", "method": "POST", "idempotencyKey": true]),
             ])
-            let id = try #require(try await client.post("/api/v1/projects/\(project)/workflows", definition, auth: auth).json["id"] as? String)
+            let id = try #require(
+                try await client.post("/api/v1/projects/\(project)/workflows", definition, auth: auth).json["id"] as? String)
             let body: [String: Any] = ["items": [["n": 1], ["n": 2]]]
-            #expect(try await client.post("/api/v1/workflows/\(id)/run?wait=true", body, auth: auth).json["status"] as? String == "succeeded")
+            #expect(
+                try await client.post("/api/v1/workflows/\(id)/run?wait=true", body, auth: auth).json["status"] as? String == "succeeded")
             let keys = fetcher.seen.map { request in request.headers.first { $0.0 == "Idempotency-Key" }?.1 }
             #expect(keys.count == 2)
             #expect(Set(keys.compactMap { $0 }).count == 2, "\(keys)")
             #expect(keys.allSatisfy { $0?.hasPrefix("fs-") == true && $0?.count == 35 }, "\(keys)")
             // Another execution of the same request gets other keys.
-            #expect(try await client.post("/api/v1/workflows/\(id)/run?wait=true", body, auth: auth).json["status"] as? String == "succeeded")
+            #expect(
+                try await client.post("/api/v1/workflows/\(id)/run?wait=true", body, auth: auth).json["status"] as? String == "succeeded")
             let later = fetcher.seen.dropFirst(2).compactMap { request in request.headers.first { $0.0 == "Idempotency-Key" }?.1 }
             #expect(Set(later).isDisjoint(with: Set(keys.compactMap { $0 })))
         }

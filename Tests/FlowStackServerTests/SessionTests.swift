@@ -13,7 +13,9 @@ import Testing
         return ""
     }
 
-    @Test("login sets a Secure, HttpOnly, SameSite=Strict cookie with a new 256-bit token each time; only its hash is stored", arguments: Backend.allCases)
+    @Test(
+        "login sets a Secure, HttpOnly, SameSite=Strict cookie with a new 256-bit token each time; only its hash is stored",
+        arguments: Backend.allCases)
     func cookie(backend: Backend) async throws {
         let app = try await TestApp.make(backend)
         try await app.test { client in
@@ -21,7 +23,8 @@ import Testing
             let response = try await client.post("/api/v1/auth/login", ["email": owner.email, "password": owner.password])
             let cookie = try #require(response.header("Set-Cookie"))
             for attribute in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] { #expect(cookie.contains(attribute)) }
-            let first = try await client.login(owner), second = try await client.login(owner)
+            let first = try await client.login(owner)
+            let second = try await client.login(owner)
             #expect(token(first) != token(second))
             #expect(token(first).count >= 4 + 43)
             let bytes = try app.database.rawBytes()
@@ -61,12 +64,15 @@ import Testing
         let app = try await TestApp.make(backend)
         try await app.test { client in
             let owner = try await client.setupOwner(app)
-            let a = try await client.login(owner), b = try await client.login(owner), c = try await client.login(owner)
+            let a = try await client.login(owner)
+            let b = try await client.login(owner)
+            let c = try await client.login(owner)
             #expect(try await client.post("/api/v1/auth/logout", auth: a).status == 204)
             #expect(try await client.get("/api/v1/me", auth: a).status == 401)
             #expect(try await client.get("/api/v1/me", auth: b).status == 200)
 
-            let changed = try await client.post("/api/v1/me/password", ["currentPassword": owner.password, "newPassword": "N3w-Passphrase-ok"], auth: b)
+            let changed = try await client.post(
+                "/api/v1/me/password", ["currentPassword": owner.password, "newPassword": "N3w-Passphrase-ok"], auth: b)
             #expect(changed.status == 204)
             #expect(try await client.get("/api/v1/me", auth: c).status == 401)
             #expect(try await client.get("/api/v1/me", auth: b).status == 200)
@@ -84,7 +90,8 @@ import Testing
         try await app.test { client in
             let owner = try await client.setupOwner(app)
             let auth = try await client.login(owner)
-            let response = try await client.post("/api/v1/me/password", ["currentPassword": "Not-The-0ne", "newPassword": "N3w-Passphrase-ok"], auth: auth)
+            let response = try await client.post(
+                "/api/v1/me/password", ["currentPassword": "Not-The-0ne", "newPassword": "N3w-Passphrase-ok"], auth: auth)
             #expect(response.status == 403)
             #expect(try await client.post("/api/v1/auth/login", ["email": owner.email, "password": owner.password]).status == 200)
         }
@@ -101,7 +108,8 @@ import Testing
             let refused = try await client.post("/api/v1/orgs/\(owner.orgID)/projects", ["name": "P"], auth: bare)
             #expect(refused.status == 403)
             #expect(refused.errorCode == "csrf_token_invalid")
-            let forged = try await client.post("/api/v1/orgs/\(owner.orgID)/projects", ["name": "P"], auth: .session(token: token(auth), csrf: "forged"))
+            let forged = try await client.post(
+                "/api/v1/orgs/\(owner.orgID)/projects", ["name": "P"], auth: .session(token: token(auth), csrf: "forged"))
             #expect(forged.status == 403)
             #expect(try await client.post("/api/v1/orgs/\(owner.orgID)/projects", ["name": "P"], auth: auth).status == 201)
             let projects = try await client.get("/api/v1/orgs/\(owner.orgID)/projects", auth: auth)

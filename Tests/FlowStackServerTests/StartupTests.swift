@@ -31,7 +31,9 @@ import Testing
         settings.sandboxPath = "/nonexistent/flowstack-sandbox"
         // Refused only after the store is open (and migrated): an allowlist entry that is not a host or range.
         settings.httpAllow = ["not a host!"]
-        await #expect(throws: StartupError.self) { _ = try await FlowStackApplication.build(settings: settings, logger: Logger(label: "test")) }
+        await #expect(throws: StartupError.self) {
+            _ = try await FlowStackApplication.build(settings: settings, logger: Logger(label: "test"))
+        }
         var remaining = try await otherSessions(probe)
         // Well within the pool's 5 s idle timeout, which would otherwise close a leaked pool's connections too.
         let deadline = ContinuousClock.now + .seconds(2)

@@ -40,7 +40,8 @@ import Testing
         ]
     }
 
-    @Test("a user of org B gets 404 on every route with org A's IDs, by session and by API key; A is unchanged", arguments: Backend.allCases)
+    @Test(
+        "a user of org B gets 404 on every route with org A's IDs, by session and by API key; A is unchanged", arguments: Backend.allCases)
     func crossOrg(backend: Backend) async throws {
         let app = try await TestApp.make(backend)
         try await app.test { client in
@@ -49,7 +50,9 @@ import Testing
             try await Admin(store: app.store).setPlan(orgID: a.orgID, plan: .enterprise)
             let projectID = try await client.createProject(aAuth, orgID: a.orgID, name: "Secret")
             _ = try await client.createAPIKey(aAuth, orgID: a.orgID)
-            let keyID = try #require((try await client.get("/api/v1/orgs/\(a.orgID)/api-keys", auth: aAuth).json["items"] as? [[String: Any]])?.first?["id"] as? String)
+            let keyID = try #require(
+                (try await client.get("/api/v1/orgs/\(a.orgID)/api-keys", auth: aAuth).json["items"] as? [[String: Any]])?.first?["id"]
+                    as? String)
 
             let b = try await client.createAccount(app, email: "b@example.com")
             try await Admin(store: app.store).setPlan(orgID: b.orgID, plan: .enterprise)
@@ -81,7 +84,10 @@ import Testing
             let shared = try await client.createProject(ownerAuth, orgID: owner.orgID, name: "Shared")
             let member = try await client.createAccount(app, email: "m@example.com")
             try await client.addMember(app, userID: member.userID, orgID: owner.orgID, role: .member)
-            #expect(try await client.request(.put, "/api/v1/projects/\(shared)/members/\(member.userID)", json: ["role": "runner"], auth: ownerAuth).status == 200)
+            #expect(
+                try await client.request(
+                    .put, "/api/v1/projects/\(shared)/members/\(member.userID)", json: ["role": "runner"], auth: ownerAuth
+                ).status == 200)
             let auth = try await client.login(member)
             let list = try await client.get("/api/v1/orgs/\(owner.orgID)/projects", auth: auth)
             #expect((list.json["items"] as? [[String: Any]])?.map { $0["id"] as! String } == [shared])
@@ -96,7 +102,9 @@ import Testing
         }
     }
 
-    @Test("roles: viewers cannot create, members cannot manage, admins cannot touch owners, the last owner stays", arguments: Backend.allCases)
+    @Test(
+        "roles: viewers cannot create, members cannot manage, admins cannot touch owners, the last owner stays", arguments: Backend.allCases
+    )
     func roles(backend: Backend) async throws {
         let app = try await TestApp.make(backend)
         try await app.test { client in
@@ -108,24 +116,47 @@ import Testing
                 try await client.addMember(app, userID: account.userID, orgID: owner.orgID, role: role)
                 auths[role] = (account, try await client.login(account))
             }
-            let viewer = auths[.viewer]!.1, member = auths[.member]!.1, admin = auths[.admin]!.1
+            let viewer = auths[.viewer]!.1
+            let member = auths[.member]!.1
+            let admin = auths[.admin]!.1
             #expect(try await client.post("/api/v1/orgs/\(owner.orgID)/projects", ["name": "v"], auth: viewer).status == 403)
-            #expect(try await client.post("/api/v1/orgs/\(owner.orgID)/api-keys", ["name": "v", "scope": "read"], auth: viewer).status == 403)
+            #expect(
+                try await client.post("/api/v1/orgs/\(owner.orgID)/api-keys", ["name": "v", "scope": "read"], auth: viewer).status == 403)
             #expect(try await client.post("/api/v1/orgs/\(owner.orgID)/projects", ["name": "m"], auth: member).status == 201)
-            #expect(try await client.post("/api/v1/orgs/\(owner.orgID)/invitations", ["email": "n@example.com", "role": "member"], auth: member).status == 403)
-            #expect(try await client.request(.patch, "/api/v1/orgs/\(owner.orgID)/members/\(auths[.viewer]!.0.userID)", json: ["role": "admin"], auth: member).status == 403)
+            #expect(
+                try await client.post(
+                    "/api/v1/orgs/\(owner.orgID)/invitations", ["email": "n@example.com", "role": "member"], auth: member
+                ).status == 403)
+            #expect(
+                try await client.request(
+                    .patch, "/api/v1/orgs/\(owner.orgID)/members/\(auths[.viewer]!.0.userID)", json: ["role": "admin"], auth: member
+                ).status == 403)
             // Admins manage members but not owners.
-            #expect(try await client.request(.patch, "/api/v1/orgs/\(owner.orgID)/members/\(auths[.viewer]!.0.userID)", json: ["role": "member"], auth: admin).status == 200)
-            #expect(try await client.request(.patch, "/api/v1/orgs/\(owner.orgID)/members/\(owner.userID)", json: ["role": "viewer"], auth: admin).status == 403)
-            #expect(try await client.request(.patch, "/api/v1/orgs/\(owner.orgID)/members/\(auths[.member]!.0.userID)", json: ["role": "owner"], auth: admin).status == 403)
-            #expect(try await client.post("/api/v1/orgs/\(owner.orgID)/invitations", ["email": "n@example.com", "role": "owner"], auth: admin).status == 403)
+            #expect(
+                try await client.request(
+                    .patch, "/api/v1/orgs/\(owner.orgID)/members/\(auths[.viewer]!.0.userID)", json: ["role": "member"], auth: admin
+                ).status == 200)
+            #expect(
+                try await client.request(
+                    .patch, "/api/v1/orgs/\(owner.orgID)/members/\(owner.userID)", json: ["role": "viewer"], auth: admin
+                ).status == 403)
+            #expect(
+                try await client.request(
+                    .patch, "/api/v1/orgs/\(owner.orgID)/members/\(auths[.member]!.0.userID)", json: ["role": "owner"], auth: admin
+                ).status == 403)
+            #expect(
+                try await client.post("/api/v1/orgs/\(owner.orgID)/invitations", ["email": "n@example.com", "role": "owner"], auth: admin)
+                    .status == 403)
             // The last owner cannot be demoted or removed.
-            let demote = try await client.request(.patch, "/api/v1/orgs/\(owner.orgID)/members/\(owner.userID)", json: ["role": "admin"], auth: ownerAuth)
+            let demote = try await client.request(
+                .patch, "/api/v1/orgs/\(owner.orgID)/members/\(owner.userID)", json: ["role": "admin"], auth: ownerAuth)
             #expect(demote.status == 409)
             #expect(demote.errorCode == "last_owner")
             #expect(try await client.request(.delete, "/api/v1/orgs/\(owner.orgID)/members/\(owner.userID)", auth: ownerAuth).status == 409)
             // A removed member loses access at once.
-            #expect(try await client.request(.delete, "/api/v1/orgs/\(owner.orgID)/members/\(auths[.member]!.0.userID)", auth: admin).status == 204)
+            #expect(
+                try await client.request(.delete, "/api/v1/orgs/\(owner.orgID)/members/\(auths[.member]!.0.userID)", auth: admin).status
+                    == 204)
             #expect(try await client.get("/api/v1/orgs/\(owner.orgID)", auth: member).status == 404)
         }
     }
@@ -136,7 +167,8 @@ import Testing
         try await app.test { client in
             let owner = try await client.setupOwner(app)
             let auth = try await client.login(owner)
-            let invited = try await client.post("/api/v1/orgs/\(owner.orgID)/invitations", ["email": "new@example.com", "role": "member"], auth: auth)
+            let invited = try await client.post(
+                "/api/v1/orgs/\(owner.orgID)/invitations", ["email": "new@example.com", "role": "member"], auth: auth)
             #expect(invited.status == 201)
             let token = try #require(invited.json["token"] as? String)
             #expect(try await client.post("/api/v1/invitations/\(token)/accept", ["name": "New"]).status == 400)
@@ -145,15 +177,20 @@ import Testing
             let accepted = try await client.post("/api/v1/invitations/\(token)/accept", ["name": "New", "password": "Fresh-Start-42"])
             #expect(accepted.status == 200, "\(accepted.text)")
             #expect((accepted.json["organization"] as? [String: Any])?["role"] as? String == "member")
-            #expect(try await client.post("/api/v1/invitations/\(token)/accept", ["name": "Again", "password": "Fresh-Start-42"]).status == 404)
-            #expect(try await client.post("/api/v1/invitations/fsi_unknown/accept", ["name": "X", "password": "Fresh-Start-42"]).status == 404)
-            let newcomer = try await client.login(APIClient.Account(userID: "", orgID: owner.orgID, email: "new@example.com", password: "Fresh-Start-42"))
+            #expect(
+                try await client.post("/api/v1/invitations/\(token)/accept", ["name": "Again", "password": "Fresh-Start-42"]).status == 404)
+            #expect(
+                try await client.post("/api/v1/invitations/fsi_unknown/accept", ["name": "X", "password": "Fresh-Start-42"]).status == 404)
+            let newcomer = try await client.login(
+                APIClient.Account(userID: "", orgID: owner.orgID, email: "new@example.com", password: "Fresh-Start-42"))
             #expect(try await client.get("/api/v1/orgs/\(owner.orgID)", auth: newcomer).status == 200)
             // Expired invitations are refused.
-            let late = try await client.post("/api/v1/orgs/\(owner.orgID)/invitations", ["email": "late@example.com", "role": "viewer"], auth: auth)
+            let late = try await client.post(
+                "/api/v1/orgs/\(owner.orgID)/invitations", ["email": "late@example.com", "role": "viewer"], auth: auth)
             app.clock.advance(by: 8 * 86_400)
             let lateToken = try #require(late.json["token"] as? String)
-            #expect(try await client.post("/api/v1/invitations/\(lateToken)/accept", ["name": "L", "password": "Fresh-Start-42"]).status == 404)
+            #expect(
+                try await client.post("/api/v1/invitations/\(lateToken)/accept", ["name": "L", "password": "Fresh-Start-42"]).status == 404)
         }
     }
 }

@@ -30,7 +30,9 @@ import Testing
             #expect(try await client.request(.delete, "\(base)/API_TOKEN", auth: auth).status == 204)
             #expect(try await client.request(.delete, "\(base)/API_TOKEN", auth: auth).status == 404)
             // The audit trail records the change, never the value.
-            let audit = try await app.store.read { db in try await db.raw("SELECT action FROM audit_events WHERE action LIKE 'variable.%'").all() }
+            let audit = try await app.store.read { db in
+                try await db.raw("SELECT action FROM audit_events WHERE action LIKE 'variable.%'").all()
+            }
             #expect(audit.count == 3)
         }
     }
@@ -46,7 +48,9 @@ import Testing
             for role in ["viewer", "runner"] {
                 let member = try await client.createAccount(app, email: "\(role)@example.com")
                 try await client.addMember(app, userID: member.userID, orgID: owner.orgID, role: .member)
-                #expect(try await client.request(.put, "/api/v1/projects/\(project)/members/\(member.userID)", json: ["role": role], auth: auth).status == 200)
+                #expect(
+                    try await client.request(.put, "/api/v1/projects/\(project)/members/\(member.userID)", json: ["role": role], auth: auth)
+                        .status == 200)
                 let login = try await client.login(member)
                 let key = try await client.createAPIKey(login, orgID: owner.orgID, scope: "read")
                 for credential in [login, .apiKey(key)] {
@@ -73,11 +77,21 @@ import Testing
             _ = try await client.post("/api/v1/projects/\(other)/variables", ["name": "OTHER_SECRET", "value": "not-yours"], auth: auth)
             let workflow: [String: Any] = [
                 "name": "Env",
-                "nodes": [["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
-                          ["name": "Set", "type": "flowstack.set", "typeVersion": 1,
-                           "parameters": ["fields": ["greeting": "{{ $env.GREETING }} world", "other": "{{ $env.OTHER_SECRET ?? 'absent' }}"]]],
-                          ["name": "Code", "type": "flowstack.code", "typeVersion": 1,
-                           "parameters": ["code": "return items.map(i => ({json: {...i.json, fromCode: $env.GREETING, keys: Object.keys($env)}}))"]]],
+                "nodes": [
+                    ["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
+                    [
+                        "name": "Set", "type": "flowstack.set", "typeVersion": 1,
+                        "parameters": [
+                            "fields": ["greeting": "{{ $env.GREETING }} world", "other": "{{ $env.OTHER_SECRET ?? 'absent' }}"]
+                        ],
+                    ],
+                    [
+                        "name": "Code", "type": "flowstack.code", "typeVersion": 1,
+                        "parameters": [
+                            "code": "return items.map(i => ({json: {...i.json, fromCode: $env.GREETING, keys: Object.keys($env)}}))"
+                        ],
+                    ],
+                ],
                 "edges": [["from": "Manual", "to": "Set"], ["from": "Set", "to": "Code"]],
             ]
             let id = try await client.post("/api/v1/projects/\(project)/workflows", workflow, auth: auth).json["id"] as! String

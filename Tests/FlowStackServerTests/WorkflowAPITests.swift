@@ -32,9 +32,15 @@ final class ScriptedFetcher: OutboundFetching {
 nonisolated(unsafe) let greet: [String: Any] = [
     "name": "Greet",
     "nodes": [
-        ["name": "Hook", "type": "flowstack.webhook", "typeVersion": 1, "parameters": ["method": "POST", "path": "greet", "respond": "lastNode"]],
+        [
+            "name": "Hook", "type": "flowstack.webhook", "typeVersion": 1,
+            "parameters": ["method": "POST", "path": "greet", "respond": "lastNode"],
+        ],
         ["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
-        ["name": "Shape", "type": "flowstack.set", "typeVersion": 1, "parameters": ["fields": ["greeting": "Hello {{ $json.body?.name ?? $json.name }}"]]],
+        [
+            "name": "Shape", "type": "flowstack.set", "typeVersion": 1,
+            "parameters": ["fields": ["greeting": "Hello {{ $json.body?.name ?? $json.name }}"]],
+        ],
     ],
     "edges": [["from": "Hook", "to": "Shape"], ["from": "Manual", "to": "Shape"]],
 ]
@@ -46,7 +52,9 @@ func setUp(_ client: APIClient, _ app: TestApp) async throws -> (auth: Auth, pro
     return (auth, project, owner)
 }
 
-func waitForStatus(_ client: APIClient, _ id: String, auth: Auth, until done: Set<String> = ["succeeded", "failed", "cancelled", "waiting"]) async throws -> APIResponse {
+func waitForStatus(
+    _ client: APIClient, _ id: String, auth: Auth, until done: Set<String> = ["succeeded", "failed", "cancelled", "waiting"]
+) async throws -> APIResponse {
     for _ in 0..<200 {
         let response = try await client.get("/api/v1/executions/\(id)", auth: auth)
         if let status = response.json["status"] as? String, done.contains(status) { return response }
@@ -71,7 +79,8 @@ func waitForStatus(_ client: APIClient, _ id: String, auth: Auth, until done: Se
 
             let created = try await client.post("/api/v1/projects/\(project)/workflows", greet, auth: auth)
             #expect(created.status == 201)
-            let id = created.json["id"] as! String, v1 = created.json["versionId"] as! String
+            let id = created.json["id"] as! String
+            let v1 = created.json["versionId"] as! String
             #expect(created.json["version"] as? Int == 1)
             #expect((created.json["nodes"] as? [Any])?.count == 3)
 
@@ -111,11 +120,14 @@ func waitForStatus(_ client: APIClient, _ id: String, auth: Auth, until done: Se
         try await app.test { client in
             let (auth, project, owner) = try await setUp(client, app)
             var workflow = greet
-            workflow["nodes"] = [["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
-                                 ["name": "Shape", "type": "flowstack.set", "typeVersion": 1, "parameters": ["fields": ["secret": marker]]]]
+            workflow["nodes"] = [
+                ["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
+                ["name": "Shape", "type": "flowstack.set", "typeVersion": 1, "parameters": ["fields": ["secret": marker]]],
+            ]
             workflow["edges"] = [["from": "Manual", "to": "Shape"]]
             let created = try await client.post("/api/v1/projects/\(project)/workflows", workflow, auth: auth)
-            let run = try await client.post("/api/v1/workflows/\(created.json["id"] as! String)/run?wait=true", ["items": [["in": marker]]], auth: auth)
+            let run = try await client.post(
+                "/api/v1/workflows/\(created.json["id"] as! String)/run?wait=true", ["items": [["in": marker]]], auth: auth)
             #expect(run.json["status"] as? String == "succeeded")
             let bytes = try app.database.rawBytes()
             #expect(!bytes.contains(marker: marker))
@@ -151,7 +163,8 @@ func waitForStatus(_ client: APIClient, _ id: String, auth: Auth, until done: Se
             let list = try await client.get("/api/v1/projects/\(project)/executions?status=succeeded&limit=1", auth: auth)
             #expect((list.json["items"] as? [Any])?.count == 1)
             #expect(list.json["nextCursor"] is String)
-            let next = try await client.get("/api/v1/projects/\(project)/executions?status=succeeded&limit=1&cursor=\(list.json["nextCursor"] as! String)", auth: auth)
+            let next = try await client.get(
+                "/api/v1/projects/\(project)/executions?status=succeeded&limit=1&cursor=\(list.json["nextCursor"] as! String)", auth: auth)
             #expect((next.json["items"] as? [Any])?.count == 1)
             #expect(next.json["nextCursor"] is NSNull || next.json["nextCursor"] == nil)
             #expect(try await client.get("/api/v1/projects/\(project)/executions?status=bogus", auth: auth).status == 422)
@@ -168,7 +181,9 @@ func waitForStatus(_ client: APIClient, _ id: String, auth: Auth, until done: Se
             for role in ["viewer", "runner"] {
                 let other = try await client.createAccount(app, email: "\(role)@example.com")
                 try await client.addMember(app, userID: other.userID, orgID: owner.orgID, role: .member)
-                #expect(try await client.request(.put, "/api/v1/projects/\(project)/members/\(other.userID)", json: ["role": role], auth: auth).status == 200)
+                #expect(
+                    try await client.request(.put, "/api/v1/projects/\(project)/members/\(other.userID)", json: ["role": role], auth: auth)
+                        .status == 200)
                 let login = try await client.login(other)
                 let ran = try await client.post("/api/v1/workflows/\(id)/run?wait=true", nil, auth: login)
                 #expect(ran.status == (role == "runner" ? 200 : 403))
@@ -186,7 +201,9 @@ func waitForStatus(_ client: APIClient, _ id: String, auth: Auth, until done: Se
         }
     }
 
-    @Test("webhooks: served once active, unique paths, method checked, response of the last node or a Respond node", arguments: Backend.allCases)
+    @Test(
+        "webhooks: served once active, unique paths, method checked, response of the last node or a Respond node",
+        arguments: Backend.allCases)
     func webhooks(_ backend: Backend) async throws {
         let app = try await TestApp.make(backend)
         try await app.test { client in
@@ -199,7 +216,8 @@ func waitForStatus(_ client: APIClient, _ id: String, auth: Auth, until done: Se
             #expect(answered.json["greeting"] as? String == "Hello Ada")
             #expect(try await client.get("/webhook/greet").status == 405)
             #expect(try await client.request(.post, "/webhook/greet", rawBody: "<x/>", contentType: "application/xml").status == 415)
-            let malformed = try await client.request(.post, "/webhook/greet", rawBody: #"{"name": "Ada",}"#, contentType: "application/json")
+            let malformed = try await client.request(
+                .post, "/webhook/greet", rawBody: #"{"name": "Ada",}"#, contentType: "application/json")
             #expect(malformed.status == 400 && malformed.errorCode == "malformed_json")
             #expect(try await client.post("/webhook/greet/", ["name": "Ada"]).json["greeting"] as? String == "Hello Ada")
 
@@ -211,9 +229,14 @@ func waitForStatus(_ client: APIClient, _ id: String, auth: Auth, until done: Se
             let responder: [String: Any] = [
                 "name": "Custom",
                 "nodes": [
-                    ["name": "Hook", "type": "flowstack.webhook", "typeVersion": 1, "parameters": ["method": "POST", "path": "custom/reply", "respond": "respondNode"]],
-                    ["name": "Reply", "type": "flowstack.respondToWebhook", "typeVersion": 1,
-                     "parameters": ["statusCode": 201, "body": ["seen": "{{ $json.body.n * 2 }}"], "headers": ["X-Flow": "yes"]]],
+                    [
+                        "name": "Hook", "type": "flowstack.webhook", "typeVersion": 1,
+                        "parameters": ["method": "POST", "path": "custom/reply", "respond": "respondNode"],
+                    ],
+                    [
+                        "name": "Reply", "type": "flowstack.respondToWebhook", "typeVersion": 1,
+                        "parameters": ["statusCode": 201, "body": ["seen": "{{ $json.body.n * 2 }}"], "headers": ["X-Flow": "yes"]],
+                    ],
                 ],
                 "edges": [["from": "Hook", "to": "Reply"]],
             ]
@@ -229,9 +252,18 @@ func waitForStatus(_ client: APIClient, _ id: String, auth: Auth, until done: Se
             let early: [String: Any] = [
                 "name": "Early",
                 "nodes": [
-                    ["name": "Hook", "type": "flowstack.webhook", "typeVersion": 1, "parameters": ["method": "POST", "path": "early", "respond": "respondNode"]],
-                    ["name": "Reply", "type": "flowstack.respondToWebhook", "typeVersion": 1, "parameters": ["statusCode": 202, "body": ["queued": true]]],
-                    ["name": "Slow", "type": "flowstack.wait", "typeVersion": 1, "parameters": ["resume": "timeInterval", "seconds": 1.9]],
+                    [
+                        "name": "Hook", "type": "flowstack.webhook", "typeVersion": 1,
+                        "parameters": ["method": "POST", "path": "early", "respond": "respondNode"],
+                    ],
+                    [
+                        "name": "Reply", "type": "flowstack.respondToWebhook", "typeVersion": 1,
+                        "parameters": ["statusCode": 202, "body": ["queued": true]],
+                    ],
+                    [
+                        "name": "Slow", "type": "flowstack.wait", "typeVersion": 1,
+                        "parameters": ["resume": "timeInterval", "seconds": 1.9],
+                    ],
                     ["name": "Done", "type": "flowstack.set", "typeVersion": 1, "parameters": ["fields": ["done": true]]],
                 ],
                 "edges": [["from": "Hook", "to": "Reply"], ["from": "Reply", "to": "Slow"], ["from": "Slow", "to": "Done"]],
@@ -260,54 +292,89 @@ func waitForStatus(_ client: APIClient, _ id: String, auth: Auth, until done: Se
             let (auth, project, _) = try await setUp(client, app)
             let secret = "s3cret-signing-key"
             func hook(_ path: String, _ parameters: [String: Any]) -> [String: Any] {
-                ["name": path,
-                 "nodes": [["name": "Hook", "type": "flowstack.webhook", "typeVersion": 1,
-                            "parameters": ["method": "POST", "path": path, "authentication": "hmac"].merging(parameters) { $1 }],
-                           ["name": "Done", "type": "flowstack.noOp", "typeVersion": 1, "parameters": [:]]],
-                 "edges": [["from": "Hook", "to": "Done"]]]
+                [
+                    "name": path,
+                    "nodes": [
+                        [
+                            "name": "Hook", "type": "flowstack.webhook", "typeVersion": 1,
+                            "parameters": ["method": "POST", "path": path, "authentication": "hmac"].merging(parameters) { $1 },
+                        ],
+                        ["name": "Done", "type": "flowstack.noOp", "typeVersion": 1, "parameters": [:]],
+                    ],
+                    "edges": [["from": "Hook", "to": "Done"]],
+                ]
             }
             // The key lives in a connection (write-only); a workflow holding it inline is refused.
             let inline = try await client.post("/api/v1/projects/\(project)/workflows", hook("signed", ["secret": secret]), auth: auth)
             #expect(inline.status == 422)
             #expect(inline.text.contains("webhook_secret_inline"))
-            #expect(try await client.post("/api/v1/projects/\(project)/workflows", hook("signed", [:]), auth: auth).text.contains("webhook_connection_required"))
-            #expect(try await client.post("/api/v1/projects/\(project)/connections",
-                                          ["name": "signing", "type": "secrets", "data": ["secret": secret]], auth: auth).status == 201)
+            #expect(
+                try await client.post("/api/v1/projects/\(project)/workflows", hook("signed", [:]), auth: auth).text.contains(
+                    "webhook_connection_required"))
+            #expect(
+                try await client.post(
+                    "/api/v1/projects/\(project)/connections",
+                    ["name": "signing", "type": "secrets", "data": ["secret": secret]], auth: auth
+                ).status == 201)
             for path in ["signed", "other", "signed.x"] {
-                let id = try await client.post("/api/v1/projects/\(project)/workflows", hook(path, ["connection": "signing"]), auth: auth).json["id"] as! String
+                let id =
+                    try await client.post("/api/v1/projects/\(project)/workflows", hook(path, ["connection": "signing"]), auth: auth).json[
+                        "id"] as! String
                 #expect(try await client.post("/api/v1/workflows/\(id)/activate", nil, auth: auth).status == 200)
                 let stored = try await client.get("/api/v1/workflows/\(id)", auth: auth)
                 #expect(!stored.text.contains(secret))
             }
             func sign(_ body: String, id: String, at time: Int, path: String = "signed") -> String {
-                let mac = HMAC<SHA256>.authenticationCode(for: Array("\(id).\(time)./webhook/\(path)\n\(body)".utf8), using: SymmetricKey(data: Array(secret.utf8)))
+                let mac = HMAC<SHA256>.authenticationCode(
+                    for: Array("\(id).\(time)./webhook/\(path)\n\(body)".utf8), using: SymmetricKey(data: Array(secret.utf8)))
                 return "sha256=" + mac.map { String(format: "%02x", $0) }.joined()
             }
             let now = Int(app.clock.now().timeIntervalSince1970)
             let body = #"{"amount":10}"#
             func send(_ body: String, signature: String, id: String, at time: Int, path: String = "signed") async throws -> APIResponse {
-                try await client.request(.post, "/webhook/\(path)", rawBody: body, headers: [
-                    "X-FlowStack-Signature": signature, "X-FlowStack-Timestamp": "\(time)", "X-FlowStack-Id": id])
+                try await client.request(
+                    .post, "/webhook/\(path)", rawBody: body,
+                    headers: [
+                        "X-FlowStack-Signature": signature, "X-FlowStack-Timestamp": "\(time)", "X-FlowStack-Id": id,
+                    ])
             }
             #expect(try await send(body, signature: sign(body, id: "r1", at: now), id: "r1", at: now).status == 200)
             #expect(try await send(body, signature: sign(body, id: "r1", at: now), id: "r1", at: now).errorCode == "webhook_replayed")
             // The signature binds the path: accepted by /webhook/signed, refused by another webhook sharing the key.
             #expect(try await send(body, signature: sign(body, id: "r5", at: now), id: "r5", at: now, path: "other").status == 401)
-            #expect(try await send(body, signature: sign(body, id: "r5", at: now, path: "other"), id: "r5", at: now, path: "other").status == 200)
+            #expect(
+                try await send(body, signature: sign(body, id: "r5", at: now, path: "other"), id: "r5", at: now, path: "other").status
+                    == 200)
             // The path ends at a newline, which no path has: path `signed.x` with body `y` is not path `signed` with body `x.y`.
-            let shifted = HMAC<SHA256>.authenticationCode(for: Array("r7.\(now)./webhook/signed.x\ny".utf8), using: SymmetricKey(data: Array(secret.utf8)))
-            #expect(try await client.request(.post, "/webhook/signed", rawBody: "x\ny", contentType: "text/plain", headers: [
-                "X-FlowStack-Signature": "sha256=" + shifted.map { String(format: "%02x", $0) }.joined(), "X-FlowStack-Timestamp": "\(now)",
-                "X-FlowStack-Id": "r7"]).status == 401)
-            #expect(try await send("{}", signature: sign("{}", id: "r8", at: now, path: "signed.x"), id: "r8", at: now, path: "signed.x").status == 200)
+            let shifted = HMAC<SHA256>.authenticationCode(
+                for: Array("r7.\(now)./webhook/signed.x\ny".utf8), using: SymmetricKey(data: Array(secret.utf8)))
+            #expect(
+                try await client.request(
+                    .post, "/webhook/signed", rawBody: "x\ny", contentType: "text/plain",
+                    headers: [
+                        "X-FlowStack-Signature": "sha256=" + shifted.map { String(format: "%02x", $0) }.joined(),
+                        "X-FlowStack-Timestamp": "\(now)",
+                        "X-FlowStack-Id": "r7",
+                    ]
+                ).status == 401)
+            #expect(
+                try await send("{}", signature: sign("{}", id: "r8", at: now, path: "signed.x"), id: "r8", at: now, path: "signed.x").status
+                    == 200)
             // The old forms (without the path, or with it and a '.') are refused.
-            let dotted = HMAC<SHA256>.authenticationCode(for: Array("r9.\(now)./webhook/signed.\(body)".utf8), using: SymmetricKey(data: Array(secret.utf8)))
-            #expect(try await send(body, signature: "sha256=" + dotted.map { String(format: "%02x", $0) }.joined(), id: "r9", at: now).status == 401)
-            let unbound = HMAC<SHA256>.authenticationCode(for: Array("r6.\(now).\(body)".utf8), using: SymmetricKey(data: Array(secret.utf8)))
-            #expect(try await send(body, signature: "sha256=" + unbound.map { String(format: "%02x", $0) }.joined(), id: "r6", at: now).status == 401)
+            let dotted = HMAC<SHA256>.authenticationCode(
+                for: Array("r9.\(now)./webhook/signed.\(body)".utf8), using: SymmetricKey(data: Array(secret.utf8)))
+            #expect(
+                try await send(body, signature: "sha256=" + dotted.map { String(format: "%02x", $0) }.joined(), id: "r9", at: now).status
+                    == 401)
+            let unbound = HMAC<SHA256>.authenticationCode(
+                for: Array("r6.\(now).\(body)".utf8), using: SymmetricKey(data: Array(secret.utf8)))
+            #expect(
+                try await send(body, signature: "sha256=" + unbound.map { String(format: "%02x", $0) }.joined(), id: "r6", at: now).status
+                    == 401)
             #expect(try await send(#"{"amount":99}"#, signature: sign(body, id: "r2", at: now), id: "r2", at: now).status == 401)
             let old = now - 3600
-            #expect(try await send(body, signature: sign(body, id: "r3", at: old), id: "r3", at: old).errorCode == "webhook_signature_expired")
+            #expect(
+                try await send(body, signature: sign(body, id: "r3", at: old), id: "r3", at: old).errorCode == "webhook_signature_expired")
             #expect(try await send(body, signature: sign(body, id: "r.4", at: now), id: "r.4", at: now).status == 401)
             #expect(try await client.post("/webhook/signed", ["amount": 10]).status == 401)
         }
@@ -321,9 +388,17 @@ func waitForStatus(_ client: APIClient, _ id: String, auth: Auth, until done: Se
             let (auth, project, _) = try await setUp(client, app)
             let workflow: [String: Any] = [
                 "name": "Fetch twice",
-                "nodes": [["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
-                          ["name": "First", "type": "flowstack.httpRequest", "typeVersion": 1, "parameters": ["url": "https://api.example.com/a"]],
-                          ["name": "Second", "type": "flowstack.httpRequest", "typeVersion": 1, "parameters": ["url": "https://api.example.com/b"]]],
+                "nodes": [
+                    ["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
+                    [
+                        "name": "First", "type": "flowstack.httpRequest", "typeVersion": 1,
+                        "parameters": ["url": "https://api.example.com/a"],
+                    ],
+                    [
+                        "name": "Second", "type": "flowstack.httpRequest", "typeVersion": 1,
+                        "parameters": ["url": "https://api.example.com/b"],
+                    ],
+                ],
                 "edges": [["from": "Manual", "to": "First"], ["from": "First", "to": "Second"]],
             ]
             // The first call fails (503): First fails and nothing else runs.
@@ -350,9 +425,11 @@ func waitForStatus(_ client: APIClient, _ id: String, auth: Auth, until done: Se
             let (auth, project, _) = try await setUp(client, app)
             let workflow: [String: Any] = [
                 "name": "Approve",
-                "nodes": [["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
-                          ["name": "Hold", "type": "flowstack.wait", "typeVersion": 1, "parameters": ["resume": "webhook"]],
-                          ["name": "After", "type": "flowstack.set", "typeVersion": 1, "parameters": ["fields": ["approved": true]]]],
+                "nodes": [
+                    ["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
+                    ["name": "Hold", "type": "flowstack.wait", "typeVersion": 1, "parameters": ["resume": "webhook"]],
+                    ["name": "After", "type": "flowstack.set", "typeVersion": 1, "parameters": ["fields": ["approved": true]]],
+                ],
                 "edges": [["from": "Manual", "to": "Hold"], ["from": "Hold", "to": "After"]],
             ]
             let id = try await client.post("/api/v1/projects/\(project)/workflows", workflow, auth: auth).json["id"] as! String
@@ -366,8 +443,11 @@ func waitForStatus(_ client: APIClient, _ id: String, auth: Auth, until done: Se
             #expect(try await client.post("/webhook-waiting/\(execution)", nil).status == 404)
             #expect(try await client.post(String(resumePath.dropLast(2)) + "AA", nil).status == 404)
             // The resume call's body and query become the Wait node's output; credentials do not.
-            #expect(try await client.request(.post, resumePath + "?by=ann", json: ["decision": "yes"],
-                                             headers: ["Authorization": "Bearer not-for-the-workflow"]).status == 200)
+            #expect(
+                try await client.request(
+                    .post, resumePath + "?by=ann", json: ["decision": "yes"],
+                    headers: ["Authorization": "Bearer not-for-the-workflow"]
+                ).status == 200)
             let done = try await waitForStatus(client, execution, auth: auth, until: ["succeeded", "failed"])
             #expect(done.json["status"] as? String == "succeeded")
             let output = try #require((done.json["output"] as? [[String: Any]])?.first)
@@ -390,23 +470,34 @@ func waitForStatus(_ client: APIClient, _ id: String, auth: Auth, until done: Se
 }
 
 @Suite struct WorkflowCompositionTests {
-    @Test("Execute Workflow runs a workflow of the same project and returns its output; other projects are out of reach", arguments: Backend.allCases)
+    @Test(
+        "Execute Workflow runs a workflow of the same project and returns its output; other projects are out of reach",
+        arguments: Backend.allCases)
     func subWorkflow(_ backend: Backend) async throws {
         let app = try await TestApp.make(backend)
         try await app.test { client in
             let (auth, project, owner) = try await setUp(client, app)
             let child: [String: Any] = [
                 "name": "Child",
-                "nodes": [["name": "Called", "type": "flowstack.executeWorkflowTrigger", "typeVersion": 1, "parameters": [:]],
-                          ["name": "Double", "type": "flowstack.set", "typeVersion": 1, "parameters": ["fields": ["twice": "{{ $json.n * 2 }}"]]]],
+                "nodes": [
+                    ["name": "Called", "type": "flowstack.executeWorkflowTrigger", "typeVersion": 1, "parameters": [:]],
+                    [
+                        "name": "Double", "type": "flowstack.set", "typeVersion": 1,
+                        "parameters": ["fields": ["twice": "{{ $json.n * 2 }}"]],
+                    ],
+                ],
                 "edges": [["from": "Called", "to": "Double"]],
             ]
             let childID = try await client.post("/api/v1/projects/\(project)/workflows", child, auth: auth).json["id"] as! String
             func parent(_ target: String) -> [String: Any] {
-                ["name": "Parent",
-                 "nodes": [["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
-                           ["name": "Call", "type": "flowstack.executeWorkflow", "typeVersion": 1, "parameters": ["workflowId": target]]],
-                 "edges": [["from": "Manual", "to": "Call"]]]
+                [
+                    "name": "Parent",
+                    "nodes": [
+                        ["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
+                        ["name": "Call", "type": "flowstack.executeWorkflow", "typeVersion": 1, "parameters": ["workflowId": target]],
+                    ],
+                    "edges": [["from": "Manual", "to": "Call"]],
+                ]
             }
             let parentID = try await client.post("/api/v1/projects/\(project)/workflows", parent(childID), auth: auth).json["id"] as! String
             let result = try await client.post("/api/v1/workflows/\(parentID)/run?wait=true", ["items": [["n": 21]]], auth: auth)
@@ -416,7 +507,8 @@ func waitForStatus(_ client: APIClient, _ id: String, auth: Auth, until done: Se
             #expect((subs.json["items"] as? [[String: Any]])?.first?["parentId"] as? String == result.json["id"] as? String)
 
             let elsewhere = try await client.createProject(auth, orgID: owner.orgID, name: "Elsewhere")
-            let foreign = try await client.post("/api/v1/projects/\(elsewhere)/workflows", parent(childID), auth: auth).json["id"] as! String
+            let foreign =
+                try await client.post("/api/v1/projects/\(elsewhere)/workflows", parent(childID), auth: auth).json["id"] as! String
             let refused = try await client.post("/api/v1/workflows/\(foreign)/run?wait=true", ["items": [["n": 1]]], auth: auth)
             #expect(refused.json["status"] as? String == "failed")
             #expect((refused.json["error"] as? String)?.contains("No workflow") == true)
@@ -430,15 +522,22 @@ func waitForStatus(_ client: APIClient, _ id: String, auth: Auth, until done: Se
             let (auth, project, _) = try await setUp(client, app)
             let handler: [String: Any] = [
                 "name": "On error",
-                "nodes": [["name": "Failed", "type": "flowstack.errorTrigger", "typeVersion": 1, "parameters": [:]],
-                          ["name": "Note", "type": "flowstack.set", "typeVersion": 1, "parameters": ["fields": ["seen": "{{ $json.execution.lastNodeExecuted }}"]]]],
+                "nodes": [
+                    ["name": "Failed", "type": "flowstack.errorTrigger", "typeVersion": 1, "parameters": [:]],
+                    [
+                        "name": "Note", "type": "flowstack.set", "typeVersion": 1,
+                        "parameters": ["fields": ["seen": "{{ $json.execution.lastNodeExecuted }}"]],
+                    ],
+                ],
                 "edges": [["from": "Failed", "to": "Note"]],
             ]
             let handlerID = try await client.post("/api/v1/projects/\(project)/workflows", handler, auth: auth).json["id"] as! String
             let failing: [String: Any] = [
                 "name": "Fails",
-                "nodes": [["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
-                          ["name": "Boom", "type": "flowstack.stopAndError", "typeVersion": 1, "parameters": ["message": "planned"]]],
+                "nodes": [
+                    ["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
+                    ["name": "Boom", "type": "flowstack.stopAndError", "typeVersion": 1, "parameters": ["message": "planned"]],
+                ],
                 "edges": [["from": "Manual", "to": "Boom"]],
                 "settings": ["errorWorkflowId": handlerID],
             ]
@@ -447,7 +546,8 @@ func waitForStatus(_ client: APIClient, _ id: String, auth: Auth, until done: Se
             #expect(result.json["status"] as? String == "failed")
             var handled: [[String: Any]] = []
             for _ in 0..<100 {
-                let list = try await client.get("/api/v1/projects/\(project)/executions?workflowId=\(handlerID)&status=succeeded", auth: auth)
+                let list = try await client.get(
+                    "/api/v1/projects/\(project)/executions?workflowId=\(handlerID)&status=succeeded", auth: auth)
                 handled = list.json["items"] as? [[String: Any]] ?? []
                 if !handled.isEmpty { break }
                 try await Task.sleep(for: .milliseconds(30))
@@ -463,26 +563,43 @@ func waitForStatus(_ client: APIClient, _ id: String, auth: Auth, until done: Se
         try await app.test { client in
             let (auth, project, _) = try await setUp(client, app)
             func hook(_ path: String, _ parameters: [String: Any]) -> [String: Any] {
-                ["name": path,
-                 "nodes": [["name": "Hook", "type": "flowstack.webhook", "typeVersion": 1,
-                            "parameters": ["method": "POST", "path": path].merging(parameters) { $1 }],
-                           ["name": "Done", "type": "flowstack.noOp", "typeVersion": 1, "parameters": [:]]],
-                 "edges": [["from": "Hook", "to": "Done"]]]
+                [
+                    "name": path,
+                    "nodes": [
+                        [
+                            "name": "Hook", "type": "flowstack.webhook", "typeVersion": 1,
+                            "parameters": ["method": "POST", "path": path].merging(parameters) { $1 },
+                        ],
+                        ["name": "Done", "type": "flowstack.noOp", "typeVersion": 1, "parameters": [:]],
+                    ],
+                    "edges": [["from": "Hook", "to": "Done"]],
+                ]
             }
-            #expect(try await client.post("/api/v1/projects/\(project)/connections",
-                                          ["name": "hook-basic", "type": "basic", "data": ["username": "u", "password": "p4ss"]], auth: auth).status == 201)
-            #expect(try await client.post("/api/v1/projects/\(project)/connections",
-                                          ["name": "hook-key", "type": "apiKey", "data": ["name": "X-Hook-Key", "key": "k3y"]], auth: auth).status == 201)
-            for inline in [hook("basic", ["authentication": "basic", "username": "u", "password": "p4ss"]),
-                           hook("header", ["authentication": "header", "headerName": "X-Hook-Key", "headerValue": "k3y"])] {
+            #expect(
+                try await client.post(
+                    "/api/v1/projects/\(project)/connections",
+                    ["name": "hook-basic", "type": "basic", "data": ["username": "u", "password": "p4ss"]], auth: auth
+                ).status == 201)
+            #expect(
+                try await client.post(
+                    "/api/v1/projects/\(project)/connections",
+                    ["name": "hook-key", "type": "apiKey", "data": ["name": "X-Hook-Key", "key": "k3y"]], auth: auth
+                ).status == 201)
+            for inline in [
+                hook("basic", ["authentication": "basic", "username": "u", "password": "p4ss"]),
+                hook("header", ["authentication": "header", "headerName": "X-Hook-Key", "headerValue": "k3y"]),
+            ] {
                 #expect(try await client.post("/api/v1/projects/\(project)/workflows", inline, auth: auth).status == 422)
             }
-            for workflow in [hook("basic", ["authentication": "basic", "connection": "hook-basic"]),
-                             hook("header", ["authentication": "header", "connection": "hook-key"])] {
+            for workflow in [
+                hook("basic", ["authentication": "basic", "connection": "hook-basic"]),
+                hook("header", ["authentication": "header", "connection": "hook-key"]),
+            ] {
                 let id = try await client.post("/api/v1/projects/\(project)/workflows", workflow, auth: auth).json["id"] as! String
                 #expect(try await client.post("/api/v1/workflows/\(id)/activate", nil, auth: auth).status == 200)
             }
-            let good = "Basic " + Data("u:p4ss".utf8).base64EncodedString(), bad = "Basic " + Data("u:nope".utf8).base64EncodedString()
+            let good = "Basic " + Data("u:p4ss".utf8).base64EncodedString()
+            let bad = "Basic " + Data("u:nope".utf8).base64EncodedString()
             let basic = try await client.post("/webhook/basic", ["a": 1], headers: ["Authorization": good])
             #expect(basic.status == 200)
             #expect((basic.json["headers"] as? [String: Any])?["authorization"] == nil)
@@ -519,10 +636,14 @@ func waitForStatus(_ client: APIClient, _ id: String, auth: Auth, until done: Se
     }
 
     func codeFree(_ marker: String) -> [String: Any] {
-        ["name": "Plain",
-         "nodes": [["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
-                   ["name": "Copy", "type": "flowstack.set", "typeVersion": 1, "parameters": ["fields": ["copy": "{{ $json.secret }}"]]]],
-         "edges": [["from": "Manual", "to": "Copy"]]]
+        [
+            "name": "Plain",
+            "nodes": [
+                ["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
+                ["name": "Copy", "type": "flowstack.set", "typeVersion": 1, "parameters": ["fields": ["copy": "{{ $json.secret }}"]]],
+            ],
+            "edges": [["from": "Manual", "to": "Copy"]],
+        ]
     }
 
     @Test("a workflow timeout fails the execution", arguments: Backend.allCases)
@@ -532,9 +653,14 @@ func waitForStatus(_ client: APIClient, _ id: String, auth: Auth, until done: Se
             let (auth, project, _) = try await setUp(client, app)
             let slow: [String: Any] = [
                 "name": "Slow",
-                "nodes": [["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
-                          ["name": "Pause", "type": "flowstack.wait", "typeVersion": 1, "parameters": ["resume": "timeInterval", "seconds": 1.5]],
-                          ["name": "After", "type": "flowstack.noOp", "typeVersion": 1, "parameters": [:]]],
+                "nodes": [
+                    ["name": "Manual", "type": "flowstack.manualTrigger", "typeVersion": 1, "parameters": [:]],
+                    [
+                        "name": "Pause", "type": "flowstack.wait", "typeVersion": 1,
+                        "parameters": ["resume": "timeInterval", "seconds": 1.5],
+                    ],
+                    ["name": "After", "type": "flowstack.noOp", "typeVersion": 1, "parameters": [:]],
+                ],
                 "edges": [["from": "Manual", "to": "Pause"], ["from": "Pause", "to": "After"]],
                 "settings": ["timeout": 0.3],
             ]

@@ -27,7 +27,10 @@ import Testing
         init(failing: String? = nil) { self.failing = failing }
 
         func execute(_ statement: BoundStatement) async throws {
-            let first = statements.withLock { $0.append(statement); return $0.count == 1 }
+            let first = statements.withLock {
+                $0.append(statement)
+                return $0.count == 1
+            }
             if first {
                 await withCheckedContinuation { continuation in
                     let held = gate.withLock { gate in
@@ -70,7 +73,10 @@ import Testing
     /// answers the ids whose insert failed.
     static func failedInserts(_ ids: [String], batcher: InsertBatcher, database: GatedDatabase) async throws -> [String] {
         try await withThrowingTaskGroup(of: String?.self) { group in
-            group.addTask { try await batcher.insert(Self.insert("first")); return nil }
+            group.addTask {
+                try await batcher.insert(Self.insert("first"))
+                return nil
+            }
             try await Self.waitUntil(database) { database.count == 1 }
             for id in ids {
                 group.addTask {
@@ -91,15 +97,17 @@ import Testing
     @Test("merged rows form one statement: parent tables in WITH clauses, empty tables left out")
     func mergedStatement() {
         let merged = RowInsert.statement(merging: [Self.insert("a", children: 2), Self.insert("b", children: 0)])
-        #expect(merged.sql == "WITH t0 AS (INSERT INTO parent (id, name) VALUES (?1, ?2), (?3, ?4)) "
+        #expect(
+            merged.sql == "WITH t0 AS (INSERT INTO parent (id, name) VALUES (?1, ?2), (?3, ?4)) "
                 + "INSERT INTO child (parent_id, n) VALUES (?5, ?6), (?7, ?8)")
         #expect(merged.values == [.text("a"), .null, .text("b"), .null, .text("a"), .integer(0), .text("a"), .integer(1)])
         let alone = RowInsert.statement(merging: [Self.insert("c", children: 0)])
         #expect(alone.sql == "INSERT INTO parent (id, name) VALUES (?1, ?2)")
         // SQLite has no data-modifying WITH: one statement a table, each numbered from 1.
-        #expect(Self.insert("d", children: 1).statements.map(\.sql) == [
-            "INSERT INTO parent (id, name) VALUES (?1, ?2)", "INSERT INTO child (parent_id, n) VALUES (?1, ?2)",
-        ])
+        #expect(
+            Self.insert("d", children: 1).statements.map(\.sql) == [
+                "INSERT INTO parent (id, name) VALUES (?1, ?2)", "INSERT INTO child (parent_id, n) VALUES (?1, ?2)",
+            ])
     }
 
     @Test("SQLite's statements, texts kept or not, are what merging writes for each table alone", arguments: [1, 3, 64, 65, 130])
@@ -131,7 +139,9 @@ import Testing
     @Test("inserts that arrive while a statement runs are committed together in the next one")
     func groupCommit() async throws {
         let database = GatedDatabase()
-        let batcher = InsertBatcher(maximumInFlight: 1, logger: Logger(label: "test"), isRowError: { $0 is DatabaseError }) { try await database.execute($0) }
+        let batcher = InsertBatcher(maximumInFlight: 1, logger: Logger(label: "test"), isRowError: { $0 is DatabaseError }) {
+            try await database.execute($0)
+        }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await batcher.insert(Self.insert("first")) }
             try await Self.waitUntil(database) { database.count == 1 }
@@ -151,7 +161,9 @@ import Testing
     @Test("an insert while the database is idle runs at once, up to the limit of statements in flight")
     func idleStartsAtOnce() async throws {
         let database = GatedDatabase()
-        let batcher = InsertBatcher(maximumInFlight: 2, logger: Logger(label: "test"), isRowError: { $0 is DatabaseError }) { try await database.execute($0) }
+        let batcher = InsertBatcher(maximumInFlight: 2, logger: Logger(label: "test"), isRowError: { $0 is DatabaseError }) {
+            try await database.execute($0)
+        }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await batcher.insert(Self.insert("first")) }
             try await Self.waitUntil(database) { database.count == 1 }
@@ -173,8 +185,10 @@ import Testing
     func overflowPastStall() async throws {
         let database = GatedDatabase()
         let clock = Mutex(ContinuousClock.now)
-        let batcher = InsertBatcher(maximumInFlight: 1, overflowAfter: .milliseconds(200), logger: Logger(label: "test"),
-                                    now: { clock.withLock { $0 } }, isRowError: { _ in false }) { try await database.execute($0) }
+        let batcher = InsertBatcher(
+            maximumInFlight: 1, overflowAfter: .milliseconds(200), logger: Logger(label: "test"),
+            now: { clock.withLock { $0 } }, isRowError: { _ in false }
+        ) { try await database.execute($0) }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await batcher.insert(Self.insert("stuck")) }
             try await Self.waitUntil(database) { database.count == 1 }
@@ -199,7 +213,9 @@ import Testing
     @Test("a failed merged statement is retried insert by insert, so only the faulty insert fails")
     func failureIsolated() async throws {
         let database = GatedDatabase(failing: "bad")
-        let batcher = InsertBatcher(maximumInFlight: 1, logger: Logger(label: "test"), isRowError: { $0 is DatabaseError }) { try await database.execute($0) }
+        let batcher = InsertBatcher(maximumInFlight: 1, logger: Logger(label: "test"), isRowError: { $0 is DatabaseError }) {
+            try await database.execute($0)
+        }
         let failed = try await Self.failedInserts(["a", "b", "bad", "c"], batcher: batcher, database: database)
         #expect(failed == ["bad"])
         // first, the merged four (failed), then each of the four again.
@@ -210,7 +226,9 @@ import Testing
     @Test("a merged statement that fails for the connection fails all its inserts at once, without retrying them")
     func connectionFailure() async throws {
         let database = GatedDatabase(failing: "b")
-        let batcher = InsertBatcher(maximumInFlight: 1, logger: Logger(label: "test"), isRowError: { _ in false }) { try await database.execute($0) }
+        let batcher = InsertBatcher(maximumInFlight: 1, logger: Logger(label: "test"), isRowError: { _ in false }) {
+            try await database.execute($0)
+        }
         let failed = try await Self.failedInserts(["a", "b", "c"], batcher: batcher, database: database)
         #expect(failed.sorted() == ["a", "b", "c"])
         #expect(database.count == 2)
@@ -250,15 +268,18 @@ import Testing
         defer { database.remove() }
         let store = try await database.openStore()
         let records = (0..<120).map { _ in
-            ExecutionRecord(orgID: "org", projectID: "project", workflowID: "workflow", versionID: "v1", mode: .webhook,
-                            triggerNode: "Hook", createdAt: store.now)
+            ExecutionRecord(
+                orgID: "org", projectID: "project", workflowID: "workflow", versionID: "v1", mode: .webhook,
+                triggerNode: "Hook", createdAt: store.now)
         }
         let finished = ExecutionProgress(status: .succeeded)
         @Sendable func insert(_ index: Int) async throws {
             _ = try await store.insertExecutionWithJournal(
                 records[index], start: .start(trigger: "Hook", items: [Item(json: ["n": .number(Double(index))])]),
                 leaseOwner: "test", leaseUntil: store.now,
-                events: [(event: .nodeSucceeded(node: "Hook", outputs: [[Item(json: ["n": .number(Double(index))])]]), node: "Hook", run: nil)],
+                events: [
+                    (event: .nodeSucceeded(node: "Hook", outputs: [[Item(json: ["n": .number(Double(index))])]]), node: "Hook", run: nil)
+                ],
                 progress: finished)
         }
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -269,7 +290,10 @@ import Testing
         // without taking the inserts merged with them along.
         let duplicates = try await withThrowingTaskGroup(of: Bool.self) { group in
             for index in 60..<120 {
-                group.addTask { try await insert(index); return false }
+                group.addTask {
+                    try await insert(index)
+                    return false
+                }
                 if index % 12 == 0 {
                     group.addTask {
                         do {
@@ -298,7 +322,9 @@ import Testing
         if let postgres = store.database as? PostgresStore {
             let statistics = postgres.insertStatistics
             #expect(statistics.inserts == 120, "every insert but the repeats committed once")
-            #expect(statistics.statements < statistics.inserts, "group commit merged \(statistics.inserts) inserts into \(statistics.statements) statements")
+            #expect(
+                statistics.statements < statistics.inserts,
+                "group commit merged \(statistics.inserts) inserts into \(statistics.statements) statements")
         }
         await store.database.close()
     }
@@ -308,16 +334,20 @@ import Testing
         let database = try await TestDatabase.make(backend)
         defer { database.remove() }
         let store = try await database.openStore()
-        let record = ExecutionRecord(orgID: "org", projectID: "project", workflowID: "workflow", versionID: "v1", mode: .webhook,
-                                     triggerNode: "Hook", createdAt: store.now)
+        let record = ExecutionRecord(
+            orgID: "org", projectID: "project", workflowID: "workflow", versionID: "v1", mode: .webhook,
+            triggerNode: "Hook", createdAt: store.now)
         // 5 values an entry: 75,000 in all, past SQLite's 32,766 and PostgreSQL's 65,535 parameters.
         let count = 15_000
         let events = (0..<count).map { index in
-            (event: ExecutionEvent.nodeSucceeded(node: "N\(index)", outputs: [[Item(json: ["n": .number(Double(index))])]]),
-             node: String?.some("N\(index)"), run: NodeRunInfo?.none)
+            (
+                event: ExecutionEvent.nodeSucceeded(node: "N\(index)", outputs: [[Item(json: ["n": .number(Double(index))])]]),
+                node: String?.some("N\(index)"), run: NodeRunInfo?.none
+            )
         }
-        _ = try await store.insertExecutionWithJournal(record, start: .start(trigger: "Hook", items: [Item(json: [:])]), leaseOwner: "test",
-                                                       leaseUntil: store.now, events: events, progress: ExecutionProgress(status: .succeeded))
+        _ = try await store.insertExecutionWithJournal(
+            record, start: .start(trigger: "Hook", items: [Item(json: [:])]), leaseOwner: "test",
+            leaseUntil: store.now, events: events, progress: ExecutionProgress(status: .succeeded))
         let stored = try #require(try await store.execution(id: record.id))
         #expect(stored.status == .succeeded)
         #expect(stored.events == count + 1)

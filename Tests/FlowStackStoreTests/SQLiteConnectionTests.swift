@@ -1,9 +1,10 @@
-@testable import FlowStackStore
 import Foundation
 import Logging
 import NIOCore
 import SQLKit
 import Testing
+
+@testable import FlowStackStore
 
 /// FlowStack's own SQLite binding: what it binds, what it decodes, and what it refuses.
 @Suite struct SQLiteConnectionTests {
@@ -27,7 +28,9 @@ import Testing
         var opened: [SQLiteConnection] = []
         // Connections: the writer, two readers, the checkpointer; the `failing`th one is refused.
         await #expect(throws: Refused.self) {
-            _ = try await SQLiteStore.open(path: path, readerCount: 2, checkpointFrames: Checkpointer.defaultFrames, logger: Logger(label: "test")) { label in
+            _ = try await SQLiteStore.open(
+                path: path, readerCount: 2, checkpointFrames: Checkpointer.defaultFrames, logger: Logger(label: "test")
+            ) { label in
                 guard opened.count + 1 < failing || failing == 0 else { throw Refused() }
                 let connection = try SQLiteConnection(path: path, label: label)
                 opened.append(connection)
@@ -39,7 +42,9 @@ import Testing
         // A connection that opens but then fails (here: its first PRAGMA) is closed with the rest.
         var all: [SQLiteConnection] = []
         await #expect(throws: SQLiteError.self) {
-            _ = try await SQLiteStore.open(path: path, readerCount: 2, checkpointFrames: Checkpointer.defaultFrames, logger: Logger(label: "test")) { label in
+            _ = try await SQLiteStore.open(
+                path: path, readerCount: 2, checkpointFrames: Checkpointer.defaultFrames, logger: Logger(label: "test")
+            ) { label in
                 let connection = try SQLiteConnection(path: path, label: label)
                 all.append(connection)
                 if label == "reader1" { connection.close() }
@@ -56,10 +61,14 @@ import Testing
         let blob = Data([0, 1, 2, 255, 0])
         let text = "naïve \u{0} zero ✓"
         try await store.write { db in
-            try await db.raw("""
+            try await db.raw(
+                """
                 INSERT INTO t (id, s, n, r, b) VALUES (1, \(bind: text), \(bind: Int64.max), \(bind: 2.5), \(bind: blob))
-                """).run()
-            try await db.raw("INSERT INTO t (id, s, n, r, b) VALUES (2, \(bind: String?.none), \(bind: true), \(bind: Double?.none), \(bind: Data?.none))").run()
+                """
+            ).run()
+            try await db.raw(
+                "INSERT INTO t (id, s, n, r, b) VALUES (2, \(bind: String?.none), \(bind: true), \(bind: Double?.none), \(bind: Data?.none))"
+            ).run()
         }
         let rows = try await store.read { db in try await db.raw("SELECT id, s, n, r, b FROM t ORDER BY id").all() }
         #expect(rows.count == 2)
@@ -98,8 +107,9 @@ import Testing
     func boundStatements() async throws {
         let (store, directory) = try await open()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let statement = BoundStatement(sql: "INSERT INTO t (id, s, n, r, b) VALUES (?1, ?2, ?3, ?4, ?5)",
-                                       values: [.integer(1), .text("a?b"), .null, .real(1.5), .blob([9])])
+        let statement = BoundStatement(
+            sql: "INSERT INTO t (id, s, n, r, b) VALUES (?1, ?2, ?3, ?4, ?5)",
+            values: [.integer(1), .text("a?b"), .null, .real(1.5), .blob([9])])
         try await store.write { db in try await db.execute(sql: statement) { _ in } }
         let row = try #require(try await store.read { db in try await db.raw("SELECT s, n, r, b FROM t WHERE id = 1").first() })
         #expect(try row.decode(column: "s", as: String.self) == "a?b")
@@ -121,7 +131,9 @@ import Testing
             var logger: Logger { Logger(label: "test") }
             var eventLoop: any EventLoop { fatalError("not used") }
             var dialect: any SQLDialect { Dollar() }
-            func execute(sql query: any SQLExpression, _ onRow: @escaping @Sendable (any SQLRow) -> ()) -> EventLoopFuture<Void> { fatalError("not used") }
+            func execute(sql query: any SQLExpression, _ onRow: @escaping @Sendable (any SQLRow) -> Void) -> EventLoopFuture<Void> {
+                fatalError("not used")
+            }
         }
         let wrapped: SQLQueryString = "WITH x AS (\(statement)) \(BoundStatement(sql: "SELECT ?1", values: [.text("z")]))"
         let (sql, binds) = Serializing().serialize(wrapped)
@@ -153,7 +165,8 @@ import Testing
         await #expect(throws: SQLiteError.self) {
             try await store.read { db in try await db.raw("DELETE FROM t").run() }
         }
-        let ids = try await store.read { db in try await db.raw("SELECT id FROM t").all().map { try $0.decode(column: "id", as: Int.self) } }
+        let ids = try await store.read { db in try await db.raw("SELECT id FROM t").all().map { try $0.decode(column: "id", as: Int.self) }
+        }
         #expect(ids == [3])
         await store.close()
     }
@@ -178,12 +191,15 @@ import Testing
 
     /// Writes 400 rows of 3,000 bytes, one commit each, with the given checkpoint limits; returns
     /// the largest WAL seen, the background checkpoints that copied frames, and the database size.
-    private func writeRows(checkpointFrames: (background: Int, restart: Int)) async throws -> (largestWAL: Int, background: Int, databaseSize: Int) {
+    private func writeRows(checkpointFrames: (background: Int, restart: Int)) async throws -> (
+        largestWAL: Int, background: Int, databaseSize: Int
+    ) {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sqlite-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let path = directory.appendingPathComponent("test.db").path
-        let store = try await SQLiteStore.open(path: path, readerCount: 1, checkpointFrames: checkpointFrames, logger: Logger(label: "test"))
+        let store = try await SQLiteStore.open(
+            path: path, readerCount: 1, checkpointFrames: checkpointFrames, logger: Logger(label: "test"))
         try await store.write { db in try await db.raw("CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB NOT NULL)").run() }
         let blob = Data(repeating: 7, count: 3000)
         var largestWAL = 0
@@ -197,7 +213,9 @@ import Testing
         let databaseSize = try FileManager.default.attributesOfItem(atPath: path)[.size] as! Int
         await store.close()
         let reopened = try await SQLiteStore.open(path: path, logger: Logger(label: "test"))
-        let count = try await reopened.read { db in try await db.raw("SELECT COUNT(*) AS n FROM t").first()!.decode(column: "n", as: Int.self) }
+        let count = try await reopened.read { db in
+            try await db.raw("SELECT COUNT(*) AS n FROM t").first()!.decode(column: "n", as: Int.self)
+        }
         #expect(count == 400)
         await reopened.close()
         return (largestWAL, background, databaseSize)

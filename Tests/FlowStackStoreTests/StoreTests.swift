@@ -16,7 +16,9 @@ import Testing
         let store = try await database.openStore()
         try await Migrations.apply(to: store.database, logger: Logger(label: "test"))
         let versions = try await store.read { db in
-            try await db.raw("SELECT version FROM schema_migrations ORDER BY version").all().map { try $0.decode(column: "version", as: Int.self) }
+            try await db.raw("SELECT version FROM schema_migrations ORDER BY version").all().map {
+                try $0.decode(column: "version", as: Int.self)
+            }
         }
         #expect(versions == Migrations.all.map(\.version))
         #expect(try await Migrations.isInitialized(store.database))
@@ -38,7 +40,8 @@ import Testing
         defer { database.remove() }
         let store = try await database.openStore()
         try await Migrations.apply(to: store.database, logger: Logger(label: "test"))
-        let definition = Workflow(name: "Cached", nodes: [WorkflowNode(name: "Manual", type: "flowstack.manualTrigger", parameters: [:])], edges: [])
+        let definition = Workflow(
+            name: "Cached", nodes: [WorkflowNode(name: "Manual", type: "flowstack.manualTrigger", parameters: [:])], edges: [])
         let workflow = try await store.write { db in
             let user = try await store.insertUser(email: "v@example.com", name: "V", passwordHash: "x", on: db)
             let org = try await store.insertOrganization(name: "Org", owner: user.id, on: db)
@@ -48,11 +51,15 @@ import Testing
         #expect(try await store.workflowDefinition(versionID: workflow.versionID, orgID: workflow.orgID) == definition)
         // Read from the cache: the row is no longer consulted (here it is made unreadable).
         try await store.write { db in
-            try await db.raw("UPDATE workflow_versions SET definition_sealed = \(bind: Data(repeating: 0, count: 40)) WHERE id = \(bind: workflow.versionID)").run()
+            try await db.raw(
+                "UPDATE workflow_versions SET definition_sealed = \(bind: Data(repeating: 0, count: 40)) WHERE id = \(bind: workflow.versionID)"
+            ).run()
         }
         #expect(try await store.workflowDefinition(versionID: workflow.versionID, orgID: workflow.orgID) == definition)
         // Another org's id is not served from the cache: it reads (and fails to open) the row.
-        await #expect(throws: (any Error).self) { _ = try await store.workflowDefinition(versionID: workflow.versionID, orgID: "org_other") }
+        await #expect(throws: (any Error).self) {
+            _ = try await store.workflowDefinition(versionID: workflow.versionID, orgID: "org_other")
+        }
         try await store.write { db in try await store.deleteWorkflow(id: workflow.id, on: db) }
         #expect(try await store.workflowDefinition(versionID: workflow.versionID, orgID: workflow.orgID) == nil)
         await store.database.close()
@@ -115,7 +122,9 @@ import Testing
         }
         #expect(failures == 0)
         try await store.write { db in try await db.raw("INSERT INTO t (n) VALUES (-1)").run() }
-        let count = try await store.read { db in try await db.raw("SELECT COUNT(*) AS c FROM t WHERE n % 2 = 1 OR n = -1").first()?.decode(column: "c", as: Int.self) }
+        let count = try await store.read { db in
+            try await db.raw("SELECT COUNT(*) AS c FROM t WHERE n % 2 = 1 OR n = -1").first()?.decode(column: "c", as: Int.self)
+        }
         #expect(count == 101)
         await store.database.close()
         database.remove()
@@ -145,7 +154,8 @@ import Testing
         #expect(count == 180)
         if let sqlite = store.database as? SQLiteStore {
             let stats = sqlite.writerStatistics
-            #expect(stats.commits < stats.transactions, "group commit batched \(stats.transactions) transactions into \(stats.commits) commits")
+            #expect(
+                stats.commits < stats.transactions, "group commit batched \(stats.transactions) transactions into \(stats.commits) commits")
         }
         await store.database.close()
     }
@@ -177,8 +187,10 @@ import Testing
         let database = try await TestDatabase.make(backend)
         let store = try await database.openStore()
         for i in 0..<5 {
-            try await store.audit(AuditRecord(orgID: "org_a", action: "test.event", resourceType: "thing", resourceID: "r\(i)",
-                                              details: ["n": "\(i)"]), actor: AuditActor(kind: .user, id: "usr_a", ip: "10.0.0.1", userAgent: "ua"))
+            try await store.audit(
+                AuditRecord(
+                    orgID: "org_a", action: "test.event", resourceType: "thing", resourceID: "r\(i)",
+                    details: ["n": "\(i)"]), actor: AuditActor(kind: .user, id: "usr_a", ip: "10.0.0.1", userAgent: "ua"))
         }
         return (database, store)
     }
@@ -199,7 +211,8 @@ import Testing
         defer { database.remove() }
         try await store.write { db in
             let value: SQLQueryString = column == "created_at" ? "created_at + 1" : "'forged'"
-            try await db.raw("UPDATE audit_events SET \(ident: column) = \(value) WHERE seq = (SELECT MIN(seq) + 2 FROM audit_events)").run()
+            try await db.raw("UPDATE audit_events SET \(ident: column) = \(value) WHERE seq = (SELECT MIN(seq) + 2 FROM audit_events)")
+                .run()
         }
         let result = try await store.verifyAudit()
         #expect(!result.isIntact)
@@ -211,9 +224,11 @@ import Testing
     func controlCharacters(backend: Backend) async throws {
         let (database, store) = try await seeded(backend)
         defer { database.remove() }
-        try await store.audit(AuditRecord(orgID: "org_a", action: "test.control", resourceType: "thing", resourceID: nil,
-                                          details: ["email": "evil\nforged line\u{1B}[31m"]),
-                              actor: AuditActor(kind: .anonymous, id: nil, ip: "1.2.3.4\r\n", userAgent: "agent\u{7}\n"))
+        try await store.audit(
+            AuditRecord(
+                orgID: "org_a", action: "test.control", resourceType: "thing", resourceID: nil,
+                details: ["email": "evil\nforged line\u{1B}[31m"]),
+            actor: AuditActor(kind: .anonymous, id: nil, ip: "1.2.3.4\r\n", userAgent: "agent\u{7}\n"))
         let page = try await store.auditEvents(orgID: "org_a", filter: .init(action: "test.control"), cursor: nil, limit: 1)
         let event = try #require(page.items.first)
         for value in [event.details["email"] ?? "", event.ip, event.userAgent] {
@@ -242,10 +257,12 @@ import Testing
         let (database, store) = try await seeded(backend)
         defer { database.remove() }
         try await store.write { db in
-            try await db.raw("""
+            try await db.raw(
+                """
                 UPDATE audit_events SET details_sealed = (SELECT details_sealed FROM audit_events ORDER BY seq LIMIT 1)
                 WHERE seq = (SELECT MAX(seq) FROM audit_events)
-                """).run()
+                """
+            ).run()
         }
         #expect(try await !store.verifyAudit().isIntact)
         await #expect(throws: SealError.self) {
@@ -266,10 +283,12 @@ import Testing
         let org = try await store.write { db in try await store.insertOrganization(name: "Acme", owner: user.id, on: db) }
         try await store.write { db in
             _ = try await store.insertProject(orgID: org.id, name: "P", description: "project \(marker)", creator: user.id, on: db)
-            _ = try await store.insertInvitation(orgID: org.id, email: "\(marker)@example.com", role: .member, invitedBy: user.id,
-                                                 tokenHash: Token.hash("t"), lifetime: 60, on: db)
-            try await store.appendAudit(AuditRecord(orgID: org.id, action: "x", resourceType: "y", resourceID: nil, details: ["secret": marker]),
-                                        actor: .system(), on: db)
+            _ = try await store.insertInvitation(
+                orgID: org.id, email: "\(marker)@example.com", role: .member, invitedBy: user.id,
+                tokenHash: Token.hash("t"), lifetime: 60, on: db)
+            try await store.appendAudit(
+                AuditRecord(orgID: org.id, action: "x", resourceType: "y", resourceID: nil, details: ["secret": marker]),
+                actor: .system(), on: db)
         }
         let projects = try await store.projects(orgID: org.id, visibleTo: nil, restrictedTo: nil)
         #expect(projects.first?.description == "project \(marker)")
@@ -297,11 +316,15 @@ import Testing
         let user = try await store.write { db in try await store.insertUser(email: "a@example.com", name: "A", passwordHash: "h", on: db) }
         let org = try await store.write { db in try await store.insertOrganization(name: "Acme", owner: user.id, on: db) }
         let (a, b) = try await store.write { db in
-            (try await store.insertProject(orgID: org.id, name: "A", description: "alpha", creator: user.id, on: db),
-             try await store.insertProject(orgID: org.id, name: "B", description: "beta", creator: user.id, on: db))
+            (
+                try await store.insertProject(orgID: org.id, name: "A", description: "alpha", creator: user.id, on: db),
+                try await store.insertProject(orgID: org.id, name: "B", description: "beta", creator: user.id, on: db)
+            )
         }
         try await store.write { db in
-            try await db.raw("UPDATE projects SET description_sealed = (SELECT description_sealed FROM projects WHERE id = \(bind: a.id)) WHERE id = \(bind: b.id)").run()
+            try await db.raw(
+                "UPDATE projects SET description_sealed = (SELECT description_sealed FROM projects WHERE id = \(bind: a.id)) WHERE id = \(bind: b.id)"
+            ).run()
         }
         await #expect(throws: SealError.self) { _ = try await store.project(id: b.id) }
         #expect(try await store.project(id: a.id)?.description == "alpha")

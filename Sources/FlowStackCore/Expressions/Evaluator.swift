@@ -78,7 +78,8 @@ final class Evaluator {
             default: return left.isNullish ? try evaluate(rightNode, scope: scope) : left
             }
         case .conditional(let condition, let whenTrue, let whenFalse):
-            return try evaluate(condition, scope: scope).truthy ? try evaluate(whenTrue, scope: scope) : try evaluate(whenFalse, scope: scope)
+            return try evaluate(condition, scope: scope).truthy
+                ? try evaluate(whenTrue, scope: scope) : try evaluate(whenFalse, scope: scope)
         case .array(let elements):
             var values: [JSONValue] = []
             for element in elements { values.append(try toJSON(try evaluate(element, scope: scope), at: 0)) }
@@ -91,7 +92,9 @@ final class Evaluator {
                 case .name(let n): name = n
                 case .computed(let keyNode): name = try evaluate(keyNode, scope: scope).asString
                 }
-                if Self.forbiddenNames.contains(name) { throw ExpressionError(.forbidden, "'\(name)' cannot be used as a property name", at: 0) }
+                if Self.forbiddenNames.contains(name) {
+                    throw ExpressionError(.forbidden, "'\(name)' cannot be used as a property name", at: 0)
+                }
                 object[name] = try toJSON(try evaluate(valueNode, scope: scope), at: 0)
             }
             return .json(.object(object))
@@ -195,7 +198,8 @@ final class Evaluator {
             default: return Methods.mathFunctions.contains(name) ? .function(.global("Math.\(name)")) : .undefined
             }
         case .json: return ["stringify", "parse"].contains(name) ? .function(.global("JSON.\(name)")) : .undefined
-        case .object: return ["keys", "values", "entries", "fromEntries", "assign"].contains(name) ? .function(.global("Object.\(name)")) : .undefined
+        case .object:
+            return ["keys", "values", "entries", "fromEntries", "assign"].contains(name) ? .function(.global("Object.\(name)")) : .undefined
         case .array: return ["isArray", "from"].contains(name) ? .function(.global("Array.\(name)")) : .undefined
         case .string, .number: return .undefined
         case .date: return ["now", "parse"].contains(name) ? .function(.global("Date.\(name)")) : .undefined
@@ -276,7 +280,8 @@ final class Evaluator {
         case "*": return .number(left.asNumber * right.asNumber)
         case "/": return .number(left.asNumber / right.asNumber)
         case "%":
-            let a = left.asNumber, b = right.asNumber
+            let a = left.asNumber
+            let b = right.asNumber
             return .number(a.truncatingRemainder(dividingBy: b))
         case "**": return .number(pow(left.asNumber, right.asNumber))
         case "===": return .bool(Self.strictEquals(left, right))
@@ -292,7 +297,8 @@ final class Evaluator {
                 default: return .bool(a >= b)
                 }
             }
-            let a = left.asNumber, b = right.asNumber
+            let a = left.asNumber
+            let b = right.asNumber
             switch op {
             case "<": return .bool(a < b)
             case ">": return .bool(a > b)

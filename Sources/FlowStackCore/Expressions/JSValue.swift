@@ -118,7 +118,9 @@ extension JSValue {
             case .string(let s):
                 let trimmed = s.trimmingCharacters(in: .whitespacesAndNewlines)
                 if trimmed.isEmpty { return 0 }
-                if trimmed.hasPrefix("0x") || trimmed.hasPrefix("0X") { return Int64(trimmed.dropFirst(2), radix: 16).map(Double.init) ?? Double.nan }
+                if trimmed.hasPrefix("0x") || trimmed.hasPrefix("0X") {
+                    return Int64(trimmed.dropFirst(2), radix: 16).map(Double.init) ?? Double.nan
+                }
                 if trimmed == "Infinity" || trimmed == "+Infinity" { return Double.infinity }
                 if trimmed == "-Infinity" { return -Double.infinity }
                 return Double(trimmed) ?? Double.nan
@@ -136,4 +138,3 @@ extension JSValue {
         }
     }
 }
-

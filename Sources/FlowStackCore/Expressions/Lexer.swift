@@ -137,10 +137,16 @@ struct Lexer {
             var hex = ""
             if index < chars.count, chars[index] == "{" {
                 index += 1
-                while index < chars.count, chars[index] != "}" { hex.append(chars[index]); index += 1 }
+                while index < chars.count, chars[index] != "}" {
+                    hex.append(chars[index])
+                    index += 1
+                }
                 index += 1
             } else {
-                for _ in 0..<4 where index < chars.count { hex.append(chars[index]); index += 1 }
+                for _ in 0..<4 where index < chars.count {
+                    hex.append(chars[index])
+                    index += 1
+                }
             }
             guard let code = UInt32(hex, radix: 16), let scalar = Unicode.Scalar(code) else {
                 throw ExpressionError(.syntax, "Invalid unicode escape", at: base + start)
@@ -148,7 +154,10 @@ struct Lexer {
             return String(Character(scalar))
         case "x":
             var hex = ""
-            for _ in 0..<2 where index < chars.count { hex.append(chars[index]); index += 1 }
+            for _ in 0..<2 where index < chars.count {
+                hex.append(chars[index])
+                index += 1
+            }
             guard let code = UInt32(hex, radix: 16), let scalar = Unicode.Scalar(code) else {
                 throw ExpressionError(.syntax, "Invalid hex escape", at: base + start)
             }
@@ -205,8 +214,13 @@ struct Lexer {
                 while index < chars.count {
                     let d = chars[index]
                     if let q = quote {
-                        if d == "\\" { source.append(d); index += 1; if index < chars.count { source.append(chars[index]) } }
-                        else if d == q { quote = nil }
+                        if d == "\\" {
+                            source.append(d)
+                            index += 1
+                            if index < chars.count { source.append(chars[index]) }
+                        } else if d == q {
+                            quote = nil
+                        }
                         if index < chars.count { if d != "\\" { source.append(d) } }
                         index += 1
                         continue
@@ -220,7 +234,9 @@ struct Lexer {
                     source.append(d)
                     index += 1
                 }
-                guard index < chars.count else { throw ExpressionError(.syntax, "Unterminated template substitution", at: base + exprStart) }
+                guard index < chars.count else {
+                    throw ExpressionError(.syntax, "Unterminated template substitution", at: base + exprStart)
+                }
                 index += 1
                 substitutions.append(Token.Substitution(source: source, offset: base + exprStart))
             } else {

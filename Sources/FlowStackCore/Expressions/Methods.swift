@@ -38,7 +38,9 @@ enum Methods {
         index < 0 ? max(0, count + index) : min(index, count)
     }
 
-    static func call(_ e: Evaluator, receiver: JSValue, name: String, _ args: [JSValue], at position: Int) throws(ExpressionError) -> JSValue {
+    static func call(_ e: Evaluator, receiver: JSValue, name: String, _ args: [JSValue], at position: Int) throws(ExpressionError)
+        -> JSValue
+    {
         switch receiver {
         case .json(.string(let s)): return try string(e, s, name, args, at: position)
         case .json(.array(let a)): return try array(e, a, name, args, at: position)
@@ -52,9 +54,12 @@ enum Methods {
         }
     }
 
-    private static func string(_ e: Evaluator, _ s: String, _ name: String, _ args: [JSValue], at position: Int) throws(ExpressionError) -> JSValue {
+    private static func string(_ e: Evaluator, _ s: String, _ name: String, _ args: [JSValue], at position: Int) throws(ExpressionError)
+        -> JSValue
+    {
         let chars = Array(s)
-        let a0 = argument(args, 0), a1 = argument(args, 1)
+        let a0 = argument(args, 0)
+        let a1 = argument(args, 1)
         switch name {
         case "toUpperCase": return .string(s.uppercased())
         case "toLowerCase": return .string(s.lowercased())
@@ -139,17 +144,24 @@ enum Methods {
     }
 
     private static func callback(_ e: Evaluator, _ f: JSValue, _ name: String, at position: Int) throws(ExpressionError) -> JSValue {
-        guard case .function = f else { throw ExpressionError(.runtime, "\(name) needs a function argument, such as x => x.id", at: position) }
+        guard case .function = f else {
+            throw ExpressionError(.runtime, "\(name) needs a function argument, such as x => x.id", at: position)
+        }
         return f
     }
 
-    private static func array(_ e: Evaluator, _ a: [JSONValue], _ name: String, _ args: [JSValue], at position: Int) throws(ExpressionError) -> JSValue {
-        let a0 = argument(args, 0), a1 = argument(args, 1)
+    private static func array(_ e: Evaluator, _ a: [JSONValue], _ name: String, _ args: [JSValue], at position: Int) throws(ExpressionError)
+        -> JSValue
+    {
+        let a0 = argument(args, 0)
+        let a1 = argument(args, 1)
         switch name {
         case "map":
             let f = try callback(e, a0, name, at: position)
             var out: [JSONValue] = []
-            for (i, item) in a.enumerated() { out.append(try e.toJSON(try e.call(f, [.json(item), .number(Double(i))], at: position), at: position)) }
+            for (i, item) in a.enumerated() {
+                out.append(try e.toJSON(try e.call(f, [.json(item), .number(Double(i))], at: position), at: position))
+            }
             return .json(.array(out))
         case "filter":
             let f = try callback(e, a0, name, at: position)
@@ -185,9 +197,12 @@ enum Methods {
                 accumulator = items.removeFirst()
             }
             let offset = args.count >= 2 ? 0 : 1
-            for (i, item) in items.enumerated() { accumulator = try e.call(f, [accumulator, item, .number(Double(i + offset))], at: position) }
+            for (i, item) in items.enumerated() {
+                accumulator = try e.call(f, [accumulator, item, .number(Double(i + offset))], at: position)
+            }
             return accumulator
-        case "includes": return .bool(a.contains { Evaluator.strictEquals(.json($0), a0) || (a0.asNumber.isNaN && $0.numberValue?.isNaN == true) })
+        case "includes":
+            return .bool(a.contains { Evaluator.strictEquals(.json($0), a0) || (a0.asNumber.isNaN && $0.numberValue?.isNaN == true) })
         case "indexOf": return .number(Double(a.firstIndex { Evaluator.strictEquals(.json($0), a0) } ?? -1))
         case "join":
             let separator = { if case .undefined = a0 { return "," } else { return a0.asString } }()
@@ -210,7 +225,10 @@ enum Methods {
             if case .function = a0 {
                 sorted = a.sorted { x, y in
                     guard failure == nil else { return false }
-                    do { return try e.call(a0, [.json(x), .json(y)], at: position).asNumber < 0 } catch { failure = error as? ExpressionError; return false }
+                    do { return try e.call(a0, [.json(x), .json(y)], at: position).asNumber < 0 } catch {
+                        failure = error as? ExpressionError
+                        return false
+                    }
                 }
             } else {
                 sorted = a.sorted { JSValue.json($0).asString < JSValue.json($1).asString }
@@ -240,11 +258,15 @@ enum Methods {
         switch name {
         case "toFixed":
             let digits = integer(argument(args, 0), default: 0)
-            guard (0...100).contains(digits) else { throw ExpressionError(.runtime, "toFixed() digits argument must be between 0 and 100", at: position) }
+            guard (0...100).contains(digits) else {
+                throw ExpressionError(.runtime, "toFixed() digits argument must be between 0 and 100", at: position)
+            }
             return .string(String(format: "%.\(digits)f", n))
         case "toPrecision":
             let digits = integer(argument(args, 0), default: 6)
-            guard (1...100).contains(digits) else { throw ExpressionError(.runtime, "toPrecision() argument must be between 1 and 100", at: position) }
+            guard (1...100).contains(digits) else {
+                throw ExpressionError(.runtime, "toPrecision() argument must be between 1 and 100", at: position)
+            }
             return .string(String(format: "%.\(digits)g", n))
         default:
             let radix = integer(argument(args, 0), default: 10)
@@ -264,7 +286,7 @@ enum Methods {
         case "hour": return components.hour.map(Double.init)
         case "minute": return components.minute.map(Double.init)
         case "second": return components.second.map(Double.init)
-        case "weekday": return components.weekday.map { Double(($0 + 5) % 7 + 1) }  // ISO: Monday = 1
+        case "weekday": return components.weekday.map { Double(($0 + 5) % 7 + 1) } // ISO: Monday = 1
         default: return nil
         }
     }
@@ -285,7 +307,9 @@ enum Methods {
         }
     }
 
-    private static func date(_ e: Evaluator, _ d: Date, _ name: String, _ args: [JSValue], at position: Int) throws(ExpressionError) -> JSValue {
+    private static func date(_ e: Evaluator, _ d: Date, _ name: String, _ args: [JSValue], at position: Int) throws(ExpressionError)
+        -> JSValue
+    {
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = e.context.timeZone
         switch name {
@@ -305,7 +329,9 @@ enum Methods {
             return .date(moved)
         case "startOf":
             let component = try unit(argument(args, 0), at: position)
-            guard let interval = calendar.dateInterval(of: component == .weekOfYear ? .weekOfYear : component, for: d) else { return .date(d) }
+            guard let interval = calendar.dateInterval(of: component == .weekOfYear ? .weekOfYear : component, for: d) else {
+                return .date(d)
+            }
             return .date(interval.start)
         default: throw ExpressionError(.runtime, "\(name) is not a function", at: position)
         }
@@ -327,9 +353,17 @@ enum Methods {
             let radix = integer(argument(args, 1), default: 10)
             var text = a0.asString.trimmingCharacters(in: .whitespaces)
             var sign = 1.0
-            if text.hasPrefix("-") { sign = -1; text.removeFirst() } else if text.hasPrefix("+") { text.removeFirst() }
+            if text.hasPrefix("-") {
+                sign = -1
+                text.removeFirst()
+            } else if text.hasPrefix("+") {
+                text.removeFirst()
+            }
             var base = radix == 0 ? 10 : radix
-            if (base == 16 || radix == 0), text.lowercased().hasPrefix("0x") { text.removeFirst(2); base = 16 }
+            if base == 16 || radix == 0, text.lowercased().hasPrefix("0x") {
+                text.removeFirst(2)
+                base = 16
+            }
             guard (2...36).contains(base) else { return .number(.nan) }
             let digits = text.prefix { $0.isHexDigit || $0.isLetter || $0.isNumber }.prefix { Int(String($0), radix: base) != nil }
             guard let value = Int64(digits, radix: base) else { return .number(.nan) }
@@ -370,12 +404,16 @@ enum Methods {
             default: return .json(.array(keys.map { .array([.string($0), o[$0]!]) }))
             }
         case "Object.fromEntries":
-            guard case .json(.array(let entries)) = a0 else { throw ExpressionError(.runtime, "Object.fromEntries needs an array of [key, value] pairs", at: position) }
+            guard case .json(.array(let entries)) = a0 else {
+                throw ExpressionError(.runtime, "Object.fromEntries needs an array of [key, value] pairs", at: position)
+            }
             var o: [String: JSONValue] = [:]
             for entry in entries {
                 guard case .array(let pair) = entry, pair.count >= 1 else { continue }
                 let key = JSValue.json(pair[0]).asString
-                if Evaluator.forbiddenNames.contains(key) { throw ExpressionError(.forbidden, "'\(key)' cannot be used as a property name", at: position) }
+                if Evaluator.forbiddenNames.contains(key) {
+                    throw ExpressionError(.forbidden, "'\(key)' cannot be used as a property name", at: position)
+                }
                 o[key] = pair.count > 1 ? pair[1] : .null
             }
             return .json(.object(o))

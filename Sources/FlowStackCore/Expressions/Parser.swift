@@ -110,7 +110,10 @@ struct Parser {
                 guard case .identifier(let name) = peek(offset).kind else { return nil }
                 params.append(name)
                 offset += 1
-                if isPunctuator(",", peek(offset)) { offset += 1; continue }
+                if isPunctuator(",", peek(offset)) {
+                    offset += 1
+                    continue
+                }
                 break
             }
         }
@@ -142,7 +145,9 @@ struct Parser {
         var chain = 0
         while let op = binaryOperator(), let precedence = Self.precedence[op], precedence > minimum {
             chain += 1
-            guard chain <= Self.maximumChain else { throw ExpressionError(.limit, "Too many operators in one expression", at: peek.position) }
+            guard chain <= Self.maximumChain else {
+                throw ExpressionError(.limit, "Too many operators in one expression", at: peek.position)
+            }
             let position = advance().position
             // `**` is right-associative.
             let right = try binary(op == "**" ? precedence - 1 : precedence)
@@ -167,7 +172,9 @@ struct Parser {
             _ = advance()
             return .unary("typeof", try unary(), position)
         }
-        if case .identifier(let word) = peek.kind, ["new", "delete", "void", "await", "function", "class", "import", "yield", "this", "super"].contains(word) {
+        if case .identifier(let word) = peek.kind,
+            ["new", "delete", "void", "await", "function", "class", "import", "yield", "this", "super"].contains(word)
+        {
             throw ExpressionError(.forbidden, "'\(word)' is not allowed in expressions", at: position)
         }
         return try postfix(try primary())
@@ -179,7 +186,9 @@ struct Parser {
         while true {
             let position = peek.position
             chain += 1
-            guard chain <= Self.maximumChain else { throw ExpressionError(.limit, "Too many chained accesses in one expression", at: position) }
+            guard chain <= Self.maximumChain else {
+                throw ExpressionError(.limit, "Too many chained accesses in one expression", at: position)
+            }
             if accept(".") {
                 node = .member(node, try propertyName(), optional: false, position)
             } else if accept("?.") {
@@ -273,7 +282,7 @@ struct Parser {
                 if accept(":") {
                     entries.append((key, try expression()))
                 } else if case .name(let name) = key, case .identifier = keyToken.kind {
-                    entries.append((key, .identifier(name, keyToken.position)))  // shorthand {a}
+                    entries.append((key, .identifier(name, keyToken.position))) // shorthand {a}
                 } else {
                     throw ExpressionError(.syntax, "Expected ':' after property name", at: peek.position)
                 }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// A parameter string with `{{ … }}` expressions, parsed once and evaluated per item.
 ///
 /// A string that is exactly one expression evaluates to that expression's value (a number stays
@@ -70,7 +72,10 @@ public struct Template: Sendable {
         while i < chars.count {
             let c = chars[i]
             if let q = quote {
-                if c == "\\" { i += 2; continue }
+                if c == "\\" {
+                    i += 2
+                    continue
+                }
                 if c == q { quote = nil }
             } else if c == "'" || c == "\"" || c == "`" {
                 quote = c
@@ -129,5 +134,3 @@ public enum Expression {
         _ = try Parser.parse(source)
     }
 }
-
-import Foundation

@@ -16,7 +16,8 @@ public struct ConnectionField: Sendable {
     /// Managed by the server (OAuth2 tokens): never accepted from a client.
     public var managed: Bool
 
-    init(_ name: String, secret: Bool = false, required: Bool = false, options: [String]? = nil, isURL: Bool = false, managed: Bool = false) {
+    init(_ name: String, secret: Bool = false, required: Bool = false, options: [String]? = nil, isURL: Bool = false, managed: Bool = false)
+    {
         self.name = name
         self.secret = secret
         self.required = required
@@ -53,11 +54,13 @@ public enum ConnectionSchema {
         case .basic:
             [.init("username", required: true), .init("password", secret: true, required: true)]
         case .oauth2:
-            [.init("grantType", required: true, options: ["authorizationCode", "clientCredentials"]),
-             .init("authorizationUrl", isURL: true), .init("tokenUrl", required: true, isURL: true),
-             .init("clientId", required: true), .init("clientSecret", secret: true), .init("scope"),
-             .init("clientAuth", options: ["basic", "body"]),
-             .init("accessToken", secret: true, managed: true), .init("refreshToken", secret: true, managed: true)]
+            [
+                .init("grantType", required: true, options: ["authorizationCode", "clientCredentials"]),
+                .init("authorizationUrl", isURL: true), .init("tokenUrl", required: true, isURL: true),
+                .init("clientId", required: true), .init("clientSecret", secret: true), .init("scope"),
+                .init("clientAuth", options: ["basic", "body"]),
+                .init("accessToken", secret: true, managed: true), .init("refreshToken", secret: true, managed: true),
+            ]
         case .headers, .secrets:
             nil
         }
@@ -65,7 +68,9 @@ public enum ConnectionSchema {
 
     /// Splits and checks a client's `data`. `existing` is the stored data for a PATCH: given
     /// fields replace stored ones, an explicit null removes an optional one.
-    public static func validate(_ kind: ConnectionKind, data: JSONValue?, existing: ConnectionData? = nil) throws(FlowStackError) -> ConnectionData {
+    public static func validate(_ kind: ConnectionKind, data: JSONValue?, existing: ConnectionData? = nil) throws(FlowStackError)
+        -> ConnectionData
+    {
         var result = existing ?? ConnectionData()
         let given: [String: JSONValue]
         switch data {
@@ -120,9 +125,15 @@ public enum ConnectionSchema {
             for (name, value) in given.sorted(by: { $0.key < $1.key }) {
                 guard !name.isEmpty, name.utf8.count <= 128 else { throw .validation("Field names are 1 to 128 bytes.", field: "data") }
                 if kind == .headers {
-                    guard HeaderCheck.isToken(name) else { throw .validation("'\(name)' is not a valid header name.", field: "data.\(name)") }
+                    guard HeaderCheck.isToken(name) else {
+                        throw .validation("'\(name)' is not a valid header name.", field: "data.\(name)")
+                    }
                 } else {
-                    guard name.unicodeScalars.allSatisfy({ $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "_-.".unicodeScalars.contains($0)) }) else {
+                    guard
+                        name.unicodeScalars.allSatisfy({
+                            $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "_-.".unicodeScalars.contains($0))
+                        })
+                    else {
                         throw .validation("Secret names use letters, digits, '_', '-' and '.'.", field: "data.\(name)")
                     }
                 }
@@ -141,7 +152,9 @@ public enum ConnectionSchema {
                 }
                 result.secrets[name] = text
             }
-            guard !result.secrets.isEmpty else { throw .validation("A \(kind.rawValue) connection needs at least one field.", field: "data") }
+            guard !result.secrets.isEmpty else {
+                throw .validation("A \(kind.rawValue) connection needs at least one field.", field: "data")
+            }
         }
         return result
     }
@@ -149,14 +162,19 @@ public enum ConnectionSchema {
     private static func check(_ text: String, field: String, secret: Bool, multiline: Bool) throws(FlowStackError) {
         let limit = secret ? maximumSecretBytes : maximumFieldBytes
         guard text.utf8.count <= limit else { throw .validation("data.\(field) is longer than \(limit) bytes.", field: "data.\(field)") }
-        guard !text.unicodeScalars.contains(where: { ($0.value < 0x20 && !(multiline && ($0 == "\n" || $0 == "\r" || $0 == "\t"))) || $0.value == 0x7F }) else {
+        guard
+            !text.unicodeScalars.contains(where: {
+                ($0.value < 0x20 && !(multiline && ($0 == "\n" || $0 == "\r" || $0 == "\t"))) || $0.value == 0x7F
+            })
+        else {
             throw .validation("data.\(field) contains control characters.", field: "data.\(field)")
         }
     }
 
     public static func checkURL(_ text: String, field: String) throws(FlowStackError) {
         guard let components = URLComponents(string: text), let scheme = components.scheme?.lowercased(),
-              scheme == "https" || scheme == "http", components.host?.isEmpty == false else {
+            scheme == "https" || scheme == "http", components.host?.isEmpty == false
+        else {
             throw .validation("\(field) must be an absolute http or https URL.", field: field == "testUrl" ? field : "data.\(field)")
         }
     }
@@ -168,8 +186,11 @@ public enum ConnectionSchema {
             let name = host.lowercased()
             let bare = name.hasPrefix("*.") ? String(name.dropFirst(2)) : name
             guard !bare.isEmpty, bare.utf8.count <= 253,
-                  bare.unicodeScalars.allSatisfy({ $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "-.:[]".unicodeScalars.contains($0)) }),
-                  !bare.hasPrefix("."), !bare.hasSuffix(".") else {
+                bare.unicodeScalars.allSatisfy({
+                    $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "-.:[]".unicodeScalars.contains($0))
+                }),
+                !bare.hasPrefix("."), !bare.hasSuffix(".")
+            else {
                 throw .validation("'\(host)' is not a host name (use api.example.com or *.example.com).", field: "allowedHosts")
             }
             return name
@@ -181,7 +202,11 @@ public enum ConnectionSchema {
         guard !allowed.isEmpty else { return true }
         let host = host.lowercased()
         // Only plain host names compare: anything encoded or unusual is refused, not interpreted.
-        guard !host.isEmpty, host.unicodeScalars.allSatisfy({ $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "-.:[]".unicodeScalars.contains($0)) }) else {
+        guard !host.isEmpty,
+            host.unicodeScalars.allSatisfy({
+                $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "-.:[]".unicodeScalars.contains($0))
+            })
+        else {
             return false
         }
         return allowed.contains { entry in
@@ -199,9 +224,11 @@ public enum ConnectionSchema {
 /// Checks header names and values that workflows set on responses and requests.
 public enum HeaderCheck {
     public static func isToken(_ name: String) -> Bool {
-        !name.isEmpty && name.utf8.count <= 256 && name.utf8.allSatisfy { byte in
-            (0x30...0x39).contains(byte) || (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte) || "!#$%&'*+-.^_`|~".utf8.contains(byte)
-        }
+        !name.isEmpty && name.utf8.count <= 256
+            && name.utf8.allSatisfy { byte in
+                (0x30...0x39).contains(byte) || (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte)
+                    || "!#$%&'*+-.^_`|~".utf8.contains(byte)
+            }
     }
 
     public static func isValue(_ value: String) -> Bool {

@@ -122,7 +122,8 @@ public final class Redactor: Sendable {
             if let binary = item.binary {
                 copy.binary = binary.mapValues { entry in
                     guard case .object(var fields) = entry, case .string(let data)? = fields["data"],
-                          let decoded = Data(base64Encoded: data) else { return Self.redact(entry, list) }
+                        let decoded = Data(base64Encoded: data)
+                    else { return Self.redact(entry, list) }
                     let text = String(decoding: decoded, as: UTF8.self)
                     if list.contains(where: { text.contains($0) }) {
                         fields["data"] = .string(Data(Self.redact(text, list).utf8).base64EncodedString())

@@ -76,10 +76,12 @@ public enum CredentialScanner {
             let field = walker.field(text.path)
             for detection in detections {
                 guard seen.insert(FindingKey(field: field, line: detection.line, kind: detection.kind)).inserted else { continue }
-                findings.append(CredentialFinding(
-                    node: nodeName, field: field, line: detection.line, kind: detection.kind.rawValue,
-                    message: FindingMessage.text(node: nodeName, field: field, line: detection.line,
-                                                 kind: detection.kind, secret: detection.secret, isCode: isCode)))
+                findings.append(
+                    CredentialFinding(
+                        node: nodeName, field: field, line: detection.line, kind: detection.kind.rawValue,
+                        message: FindingMessage.text(
+                            node: nodeName, field: field, line: detection.line,
+                            kind: detection.kind, secret: detection.secret, isCode: isCode)))
             }
         }
         return findings.sorted(by: FindingKey.ordered)
@@ -132,7 +134,8 @@ private enum FindingMessage {
         if let line { location += ", line \(line)" }
         var what = "looks like \(kind.phrase)"
         if let secret, let hint = maskedHint(secret) { what += " (\(hint))" }
-        let advice = isCode
+        let advice =
+            isCode
             ? "Store it in a connection and use $http.request, or a project variable ($env.NAME)."
             : "Store it in a connection, or in a project variable and use {{ $env.NAME }}."
         return "\(location): \(what). \(advice)"
@@ -258,7 +261,8 @@ private enum StringScanner {
 
     /// Whether `range` overlaps one of `sorted`, which are ordered and do not overlap each other.
     private static func overlaps(_ range: Range<Int>, _ sorted: [Detection]) -> Bool {
-        var low = 0, high = sorted.count
+        var low = 0
+        var high = sorted.count
         while low < high {
             let mid = (low + high) / 2
             if sorted[mid].range.upperBound <= range.lowerBound { low = mid + 1 } else { high = mid }
@@ -274,7 +278,8 @@ private enum StringScanner {
         guard !newlines.isEmpty else { return }
         for index in detections.indices {
             let start = detections[index].range.lowerBound
-            var low = 0, high = newlines.count
+            var low = 0
+            var high = newlines.count
             while low < high {
                 let mid = (low + high) / 2
                 if newlines[mid] < start { low = mid + 1 } else { high = mid }
@@ -379,7 +384,10 @@ private struct TokenMatcher {
         var found: [Detection] = []
         var index = 0
         while index < bytes.count {
-            guard let (kind, end) = match(at: index) else { index += 1; continue }
+            guard let (kind, end) = match(at: index) else {
+                index += 1
+                continue
+            }
             let range = index..<end
             if !SecretCandidate.isPlaceholder(bytes, range) {
                 found.append(Detection(kind: kind, range: range, secret: kind == .privateKey ? nil : StringScanner.string(bytes, range)))
@@ -398,7 +406,8 @@ private struct TokenMatcher {
             if let end = awsKey(index) { return (.awsAccessKey, end) }
             return googleKey(index).map { (.googleApiKey, $0) }
         case UInt8(ascii: "g"):
-            if let end = prefixed(index, Self.githubPrefixes, minimum: 36, .alnum) ?? prefixed(index, [Self.githubPAT], minimum: 22, .word) {
+            if let end = prefixed(index, Self.githubPrefixes, minimum: 36, .alnum) ?? prefixed(index, [Self.githubPAT], minimum: 22, .word)
+            {
                 return (.githubToken, end)
             }
             return prefixed(index, [Self.gitlabPAT], minimum: 20, .base64URL).map { (.gitlabToken, $0) }
@@ -486,8 +495,9 @@ private struct TokenMatcher {
         let labelStart = index + Self.pemBegin.count
         let labelEnd = ASCII.run(bytes, from: labelStart) { ASCII.isUpperAlnum($0) || $0 == UInt8(ascii: " ") }
         guard labelEnd - labelStart <= 40, labelEnd - labelStart >= Self.pemPrivate.count,
-              ASCII.has(Self.pemPrivate, in: bytes, at: labelEnd - Self.pemPrivate.count),
-              ASCII.has(Self.pemDashes, in: bytes, at: labelEnd) else { return nil }
+            ASCII.has(Self.pemPrivate, in: bytes, at: labelEnd - Self.pemPrivate.count),
+            ASCII.has(Self.pemDashes, in: bytes, at: labelEnd)
+        else { return nil }
         let headerEnd = labelEnd + Self.pemDashes.count
         var body = headerEnd
         while body < bytes.count {
@@ -548,9 +558,9 @@ private enum AssignmentMatcher {
         while index < bytes.count {
             let byte = bytes[index]
             guard byte == UInt8(ascii: "=") || byte == UInt8(ascii: ":") || byte == UInt8(ascii: ","),
-                  let name = name(before: index, in: bytes, quotedOnly: byte == UInt8(ascii: ",")),
-                  AuthNames.isAuthLike(bytes, name.range),
-                  let value = quotedValue(after: index, in: bytes)
+                let name = name(before: index, in: bytes, quotedOnly: byte == UInt8(ascii: ",")),
+                AuthNames.isAuthLike(bytes, name.range),
+                let value = quotedValue(after: index, in: bytes)
                     ?? (allowsBareValues ? bareValue(after: index, in: bytes, operator: byte, nameStart: name.start) : nil)
             else {
                 index += 1
@@ -569,7 +579,7 @@ private enum AssignmentMatcher {
     {
         var last = index - 1
         while last >= 0 && index - last <= maximumNameLength && ASCII.isBlank(bytes[last]) { last -= 1 }
-        if last > 0 && bytes[last] == UInt8(ascii: "]") { last -= 1 }  // headers["x-api-key"] = …
+        if last > 0 && bytes[last] == UInt8(ascii: "]") { last -= 1 } // headers["x-api-key"] = …
         guard last >= 0 else { return nil }
         if ASCII.isQuote(bytes[last]) {
             let quote = bytes[last]
@@ -615,8 +625,10 @@ private enum AssignmentMatcher {
     {
         if byte == UInt8(ascii: "=") {
             let before = nameStart - 1
-            guard before < 0 || ASCII.isSpace(bytes[before]) || bytes[before] == UInt8(ascii: "?")
-                    || bytes[before] == UInt8(ascii: "&") || bytes[before] == UInt8(ascii: ";") else { return nil }
+            guard
+                before < 0 || ASCII.isSpace(bytes[before]) || bytes[before] == UInt8(ascii: "?")
+                    || bytes[before] == UInt8(ascii: "&") || bytes[before] == UInt8(ascii: ";")
+            else { return nil }
         } else if byte != UInt8(ascii: ":") {
             return nil
         }
@@ -650,7 +662,8 @@ private enum SecretCandidate {
 
     /// The value without surrounding whitespace, a trailing `,`/`;`, or a leading auth scheme word.
     static func trimmed(_ bytes: Bytes, _ range: Range<Int>) -> Range<Int>? {
-        var start = range.lowerBound, end = range.upperBound
+        var start = range.lowerBound
+        var end = range.upperBound
         while start < end && ASCII.isSpace(bytes[start]) { start += 1 }
         while end > start && (ASCII.isSpace(bytes[end - 1]) || bytes[end - 1] == UInt8(ascii: ",") || bytes[end - 1] == UInt8(ascii: ";")) {
             end -= 1
@@ -670,8 +683,9 @@ private enum SecretCandidate {
     /// The secret's range if the value is one, cheapest checks first.
     static func evaluate(_ bytes: Bytes, _ range: Range<Int>) -> Range<Int>? {
         guard let secret = trimmed(bytes, range), secret.count >= minimumLength,
-              !secret.contains(where: { ASCII.isSpace(bytes[$0]) }),
-              entropy(bytes, secret) >= minimumEntropy else { return nil }
+            !secret.contains(where: { ASCII.isSpace(bytes[$0]) }),
+            entropy(bytes, secret) >= minimumEntropy
+        else { return nil }
         guard !containsAny(notSecrets, bytes, secret), !isPlaceholder(bytes, secret) else { return nil }
         return secret
     }

@@ -26,7 +26,9 @@ public struct CronExpression: Sendable, Equatable {
         source = text
         var fields = text.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
         guard fields.count == 5 || fields.count == 6 else {
-            throw Problem(description: "a cron expression has 5 fields (minute hour day month weekday) or 6 (with seconds first); found \(fields.count)")
+            throw Problem(
+                description:
+                    "a cron expression has 5 fields (minute hour day month weekday) or 6 (with seconds first); found \(fields.count)")
         }
         if fields.count == 5 { fields.insert("0", at: 0) }
         seconds = try Self.field(fields[0], "second", 0...59)
@@ -35,13 +37,18 @@ public struct CronExpression: Sendable, Equatable {
         daysOfMonth = try Self.field(fields[3], "day of month", 1...31)
         months = try Self.field(fields[4], "month", 1...12, names: Self.monthNames, nameBase: 1)
         var weekdays = try Self.field(fields[5], "day of week", 0...7, names: Self.dayNames, nameBase: 0)
-        if weekdays.contains(7) { weekdays.remove(7); weekdays.insert(0) }
+        if weekdays.contains(7) {
+            weekdays.remove(7)
+            weekdays.insert(0)
+        }
         daysOfWeek = weekdays
         dayOfMonthRestricted = !(fields[3] == "*" || fields[3] == "?")
         dayOfWeekRestricted = !(fields[5] == "*" || fields[5] == "?")
     }
 
-    private static func value(_ text: String, _ name: String, _ range: ClosedRange<Int>, names: [String], nameBase: Int) throws(Problem) -> Int {
+    private static func value(_ text: String, _ name: String, _ range: ClosedRange<Int>, names: [String], nameBase: Int) throws(Problem)
+        -> Int
+    {
         if let index = names.firstIndex(of: text.uppercased()) { return index + nameBase }
         guard let n = Int(text), range.contains(n) else {
             throw Problem(description: "'\(text)' is not a valid \(name) (\(range.lowerBound)–\(range.upperBound))")
@@ -49,7 +56,9 @@ public struct CronExpression: Sendable, Equatable {
         return n
     }
 
-    private static func field(_ text: String, _ name: String, _ range: ClosedRange<Int>, names: [String] = [], nameBase: Int = 0) throws(Problem) -> Set<Int> {
+    private static func field(_ text: String, _ name: String, _ range: ClosedRange<Int>, names: [String] = [], nameBase: Int = 0)
+        throws(Problem) -> Set<Int>
+    {
         var result = Set<Int>()
         for part in text.split(separator: ",", omittingEmptySubsequences: false).map(String.init) {
             guard !part.isEmpty else { throw Problem(description: "empty list element in the \(name) field") }
@@ -63,7 +72,8 @@ public struct CronExpression: Sendable, Equatable {
                 step = s
             }
             let base = stepParts[0]
-            var lower = range.lowerBound, upper = range.upperBound
+            var lower = range.lowerBound
+            var upper = range.upperBound
             if base == "*" || base == "?" {
                 // whole range
             } else if base.contains("-") {
@@ -82,7 +92,8 @@ public struct CronExpression: Sendable, Equatable {
     }
 
     private func dayMatches(day: Int, weekday: Int) -> Bool {
-        let dom = daysOfMonth.contains(day), dow = daysOfWeek.contains(weekday)
+        let dom = daysOfMonth.contains(day)
+        let dow = daysOfWeek.contains(weekday)
         if dayOfMonthRestricted && dayOfWeekRestricted { return dom || dow }
         if dayOfMonthRestricted { return dom }
         if dayOfWeekRestricted { return dow }
@@ -95,16 +106,24 @@ public struct CronExpression: Sendable, Equatable {
         calendar.timeZone = timeZone
         let start = date.addingTimeInterval(1)
         let startComponents = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second], from: start)
-        guard var day = calendar.date(from: DateComponents(year: startComponents.year, month: startComponents.month, day: startComponents.day)) else { return nil }
-        let sortedHours = hours.sorted(), sortedMinutes = minutes.sorted(), sortedSeconds = seconds.sorted()
+        guard
+            var day = calendar.date(
+                from: DateComponents(year: startComponents.year, month: startComponents.month, day: startComponents.day))
+        else { return nil }
+        let sortedHours = hours.sorted()
+        let sortedMinutes = minutes.sorted()
+        let sortedSeconds = seconds.sorted()
         for dayOffset in 0..<(366 * 5) {
             let c = calendar.dateComponents([.year, .month, .day, .weekday], from: day)
-            if let month = c.month, let dom = c.day, let weekday = c.weekday, months.contains(month), dayMatches(day: dom, weekday: weekday - 1) {
+            if let month = c.month, let dom = c.day, let weekday = c.weekday, months.contains(month),
+                dayMatches(day: dom, weekday: weekday - 1)
+            {
                 for h in sortedHours {
                     for m in sortedMinutes {
                         for s in sortedSeconds {
                             if dayOffset == 0 {
-                                let startTime = (startComponents.hour ?? 0) * 3600 + (startComponents.minute ?? 0) * 60 + (startComponents.second ?? 0)
+                                let startTime =
+                                    (startComponents.hour ?? 0) * 3600 + (startComponents.minute ?? 0) * 60 + (startComponents.second ?? 0)
                                 if h * 3600 + m * 60 + s < startTime { continue }
                             }
                             var fire = DateComponents(year: c.year, month: c.month, day: c.day, hour: h, minute: m, second: s)

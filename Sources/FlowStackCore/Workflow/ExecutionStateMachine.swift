@@ -233,7 +233,9 @@ extension ExecutionEvent {
     public var nodeName: String? {
         switch self {
         case .start(let trigger, _): trigger
-        case .nodeSucceeded(let node, _), .nodeFailed(let node, _), .nodeWaiting(let node, _, _), .resumed(let node, _), .retryDue(let node): node
+        case .nodeSucceeded(let node, _), .nodeFailed(let node, _), .nodeWaiting(let node, _, _), .resumed(let node, _),
+            .retryDue(let node):
+            node
         case .cancel, .timedOut: nil
         }
     }

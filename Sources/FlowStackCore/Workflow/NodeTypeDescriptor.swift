@@ -16,8 +16,10 @@ public struct NodeTypeDescriptor: Sendable {
         /// expressions are checked when they run instead.
         public var check: (@Sendable (JSONValue) -> [(field: String, message: String)])?
 
-        public init(_ name: String, _ kind: ParameterKind, required: Bool = false, options: [String] = [],
-                    check: (@Sendable (JSONValue) -> [(field: String, message: String)])? = nil) {
+        public init(
+            _ name: String, _ kind: ParameterKind, required: Bool = false, options: [String] = [],
+            check: (@Sendable (JSONValue) -> [(field: String, message: String)])? = nil
+        ) {
             self.name = name
             self.kind = kind
             self.required = required
@@ -34,7 +36,9 @@ public struct NodeTypeDescriptor: Sendable {
     public var outputs: Int?
     public var parameters: [Parameter]
 
-    public init(type: String, versions: Set<Int> = [1], isTrigger: Bool = false, inputs: Int = 1, outputs: Int? = 1, parameters: [Parameter] = []) {
+    public init(
+        type: String, versions: Set<Int> = [1], isTrigger: Bool = false, inputs: Int = 1, outputs: Int? = 1, parameters: [Parameter] = []
+    ) {
         self.type = type
         self.versions = versions
         self.isTrigger = isTrigger

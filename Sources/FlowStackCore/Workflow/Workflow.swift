@@ -57,9 +57,11 @@ public struct WorkflowNode: Codable, Sendable, Equatable {
     /// Seconds; nil uses the workflow's timeout.
     public var timeout: Double?
 
-    public init(id: String? = nil, name: String, type: String, typeVersion: Int = 1, parameters: [String: JSONValue] = [:],
-                connection: String? = nil, position: [Double]? = nil, retryOnFail: Bool = false, maxTries: Int = 3,
-                waitBetweenTries: Int = 1000, onError: OnError = .stop, timeout: Double? = nil) {
+    public init(
+        id: String? = nil, name: String, type: String, typeVersion: Int = 1, parameters: [String: JSONValue] = [:],
+        connection: String? = nil, position: [Double]? = nil, retryOnFail: Bool = false, maxTries: Int = 3,
+        waitBetweenTries: Int = 1000, onError: OnError = .stop, timeout: Double? = nil
+    ) {
         self.id = id
         self.name = name
         self.type = type

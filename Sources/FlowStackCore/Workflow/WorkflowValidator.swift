@@ -40,7 +40,8 @@ public enum WorkflowValidator {
                 continue
             }
             if !seen.insert(node.name).inserted {
-                problems.append(.init("duplicate_node_name", "Another node is already called '\(node.name)'.", node: node.name, field: "name"))
+                problems.append(
+                    .init("duplicate_node_name", "Another node is already called '\(node.name)'.", node: node.name, field: "name"))
             }
             guard let descriptor = catalog[node.type] else {
                 problems.append(.init("unknown_node_type", "Unknown node type '\(node.type)'.", node: node.name, field: "type"))
@@ -48,14 +49,19 @@ public enum WorkflowValidator {
             }
             guard descriptor.versions.contains(node.typeVersion) else {
                 let versions = descriptor.versions.sorted().map(String.init).joined(separator: ", ")
-                problems.append(.init("unknown_type_version", "'\(node.type)' has no version \(node.typeVersion) (versions: \(versions)).", node: node.name, field: "typeVersion"))
+                problems.append(
+                    .init(
+                        "unknown_type_version", "'\(node.type)' has no version \(node.typeVersion) (versions: \(versions)).",
+                        node: node.name, field: "typeVersion"))
                 continue
             }
             descriptors[node.name] = descriptor
             problems += parameterProblems(node, descriptor)
             problems += settingProblems(node)
         }
-        if !workflow.nodes.isEmpty && !descriptors.values.contains(where: \.isTrigger) && problems.allSatisfy({ $0.code != "unknown_node_type" }) {
+        if !workflow.nodes.isEmpty && !descriptors.values.contains(where: \.isTrigger)
+            && problems.allSatisfy({ $0.code != "unknown_node_type" })
+        {
             problems.append(.init("no_trigger", "The workflow needs a trigger node (manual, webhook, schedule, …).", field: "nodes"))
         }
         for (index, edge) in workflow.edges.enumerated() {
@@ -65,18 +71,25 @@ public enum WorkflowValidator {
                 continue
             }
             guard seen.contains(edge.to) else {
-                problems.append(.init("dangling_edge", "The edge from '\(edge.from)' goes to '\(edge.to)', which is not a node.", node: edge.from, field: field + ".to"))
+                problems.append(
+                    .init(
+                        "dangling_edge", "The edge from '\(edge.from)' goes to '\(edge.to)', which is not a node.", node: edge.from,
+                        field: field + ".to"))
                 continue
             }
             if let source = descriptors[edge.from], let outputs = source.outputs ?? outputCount(workflow.node(named: edge.from)!),
-               edge.output < 0 || edge.output >= outputs + (workflow.node(named: edge.from)!.onError == .errorOutput ? 1 : 0) {
-                problems.append(.init("invalid_output", "'\(edge.from)' has no output \(edge.output).", node: edge.from, field: field + ".output"))
+                edge.output < 0 || edge.output >= outputs + (workflow.node(named: edge.from)!.onError == .errorOutput ? 1 : 0)
+            {
+                problems.append(
+                    .init("invalid_output", "'\(edge.from)' has no output \(edge.output).", node: edge.from, field: field + ".output"))
             }
             if let target = descriptors[edge.to] {
                 if target.inputs == 0 {
-                    problems.append(.init("edge_into_trigger", "'\(edge.to)' is a trigger and takes no input.", node: edge.to, field: field + ".to"))
+                    problems.append(
+                        .init("edge_into_trigger", "'\(edge.to)' is a trigger and takes no input.", node: edge.to, field: field + ".to"))
                 } else if edge.input < 0 || edge.input >= target.inputs {
-                    problems.append(.init("invalid_input", "'\(edge.to)' has no input \(edge.input).", node: edge.to, field: field + ".input"))
+                    problems.append(
+                        .init("invalid_input", "'\(edge.to)' has no input \(edge.input).", node: edge.to, field: field + ".input"))
                 }
             }
         }
@@ -84,7 +97,10 @@ public enum WorkflowValidator {
             problems.append(.init("cycle", "The edges form a cycle: \(cycle.joined(separator: " → ")).", node: cycle.first, field: "edges"))
         }
         if let zone = workflow.settings.timezone, TimeZone(identifier: zone) == nil {
-            problems.append(.init("invalid_timezone", "'\(zone)' is not a time zone (use an IANA name such as Europe/Berlin).", field: "settings.timezone"))
+            problems.append(
+                .init(
+                    "invalid_timezone", "'\(zone)' is not a time zone (use an IANA name such as Europe/Berlin).", field: "settings.timezone"
+                ))
         }
         if let timeout = workflow.settings.timeout, !(timeout > 0) {
             problems.append(.init("invalid_timeout", "The timeout must be a positive number of seconds.", field: "settings.timeout"))
@@ -107,10 +123,12 @@ public enum WorkflowValidator {
             problems.append(.init("invalid_setting", "maxTries must be between 1 and 10.", node: node.name, field: "maxTries"))
         }
         if !(0...300_000).contains(node.waitBetweenTries) {
-            problems.append(.init("invalid_setting", "waitBetweenTries must be between 0 and 300000 ms.", node: node.name, field: "waitBetweenTries"))
+            problems.append(
+                .init("invalid_setting", "waitBetweenTries must be between 0 and 300000 ms.", node: node.name, field: "waitBetweenTries"))
         }
         if let timeout = node.timeout, !(timeout > 0) {
-            problems.append(.init("invalid_setting", "The timeout must be a positive number of seconds.", node: node.name, field: "timeout"))
+            problems.append(
+                .init("invalid_setting", "The timeout must be a positive number of seconds.", node: node.name, field: "timeout"))
         }
         return problems
     }
@@ -122,7 +140,8 @@ public enum WorkflowValidator {
             let field = "parameters.\(parameter.name)"
             guard let value, value != .null, value != .string("") else {
                 if parameter.required {
-                    problems.append(.init("missing_parameter", "The parameter '\(parameter.name)' is required.", node: node.name, field: field))
+                    problems.append(
+                        .init("missing_parameter", "The parameter '\(parameter.name)' is required.", node: node.name, field: field))
                 }
                 continue
             }
@@ -131,26 +150,38 @@ public enum WorkflowValidator {
             switch parameter.kind {
             case .options:
                 if case .string(let text) = value, !parameter.options.contains(text) {
-                    problems.append(.init("invalid_option", "'\(text)' is not one of \(parameter.options.joined(separator: ", ")).", node: node.name, field: field))
+                    problems.append(
+                        .init(
+                            "invalid_option", "'\(text)' is not one of \(parameter.options.joined(separator: ", ")).", node: node.name,
+                            field: field))
                 }
             case .cron:
                 if case .string(let text) = value {
                     do { _ = try CronExpression(text) } catch {
-                        problems.append(.init("invalid_cron", "Invalid cron expression: \(error.description).", node: node.name, field: field))
+                        problems.append(
+                            .init("invalid_cron", "Invalid cron expression: \(error.description).", node: node.name, field: field))
                     }
                 }
             case .number:
-                if case .number = value {} else {
-                    problems.append(.init("invalid_parameter", "The parameter '\(parameter.name)' must be a number.", node: node.name, field: field))
+                if case .number = value {
+                } else {
+                    problems.append(
+                        .init("invalid_parameter", "The parameter '\(parameter.name)' must be a number.", node: node.name, field: field))
                 }
             case .boolean:
-                if case .bool = value {} else {
-                    problems.append(.init("invalid_parameter", "The parameter '\(parameter.name)' must be true or false.", node: node.name, field: field))
+                if case .bool = value {
+                } else {
+                    problems.append(
+                        .init(
+                            "invalid_parameter", "The parameter '\(parameter.name)' must be true or false.", node: node.name, field: field))
                 }
             case .json:
                 for problem in parameter.check?(value) ?? [] {
-                    problems.append(.init("invalid_parameter", problem.message, node: node.name,
-                                          field: problem.field.isEmpty ? field : problem.field.hasPrefix("[") ? field + problem.field : "\(field).\(problem.field)"))
+                    problems.append(
+                        .init(
+                            "invalid_parameter", problem.message, node: node.name,
+                            field: problem.field.isEmpty
+                                ? field : problem.field.hasPrefix("[") ? field + problem.field : "\(field).\(problem.field)"))
                 }
             default: break
             }
@@ -188,7 +219,7 @@ public enum WorkflowValidator {
     static func findCycle(_ workflow: Workflow) -> [String]? {
         var adjacency: [String: [String]] = [:]
         for edge in workflow.edges { adjacency[edge.from, default: []].append(edge.to) }
-        var state: [String: Int] = [:]  // 1 visiting, 2 done
+        var state: [String: Int] = [:] // 1 visiting, 2 done
         var stack: [String] = []
         func visit(_ node: String) -> [String]? {
             state[node] = 1

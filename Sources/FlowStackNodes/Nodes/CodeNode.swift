@@ -7,11 +7,13 @@ import Foundation
 /// is never treated as a template; project variables are visible as `$env`.
 public struct CodeNode: NodeType {
     public init() {}
-    public static let descriptor = NodeTypeDescriptor(type: "flowstack.code", parameters: [
-        .init("code", .code, required: true),
-        .init("mode", .options, options: ["runOnceForAllItems", "runOnceForEachItem"]),
-        .init("timeLimitMs", .number),
-    ])
+    public static let descriptor = NodeTypeDescriptor(
+        type: "flowstack.code",
+        parameters: [
+            .init("code", .code, required: true),
+            .init("mode", .options, options: ["runOnceForAllItems", "runOnceForEachItem"]),
+            .init("timeLimitMs", .number),
+        ])
 
     public static let defaultTimeLimitMs = 10_000
     public static let maximumTimeLimitMs = 120_000
@@ -37,15 +39,20 @@ public struct CodeNode: NodeType {
             limit = Int(given)
         }
         let services = try input.requireServices("The Code node")
-        var request = CodeRequest(code: code, mode: mode, items: input.items, env: input.base.variables, timeLimitMs: limit,
-                                  maxOutputBytes: 16 << 20, maxLogBytes: 64 << 10,
-                                  context: .init(executionId: input.base.executionID, workflowId: input.base.workflowID,
-                                                 workflowName: input.base.workflowName, nodeName: input.node.name,
-                                                 resumeUrl: input.base.resumeURL))
+        var request = CodeRequest(
+            code: code, mode: mode, items: input.items, env: input.base.variables, timeLimitMs: limit,
+            maxOutputBytes: 16 << 20, maxLogBytes: 64 << 10,
+            context: .init(
+                executionId: input.base.executionID, workflowId: input.base.workflowID,
+                workflowName: input.base.workflowName, nodeName: input.node.name,
+                resumeUrl: input.base.resumeURL))
         let nonce = (0..<4).map { _ in String(UInt64.random(in: 0...UInt64.max), radix: 16) }.joined()
         request.secretNonce = nonce
-        let response = try await services.runCode(request, broker: Self.broker(services: services, caller: input.base, timeLimitMs: limit,
-                                                                               secretNonce: nonce))
+        let response = try await services.runCode(
+            request,
+            broker: Self.broker(
+                services: services, caller: input.base, timeLimitMs: limit,
+                secretNonce: nonce))
         input.log.append(contentsOf: response.logs ?? [])
         guard response.ok else {
             let line = response.line.map { " (line \($0))" } ?? ""
@@ -68,13 +75,16 @@ public struct CodeNode: NodeType {
                 var request = try outboundRequest(call, timeLimitMs: timeLimitMs)
                 request.secretNonce = secretNonce
                 let connection = call["connection"]?.stringValue ?? ""
-                let response = connection.isEmpty
+                let response =
+                    connection.isEmpty
                     ? try await services.fetch(request)
                     : try await services.fetch(request, connection: connection, caller: caller)
                 var headers: [String: JSONValue] = [:]
                 for (name, value) in response.headers { headers[name.lowercased()] = .string(value) }
                 let text = String(decoding: response.body, as: UTF8.self)
-                var answer: [String: JSONValue] = ["status": .number(Double(response.status)), "headers": .object(headers), "body": .string(text)]
+                var answer: [String: JSONValue] = [
+                    "status": .number(Double(response.status)), "headers": .object(headers), "body": .string(text),
+                ]
                 let contentType = headers["content-type"]?.stringValue?.lowercased() ?? ""
                 if contentType.contains("json"), let json = try? JSONDecoder().decode(JSONValue.self, from: Data(response.body)) {
                     answer["json"] = json
@@ -90,7 +100,8 @@ public struct CodeNode: NodeType {
 
     static func outboundRequest(_ call: JSONValue, timeLimitMs: Int) throws -> OutboundRequest {
         guard case .string(let url)? = call["url"], let components = URLComponents(string: url),
-              let scheme = components.scheme?.lowercased(), scheme == "http" || scheme == "https", components.host?.isEmpty == false else {
+            let scheme = components.scheme?.lowercased(), scheme == "http" || scheme == "https", components.host?.isEmpty == false
+        else {
             throw NodeError("$http.request needs url, an absolute http or https URL.")
         }
         let method = (call["method"]?.stringValue ?? "GET").uppercased()
@@ -102,7 +113,9 @@ public struct CodeNode: NodeType {
             guard let fields = given.objectValue else { throw NodeError("$http.request headers must be an object of strings.") }
             for (name, value) in fields.sorted(by: { $0.key < $1.key }) {
                 let text = value.stringValue ?? value.jsonText
-                guard HeaderCheck.isToken(name), HeaderCheck.isValue(text) else { throw NodeError("$http.request: the header '\(name)' is not valid.") }
+                guard HeaderCheck.isToken(name), HeaderCheck.isValue(text) else {
+                    throw NodeError("$http.request: the header '\(name)' is not valid.")
+                }
                 headers.append((name, text))
             }
         }

@@ -6,11 +6,13 @@ import Foundation
 /// Hashes or HMACs a value per item and stores the digest in a field.
 public struct CryptoNode: NodeType {
     public init() {}
-    public static let descriptor = NodeTypeDescriptor(type: "flowstack.crypto", parameters: [
-        .init("action", .options, options: ["hash", "hmac"]), .init("algorithm", .options, options: ["sha256", "sha384", "sha512"]),
-        .init("value", .string, required: true), .init("secret", .string), .init("outputField", .string),
-        .init("encoding", .options, options: ["hex", "base64"]),
-    ])
+    public static let descriptor = NodeTypeDescriptor(
+        type: "flowstack.crypto",
+        parameters: [
+            .init("action", .options, options: ["hash", "hmac"]), .init("algorithm", .options, options: ["sha256", "sha384", "sha512"]),
+            .init("value", .string, required: true), .init("secret", .string), .init("outputField", .string),
+            .init("encoding", .options, options: ["hex", "base64"]),
+        ])
 
     func digest(_ data: Data, algorithm: String, key: SymmetricKey?) -> [UInt8] {
         switch (algorithm, key) {
@@ -36,7 +38,8 @@ public struct CryptoNode: NodeType {
                 key = SymmetricKey(data: Data(secret.utf8))
             }
             let bytes = digest(Data(value.utf8), algorithm: algorithm, key: key)
-            let encoded = try input.string("encoding", item: index, default: "hex") == "base64"
+            let encoded =
+                try input.string("encoding", item: index, default: "hex") == "base64"
                 ? Data(bytes).base64EncodedString() : bytes.map { String(format: "%02x", $0) }.joined()
             var json = item.json.objectValue ?? [:]
             json[try input.string("outputField", item: index, default: "hash")] = .string(encoded)

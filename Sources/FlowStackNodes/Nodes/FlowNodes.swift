@@ -20,9 +20,11 @@ public struct ErrorTriggerNode: NodeType {
 /// Runs another workflow of the same project with this node's items, waiting for its result or not.
 public struct ExecuteWorkflowNode: NodeType {
     public init() {}
-    public static let descriptor = NodeTypeDescriptor(type: "flowstack.executeWorkflow", parameters: [
-        .init("workflowId", .string, required: true), .init("wait", .boolean),
-    ])
+    public static let descriptor = NodeTypeDescriptor(
+        type: "flowstack.executeWorkflow",
+        parameters: [
+            .init("workflowId", .string, required: true), .init("wait", .boolean),
+        ])
 
     public func run(_ input: NodeInput) async throws -> NodeOutput {
         let id = try input.string("workflowId")
@@ -38,10 +40,12 @@ public struct ExecuteWorkflowNode: NodeType {
 /// resume URL (`$execution.resumeUrl`). Long waits sleep in the database, not in memory.
 public struct WaitNode: NodeType {
     public init() {}
-    public static let descriptor = NodeTypeDescriptor(type: "flowstack.wait", parameters: [
-        .init("resume", .options, required: true, options: ["timeInterval", "specificTime", "webhook"]),
-        .init("seconds", .number), .init("until", .string),
-    ])
+    public static let descriptor = NodeTypeDescriptor(
+        type: "flowstack.wait",
+        parameters: [
+            .init("resume", .options, required: true, options: ["timeInterval", "specificTime", "webhook"]),
+            .init("seconds", .number), .init("until", .string),
+        ])
 
     public func run(_ input: NodeInput) async throws -> NodeOutput {
         switch try input.string("resume") {
@@ -66,9 +70,11 @@ public struct WaitNode: NodeType {
 /// (the first item's JSON, or a given body). Items pass through unchanged.
 public struct RespondToWebhookNode: NodeType {
     public init() {}
-    public static let descriptor = NodeTypeDescriptor(type: "flowstack.respondToWebhook", parameters: [
-        .init("statusCode", .number), .init("body", .json), .init("headers", .json),
-    ])
+    public static let descriptor = NodeTypeDescriptor(
+        type: "flowstack.respondToWebhook",
+        parameters: [
+            .init("statusCode", .number), .init("body", .json), .init("headers", .json),
+        ])
 
     /// Where the response is kept: an extra output no edge can reach.
     public static let responseOutput = 1
@@ -165,10 +171,13 @@ public enum WebhookResponseHeaders {
 /// Routes each item to the first rule that holds; items no rule takes go to the last output.
 public struct SwitchNode: NodeType {
     public init() {}
-    public static let descriptor = NodeTypeDescriptor(type: "flowstack.switch", outputs: nil, parameters: [.init("rules", .json, required: true)])
+    public static let descriptor = NodeTypeDescriptor(
+        type: "flowstack.switch", outputs: nil, parameters: [.init("rules", .json, required: true)])
 
     public func run(_ input: NodeInput) async throws -> NodeOutput {
-        guard case .array(let rules)? = input.node.parameters["rules"] else { throw NodeError("rules must be an array of conditions.", field: "rules") }
+        guard case .array(let rules)? = input.node.parameters["rules"] else {
+            throw NodeError("rules must be an array of conditions.", field: "rules")
+        }
         var outputs = Array(repeating: [Item](), count: rules.count + 1)
         for (index, item) in input.items.enumerated() {
             let context = input.context(for: index)
@@ -188,12 +197,14 @@ public struct SwitchNode: NodeType {
 /// Date & Time: the current time, formatting, and adding or subtracting durations.
 public struct DateTimeNode: NodeType {
     public init() {}
-    public static let descriptor = NodeTypeDescriptor(type: "flowstack.dateTime", parameters: [
-        .init("operation", .options, required: true, options: ["now", "format", "add", "subtract"]),
-        .init("value", .string), .init("amount", .number),
-        .init("unit", .options, options: ["milliseconds", "seconds", "minutes", "hours", "days", "weeks"]),
-        .init("format", .string), .init("outputField", .string),
-    ])
+    public static let descriptor = NodeTypeDescriptor(
+        type: "flowstack.dateTime",
+        parameters: [
+            .init("operation", .options, required: true, options: ["now", "format", "add", "subtract"]),
+            .init("value", .string), .init("amount", .number),
+            .init("unit", .options, options: ["milliseconds", "seconds", "minutes", "hours", "days", "weeks"]),
+            .init("format", .string), .init("outputField", .string),
+        ])
 
     public func run(_ input: NodeInput) async throws -> NodeOutput {
         var output: [Item] = []
@@ -210,29 +221,32 @@ public struct DateTimeNode: NodeType {
                 let pattern = try input.string("format", item: index, default: "yyyy-MM-dd'T'HH:mm:ssXXX")
                 guard pattern.count <= 100 else { throw NodeError("format must be at most 100 characters.", field: "format") }
                 // One formatter per pattern for the whole run: making one costs more than using it.
-                let formatter = formatters[pattern] ?? {
-                    let formatter = DateFormatter()
-                    formatter.locale = Locale(identifier: "en_US_POSIX")
-                    formatter.timeZone = input.base.timeZone
-                    formatter.dateFormat = pattern
-                    formatters[pattern] = formatter
-                    return formatter
-                }()
+                let formatter =
+                    formatters[pattern]
+                    ?? {
+                        let formatter = DateFormatter()
+                        formatter.locale = Locale(identifier: "en_US_POSIX")
+                        formatter.timeZone = input.base.timeZone
+                        formatter.dateFormat = pattern
+                        formatters[pattern] = formatter
+                        return formatter
+                    }()
                 result = formatter.string(from: date)
             case let operation where operation == "add" || operation == "subtract":
                 let date = try date(input, index)
                 guard let amount = try input.parameter("amount", item: index)?.numberValue, amount.isFinite, abs(amount) < 1e12 else {
                     throw NodeError("amount must be a number.", field: "amount")
                 }
-                let unit: Double = switch try input.string("unit", item: index, default: "seconds") {
-                case "milliseconds": 0.001
-                case "seconds": 1
-                case "minutes": 60
-                case "hours": 3600
-                case "days": 86400
-                case "weeks": 604_800
-                default: throw NodeError("unit must be milliseconds, seconds, minutes, hours, days or weeks.", field: "unit")
-                }
+                let unit: Double =
+                    switch try input.string("unit", item: index, default: "seconds") {
+                    case "milliseconds": 0.001
+                    case "seconds": 1
+                    case "minutes": 60
+                    case "hours": 3600
+                    case "days": 86400
+                    case "weeks": 604_800
+                    default: throw NodeError("unit must be milliseconds, seconds, minutes, hours, days or weeks.", field: "unit")
+                    }
                 let delta = amount * unit * (operation == "add" ? 1 : -1)
                 result = RFC3339.format(date.addingTimeInterval(delta))
             default:

@@ -31,7 +31,9 @@ struct Pagination: Sendable {
     /// The unevaluated fields evaluated after each response.
     var raw: [String: JSONValue]
 
-    static let fields: Set<String> = ["mode", "nextUrl", "parameters", "complete", "statusCodes", "completeExpression", "maxRequests", "intervalMs"]
+    static let fields: Set<String> = [
+        "mode", "nextUrl", "parameters", "complete", "statusCodes", "completeExpression", "maxRequests", "intervalMs",
+    ]
     /// Fields that may use `$response` and `$pageCount`.
     static let perPage: Set<String> = ["nextUrl", "parameters", "completeExpression"]
     static let defaultMaxRequests = 100
@@ -62,7 +64,8 @@ struct Pagination: Sendable {
         switch mode?.stringValue.flatMap(Mode.init(rawValue:)) {
         case .nextUrl:
             if object["nextUrl"]?.stringValue?.isEmpty != false {
-                problems.append(("nextUrl", "nextUrl (the next page's URL, usually an expression on $response) is required in nextUrl mode."))
+                problems.append(
+                    ("nextUrl", "nextUrl (the next page's URL, usually an expression on $response) is required in nextUrl mode."))
             }
         case .parameters:
             switch object["parameters"] {
@@ -71,7 +74,9 @@ struct Pagination: Sendable {
                     problems.append(("parameters", "parameters must list 1 to \(settingLimit) parameters to set."))
                 }
                 for (index, setting) in settings.enumerated() {
-                    problems += settingProblems(setting).map { ("parameters[\(index)]" + ($0.field.isEmpty ? "" : ".\($0.field)"), $0.message) }
+                    problems += settingProblems(setting).map {
+                        ("parameters[\(index)]" + ($0.field.isEmpty ? "" : ".\($0.field)"), $0.message)
+                    }
                 }
             case let other? where isExpression(other):
                 break
@@ -85,14 +90,20 @@ struct Pagination: Sendable {
         case .statusCode:
             let codes = object["statusCodes"]
             if !(codes.map(isExpression) ?? false) {
-                let valid = codes?.arrayValue.map { list in !list.isEmpty && list.allSatisfy { code in
-                    code.numberValue.map { $0 == $0.rounded() && (100...599).contains($0) } ?? false
-                } } ?? false
+                let valid =
+                    codes?.arrayValue.map { list in
+                        !list.isEmpty
+                            && list.allSatisfy { code in
+                                code.numberValue.map { $0 == $0.rounded() && (100...599).contains($0) } ?? false
+                            }
+                    } ?? false
                 if !valid { problems.append(("statusCodes", "statusCodes must list the HTTP status codes (100–599) that end pagination.")) }
             }
         case .expression:
             if object["completeExpression"]?.stringValue?.isEmpty != false {
-                problems.append(("completeExpression", "completeExpression (true when the last page has come) is required when complete is expression."))
+                problems.append(
+                    ("completeExpression", "completeExpression (true when the last page has come) is required when complete is expression.")
+                )
             }
         default:
             break
@@ -139,7 +150,9 @@ struct Pagination: Sendable {
     }
 
     private static func isInteger(_ value: JSONValue, in range: ClosedRange<Int>) -> Bool {
-        guard let number = value.numberValue, number == number.rounded(), number >= Double(range.lowerBound), number <= Double(range.upperBound) else {
+        guard let number = value.numberValue, number == number.rounded(), number >= Double(range.lowerBound),
+            number <= Double(range.upperBound)
+        else {
             return false
         }
         return true
@@ -211,9 +224,12 @@ struct Pagination: Sendable {
         }
         return try list.enumerated().map { index, item in
             if let problem = Self.settingProblems(item).first {
-                throw NodeError(problem.message, field: "pagination.parameters[\(index)]" + (problem.field.isEmpty ? "" : ".\(problem.field)"))
+                throw NodeError(
+                    problem.message, field: "pagination.parameters[\(index)]" + (problem.field.isEmpty ? "" : ".\(problem.field)"))
             }
-            guard let place = item["in"]?.stringValue.flatMap(Place.init(rawValue:)), let name = item["name"]?.stringValue, let value = item["value"] else {
+            guard let place = item["in"]?.stringValue.flatMap(Place.init(rawValue:)), let name = item["name"]?.stringValue,
+                let value = item["value"]
+            else {
                 throw NodeError("in must be query, header or body.", field: "pagination.parameters[\(index)].in")
             }
             return Setting(place: place, name: name, value: value)
@@ -224,7 +240,8 @@ struct Pagination: Sendable {
     static func isEmpty(_ body: JSONValue, bytes: [UInt8]) -> Bool {
         if bytes.isEmpty { return true }
         switch body {
-        case .null: return bytes.count <= 64 && String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) == "null"
+        case .null:
+            return bytes.count <= 64 && String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) == "null"
         case .array(let items): return items.isEmpty
         case .object(let fields): return fields.isEmpty
         case .string(let text): return text.isEmpty

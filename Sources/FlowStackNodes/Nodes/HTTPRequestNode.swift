@@ -11,17 +11,19 @@ public struct HTTPRequestNode: NodeType {
     static let methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
     /// The most response bytes one item's pages may add up to.
     static let paginationByteLimit = 64 << 20
-    public static let descriptor = NodeTypeDescriptor(type: "flowstack.httpRequest", parameters: [
-        .init("url", .string, required: true),
-        .init("method", .options, options: methods),
-        .init("query", .json), .init("headers", .json),
-        .init("bodyType", .options, options: ["none", "json", "form", "raw"]), .init("body", .json), .init("contentType", .string),
-        .init("timeout", .number), .init("followRedirects", .boolean), .init("maxRedirects", .number),
-        .init("responseFormat", .options, options: ["autodetect", "json", "text", "binary"]), .init("fullResponse", .boolean),
-        .init("ignoreHttpErrors", .boolean), .init("connection", .string),
-        .init("pagination", .json, check: Pagination.problems),
-        .init("idempotencyKey", .boolean),
-    ])
+    public static let descriptor = NodeTypeDescriptor(
+        type: "flowstack.httpRequest",
+        parameters: [
+            .init("url", .string, required: true),
+            .init("method", .options, options: methods),
+            .init("query", .json), .init("headers", .json),
+            .init("bodyType", .options, options: ["none", "json", "form", "raw"]), .init("body", .json), .init("contentType", .string),
+            .init("timeout", .number), .init("followRedirects", .boolean), .init("maxRedirects", .number),
+            .init("responseFormat", .options, options: ["autodetect", "json", "text", "binary"]), .init("fullResponse", .boolean),
+            .init("ignoreHttpErrors", .boolean), .init("connection", .string),
+            .init("pagination", .json, check: Pagination.problems),
+            .init("idempotencyKey", .boolean),
+        ])
 
     public func run(_ input: NodeInput) async throws -> NodeOutput {
         let services = try input.requireServices("The HTTP Request node")
@@ -33,7 +35,8 @@ public struct HTTPRequestNode: NodeType {
             let fullResponse = try input.parameter("fullResponse", item: index)?.isTruthy ?? false
             let pagination = try Pagination(input, item: index)
             if let pagination, pagination.setsBody, !["json", "form"].contains(try input.string("bodyType", item: index, default: "none")) {
-                throw NodeError("A page parameter in the body needs bodyType json or form with an object body.", field: "pagination.parameters")
+                throw NodeError(
+                    "A page parameter in the body needs bodyType json or form with an object body.", field: "pagination.parameters")
             }
             var overrides = PageOverrides()
             var origin: URL?
@@ -45,20 +48,23 @@ public struct HTTPRequestNode: NodeType {
                     // The next page's address comes from the server's answer: a credential is
                     // only ever sent to the origin the node itself named.
                     if !connection.isEmpty {
-                        throw NodeError("The next page (\(next.host ?? "?")) is on another origin than the first request; with a connection, pagination stays on one origin.",
-                                        field: "pagination.nextUrl")
+                        throw NodeError(
+                            "The next page (\(next.host ?? "?")) is on another origin than the first request; with a connection, pagination stays on one origin.",
+                            field: "pagination.nextUrl")
                     }
                     request.headers.removeAll { OutboundRequest.originBoundHeaders.contains($0.0.lowercased()) }
                 }
                 origin = origin ?? URL(string: request.url)
-                let response = connection.isEmpty
+                let response =
+                    connection.isEmpty
                     ? try await services.fetch(request)
                     : try await services.fetch(request, connection: connection, caller: input.base)
                 pageCount += 1
                 received += response.body.count
                 if pagination != nil, received > Self.paginationByteLimit {
-                    throw NodeError("Pagination received more than \(Self.paginationByteLimit >> 20) MiB; lower maxRequests or narrow the request.",
-                                    field: "pagination.maxRequests")
+                    throw NodeError(
+                        "Pagination received more than \(Self.paginationByteLimit >> 20) MiB; lower maxRequests or narrow the request.",
+                        field: "pagination.maxRequests")
                 }
                 if let pagination, pagination.completion == .statusCode, pagination.statusCodes.contains(response.status) { break }
                 if !(200..<400).contains(response.status), !(try input.parameter("ignoreHttpErrors", item: index)?.isTruthy ?? false) {
@@ -98,12 +104,17 @@ public struct HTTPRequestNode: NodeType {
         return "fs-" + digest.prefix(16).map { String(format: "%02x", $0) }.joined()
     }
 
-    func makeRequest(_ input: NodeInput, _ index: Int, overrides: PageOverrides = PageOverrides(), page: Int = 0) throws -> OutboundRequest {
+    func makeRequest(_ input: NodeInput, _ index: Int, overrides: PageOverrides = PageOverrides(), page: Int = 0) throws -> OutboundRequest
+    {
         let method = try input.string("method", item: index, default: "GET").uppercased()
-        guard Self.methods.contains(method) else { throw NodeError("method must be one of GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS.", field: "method") }
+        guard Self.methods.contains(method) else {
+            throw NodeError("method must be one of GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS.", field: "method")
+        }
         let urlText = try overrides.url ?? input.string("url", item: index)
-        guard var components = URLComponents(string: urlText), let scheme = components.scheme?.lowercased(), scheme == "http" || scheme == "https",
-              components.host?.isEmpty == false else {
+        guard var components = URLComponents(string: urlText), let scheme = components.scheme?.lowercased(),
+            scheme == "http" || scheme == "https",
+            components.host?.isEmpty == false
+        else {
             throw NodeError("url must be an absolute http or https URL.", field: "url")
         }
         if overrides.url == nil, let query = try input.parameter("query", item: index), query != .null {
@@ -127,25 +138,32 @@ public struct HTTPRequestNode: NodeType {
             guard let fields = given.objectValue else { throw NodeError("headers must be an object of strings.", field: "headers") }
             for (name, value) in fields.sorted(by: { $0.key < $1.key }) {
                 let text = value.stringValue ?? value.jsonText
-                guard HeaderCheck.isToken(name), HeaderCheck.isValue(text) else { throw NodeError("The header '\(name)' is not valid.", field: "headers") }
+                guard HeaderCheck.isToken(name), HeaderCheck.isValue(text) else {
+                    throw NodeError("The header '\(name)' is not valid.", field: "headers")
+                }
                 headers.append((name, text))
             }
         }
         for (name, text) in overrides.headers {
-            guard HeaderCheck.isToken(name), HeaderCheck.isValue(text) else { throw NodeError("The header '\(name)' is not valid.", field: "pagination.parameters") }
+            guard HeaderCheck.isToken(name), HeaderCheck.isValue(text) else {
+                throw NodeError("The header '\(name)' is not valid.", field: "pagination.parameters")
+            }
             headers.removeAll { $0.0.lowercased() == name.lowercased() }
             headers.append((name, text))
         }
         if try input.parameter("idempotencyKey", item: index)?.isTruthy ?? false,
-           !headers.contains(where: { $0.0.lowercased() == "idempotency-key" }) {
-            headers.append(("Idempotency-Key", Self.idempotencyKey(execution: input.base.executionID, node: input.node.name, item: index, page: page)))
+            !headers.contains(where: { $0.0.lowercased() == "idempotency-key" })
+        {
+            headers.append(
+                ("Idempotency-Key", Self.idempotencyKey(execution: input.base.executionID, node: input.node.name, item: index, page: page)))
         }
         var body: [UInt8]?
         let bodyType = try input.string("bodyType", item: index, default: "none")
         var given = try input.parameter("body", item: index)
         if !overrides.body.isEmpty {
             guard bodyType == "json" || bodyType == "form", var fields = (given ?? .object([:])).objectValue else {
-                throw NodeError("A page parameter in the body needs bodyType json or form with an object body.", field: "pagination.parameters")
+                throw NodeError(
+                    "A page parameter in the body needs bodyType json or form with an object body.", field: "pagination.parameters")
             }
             for (name, value) in overrides.body { fields[name] = value }
             given = .object(fields)
@@ -162,7 +180,9 @@ public struct HTTPRequestNode: NodeType {
         case "form":
             guard let fields = given?.objectValue else { throw NodeError("A form body must be an object.", field: "body") }
             var form = URLComponents()
-            form.queryItems = fields.sorted(by: { $0.key < $1.key }).map { URLQueryItem(name: $0.key, value: $0.value.stringValue ?? $0.value.jsonText) }
+            form.queryItems = fields.sorted(by: { $0.key < $1.key }).map {
+                URLQueryItem(name: $0.key, value: $0.value.stringValue ?? $0.value.jsonText)
+            }
             body = Array((form.percentEncodedQuery ?? "").replacingOccurrences(of: "+", with: "%2B").utf8)
             setContentType("application/x-www-form-urlencoded")
         case "raw":
@@ -175,8 +195,9 @@ public struct HTTPRequestNode: NodeType {
         guard timeout > 0, timeout <= 300 else { throw NodeError("timeout must be from 0 to 300 seconds.", field: "timeout") }
         let maxRedirects = Int(try input.parameter("maxRedirects", item: index)?.numberValue ?? 5)
         guard (0...20).contains(maxRedirects) else { throw NodeError("maxRedirects must be from 0 to 20.", field: "maxRedirects") }
-        return OutboundRequest(method: method, url: url, headers: headers, body: body, timeout: timeout,
-                               followRedirects: try input.parameter("followRedirects", item: index)?.isTruthy ?? true, maxRedirects: maxRedirects)
+        return OutboundRequest(
+            method: method, url: url, headers: headers, body: body, timeout: timeout,
+            followRedirects: try input.parameter("followRedirects", item: index)?.isTruthy ?? true, maxRedirects: maxRedirects)
     }
 
     /// The response body as the node's `responseFormat` reads it, and a binary part if any.
@@ -184,7 +205,9 @@ public struct HTTPRequestNode: NodeType {
         let contentType = response.headers.first { $0.0.lowercased() == "content-type" }?.1.lowercased() ?? ""
         var format = try input.string("responseFormat", item: index, default: "autodetect")
         if format == "autodetect" {
-            format = contentType.contains("json") ? "json" : (contentType.hasPrefix("text/") || contentType.contains("xml") || contentType.isEmpty) ? "text" : "binary"
+            format =
+                contentType.contains("json")
+                ? "json" : (contentType.hasPrefix("text/") || contentType.contains("xml") || contentType.isEmpty) ? "text" : "binary"
         }
         switch format {
         case "json":
@@ -196,8 +219,15 @@ public struct HTTPRequestNode: NodeType {
         case "text":
             return (.string(String(decoding: response.body, as: UTF8.self)), nil)
         case "binary":
-            return (.null, ["data": .object(["mimeType": .string(contentType.isEmpty ? "application/octet-stream" : contentType),
-                                             "data": .string(Data(response.body).base64EncodedString()), "fileSize": .number(Double(response.body.count))])])
+            return (
+                .null,
+                [
+                    "data": .object([
+                        "mimeType": .string(contentType.isEmpty ? "application/octet-stream" : contentType),
+                        "data": .string(Data(response.body).base64EncodedString()), "fileSize": .number(Double(response.body.count)),
+                    ])
+                ]
+            )
         default:
             throw NodeError("responseFormat must be autodetect, json, text or binary.", field: "responseFormat")
         }
@@ -205,7 +235,8 @@ public struct HTTPRequestNode: NodeType {
 
     /// `{statusCode, headers, body}`: the full response item, and `$response` in pagination.
     static func describe(_ response: OutboundResponse, body: JSONValue) -> JSONValue {
-        let headers = JSONValue.object(Dictionary(response.headers.map { ($0.0.lowercased(), JSONValue.string($0.1)) }, uniquingKeysWith: { a, _ in a }))
+        let headers = JSONValue.object(
+            Dictionary(response.headers.map { ($0.0.lowercased(), JSONValue.string($0.1)) }, uniquingKeysWith: { a, _ in a }))
         return .object(["statusCode": .number(Double(response.status)), "headers": headers, "body": body])
     }
 

@@ -6,17 +6,22 @@ import FlowStackRuntime
 /// only when both inputs received items; otherwise nothing goes on).
 public struct MergeNode: NodeType {
     public init() {}
-    public static let descriptor = NodeTypeDescriptor(type: "flowstack.merge", inputs: 2, parameters: [
-        .init("mode", .options, options: ["append", "byPosition", "byKey", "waitForBoth"]), .init("key", .string),
-    ])
+    public static let descriptor = NodeTypeDescriptor(
+        type: "flowstack.merge", inputs: 2,
+        parameters: [
+            .init("mode", .options, options: ["append", "byPosition", "byKey", "waitForBoth"]), .init("key", .string),
+        ])
 
     public func run(_ input: NodeInput) async throws -> NodeOutput {
-        let a = input.inputs.first ?? [], b = input.inputs.count > 1 ? input.inputs[1] : []
+        let a = input.inputs.first ?? []
+        let b = input.inputs.count > 1 ? input.inputs[1] : []
         switch try input.string("mode", default: "append") {
         case "byPosition":
-            return .items([zip(a, b).map { x, y in
-                Item(json: .object((x.json.objectValue ?? [:]).merging(y.json.objectValue ?? [:]) { $1 }))
-            }])
+            return .items([
+                zip(a, b).map { x, y in
+                    Item(json: .object((x.json.objectValue ?? [:]).merging(y.json.objectValue ?? [:]) { $1 }))
+                }
+            ])
         case "byKey":
             let key = try input.string("key")
             guard !key.isEmpty else { throw NodeError("byKey needs the 'key' parameter", field: "key") }
@@ -41,25 +46,31 @@ public struct MergeNode: NodeType {
 /// Keeps the first (or last) `maxItems` items.
 public struct LimitNode: NodeType {
     public init() {}
-    public static let descriptor = NodeTypeDescriptor(type: "flowstack.limit", parameters: [
-        .init("maxItems", .number, required: true), .init("keep", .options, options: ["first", "last"]),
-    ])
+    public static let descriptor = NodeTypeDescriptor(
+        type: "flowstack.limit",
+        parameters: [
+            .init("maxItems", .number, required: true), .init("keep", .options, options: ["first", "last"]),
+        ])
 
     public func run(_ input: NodeInput) async throws -> NodeOutput {
         guard case .number(let n) = try input.parameter("maxItems") ?? .null, n >= 0 else {
             throw NodeError("maxItems must be a number of items", field: "maxItems")
         }
         let count = Int(n)
-        return .items([try input.string("keep", default: "first") == "last" ? Array(input.items.suffix(count)) : Array(input.items.prefix(count))])
+        return .items([
+            try input.string("keep", default: "first") == "last" ? Array(input.items.suffix(count)) : Array(input.items.prefix(count))
+        ])
     }
 }
 
 /// Sorts items by a field, ascending or descending (numbers numerically, otherwise as text).
 public struct SortNode: NodeType {
     public init() {}
-    public static let descriptor = NodeTypeDescriptor(type: "flowstack.sort", parameters: [
-        .init("field", .string, required: true), .init("order", .options, options: ["ascending", "descending"]),
-    ])
+    public static let descriptor = NodeTypeDescriptor(
+        type: "flowstack.sort",
+        parameters: [
+            .init("field", .string, required: true), .init("order", .options, options: ["ascending", "descending"]),
+        ])
 
     public func run(_ input: NodeInput) async throws -> NodeOutput {
         let field = try input.string("field")
@@ -73,7 +84,8 @@ public struct SortNode: NodeType {
             }
         }
         let sorted = input.items.enumerated().sorted { l, r in
-            let a = l.element.json.value(at: field), b = r.element.json.value(at: field)
+            let a = l.element.json.value(at: field)
+            let b = r.element.json.value(at: field)
             if less(a, b) != less(b, a) { return descending ? less(b, a) : less(a, b) }
             return l.offset < r.offset
         }.map(\.element)
@@ -103,9 +115,11 @@ public struct SplitOutNode: NodeType {
 /// Collects a field of every item (or the whole items) into one item.
 public struct AggregateNode: NodeType {
     public init() {}
-    public static let descriptor = NodeTypeDescriptor(type: "flowstack.aggregate", parameters: [
-        .init("field", .string), .init("outputField", .string),
-    ])
+    public static let descriptor = NodeTypeDescriptor(
+        type: "flowstack.aggregate",
+        parameters: [
+            .init("field", .string), .init("outputField", .string),
+        ])
 
     public func run(_ input: NodeInput) async throws -> NodeOutput {
         let field = try input.string("field")
@@ -123,8 +137,10 @@ public struct RemoveDuplicatesNode: NodeType {
     public func run(_ input: NodeInput) async throws -> NodeOutput {
         let field = try input.string("field")
         var seen = Set<JSONValue>()
-        return .items([input.items.filter { item in
-            seen.insert(field.isEmpty ? item.json : (item.json.value(at: field) ?? .null)).inserted
-        }])
+        return .items([
+            input.items.filter { item in
+                seen.insert(field.isEmpty ? item.json : (item.json.value(at: field) ?? .null)).inserted
+            }
+        ])
     }
 }

@@ -4,9 +4,11 @@ import FlowStackRuntime
 /// Sets fields on each item (values may be expressions); `keepOnlySet` drops the other fields.
 public struct SetNode: NodeType {
     public init() {}
-    public static let descriptor = NodeTypeDescriptor(type: "flowstack.set", parameters: [
-        .init("fields", .json, required: true), .init("keepOnlySet", .boolean),
-    ])
+    public static let descriptor = NodeTypeDescriptor(
+        type: "flowstack.set",
+        parameters: [
+            .init("fields", .json, required: true), .init("keepOnlySet", .boolean),
+        ])
 
     public func run(_ input: NodeInput) async throws -> NodeOutput {
         let keepOnly = try input.parameter("keepOnlySet")?.isTruthy ?? false

@@ -35,7 +35,8 @@ struct APIKeyController {
 
     @Sendable func list(_ request: Request, context: APIContext) async throws -> Response {
         let keys = try await keys.list(orgID: try context.parameters.id("orgId", prefix: "org"), by: context.caller)
-        let now = api.now, days = api.settings.app.apiKeyRotationDays
+        let now = api.now
+        let days = api.settings.app.apiKeyRotationDays
         return try JSON.response(.ok, ListDTO(items: keys.map { APIKeyDTO($0, now: now, rotationDays: days) }, nextCursor: nil))
     }
 
@@ -43,14 +44,17 @@ struct APIKeyController {
         let orgID = try context.parameters.id("orgId", prefix: "org")
         try await keys.authorizeCreate(orgID: orgID, by: context.caller)
         let body = try await api.decode(CreateRequest.self, request, context)
-        let (key, secret) = try await keys.create(orgID: orgID, name: body.name, scope: body.scope, projectID: body.projectId,
-                                                  expiresInDays: body.expiresInDays, by: context.caller)
-        return try JSON.response(.created, CreatedKey(key: secret, apiKey: APIKeyDTO(key, now: api.now, rotationDays: api.settings.app.apiKeyRotationDays)))
+        let (key, secret) = try await keys.create(
+            orgID: orgID, name: body.name, scope: body.scope, projectID: body.projectId,
+            expiresInDays: body.expiresInDays, by: context.caller)
+        return try JSON.response(
+            .created, CreatedKey(key: secret, apiKey: APIKeyDTO(key, now: api.now, rotationDays: api.settings.app.apiKeyRotationDays)))
     }
 
     @Sendable func revoke(_ request: Request, context: APIContext) async throws -> Response {
-        try await keys.revoke(orgID: try context.parameters.id("orgId", prefix: "org"), keyID: try context.parameters.id("keyId", prefix: "key"),
-                              by: context.caller)
+        try await keys.revoke(
+            orgID: try context.parameters.id("orgId", prefix: "org"), keyID: try context.parameters.id("keyId", prefix: "key"),
+            by: context.caller)
         return JSON.empty()
     }
 }

@@ -31,12 +31,15 @@ struct AuditController {
         }
         var cursor: Int64?
         if let raw = request.query("cursor") {
-            guard let value = Int64(raw), value > 0 else { throw FlowStackError.badRequest("invalid_parameter", "'cursor' is not valid.", field: "cursor") }
+            guard let value = Int64(raw), value > 0 else {
+                throw FlowStackError.badRequest("invalid_parameter", "'cursor' is not valid.", field: "cursor")
+            }
             cursor = value
         }
         func text(_ name: String) -> String? { request.query(name).flatMap { $0.isEmpty ? nil : $0 } }
-        let filter = Store.AuditFilter(action: text("action"), actorID: text("actorId"), resourceID: text("resourceId"),
-                                       since: try date(request, "since"), until: try date(request, "until"))
+        let filter = Store.AuditFilter(
+            action: text("action"), actorID: text("actorId"), resourceID: text("resourceId"),
+            since: try date(request, "since"), until: try date(request, "until"))
         let page = try await api.app.auditTrail.events(orgID: orgID, filter: filter, cursor: cursor, limit: limit, by: context.caller)
         return try JSON.response(.ok, ListDTO(items: page.items.map(AuditEventDTO.init), nextCursor: page.nextCursor))
     }

@@ -66,22 +66,25 @@ struct AuthController {
 
     @Sendable func setup(_ request: Request, context: FlowStackRequestContext) async throws -> Response {
         let body = try await api.decode(SetupRequest.self, request, context)
-        let (user, org) = try await accounts.setup(token: body.token, email: body.email, password: body.password, name: body.name,
-                                                   organization: body.organization, from: context.client)
+        let (user, org) = try await accounts.setup(
+            token: body.token, email: body.email, password: body.password, name: body.name,
+            organization: body.organization, from: context.client)
         return try JSON.response(.created, AccountResponse(user: UserDTO(user), organization: OrganizationDTO(org, role: .owner)))
     }
 
     @Sendable func signup(_ request: Request, context: FlowStackRequestContext) async throws -> Response {
         let body = try await api.decode(SignupRequest.self, request, context)
-        let (user, org) = try await accounts.signup(email: body.email, password: body.password, name: body.name, organization: body.organization,
-                                                    from: context.client)
+        let (user, org) = try await accounts.signup(
+            email: body.email, password: body.password, name: body.name, organization: body.organization,
+            from: context.client)
         return try JSON.response(.created, AccountResponse(user: UserDTO(user), organization: OrganizationDTO(org, role: .owner)))
     }
 
     @Sendable func login(_ request: Request, context: FlowStackRequestContext) async throws -> Response {
         let body = try await api.decode(LoginRequest.self, request, context)
         let result = try await accounts.login(email: body.email, password: body.password, from: context.client)
-        let cookie = "\(AuthService.sessionCookieName)=\(result.sessionToken); Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=\(Int(api.settings.app.sessionAbsoluteLifetime))"
+        let cookie =
+            "\(AuthService.sessionCookieName)=\(result.sessionToken); Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=\(Int(api.settings.app.sessionAbsoluteLifetime))"
         return try JSON.response(.ok, LoginResponse(user: UserDTO(result.user), csrfToken: result.csrfToken), headers: [.setCookie: cookie])
     }
 
@@ -95,17 +98,22 @@ struct AuthController {
 
     @Sendable func me(_ request: Request, context: APIContext) async throws -> Response {
         let orgs = try await api.app.organizations.list(by: context.caller)
-        let method: String = switch context.caller.identity.method {
-        case .session: "session"
-        case .apiKey: "api_key"
-        }
-        return try JSON.response(.ok, MeResponse(user: UserDTO(context.caller.user), organizations: orgs.map { OrganizationDTO($0.0, role: $0.1) },
-                                                 authentication: method))
+        let method: String =
+            switch context.caller.identity.method {
+            case .session: "session"
+            case .apiKey: "api_key"
+            }
+        return try JSON.response(
+            .ok,
+            MeResponse(
+                user: UserDTO(context.caller.user), organizations: orgs.map { OrganizationDTO($0.0, role: $0.1) },
+                authentication: method))
     }
 
     @Sendable func changePassword(_ request: Request, context: APIContext) async throws -> Response {
         guard case .session = context.caller.identity.method else {
-            throw FlowStackError(status: 403, code: "session_required", message: "Changing a password needs a browser session, not an API key.")
+            throw FlowStackError(
+                status: 403, code: "session_required", message: "Changing a password needs a browser session, not an API key.")
         }
         let body = try await api.decode(PasswordChangeRequest.self, request, context)
         try await accounts.changePassword(current: body.currentPassword, new: body.newPassword, by: context.caller)

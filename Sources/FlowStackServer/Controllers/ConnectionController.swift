@@ -63,7 +63,8 @@ struct ConnectionController {
         let projectID = try context.parameters.id("projectId", prefix: "prj")
         try await connections.authorizeEdit(projectID: projectID, by: context.caller)
         let body = try await api.decode(CreateRequest.self, request, context)
-        let fields = Connections.Fields(name: body.name, type: body.type, data: body.data, testURL: body.testUrl, allowedHosts: body.allowedHosts)
+        let fields = Connections.Fields(
+            name: body.name, type: body.type, data: body.data, testURL: body.testUrl, allowedHosts: body.allowedHosts)
         return try JSON.response(.created, ConnectionDTO(try await connections.create(projectID: projectID, fields, by: context.caller)))
     }
 
@@ -104,14 +105,16 @@ struct ConnectionController {
         let (location, binder) = try await connections.authorize(try connectionID(context), by: context.caller)
         var headers = HTTPFields()
         headers[.location] = location
-        headers[.setCookie] = "\(Self.oauthCookie)=\(binder); Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=\(Int(Connections.stateLifetime))"
+        headers[.setCookie] =
+            "\(Self.oauthCookie)=\(binder); Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=\(Int(Connections.stateLifetime))"
         headers[.cacheControl] = "no-store"
         return Response(status: .found, headers: headers)
     }
 
     @Sendable func callback(_ request: Request, context: FlowStackRequestContext) async throws -> Response {
-        let callback = Connections.Callback(state: request.query("state"), binder: request.cookies[Self.oauthCookie]?.value,
-                                            code: request.query("code"), error: request.query("error"))
+        let callback = Connections.Callback(
+            state: request.query("state"), binder: request.cookies[Self.oauthCookie]?.value,
+            code: request.query("code"), error: request.query("error"))
         let client = Client(ip: context.clientIP, userAgent: request.headers[.userAgent] ?? "")
         let connection = try await connections.callback(callback, from: client)
         var headers = HTTPFields()
@@ -148,9 +151,10 @@ struct ConnectionDTO: Encodable {
         type = connection.kind.rawValue
         data = connection.data.config
         let managed = Set((ConnectionSchema.fields(connection.kind) ?? []).filter(\.managed).map(\.name))
-        secrets = Dictionary(uniqueKeysWithValues: connection.data.secrets.filter { !managed.contains($0.key) }.map {
-            ($0.key, SecretHint(last4: ConnectionSchema.hint($0.value)))
-        })
+        secrets = Dictionary(
+            uniqueKeysWithValues: connection.data.secrets.filter { !managed.contains($0.key) }.map {
+                ($0.key, SecretHint(last4: ConnectionSchema.hint($0.value)))
+            })
         testUrl = connection.testURL
         allowedHosts = connection.allowedHosts
         authorized = connection.kind == .oauth2 ? connection.data.secrets["accessToken"] != nil : nil

@@ -33,17 +33,22 @@ struct ExecutionController {
         }
         if let mode = request.query("mode") {
             guard let value = ExecutionMode(rawValue: mode) else {
-                throw FlowStackError.validation("mode must be one of \(ExecutionMode.allCases.map(\.rawValue).joined(separator: ", ")).", field: "mode")
+                throw FlowStackError.validation(
+                    "mode must be one of \(ExecutionMode.allCases.map(\.rawValue).joined(separator: ", ")).", field: "mode")
             }
             filter.mode = value
         }
         if let workflowID = request.query("workflowId") {
-            guard Identifier.isValid(workflowID, prefix: "wf") else { throw FlowStackError.validation("workflowId is not a workflow id.", field: "workflowId") }
+            guard Identifier.isValid(workflowID, prefix: "wf") else {
+                throw FlowStackError.validation("workflowId is not a workflow id.", field: "workflowId")
+            }
             filter.workflowID = workflowID
         }
         let limit = try Paging.limit(request)
-        let page = try await executions.list(projectID: projectID, filter: filter, before: request.query("cursor"), limit: limit, by: context.caller)
-        return try JSON.response(.ok, ListDTO(items: page.items.map { ExecutionDTO($0) }, nextCursor: page.more ? page.items.last?.id : nil))
+        let page = try await executions.list(
+            projectID: projectID, filter: filter, before: request.query("cursor"), limit: limit, by: context.caller)
+        return try JSON.response(
+            .ok, ListDTO(items: page.items.map { ExecutionDTO($0) }, nextCursor: page.more ? page.items.last?.id : nil))
     }
 
     @Sendable func get(_ request: Request, context: APIContext) async throws -> Response {

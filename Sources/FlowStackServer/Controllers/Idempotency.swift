@@ -15,8 +15,9 @@ enum Idempotency {
     static func key(_ request: Request) throws -> String? {
         guard let key = request.headers[header] else { return nil }
         guard (1...255).contains(key.utf8.count), key.utf8.allSatisfy({ (0x21...0x7E).contains($0) }) else {
-            throw FlowStackError(status: 400, code: "invalid_idempotency_key", message: "An Idempotency-Key is 1 to 255 visible ASCII characters.",
-                                 field: "Idempotency-Key")
+            throw FlowStackError(
+                status: 400, code: "invalid_idempotency_key", message: "An Idempotency-Key is 1 to 255 visible ASCII characters.",
+                field: "Idempotency-Key")
         }
         return key
     }

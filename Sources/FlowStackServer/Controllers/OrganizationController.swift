@@ -70,7 +70,8 @@ struct OrganizationController {
         let orgID = try context.parameters.id("orgId", prefix: "org")
         try await organizations.authorizeMemberList(orgID, by: context.caller)
         let body = try await api.decode(RoleRequest.self, request, context)
-        let member = try await organizations.changeRole(orgID, userID: try context.parameters.id("userId", prefix: "usr"), to: body.role, by: context.caller)
+        let member = try await organizations.changeRole(
+            orgID, userID: try context.parameters.id("userId", prefix: "usr"), to: body.role, by: context.caller)
         return try JSON.response(.ok, MemberDTO(member, now: api.now))
     }
 
@@ -93,8 +94,11 @@ struct OrganizationController {
         try await organizations.authorizeMemberList(orgID, by: context.caller)
         let body = try await api.decode(InvitationRequest.self, request, context)
         let (invitation, token) = try await organizations.invite(orgID, email: body.email, role: body.role, by: context.caller)
-        return try JSON.response(.created, InvitationResponse(id: invitation.id, email: invitation.email, role: invitation.role.rawValue, token: token,
-                                                              expiresAt: invitation.expiresAt))
+        return try JSON.response(
+            .created,
+            InvitationResponse(
+                id: invitation.id, email: invitation.email, role: invitation.role.rawValue, token: token,
+                expiresAt: invitation.expiresAt))
     }
 
     @Sendable func accept(_ request: Request, context: FlowStackRequestContext) async throws -> Response {
@@ -102,8 +106,9 @@ struct OrganizationController {
         try await api.auth.checkThrottle(context.clientIP)
         let body = try await api.decodeOptional(AcceptRequest.self, request, context, empty: AcceptRequest())
         if context.identity == nil, let failure = context.authFailure { throw failure }
-        let (org, user, role) = try await organizations.accept(token: token, identity: context.identity, name: body.name, password: body.password,
-                                                               from: context.client)
+        let (org, user, role) = try await organizations.accept(
+            token: token, identity: context.identity, name: body.name, password: body.password,
+            from: context.client)
         return try JSON.response(.ok, AcceptResponse(organization: OrganizationDTO(org, role: role), user: UserDTO(user)))
     }
 }

@@ -46,14 +46,16 @@ struct ProjectController {
     }
 
     @Sendable func get(_ request: Request, context: APIContext) async throws -> Response {
-        try JSON.response(.ok, ProjectDTO(try await projects.get(try context.parameters.id("projectId", prefix: "prj"), by: context.caller)))
+        try JSON.response(
+            .ok, ProjectDTO(try await projects.get(try context.parameters.id("projectId", prefix: "prj"), by: context.caller)))
     }
 
     @Sendable func update(_ request: Request, context: APIContext) async throws -> Response {
         let projectID = try context.parameters.id("projectId", prefix: "prj")
         try await projects.authorize(.projectUpdate, projectID: projectID, by: context.caller)
         let body = try await api.decode(UpdateRequest.self, request, context)
-        return try JSON.response(.ok, ProjectDTO(try await projects.update(projectID, name: body.name, description: body.description, by: context.caller)))
+        return try JSON.response(
+            .ok, ProjectDTO(try await projects.update(projectID, name: body.name, description: body.description, by: context.caller)))
     }
 
     @Sendable func delete(_ request: Request, context: APIContext) async throws -> Response {
@@ -71,12 +73,14 @@ struct ProjectController {
         try await projects.authorize(.projectMembersManage, projectID: projectID, by: context.caller)
         let userID = try context.parameters.id("userId", prefix: "usr")
         let body = try await api.decode(MemberRequest.self, request, context)
-        return try JSON.response(.ok, ProjectMemberDTO(try await projects.setMember(projectID, userID: userID, role: body.role, by: context.caller)))
+        return try JSON.response(
+            .ok, ProjectMemberDTO(try await projects.setMember(projectID, userID: userID, role: body.role, by: context.caller)))
     }
 
     @Sendable func removeMember(_ request: Request, context: APIContext) async throws -> Response {
-        try await projects.removeMember(try context.parameters.id("projectId", prefix: "prj"), userID: try context.parameters.id("userId", prefix: "usr"),
-                                        by: context.caller)
+        try await projects.removeMember(
+            try context.parameters.id("projectId", prefix: "prj"), userID: try context.parameters.id("userId", prefix: "usr"),
+            by: context.caller)
         return JSON.empty()
     }
 }

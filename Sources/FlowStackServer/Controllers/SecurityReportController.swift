@@ -12,6 +12,7 @@ struct SecurityReportController {
     }
 
     @Sendable func report(_ request: Request, context: APIContext) async throws -> Response {
-        try JSON.response(.ok, try await api.app.securityReports.report(orgID: try context.parameters.id("orgId", prefix: "org"), by: context.caller))
+        try JSON.response(
+            .ok, try await api.app.securityReports.report(orgID: try context.parameters.id("orgId", prefix: "org"), by: context.caller))
     }
 }

@@ -39,7 +39,8 @@ struct VariableController {
         let projectID = try projectID(context)
         try await variables.authorizeEdit(projectID: projectID, by: context.caller)
         let body = try await api.decode(CreateRequest.self, request, context)
-        return try JSON.response(.created, VariableDTO(try await variables.create(projectID: projectID, name: body.name, value: body.value, by: context.caller)))
+        return try JSON.response(
+            .created, VariableDTO(try await variables.create(projectID: projectID, name: body.name, value: body.value, by: context.caller)))
     }
 
     @Sendable func update(_ request: Request, context: APIContext) async throws -> Response {
@@ -47,7 +48,8 @@ struct VariableController {
         try await variables.authorizeEdit(projectID: projectID, by: context.caller)
         let name = context.parameters.get("name") ?? ""
         let body = try await api.decode(UpdateRequest.self, request, context)
-        return try JSON.response(.ok, VariableDTO(try await variables.update(projectID: projectID, name: name, value: body.value, by: context.caller)))
+        return try JSON.response(
+            .ok, VariableDTO(try await variables.update(projectID: projectID, name: name, value: body.value, by: context.caller)))
     }
 
     @Sendable func delete(_ request: Request, context: APIContext) async throws -> Response {

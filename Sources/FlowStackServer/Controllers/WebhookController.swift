@@ -27,12 +27,15 @@ struct WebhookController {
 
     @Sendable func receive(_ request: Request, context: FlowStackRequestContext) async throws -> Response {
         let edge = api.settings.edge
-        if let retry = api.limiter.take("hook-ip:" + AddressKey.of(context.clientIP), .init(perSecond: edge.webhookAddressPerSecond, burst: edge.webhookAddressBurst)) {
+        if let retry = api.limiter.take(
+            "hook-ip:" + AddressKey.of(context.clientIP), .init(perSecond: edge.webhookAddressPerSecond, burst: edge.webhookAddressBurst))
+        {
             throw FlowStackError.rateLimited("from your address", retryAfter: retry)
         }
         let raw = context.parameters.getCatchAll().joined(separator: "/")
         guard let path = WebhookPaths.normalize(raw), let (route, workflow) = try await api.webhooks.lookup(path, store: api.store),
-              let node = workflow.definition.node(named: route.node) else {
+            let node = workflow.definition.node(named: route.node)
+        else {
             throw FlowStackError(status: 404, code: "webhook_not_found", message: "No active workflow serves this webhook path.")
         }
         guard request.method.rawValue == route.method else {
@@ -46,7 +49,8 @@ struct WebhookController {
         do {
             body = try await request.collectBody(upTo: api.settings.maxBodyBytes)
         } catch {
-            throw FlowStackError(status: 413, code: "payload_too_large", message: "The request body is larger than \(api.settings.maxBodyBytes) bytes.")
+            throw FlowStackError(
+                status: 413, code: "payload_too_large", message: "The request body is larger than \(api.settings.maxBodyBytes) bytes.")
         }
         let bytes = Array(body.readableBytesView)
         let credentialHeader = try await authenticate(request, bytes: bytes, path: path, node: node, workflow: workflow, context: context)
@@ -55,12 +59,16 @@ struct WebhookController {
         if let retry = api.limiter.take("hook:" + path, .init(perSecond: edge.webhookPerSecond, burst: edge.webhookBurst)) {
             throw FlowStackError.rateLimited("to this webhook", retryAfter: retry)
         }
-        let item = Item(json: .object([
-            "body": try parseBody(bytes, contentType: request.headers[.contentType]),
-            "headers": .object(visibleHeaders(request, hidden: credentialHeader.map { [$0.lowercased()] } ?? [])),
-            "query": .object(Dictionary(request.uri.queryParameters.map { (String($0.key), JSONValue.string(String($0.value))) }, uniquingKeysWith: { a, _ in a })),
-            "method": .string(request.method.rawValue),
-        ]))
+        let item = Item(
+            json: .object([
+                "body": try parseBody(bytes, contentType: request.headers[.contentType]),
+                "headers": .object(visibleHeaders(request, hidden: credentialHeader.map { [$0.lowercased()] } ?? [])),
+                "query": .object(
+                    Dictionary(
+                        request.uri.queryParameters.map { (String($0.key), JSONValue.string(String($0.value))) },
+                        uniquingKeysWith: { a, _ in a })),
+                "method": .string(request.method.rawValue),
+            ]))
         let respond = node.parameters["respond"]?.stringValue ?? "lastNode"
         let start = try await Idempotency.key(request).asyncMap { try await api.app.executions.begin($0, workflowID: workflow.id) }
         if case .replay(let id) = start {
@@ -77,13 +85,15 @@ struct WebhookController {
             let engine = api.engine
             let run = Task {
                 defer { reply.close() }
-                return try await engine.runNow(workflow, trigger: node.name, items: [item], mode: .webhook, reply: reply, task: .caller,
-                                               id: executionID)
+                return try await engine.runNow(
+                    workflow, trigger: node.name, items: [item], mode: .webhook, reply: reply, task: .caller,
+                    id: executionID)
             }
             if let answer = await reply.wait() { return try response(answer.json) }
             return try self.respond(try await run.value, workflow: workflow.definition)
         default:
-            let result = try await api.engine.runNow(workflow, trigger: node.name, items: [item], mode: .webhook, task: .shared, id: executionID)
+            let result = try await api.engine.runNow(
+                workflow, trigger: node.name, items: [item], mode: .webhook, task: .shared, id: executionID)
             return try self.respond(result, workflow: workflow.definition)
         }
     }
@@ -109,7 +119,8 @@ struct WebhookController {
         case .waiting:
             return try JSON.response(.accepted, ["executionId": result.record.id, "status": "waiting"])
         default:
-            let error = FlowStackError(status: 500, code: "workflow_failed", message: "The workflow failed (execution \(result.record.id)).")
+            let error = FlowStackError(
+                status: 500, code: "workflow_failed", message: "The workflow failed (execution \(result.record.id)).")
             return try JSON.response(.internalServerError, ErrorBody(error))
         }
         let responders = workflow.nodes.filter { $0.type == RespondToWebhookNode.descriptor.type }.compactMap { node -> Item? in
@@ -145,7 +156,8 @@ struct WebhookController {
         var headers: HTTPFields = [:]
         for (name, value) in given?.objectValue ?? [:] {
             guard let field = HTTPField.Name(name), let text = value.stringValue, HeaderCheck.isValue(text),
-                  WebhookResponseHeaders.refusal(name: name, value: text) == nil else { continue }
+                WebhookResponseHeaders.refusal(name: name, value: text) == nil
+            else { continue }
             headers[field] = text
         }
         return headers
@@ -160,7 +172,9 @@ struct WebhookController {
         // tells nothing about which executions exist or wait. Wrong tokens count as failed
         // authentication for the caller's address.
         let edge = api.settings.edge
-        if let retry = api.limiter.take("hook-ip:" + AddressKey.of(context.clientIP), .init(perSecond: edge.webhookAddressPerSecond, burst: edge.webhookAddressBurst)) {
+        if let retry = api.limiter.take(
+            "hook-ip:" + AddressKey.of(context.clientIP), .init(perSecond: edge.webhookAddressPerSecond, burst: edge.webhookAddressBurst))
+        {
             throw FlowStackError.rateLimited("from your address", retryAfter: retry)
         }
         try await api.auth.checkThrottle(context.clientIP)
@@ -175,12 +189,16 @@ struct WebhookController {
         do {
             body = try await request.collectBody(upTo: api.settings.maxBodyBytes)
         } catch {
-            throw FlowStackError(status: 413, code: "payload_too_large", message: "The request body is larger than \(api.settings.maxBodyBytes) bytes.")
+            throw FlowStackError(
+                status: 413, code: "payload_too_large", message: "The request body is larger than \(api.settings.maxBodyBytes) bytes.")
         }
         let item: JSONValue = .object([
             "body": try parseBody(Array(body.readableBytesView), contentType: request.headers[.contentType]),
             "headers": .object(visibleHeaders(request, hidden: [])),
-            "query": .object(Dictionary(request.uri.queryParameters.map { (String($0.key), JSONValue.string(String($0.value))) }, uniquingKeysWith: { a, _ in a })),
+            "query": .object(
+                Dictionary(
+                    request.uri.queryParameters.map { (String($0.key), JSONValue.string(String($0.value))) },
+                    uniquingKeysWith: { a, _ in a })),
             "method": .string(request.method.rawValue),
         ])
         guard try await api.engine.wakeUp(id, payload: item) else { throw notWaiting }
@@ -212,8 +230,9 @@ struct WebhookController {
             }
             return .string(text)
         }
-        throw FlowStackError(status: 415, code: "unsupported_media_type",
-                             message: "Webhooks accept application/json, application/x-www-form-urlencoded and text/* bodies.")
+        throw FlowStackError(
+            status: 415, code: "unsupported_media_type",
+            message: "Webhooks accept application/json, application/x-www-form-urlencoded and text/* bodies.")
     }
 
     /// The request's headers without credentials (and without `hidden`).
@@ -230,8 +249,10 @@ struct WebhookController {
     /// (kept from the workflow). Each refusal counts as a failed authentication of the caller's
     /// address (the login throttle): past the limit the address gets 429 on every webhook and
     /// login, so a credential cannot be guessed at request speed.
-    private func authenticate(_ request: Request, bytes: [UInt8], path: String, node: WorkflowNode, workflow: StoredWorkflow,
-                              context: FlowStackRequestContext) async throws -> String? {
+    private func authenticate(
+        _ request: Request, bytes: [UInt8], path: String, node: WorkflowNode, workflow: StoredWorkflow,
+        context: FlowStackRequestContext
+    ) async throws -> String? {
         let mode = node.parameters["authentication"]?.stringValue ?? "none"
         if mode == "none" { return nil }
         try await api.auth.checkThrottle(context.clientIP)
@@ -252,7 +273,8 @@ struct WebhookController {
         var header: String?
     }
 
-    private static let refused = FlowStackError(status: 401, code: "webhook_unauthorized", message: "The webhook request is not authorized.")
+    private static let refused = FlowStackError(
+        status: 401, code: "webhook_unauthorized", message: "The webhook request is not authorized.")
 
     /// The credential a request must present: from the node's connection (basic: username and
     /// password; apiKey: header name and value; secrets: field `secret`, the HMAC key), or, for
@@ -268,7 +290,8 @@ struct WebhookController {
             return credential
         }
         guard let connection = try await api.store.connection(reference: reference, projectID: workflow.projectID) else {
-            api.logger.warning("a webhook names a connection its project does not have", metadata: ["workflow": "\(workflow.id)", "node": "\(node.name)"])
+            api.logger.warning(
+                "a webhook names a connection its project does not have", metadata: ["workflow": "\(workflow.id)", "node": "\(node.name)"])
             throw Self.refused
         }
         switch (mode, connection.kind) {
@@ -279,10 +302,15 @@ struct WebhookController {
             credential.header = connection.data.config["name"] ?? "X-API-Key"
             credential.secret = connection.data.secrets["key"] ?? ""
         case ("hmac", .secrets):
-            credential.secret = connection.data.secrets["secret"] ?? (connection.data.secrets.count == 1 ? connection.data.secrets.values.first! : "")
+            credential.secret =
+                connection.data.secrets["secret"] ?? (connection.data.secrets.count == 1 ? connection.data.secrets.values.first! : "")
         default:
-            api.logger.warning("a webhook's connection is of the wrong kind", metadata: ["workflow": "\(workflow.id)", "node": "\(node.name)",
-                                                                                      "kind": "\(connection.kind.rawValue)"])
+            api.logger.warning(
+                "a webhook's connection is of the wrong kind",
+                metadata: [
+                    "workflow": "\(workflow.id)", "node": "\(node.name)",
+                    "kind": "\(connection.kind.rawValue)",
+                ])
             throw Self.refused
         }
         return credential
@@ -293,24 +321,30 @@ struct WebhookController {
         switch credential.mode {
         case "basic":
             let expected = "Basic " + Data("\(credential.username):\(credential.secret)".utf8).base64EncodedString()
-            guard !credential.secret.isEmpty, Token.constantTimeEquals(request.headers[.authorization] ?? "", expected) else { throw refused }
+            guard !credential.secret.isEmpty, Token.constantTimeEquals(request.headers[.authorization] ?? "", expected) else {
+                throw refused
+            }
         case "header":
             guard let name = credential.header, let field = HTTPField.Name(name), !credential.secret.isEmpty,
-                  Token.constantTimeEquals(request.headers[field] ?? "", credential.secret) else { throw refused }
+                Token.constantTimeEquals(request.headers[field] ?? "", credential.secret)
+            else { throw refused }
         case "hmac":
             let secret = credential.secret
             guard !secret.isEmpty,
-                  let signature = request.headers[HTTPField.Name("X-FlowStack-Signature")!],
-                  let timestampText = request.headers[HTTPField.Name("X-FlowStack-Timestamp")!], let timestamp = Double(timestampText),
-                  let requestID = request.headers[HTTPField.Name("X-FlowStack-Id")!], Self.isRequestID(requestID) else {
+                let signature = request.headers[HTTPField.Name("X-FlowStack-Signature")!],
+                let timestampText = request.headers[HTTPField.Name("X-FlowStack-Timestamp")!], let timestamp = Double(timestampText),
+                let requestID = request.headers[HTTPField.Name("X-FlowStack-Id")!], Self.isRequestID(requestID)
+            else {
                 throw refused
             }
-            let mac = HMAC<SHA256>.authenticationCode(for: Self.signedMessage(id: requestID, timestamp: timestampText, path: path, body: bytes),
-                                                      using: SymmetricKey(data: Array(secret.utf8)))
+            let mac = HMAC<SHA256>.authenticationCode(
+                for: Self.signedMessage(id: requestID, timestamp: timestampText, path: path, body: bytes),
+                using: SymmetricKey(data: Array(secret.utf8)))
             let expected = "sha256=" + mac.map { String(format: "%02x", $0) }.joined()
             guard Token.constantTimeEquals(signature, expected) else { throw refused }
             guard abs(api.now.timeIntervalSince1970 - timestamp) <= Self.signatureTolerance else {
-                throw FlowStackError(status: 401, code: "webhook_signature_expired", message: "The signed timestamp is too old or in the future.")
+                throw FlowStackError(
+                    status: 401, code: "webhook_signature_expired", message: "The signed timestamp is too old or in the future.")
             }
             guard try await api.store.rememberWebhookRequest(workflowID: workflow.id, requestID: requestID) else {
                 throw FlowStackError(status: 401, code: "webhook_replayed", message: "This signed request was already received.")
@@ -330,12 +364,14 @@ struct WebhookController {
 
     /// 1–128 characters from `A–Z a–z 0–9 - _ :`.
     static func isRequestID(_ id: String) -> Bool {
-        !id.isEmpty && id.utf8.count <= 128 && id.utf8.allSatisfy { byte in
-            switch byte {
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-                 UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: ":"): true
-            default: false
+        !id.isEmpty && id.utf8.count <= 128
+            && id.utf8.allSatisfy { byte in
+                switch byte {
+                case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                    UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: ":"):
+                    true
+                default: false
+                }
             }
-        }
     }
 }

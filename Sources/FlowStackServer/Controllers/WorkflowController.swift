@@ -61,7 +61,9 @@ struct WorkflowController {
         let limit = try Paging.limit(request)
         var cursor: String?
         if let given = request.query("cursor") {
-            guard Identifier.isValid(given, prefix: "wf") else { throw FlowStackError.validation("The cursor is not valid.", field: "cursor") }
+            guard Identifier.isValid(given, prefix: "wf") else {
+                throw FlowStackError.validation("The cursor is not valid.", field: "cursor")
+            }
             cursor = given
         }
         let page = try await workflows.list(projectID: projectID, after: cursor, limit: limit, by: context.caller)
@@ -76,7 +78,8 @@ struct WorkflowController {
         let id = try workflowID(context)
         try await workflows.authorizeEdit(id, by: context.caller)
         let body = try await api.decode(SaveRequest.self, request, context)
-        let (saved, warnings) = try await workflows.update(id, definition: body.workflow, expectedVersionID: body.versionId, by: context.caller)
+        let (saved, warnings) = try await workflows.update(
+            id, definition: body.workflow, expectedVersionID: body.versionId, by: context.caller)
         return try JSON.response(.ok, WorkflowDTO(saved, warnings: warnings))
     }
 
@@ -103,12 +106,14 @@ struct WorkflowController {
         try await workflows.authorizeRun(id, by: context.caller)
         let body = try await api.decodeOptional(RunRequest.self, request, context, empty: RunRequest(items: nil))
         let wait = request.query("wait").map { $0 == "true" || $0 == "1" } ?? false
-        let outcome = try await workflows.run(id, items: body.items, wait: wait, idempotencyKey: try Idempotency.key(request), by: context.caller)
+        let outcome = try await workflows.run(
+            id, items: body.items, wait: wait, idempotencyKey: try Idempotency.key(request), by: context.caller)
         switch outcome {
         case .finished(let result, let replayed):
             return Idempotency.mark(try JSON.response(.ok, RunResultDTO(result)), replayed: replayed)
         case .accepted(let executionID, let status, let replayed):
-            return Idempotency.mark(try JSON.response(.accepted, RunAcceptedDTO(id: executionID, status: status.rawValue)), replayed: replayed)
+            return Idempotency.mark(
+                try JSON.response(.accepted, RunAcceptedDTO(id: executionID, status: status.rawValue)), replayed: replayed)
         }
     }
 

@@ -131,7 +131,9 @@ struct ExecutionDTO: Encodable {
         createdAt = record.createdAt
         startedAt = record.startedAt
         finishedAt = record.finishedAt
-        waitUntil = record.status == .waiting && record.waitUntil.map { $0 < Date.distantFuture.addingTimeInterval(-86400) } == true ? record.waitUntil : nil
+        waitUntil =
+            record.status == .waiting && record.waitUntil.map { $0 < Date.distantFuture.addingTimeInterval(-86400) } == true
+            ? record.waitUntil : nil
         error = record.error
         failedNode = record.failedNode
         retryOf = record.retryOf
@@ -147,14 +149,19 @@ struct ExecutionDTO: Encodable {
             case .start(let trigger, let items):
                 run = NodeRun(node: trigger, status: "succeeded", finishedAt: entry.createdAt, output: [items.map(\.json)])
             case .nodeSucceeded(let node, let outputs), .resumed(let node, let outputs):
-                run = NodeRun(node: node, status: "succeeded", attempt: entry.run?.attempt, milliseconds: entry.run?.milliseconds,
-                              finishedAt: entry.createdAt, input: replay?.inputs(for: node).flatMap { $0 }.map(\.json),
-                              output: outputs.map { $0.map(\.json) }, logs: entry.run?.logs)
+                run = NodeRun(
+                    node: node, status: "succeeded", attempt: entry.run?.attempt, milliseconds: entry.run?.milliseconds,
+                    finishedAt: entry.createdAt, input: replay?.inputs(for: node).flatMap { $0 }.map(\.json),
+                    output: outputs.map { $0.map(\.json) }, logs: entry.run?.logs)
             case .nodeFailed(let node, let message):
-                run = NodeRun(node: node, status: "failed", attempt: entry.run?.attempt, milliseconds: entry.run?.milliseconds,
-                              finishedAt: entry.createdAt, input: replay?.inputs(for: node).flatMap { $0 }.map(\.json), error: message, logs: entry.run?.logs)
+                run = NodeRun(
+                    node: node, status: "failed", attempt: entry.run?.attempt, milliseconds: entry.run?.milliseconds,
+                    finishedAt: entry.createdAt, input: replay?.inputs(for: node).flatMap { $0 }.map(\.json), error: message,
+                    logs: entry.run?.logs)
             case .nodeWaiting(let node, _, _):
-                run = NodeRun(node: node, status: "waiting", attempt: entry.run?.attempt, milliseconds: entry.run?.milliseconds, finishedAt: entry.createdAt)
+                run = NodeRun(
+                    node: node, status: "waiting", attempt: entry.run?.attempt, milliseconds: entry.run?.milliseconds,
+                    finishedAt: entry.createdAt)
             case .retryDue, .cancel, .timedOut:
                 break
             }

@@ -27,8 +27,9 @@ struct AuthMiddleware: RouterMiddleware {
                 if request.method != .get && request.method != .head && request.method != .options {
                     let sent = request.headers[HTTPField.Name("X-CSRF-Token")!] ?? ""
                     guard case .session(_, let csrf) = identity.method, Token.constantTimeEquals(sent, csrf) else {
-                        context.authFailure = FlowStackError(status: 403, code: "csrf_token_invalid",
-                                                             message: "State-changing requests with a session need the X-CSRF-Token header from login.")
+                        context.authFailure = FlowStackError(
+                            status: 403, code: "csrf_token_invalid",
+                            message: "State-changing requests with a session need the X-CSRF-Token header from login.")
                         return try await next(request, context)
                     }
                 }

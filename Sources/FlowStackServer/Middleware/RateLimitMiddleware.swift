@@ -19,7 +19,8 @@ struct RateLimitMiddleware: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         switch phase {
         case .address:
-            if let retry = limiter.take("ip:" + AddressKey.of(context.clientIP), .init(perSecond: edge.apiPerSecond, burst: edge.apiBurst)) {
+            if let retry = limiter.take("ip:" + AddressKey.of(context.clientIP), .init(perSecond: edge.apiPerSecond, burst: edge.apiBurst))
+            {
                 throw FlowStackError.rateLimited("from your address", retryAfter: retry)
             }
         case .identity:

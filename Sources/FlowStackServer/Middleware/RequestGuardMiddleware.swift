@@ -20,7 +20,8 @@ struct RequestGuardMiddleware: RouterMiddleware {
     static let methods: Set<HTTPRequest.Method> = [.get, .head, .post, .put, .patch, .delete, .options]
 
     static let credentialParameterNames: Set<String> = [
-        "api_key", "apikey", "api-key", "key", "token", "access_token", "session", "password", "flowstack_session", "__host-flowstack_session",
+        "api_key", "apikey", "api-key", "key", "token", "access_token", "session", "password", "flowstack_session",
+        "__host-flowstack_session",
     ]
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
@@ -35,7 +36,8 @@ struct RequestGuardMiddleware: RouterMiddleware {
         }
         for (name, value) in request.uri.queryParameters {
             if name.contains("\u{0}") || value.contains("\u{0}") {
-                throw FlowStackError.badRequest("invalid_parameter", "Query parameters must not contain the NUL character.", field: String(name))
+                throw FlowStackError.badRequest(
+                    "invalid_parameter", "Query parameters must not contain the NUL character.", field: String(name))
             }
             if Self.credentialParameterNames.contains(name.lowercased()) || value.hasPrefix("fsk_") {
                 throw FlowStackError.badRequest(
@@ -54,7 +56,8 @@ struct RequestGuardMiddleware: RouterMiddleware {
     /// The checks of the request line and headers, each a typed refusal.
     static func check(_ request: Request, maxURLBytes: Int, maxHeaderBytes: Int) throws {
         guard methods.contains(request.method) else {
-            throw FlowStackError(status: 405, code: "method_not_allowed", message: "The method \(request.method.rawValue.prefix(32)) is not served.")
+            throw FlowStackError(
+                status: 405, code: "method_not_allowed", message: "The method \(request.method.rawValue.prefix(32)) is not served.")
         }
         let target = request.uri.string
         guard target.utf8.count <= maxURLBytes else {
@@ -64,7 +67,8 @@ struct RequestGuardMiddleware: RouterMiddleware {
         for field in request.headers {
             headerBytes += field.name.rawName.utf8.count + field.value.utf8.count + 4
             if field.value.utf8.contains(where: { $0 == 0x0D || $0 == 0x0A || $0 == 0x00 }) {
-                throw FlowStackError.badRequest("invalid_header", "Header values must not contain CR, LF or NUL.", field: field.name.canonicalName)
+                throw FlowStackError.badRequest(
+                    "invalid_header", "Header values must not contain CR, LF or NUL.", field: field.name.canonicalName)
             }
         }
         // The parser frames only `chunked`; any other coding (`gzip, chunked`) would be read as
@@ -72,10 +76,12 @@ struct RequestGuardMiddleware: RouterMiddleware {
         let codings = request.headers[values: .transferEncoding].flatMap { $0.split(separator: ",") }
             .map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
         if !codings.isEmpty && codings != ["chunked"] {
-            throw FlowStackError.badRequest("invalid_transfer_encoding", "Only 'Transfer-Encoding: chunked' is accepted.", field: "Transfer-Encoding")
+            throw FlowStackError.badRequest(
+                "invalid_transfer_encoding", "Only 'Transfer-Encoding: chunked' is accepted.", field: "Transfer-Encoding")
         }
         guard headerBytes <= maxHeaderBytes else {
-            throw FlowStackError(status: 431, code: "headers_too_large", message: "The request's headers are larger than \(maxHeaderBytes) bytes.")
+            throw FlowStackError(
+                status: 431, code: "headers_too_large", message: "The request's headers are larger than \(maxHeaderBytes) bytes.")
         }
         if let problem = pathProblem(request.uri.path) {
             throw FlowStackError.badRequest("invalid_path", problem)

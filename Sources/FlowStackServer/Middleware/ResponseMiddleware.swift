@@ -1,7 +1,7 @@
 import FlowStackCore
+import FlowStackStore
 import Foundation
 import HTTPTypes
-import FlowStackStore
 import Hummingbird
 import Logging
 
@@ -35,24 +35,35 @@ struct ResponseMiddleware<Context: RequestContext>: RouterMiddleware {
             response = FlowStackError(error).response()
         } catch let error as any HTTPResponseError {
             if error.status == .notFound, let allowed = routes?.methods(for: request.uri.path) {
-                response = FlowStackError(status: 405, code: "method_not_allowed", message: "The endpoint supports \(allowed.joined(separator: ", ")).").response()
+                response = FlowStackError(
+                    status: 405, code: "method_not_allowed", message: "The endpoint supports \(allowed.joined(separator: ", "))."
+                ).response()
                 response.headers[.allow] = allowed.joined(separator: ", ")
             } else {
                 response = Self.translate(error.status)
             }
         } catch let error as AcceptanceUnknown {
             context.logger.error("answered 503: acceptance unknown", metadata: ["execution": "\(error.executionID)"])
-            response = FlowStackError(status: 503, code: "acceptance_unknown",
-                                      message: "The database did not say whether the execution was accepted. Send the request again with the same Idempotency-Key header: it then starts nothing twice.").response()
+            response = FlowStackError(
+                status: 503, code: "acceptance_unknown",
+                message:
+                    "The database did not say whether the execution was accepted. Send the request again with the same Idempotency-Key header: it then starts nothing twice."
+            ).response()
         } catch let error as DatabaseUnavailable {
             context.logger.error("answered 503: the database is unavailable", metadata: ["error": "\(error)"])
-            response = FlowStackError(status: 503, code: "database_unavailable", message: "The database is unavailable; try again.").response()
+            response = FlowStackError(status: 503, code: "database_unavailable", message: "The database is unavailable; try again.")
+                .response()
         } catch let error as DatabaseTimeout {
             context.logger.error("answered 503: the database did not answer", metadata: ["error": "\(error)"])
-            response = FlowStackError(status: 503, code: "database_unavailable", message: "The database did not answer in time; the request may or may not have taken effect.").response()
+            response = FlowStackError(
+                status: 503, code: "database_unavailable",
+                message: "The database did not answer in time; the request may or may not have taken effect."
+            ).response()
         } catch {
-            context.logger.error("internal error", metadata: ["error.type": "\(type(of: error))", "error": "\(String(describing: error).prefix(500))"])
-            response = FlowStackError(status: 500, code: "internal_error", message: "An internal error occurred (request \(context.id)).").response()
+            context.logger.error(
+                "internal error", metadata: ["error.type": "\(type(of: error))", "error": "\(String(describing: error).prefix(500))"])
+            response = FlowStackError(status: 500, code: "internal_error", message: "An internal error occurred (request \(context.id)).")
+                .response()
         }
         for field in Self.securityHeaders { response.headers[field.name] = field.value }
         if ResponseHeaders.isWebhookPath(request.uri.path) {
@@ -61,12 +72,14 @@ struct ResponseMiddleware<Context: RequestContext>: RouterMiddleware {
         }
         response.headers[ResponseHeaders.requestID] = context.id
         let elapsed = ContinuousClock.now - start
-        context.logger.info("request", metadata: [
-            "method": "\(request.method.rawValue)",
-            "path": "\(String(ResponseHeaders.loggablePath(request.uri.path).prefix(200)).encodingControlCharacters)",
-            "status": "\(response.status.code)",
-            "ms": "\(Double(elapsed.components.attoseconds / 1_000_000_000_000) / 1000 + Double(elapsed.components.seconds) * 1000)",
-        ])
+        context.logger.info(
+            "request",
+            metadata: [
+                "method": "\(request.method.rawValue)",
+                "path": "\(String(ResponseHeaders.loggablePath(request.uri.path).prefix(200)).encodingControlCharacters)",
+                "status": "\(response.status.code)",
+                "ms": "\(Double(elapsed.components.attoseconds / 1_000_000_000_000) / 1000 + Double(elapsed.components.seconds) * 1000)",
+            ])
         return response
     }
 

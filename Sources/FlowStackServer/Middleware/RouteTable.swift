@@ -26,9 +26,10 @@ final class RouteTable: Sendable {
                 // A trailing `**` (the webhooks) takes one segment or more.
                 let catchAll = entry.segments.last == "**"
                 let fits = catchAll ? segments.count >= entry.segments.count : segments.count == entry.segments.count
-                return fits && zip(entry.segments, segments).allSatisfy { pattern, value in
-                    pattern.hasPrefix(":") || pattern == "**" || pattern == value
-                }
+                return fits
+                    && zip(entry.segments, segments).allSatisfy { pattern, value in
+                        pattern.hasPrefix(":") || pattern == "**" || pattern == value
+                    }
             }.map(\.method)
         }
         return methods.isEmpty ? nil : Array(Set(methods)).sorted()

@@ -16,8 +16,10 @@ extension FlowStackError {
     init(_ error: WorkflowStoreError) {
         switch error {
         case .staleVersion(let current):
-            self = .conflict("stale_version", "The workflow was changed since it was loaded; the current version is \(current). Reload it and apply your change again.",
-                             field: "versionId")
+            self = .conflict(
+                "stale_version",
+                "The workflow was changed since it was loaded; the current version is \(current). Reload it and apply your change again.",
+                field: "versionId")
         case .webhookPathTaken(let path):
             self = .conflict("webhook_path_taken", "Another active workflow already serves /webhook/\(path).", field: "nodes")
         }

@@ -21,7 +21,8 @@ struct WebhookOriginMiddleware: RouterMiddleware {
         let webhookPath = Self.isWebhookPath(path)
         if isWebhookOrigin(request, context) {
             guard webhookPath || path == "/healthz" || path == "/readyz" else {
-                throw FlowStackError(status: 404, code: "not_found", message: "This origin serves webhooks only (/webhook/…, /webhook-waiting/…).")
+                throw FlowStackError(
+                    status: 404, code: "not_found", message: "This origin serves webhooks only (/webhook/…, /webhook-waiting/…).")
             }
         } else if webhookPath {
             throw FlowStackError(status: 404, code: "webhook_elsewhere", message: "Webhooks are served at \(webhookBaseURL)/webhook/….")

@@ -65,7 +65,8 @@ final class RateLimiter: Sendable {
 
 extension FlowStackError {
     static func rateLimited(_ what: String, retryAfter: Int) -> FlowStackError {
-        FlowStackError(status: 429, code: "rate_limited", message: "Too many requests \(what); slow down and try again later.",
-                       retryAfter: retryAfter)
+        FlowStackError(
+            status: 429, code: "rate_limited", message: "Too many requests \(what); slow down and try again later.",
+            retryAfter: retryAfter)
     }
 }

@@ -23,7 +23,9 @@ final class WebhookCache: Sendable {
 
     func lookup(_ path: String, store: Store) async throws -> (WebhookRoute, StoredWorkflow)? {
         try await cache.value(for: path) {
-            guard let route = try await store.webhook(path: path), let workflow = try await store.workflow(id: route.workflowID), workflow.active else {
+            guard let route = try await store.webhook(path: path), let workflow = try await store.workflow(id: route.workflowID),
+                workflow.active
+            else {
                 return nil
             }
             return (route, workflow)

@@ -284,6 +284,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "FlowStackSandboxTests",
+            dependencies: ["FlowStackSandbox", "FlowStackRuntime", "FlowStackCore", "FlowStackTesting"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "FlowStackOperationsTests",
             dependencies: [
                 "FlowStackOperations", "FlowStackServer", "FlowStackCore", "FlowStackCrypto",

@@ -93,13 +93,12 @@ extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, Ex
 extension JSONValue {
     /// Compact JSON text with sorted keys (as `JSON.stringify` would print it, keys sorted).
     public var jsonText: String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return (try? String(decoding: encoder.encode(self), as: UTF8.self)) ?? "null"
+        String(decoding: jsonBytes(sortedKeys: true), as: UTF8.self)
     }
 
+    /// Parses JSON text with the one parser of every entry point (`init(parsing:)`).
     public static func parse(_ text: String) throws -> JSONValue {
-        try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
+        try JSONValue(parsing: Array(text.utf8))
     }
 }
 

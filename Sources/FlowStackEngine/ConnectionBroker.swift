@@ -263,7 +263,7 @@ public final class ConnectionBroker: Sendable {
         } catch let error as NodeError {
             throw TokenError(message: "the token endpoint could not be reached: \(error.message)")
         }
-        let json = try? JSONDecoder().decode(JSONValue.self, from: Data(response.body))
+        let json = try? JSONValue(parsing: response.body)
         guard (200..<300).contains(response.status) else {
             let code = json?["error"]?.stringValue.map { " (\($0.prefix(64)))" } ?? ""
             throw TokenError(message: "the token endpoint answered \(response.status)\(code)")

@@ -141,7 +141,7 @@ public final class ExecutionEngine: Service, Sendable {
     }
 
     /// Waits until execution `id` has finished or sleeps, and answers its record.
-    public func awaitFinished(_ id: String, timeout: TimeInterval) async throws -> ExecutionRecord? {
+    func awaitFinished(_ id: String, timeout: TimeInterval) async throws -> ExecutionRecord? {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             guard let record = try await store.execution(id: id) else { return nil }

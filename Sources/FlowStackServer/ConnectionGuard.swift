@@ -67,8 +67,6 @@ final class ConnectionLimits: Sendable {
             state.open[address] = left > 0 ? left : nil
         }
     }
-
-    func openConnections(_ peer: String) -> Int { state.withLock { $0.open[AddressKey.of(peer), default: 0] } }
 }
 
 /// The first HTTP handler of every connection. It refuses a connection past its address's

@@ -59,8 +59,17 @@ enum JSON {
             // PostgreSQL text cannot hold NUL, and no FlowStack field needs it.
             throw FlowStackError.badRequest("invalid_character", "Strings in the request body must not contain the NUL character.")
         }
+        // The one JSON parser decides what the body is (as for webhooks, node results and
+        // expressions: of a repeated key the first value counts); JSONDecoder only maps that value
+        // onto the request's type, from the canonical bytes the parser's value writes.
+        let canonical: [UInt8]
         do {
-            return try JSONDecoder().decode(T.self, from: Data(bytes))
+            canonical = try JSONValue(parsing: bytes, maximumDepth: maxDepth).jsonBytes()
+        } catch {
+            throw FlowStackError.badRequest("malformed_json", "The request body is not valid JSON: \(error.description).")
+        }
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(canonical))
         } catch let error as DecodingError {
             throw describe(error)
         } catch let error as FlowStackError {

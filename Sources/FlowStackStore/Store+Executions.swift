@@ -493,7 +493,7 @@ extension Store {
         guard let sealed = try row?.optionalBytes("resume_sealed"),
             let bytes = try? sealer.open(sealed, purpose: .data, context: Self.resumeContext(record))
         else { return nil }
-        return try? JSONDecoder().decode(JSONValue.self, from: Data(bytes))
+        return try? JSONValue(parsing: bytes)
     }
 
     /// Wakes a waiting execution now (a resume webhook or API call), keeping what the call sent;
@@ -587,15 +587,6 @@ extension Store {
         try await write { db in
             try await db.raw("DELETE FROM execution_events WHERE execution_id = \(bind: id)").run()
             try await db.raw("DELETE FROM executions WHERE id = \(bind: id)").run()
-        }
-    }
-
-    /// How many executions are not finished (for tests and readiness).
-    public func unfinishedExecutionCount() async throws -> Int {
-        try await read { db in
-            Int(
-                try await db.raw("SELECT COUNT(*) AS n FROM executions WHERE status IN ('queued', 'running', 'waiting')").first()?.int("n")
-                    ?? 0)
         }
     }
 }

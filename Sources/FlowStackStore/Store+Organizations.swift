@@ -137,8 +137,4 @@ extension Store {
     public func setPlan(orgID: String, plan: Plan, on db: any SQLDatabase) async throws {
         try await db.raw("UPDATE organizations SET plan = \(bind: plan.rawValue) WHERE id = \(bind: orgID)").run()
     }
-
-    public func renameOrganization(orgID: String, name: String, on db: any SQLDatabase) async throws {
-        try await db.raw("UPDATE organizations SET name = \(bind: name) WHERE id = \(bind: orgID)").run()
-    }
 }

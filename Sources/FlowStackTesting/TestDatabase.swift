@@ -101,3 +101,9 @@ extension Data {
         range(of: Data(marker.utf8)) != nil
     }
 }
+
+/// The `flowstack-sandbox` built next to the tests.
+public let sandboxExecutable: String = {
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    return root.appendingPathComponent(".build/debug/flowstack-sandbox").path
+}()

@@ -70,6 +70,8 @@ import Testing
         ("[1][1e300]", nil), ("'ab'[1e300]", nil), ("1e300 in [1]", false),
         // JSON and Object
         ("JSON.stringify({b: 1, a: [true, null]})", "{\"a\":[true,null],\"b\":1}"), ("JSON.parse('{\"x\": [1]}').x[0]", 1),
+        // The one parser of every entry point: of a repeated key the first value counts.
+        ("JSON.parse('{\"a\": 1, \"a\": 2}').a", 1),
         ("Object.keys($json.body.nested)", ["deep"]), ("Object.values({a: 1})", [1]), ("Object.entries({a: 1})", [["a", 1]]),
         ("Object.fromEntries([['a', 1]])", ["a": 1]), ("Array.isArray($json.list)", true), ("Array.isArray('x')", false),
         ("encodeURIComponent('a b&c')", "a%20b%26c"), ("decodeURIComponent('a%20b')", "a b"),

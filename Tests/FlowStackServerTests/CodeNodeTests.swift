@@ -6,12 +6,6 @@ import FlowStackTesting
 import Foundation
 import Testing
 
-/// The `flowstack-sandbox` built next to the tests.
-let sandboxExecutable: String = {
-    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    return root.appendingPathComponent(".build/debug/flowstack-sandbox").path
-}()
-
 func codeWorkflow(_ code: String, mode: String = "runOnceForAllItems", timeLimitMs: Int? = nil) -> [String: Any] {
     var parameters: [String: Any] = ["code": code, "mode": mode]
     if let timeLimitMs { parameters["timeLimitMs"] = timeLimitMs }

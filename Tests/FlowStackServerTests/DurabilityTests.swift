@@ -200,7 +200,7 @@ import Testing
             app.clock.advance(by: 31)
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await app.engine.run() }
-                let finished = try await app.engine.awaitFinished(record.id, timeout: 20)
+                let finished = try await app.engine.result(of: record.id, waitingUpTo: 20)?.record
                 group.cancelAll()
                 #expect(finished?.status == .succeeded)
             }

@@ -86,7 +86,7 @@ public struct CodeNode: NodeType {
                     "status": .number(Double(response.status)), "headers": .object(headers), "body": .string(text),
                 ]
                 let contentType = headers["content-type"]?.stringValue?.lowercased() ?? ""
-                if contentType.contains("json"), let json = try? JSONDecoder().decode(JSONValue.self, from: Data(response.body)) {
+                if contentType.contains("json"), let json = try? JSONValue(parsing: response.body) {
                     answer["json"] = json
                 }
                 return caller.redactor?.redact(.object(answer)) ?? .object(answer)

@@ -212,7 +212,7 @@ public struct HTTPRequestNode: NodeType {
         switch format {
         case "json":
             if response.body.isEmpty { return (.null, nil) }
-            guard let parsed = try? JSONDecoder().decode(JSONValue.self, from: Data(response.body)) else {
+            guard let parsed = try? JSONValue(parsing: response.body) else {
                 throw NodeError("The response is not valid JSON.")
             }
             return (parsed, nil)

@@ -103,7 +103,6 @@ struct OrganizationController {
 
     @Sendable func accept(_ request: Request, context: FlowStackRequestContext) async throws -> Response {
         guard let token = context.parameters.get("token"), token.hasPrefix("fsi_"), token.count < 100 else { throw FlowStackError.notFound }
-        try await api.auth.checkThrottle(context.clientIP)
         let body = try await api.decodeOptional(AcceptRequest.self, request, context, empty: AcceptRequest())
         if context.identity == nil, let failure = context.authFailure { throw failure }
         let (org, user, role) = try await organizations.accept(

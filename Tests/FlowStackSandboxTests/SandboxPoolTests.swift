@@ -1,6 +1,6 @@
 import FlowStackCore
-import FlowStackNodes
 import FlowStackRuntime
+import FlowStackTesting
 import Foundation
 import Synchronization
 import Testing

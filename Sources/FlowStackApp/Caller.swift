@@ -65,3 +65,11 @@ public struct Caller: Sendable {
         }
     }
 }
+
+/// Proof that a caller passed a use case's authorization, with what the check loaded. Only the
+/// slice that checked makes one (before the request body is read), and its use case takes it
+/// instead of loading and checking again.
+public struct Permit<Target: Sendable>: Sendable {
+    let target: Target
+    let caller: Caller
+}

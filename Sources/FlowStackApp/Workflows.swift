@@ -36,13 +36,14 @@ public struct Workflows: Sendable {
     }
 
     /// Checks the caller may edit workflows of the project (before the request body is read).
-    public func authorizeCreate(projectID: String, by caller: Caller) async throws {
-        try await app.access.project(projectID, .workflowEdit, caller.identity)
+    public func authorizeCreate(projectID: String, by caller: Caller) async throws -> Permit<Project> {
+        Permit(target: try await app.access.project(projectID, .workflowEdit, caller.identity).project, caller: caller)
     }
 
     /// Saves a new workflow; the warnings name nodes that hold a credential in their text.
-    public func create(projectID: String, definition: Workflow, by caller: Caller) async throws -> (StoredWorkflow, [CredentialFinding]) {
-        let project = try await app.access.project(projectID, .workflowEdit, caller.identity).project
+    public func create(_ permit: Permit<Project>, definition: Workflow) async throws -> (StoredWorkflow, [CredentialFinding]) {
+        let project = permit.target
+        let caller = permit.caller
         let definition = try validated(definition)
         let actor = caller.auditActor
         let workflow = try await store.write { [store, creator = caller.user.id] db in
@@ -70,16 +71,23 @@ public struct Workflows: Sendable {
         try await load(workflowID, .workflowRead, by: caller).0
     }
 
+    /// A workflow and the caller's access to its project, as an authorization check loaded them.
+    public struct Loaded: Sendable {
+        let workflow: StoredWorkflow
+        let access: Access.ProjectAccess
+    }
+
     /// Checks the caller may edit the workflow (before the request body is read).
-    public func authorizeEdit(_ workflowID: String, by caller: Caller) async throws {
-        _ = try await load(workflowID, .workflowEdit, by: caller)
+    public func authorizeEdit(_ workflowID: String, by caller: Caller) async throws -> Permit<Loaded> {
+        let (workflow, access) = try await load(workflowID, .workflowEdit, by: caller)
+        return Permit(target: Loaded(workflow: workflow, access: access), caller: caller)
     }
 
     /// Saves a new version over `expectedVersionID`; an active workflow serves its new webhooks at once.
-    public func update(_ workflowID: String, definition: Workflow, expectedVersionID: String?, by caller: Caller)
+    public func update(_ permit: Permit<Loaded>, definition: Workflow, expectedVersionID: String?)
         async throws -> (StoredWorkflow, [CredentialFinding])
     {
-        let (workflow, access) = try await load(workflowID, .workflowEdit, by: caller)
+        let (workflow, access, caller) = (permit.target.workflow, permit.target.access, permit.caller)
         guard let expected = expectedVersionID else {
             throw FlowStackError.validation("versionId is required: the version this change is based on.", field: "versionId")
         }
@@ -156,16 +164,16 @@ public struct Workflows: Sendable {
     }
 
     /// Checks the caller may run the workflow (before the request body is read).
-    public func authorizeRun(_ workflowID: String, by caller: Caller) async throws {
-        _ = try await load(workflowID, .workflowRun, by: caller)
+    public func authorizeRun(_ workflowID: String, by caller: Caller) async throws -> Permit<StoredWorkflow> {
+        Permit(target: try await load(workflowID, .workflowRun, by: caller).0, caller: caller)
     }
 
     /// Runs the workflow from its manual trigger (else its first trigger) with `items`: queued,
     /// or to the end when `wait`. An idempotency key seen before answers with its execution.
-    public func run(_ workflowID: String, items given: [JSONValue]?, wait: Bool, idempotencyKey: String?, by caller: Caller) async throws
+    public func run(_ permit: Permit<StoredWorkflow>, items given: [JSONValue]?, wait: Bool, idempotencyKey: String?) async throws
         -> RunOutcome
     {
-        let (workflow, _) = try await load(workflowID, .workflowRun, by: caller)
+        let workflow = permit.target
         let given = given ?? [.object([:])]
         if let index = given.firstIndex(where: { $0.objectValue == nil }) {
             throw FlowStackError.validation("Each item must be a JSON object.", field: "items[\(index)]")

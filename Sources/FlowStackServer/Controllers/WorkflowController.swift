@@ -49,9 +49,9 @@ struct WorkflowController {
 
     @Sendable func create(_ request: Request, context: APIContext) async throws -> Response {
         let projectID = try context.parameters.id("projectId", prefix: "prj")
-        try await workflows.authorizeCreate(projectID: projectID, by: context.caller)
+        let permit = try await workflows.authorizeCreate(projectID: projectID, by: context.caller)
         let body = try await api.decode(SaveRequest.self, request, context)
-        let (workflow, warnings) = try await workflows.create(projectID: projectID, definition: body.workflow, by: context.caller)
+        let (workflow, warnings) = try await workflows.create(permit, definition: body.workflow)
         // Saved anyway; the warnings tell the editor which node and line hold a credential.
         return try JSON.response(.created, WorkflowDTO(workflow, warnings: warnings))
     }
@@ -76,10 +76,9 @@ struct WorkflowController {
 
     @Sendable func update(_ request: Request, context: APIContext) async throws -> Response {
         let id = try workflowID(context)
-        try await workflows.authorizeEdit(id, by: context.caller)
+        let permit = try await workflows.authorizeEdit(id, by: context.caller)
         let body = try await api.decode(SaveRequest.self, request, context)
-        let (saved, warnings) = try await workflows.update(
-            id, definition: body.workflow, expectedVersionID: body.versionId, by: context.caller)
+        let (saved, warnings) = try await workflows.update(permit, definition: body.workflow, expectedVersionID: body.versionId)
         return try JSON.response(.ok, WorkflowDTO(saved, warnings: warnings))
     }
 
@@ -103,11 +102,10 @@ struct WorkflowController {
 
     @Sendable func run(_ request: Request, context: APIContext) async throws -> Response {
         let id = try workflowID(context)
-        try await workflows.authorizeRun(id, by: context.caller)
+        let permit = try await workflows.authorizeRun(id, by: context.caller)
         let body = try await api.decodeOptional(RunRequest.self, request, context, empty: RunRequest(items: nil))
         let wait = request.query("wait").map { $0 == "true" || $0 == "1" } ?? false
-        let outcome = try await workflows.run(
-            id, items: body.items, wait: wait, idempotencyKey: try Idempotency.key(request), by: context.caller)
+        let outcome = try await workflows.run(permit, items: body.items, wait: wait, idempotencyKey: try Idempotency.key(request))
         switch outcome {
         case .finished(let result, let replayed):
             return Idempotency.mark(try JSON.response(.ok, RunResultDTO(result)), replayed: replayed)

@@ -18,8 +18,14 @@ public final class PostgresStore: Database, @unchecked Sendable {
     /// Deadlines for every call, and the session settings that release a stalled session's locks.
     public let timeouts: DatabaseTimeouts
 
-    private init(client: PostgresClient, timeouts: DatabaseTimeouts, logger: Logger) {
+    /// How `listen` connects: a connection of its own per channel, outside the pool, so listening
+    /// takes no connection from the work.
+    private let listenConfiguration: PostgresConnection.Configuration
+
+    private init(client: PostgresClient, listenConfiguration: PostgresConnection.Configuration, timeouts: DatabaseTimeouts, logger: Logger)
+    {
         self.client = client
+        self.listenConfiguration = listenConfiguration
         self.logger = logger
         self.timeouts = timeouts
         let deadline = timeouts.call
@@ -91,7 +97,9 @@ public final class PostgresStore: Database, @unchecked Sendable {
 
     public static func open(url: String, timeouts: DatabaseTimeouts = .init(), logger: Logger) async throws -> PostgresStore {
         let client = PostgresClient(configuration: try configuration(url: url, timeouts: timeouts), backgroundLogger: logger)
-        let store = PostgresStore(client: client, timeouts: timeouts, logger: logger)
+        let store = PostgresStore(
+            client: client, listenConfiguration: try connectionConfiguration(url: url, timeouts: timeouts), timeouts: timeouts,
+            logger: logger)
         do {
             // The first check uses a connection of its own, not the pool: it reports why
             // PostgreSQL cannot be reached at once (the pool would retry), and by the time it has
@@ -221,15 +229,22 @@ public final class PostgresStore: Database, @unchecked Sendable {
     /// Calls `onPayload` with each NOTIFY's payload on `channel`, and with nil each time listening
     /// (re)starts: whatever was sent while not listening is unknown. Reconnects after a failure.
     func listen(channel: String, onPayload: @escaping @Sendable (String?) -> Void) async {
+        let configuration = listenConfiguration
         while !Task.isCancelled {
             do {
-                try await client.withConnection { connection in
-                    try Self.checkOpen(connection)
+                let connection = try await DeadlineRunner.shared.run(within: max(timeouts.call, .seconds(10))) { [logger] in
+                    try await PostgresConnection.connect(configuration: configuration, id: 1, logger: logger)
+                }
+                do {
                     try await connection.listen(on: channel) { notifications in
                         onPayload(nil)
                         for try await notification in notifications { onPayload(notification.payload) }
                     }
+                } catch {
+                    try? await connection.close()
+                    throw error
                 }
+                try? await connection.close()
             } catch {
                 if Task.isCancelled { return }
                 logger.warning("listening on \(channel) failed; retrying", metadata: ["error": "\(String(describing: type(of: error)))"])
@@ -238,7 +253,8 @@ public final class PostgresStore: Database, @unchecked Sendable {
         }
     }
 
-    private static func checkReachable(url: String, timeouts: DatabaseTimeouts, logger: Logger) async throws {
+    /// A single connection's configuration (outside the pool), with FlowStack's session settings.
+    private static func connectionConfiguration(url: String, timeouts: DatabaseTimeouts) throws -> PostgresConnection.Configuration {
         let location = try Location(url: url)
         let tls: PostgresConnection.Configuration.TLS
         switch location.sslmode {
@@ -250,6 +266,11 @@ public final class PostgresStore: Database, @unchecked Sendable {
             host: location.host, port: location.port, username: location.user,
             password: location.password, database: location.database, tls: tls)
         configuration.options.additionalStartupParameters = timeouts.startupParameters
+        return configuration
+    }
+
+    private static func checkReachable(url: String, timeouts: DatabaseTimeouts, logger: Logger) async throws {
+        let configuration = try connectionConfiguration(url: url, timeouts: timeouts)
         try await DeadlineRunner.shared.run(within: max(timeouts.call, .seconds(10))) { [configuration] in
             let connection = try await PostgresConnection.connect(configuration: configuration, id: 0, logger: logger)
             do {

@@ -24,6 +24,8 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
 import faults  # noqa: E402
 from faults import Deployment  # noqa: E402
 
+import benchdoc  # noqa: E402
+
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -127,19 +129,12 @@ def main():
                      f"{r['fired']:,} ({r['expected']:,}) | {r['setup_s']:.0f} |")
     print("\n".join(lines))
     if not args.no_report:
-        start, end = "<!-- bench:idle -->", "<!-- /bench:idle -->"
-        body = "\n".join([start, "## Idle cost of active workflows (`scripts/bench-idle.py`)", "",
+        body = "\n".join(["## Idle cost of active workflows (`scripts/bench-idle.py`)", "",
                           "Method: one release `flowstack serve` on SQLite; workflows created and activated through the API, then "
                           f"the server's CPU time (utime + stime) over a {args.window:g} s window with no traffic. With schedules the "
                           "window includes the executions they start (one per trigger per minute boundary). "
-                          f"{args.label} Run on {time.strftime('%Y-%m-%d %H:%M')}.", "", *lines, end])
-        text = open(args.output).read() if os.path.exists(args.output) else ""
-        if start in text and end in text:
-            text = text[:text.index(start)] + body + text[text.index(end) + len(end):]
-        else:
-            text = text.rstrip() + "\n\n" + body + "\n"
-        with open(args.output, "w") as f:
-            f.write(text)
+                          f"{args.label} Run on {time.strftime('%Y-%m-%d %H:%M')}.", "", *lines])
+        benchdoc.write_section(args.output, "bench:idle", body)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ import sys
 import tempfile
 import time
 
+import benchdoc
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIB = 1024
 
@@ -161,9 +163,7 @@ def main():
 
 
 def report(args, lines):
-    start, end = "<!-- bench:items -->", "<!-- /bench:items -->"
     body = "\n".join([
-        start,
         "## Item scaling (`scripts/bench-items.py`)",
         "",
         "Method: the release `flowstack run` (no server, no database), on generated items of six fields "
@@ -173,15 +173,8 @@ def report(args, lines):
         f"Run on {time.strftime('%Y-%m-%d %H:%M')}.",
         "",
         *lines,
-        end,
     ])
-    text = open(args.output).read() if os.path.exists(args.output) else ""
-    if start in text and end in text:
-        text = text[:text.index(start)] + body + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip() + "\n\n" + body + "\n"
-    with open(args.output, "w") as f:
-        f.write(text)
+    benchdoc.write_section(args.output, "bench:items", body)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ import sys
 import threading
 import time
 
+import benchdoc
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
@@ -214,11 +216,7 @@ below (`scripts/soak.sh`, not run in CI) checks that nothing grows under steady 
 
 
 def section(text, name, body):
-    start, end = f"<!-- soak:{name} -->", f"<!-- /soak:{name} -->"
-    block = f"{start}\n{body.rstrip()}\n{end}"
-    if start in text and end in text:
-        return text[:text.index(start)] + block + text[text.index(end) + len(end):]
-    return text.rstrip() + "\n\n" + block + "\n"
+    return benchdoc.replace_section(text, f"soak:{name}", body)
 
 
 BUILD = None

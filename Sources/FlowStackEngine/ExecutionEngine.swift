@@ -36,14 +36,6 @@ public struct EngineConfiguration: Sendable {
     public init() {}
 }
 
-/// The result of an execution that ran to the end (or to sleep).
-public struct ExecutionResult: Sendable {
-    public var record: ExecutionRecord
-    public var machine: ExecutionStateMachine
-
-    public var output: [Item] { machine.finalOutput }
-}
-
 /// Runs executions durably. An execution is accepted by writing it and its trigger items to the
 /// database; every node's result is journaled (sealed) before the engine acts on it, under a lease
 /// whose fence token must still match. A worker that dies leaves a lease that expires; whoever

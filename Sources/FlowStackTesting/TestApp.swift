@@ -282,6 +282,26 @@ public struct APIClient: Sendable {
         }
         return id
     }
+
+    /// An active workflow whose Webhook node serves `path` (POST) and answers with its last node.
+    public func createActiveWebhook(_ auth: Auth, projectID: String, path: String) async throws -> String {
+        let hook: [String: Any] = [
+            "name": "Hook " + path,
+            "nodes": [
+                [
+                    "name": "Hook", "type": "flowstack.webhook", "typeVersion": 1,
+                    "parameters": ["method": "POST", "path": path, "respond": "lastNode"],
+                ]
+            ],
+        ]
+        let created = try await post("/api/v1/projects/\(projectID)/workflows", hook, auth: auth)
+        guard created.status == 201, let id = created.json["id"] as? String else {
+            throw FixtureError("workflow creation failed: \(created.status) \(created.text)")
+        }
+        let activated = try await post("/api/v1/workflows/\(id)/activate", nil, auth: auth)
+        guard activated.status == 200 else { throw FixtureError("activation failed: \(activated.status) \(activated.text)") }
+        return id
+    }
 }
 
 public struct FixtureError: Error, CustomStringConvertible {

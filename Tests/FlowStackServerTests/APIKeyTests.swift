@@ -160,18 +160,7 @@ import Testing
             ]
             let id = try #require(
                 try await client.post("/api/v1/projects/\(project)/workflows", workflow, auth: auth).json["id"] as? String)
-            let hook: [String: Any] = [
-                "name": "Hook",
-                "nodes": [
-                    [
-                        "name": "Hook", "type": "flowstack.webhook", "typeVersion": 1,
-                        "parameters": ["method": "POST", "path": "keeps-keys", "respond": "lastNode"],
-                    ]
-                ],
-            ]
-            let hookID = try #require(
-                try await client.post("/api/v1/projects/\(project)/workflows", hook, auth: auth).json["id"] as? String)
-            #expect(try await client.post("/api/v1/workflows/\(hookID)/activate", nil, auth: auth).status == 200)
+            _ = try await client.createActiveWebhook(auth, projectID: project, path: "keeps-keys")
             #expect(try await client.post("/api/v1/workflows/\(id)/run", nil, auth: .apiKey(key)).status == 202)
             // Revoked behind this server's back (as another server would): the cached lookup
             // still serves, and neither webhooks nor runs clear it.

@@ -32,18 +32,7 @@ import Testing
                 let key = try await a.createAPIKey(auth, orgID: owner.orgID)
                 let other = try await a.createAPIKey(auth, orgID: owner.orgID)
                 let project = try await a.createProject(auth, orgID: owner.orgID)
-                let hook: [String: Any] = [
-                    "name": "Hook",
-                    "nodes": [
-                        [
-                            "name": "Hook", "type": "flowstack.webhook", "typeVersion": 1,
-                            "parameters": ["method": "POST", "path": "on-both", "respond": "lastNode"],
-                        ]
-                    ],
-                ]
-                let workflowID = try #require(
-                    try await a.post("/api/v1/projects/\(project)/workflows", hook, auth: auth).json["id"] as? String)
-                #expect(try await a.post("/api/v1/workflows/\(workflowID)/activate", nil, auth: auth).status == 200)
+                let workflowID = try await a.createActiveWebhook(auth, projectID: project, path: "on-both")
                 try await replica.awaitListening()
 
                 // The second replica has both keys and the webhook in its caches.

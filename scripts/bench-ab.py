@@ -72,7 +72,7 @@ def main():
         "## Engine scenarios, A/B against the previous main (`scripts/bench-ab.sh`)",
         "",
         f"Method: release builds of `{args.old}` (old) and `{args.new}` (new) on the same machine, alternating: {rounds} "
-        "rounds of each, in the order old, new, old, new, new, old, so neither always runs first. Each round is "
+        "rounds of each (old, new, old, new, new, old: neither side always runs first). Each round is "
         "`scripts/bench-engine.py` with 10 s per scenario at 200 connections, after a 5 s warm-up, on SQLite and a "
         "throwaway PostgreSQL. Closed loop; wrk, the server and PostgreSQL share the 2 cores. "
         f"Run on {time.strftime('%Y-%m-%d %H:%M')}.",

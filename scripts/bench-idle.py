@@ -2,7 +2,8 @@
 """Idle cost of active workflows: the CPU a `flowstack serve` uses with no traffic, empty and with
 many active workflows (webhook-only, and some with a Schedule trigger every minute).
 
-Method: one release server on SQLite (the embedded default) with a fresh data directory. The
+Method: one release server on SQLite (the embedded default; `--backend postgres`: a fresh database on the
+test cluster) with a fresh data directory. The
 workflows are created and activated through the API (8 client threads). Then the client stops and
 the server's CPU time (utime + stime from /proc/PID/stat) is read over --window seconds; a figure
 is the share of one core. With schedules, the window also counts the executions they started,
@@ -14,6 +15,7 @@ Writes a section of BENCHMARKS.md between <!-- bench:idle --> markers unless --n
 import argparse
 import os
 import sqlite3
+import subprocess
 import sys
 import threading
 import time
@@ -79,14 +81,31 @@ def create(deployment, definitions, threads=8):
         raise RuntimeError(f"{len(failures)} workflows failed: {failures[:3]}")
 
 
-def executions(deployment):
+COUNT_SCHEDULED = "SELECT count(*) FROM executions WHERE mode = 'schedule'"
+
+
+def executions(deployment, database):
+    if database:
+        out = subprocess.run(["psql", database, "-tAc", COUNT_SCHEDULED], check=True, capture_output=True, text=True)
+        return int(out.stdout.strip())
     path = os.path.join(deployment.servers[0].data_dir, "flowstack.sqlite")
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as connection:
-        return connection.execute("SELECT count(*) FROM executions WHERE mode = 'schedule'").fetchone()[0]
+        return connection.execute(COUNT_SCHEDULED).fetchone()[0]
 
 
-def measure(webhooks, schedules, window):
-    deployment = Deployment(None, replicas=1, env={"FLOWSTACK_LOG_LEVEL": "warning"})
+def new_database(backend):
+    """None (SQLite in the data directory), or the URL of a fresh database on the test cluster."""
+    if backend == "sqlite":
+        return None
+    admin = os.environ["FLOWSTACK_TEST_POSTGRES_URL"]
+    name = "bench_idle_%d" % int(time.time() * 1000)
+    subprocess.run(["psql", admin, "-qc", f"CREATE DATABASE {name}"], check=True)
+    return admin.rsplit("/", 1)[0] + "/" + name
+
+
+def measure(webhooks, schedules, window, backend):
+    database = new_database(backend)
+    deployment = Deployment(database, replicas=1, env={"FLOWSTACK_LOG_LEVEL": "warning"})
     deployment.start()
     try:
         began = time.time()
@@ -94,11 +113,11 @@ def measure(webhooks, schedules, window):
         setup = time.time() - began
         time.sleep(5)  # let the last activations settle
         pid = deployment.servers[0].proc.pid
-        before_exec = executions(deployment) if schedules else 0
+        before_exec = executions(deployment, database) if schedules else 0
         start_wall, start_cpu = time.time(), cpu_seconds(pid)
         time.sleep(window)
         wall, cpu = time.time() - start_wall, cpu_seconds(pid) - start_cpu
-        fired = (executions(deployment) - before_exec) if schedules else 0
+        fired = (executions(deployment, database) - before_exec) if schedules else 0
         # Minute boundaries crossed in the window: each schedule fires once per boundary.
         boundaries = int(start_wall + wall) // 60 - int(start_wall) // 60
         return {"webhooks": webhooks, "schedules": schedules, "setup_s": setup, "cpu_share": cpu / wall, "fired": fired,
@@ -112,6 +131,8 @@ def main():
     parser.add_argument("--webhooks", type=int, default=19_000)
     parser.add_argument("--schedules", type=int, default=1_000)
     parser.add_argument("--window", type=float, default=120)
+    parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite",
+                        help="postgres: a fresh database on FLOWSTACK_TEST_POSTGRES_URL's cluster (source scripts/postgres.sh; pg_start)")
     parser.add_argument("--label", default="")
     parser.add_argument("--no-report", action="store_true")
     parser.add_argument("--output", default=os.path.join(ROOT, "BENCHMARKS.md"))
@@ -119,7 +140,7 @@ def main():
     os.environ.setdefault("FLOWSTACK_BIN", os.path.join(ROOT, ".build/release/flowstack"))
     rows = []
     for webhooks, schedules in [(0, 0), (args.webhooks + args.schedules, 0), (args.webhooks, args.schedules)]:
-        result = measure(webhooks, schedules, args.window)
+        result = measure(webhooks, schedules, args.window, args.backend)
         rows.append(result)
         faults.log(f"{result}")
     lines = ["| active workflows | of them schedules (every minute) | idle CPU, % of a core | schedule executions in the window (expected) | creating them, s |",
@@ -129,12 +150,14 @@ def main():
                      f"{r['fired']:,} ({r['expected']:,}) | {r['setup_s']:.0f} |")
     print("\n".join(lines))
     if not args.no_report:
-        body = "\n".join(["## Idle cost of active workflows (`scripts/bench-idle.py`)", "",
-                          "Method: one release `flowstack serve` on SQLite; workflows created and activated through the API, then "
+        title = "" if args.backend == "sqlite" else " on PostgreSQL"
+        where = "SQLite" if args.backend == "sqlite" else "a throwaway PostgreSQL 15 on the same machine (its CPU not counted)"
+        body = "\n".join([f"## Idle cost of active workflows{title} (`scripts/bench-idle.py --backend {args.backend}`)", "",
+                          f"Method: one release `flowstack serve` on {where}; workflows created and activated through the API, then "
                           f"the server's CPU time (utime + stime) over a {args.window:g} s window with no traffic. With schedules the "
                           "window includes the executions they start (one per trigger per minute boundary). "
                           f"{args.label} Run on {time.strftime('%Y-%m-%d %H:%M')}.", "", *lines])
-        benchdoc.write_section(args.output, "bench:idle", body)
+        benchdoc.write_section(args.output, "bench:idle" if args.backend == "sqlite" else "bench:idle:postgres", body)
 
 
 if __name__ == "__main__":

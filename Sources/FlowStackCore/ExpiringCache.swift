@@ -109,6 +109,24 @@ public final class ExpiringCache<Key: Hashable & Sendable, Value: Sendable>: Sen
         }
     }
 
+    /// The cached value of `key` if it is within its lifetime; nothing is loaded.
+    public func cached(_ key: Key) -> Value? {
+        let asked = now()
+        return state.withLock { state in
+            state.entries[key].flatMap { asked - $0.loaded < lifetime ? $0.value : nil }
+        }
+    }
+
+    /// Keeps `value`, which the caller has just read from the source, as the value of `key`
+    /// (for values read together with other data, outside `value(for:load:)`).
+    public func insert(_ key: Key, _ value: Value) {
+        let read = now()
+        state.withLock { state in
+            if state.entries[key] == nil, state.entries.count >= capacity { state.entries.removeAll() }
+            state.entries[key] = Entry(value: value, loaded: read)
+        }
+    }
+
     /// Changes the cached value of `key`, if there is one, keeping its age (for a change this
     /// server has just written itself).
     public func update(_ key: Key, _ change: (inout Value) -> Void) {

@@ -153,6 +153,11 @@ public final class ExecutionEngine: Service, Sendable {
     public func run() async throws {
         logger.info("execution worker started", metadata: ["worker": "\(configuration.workerID)"])
         let active = ActiveCount()
+        // Whether claimable work may have been left behind: the last claim filled every slot it
+        // asked for, failed, or a wake came with no slot free. Only then does a run that ends
+        // claim again; otherwise the queue was empty at the last claim, and work queued since
+        // wakes the loop itself (its notice, or the tick).
+        let backlog = Flag(true)
         // Discarding: a finished run's task leaves nothing behind (a plain group keeps each
         // child's result until someone awaits it, which the worker never does).
         await withDiscardingTaskGroup { group in
@@ -168,7 +173,10 @@ public final class ExecutionEngine: Service, Sendable {
             for await _ in wakeStream.cancelOnGracefulShutdown() {
                 health.workerCycled()
                 let free = configuration.concurrency - active.value
-                guard free > 0 else { continue }
+                guard free > 0 else {
+                    backlog.set(true)
+                    continue
+                }
                 let claimed: [ExecutionRecord]
                 // A claim sent at this instant holds its leases until this instant plus the
                 // lease, however long the run then takes to load.
@@ -182,14 +190,16 @@ public final class ExecutionEngine: Service, Sendable {
                     health.claimSucceeded(logger: logger)
                 } catch {
                     health.claimFailed(error, logger: logger)
+                    backlog.set(true)
                     continue
                 }
+                backlog.set(claimed.count == free)
                 for record in claimed {
                     active.add(1)
                     group.addTask {
                         await self.resume(record, claimSent: claimSent)
                         active.add(-1)
-                        self.wake.yield()
+                        if backlog.value { self.wake.yield() }
                     }
                 }
             }
@@ -383,6 +393,13 @@ final class ActiveCount: Sendable {
     private let count = Mutex(0)
     var value: Int { count.withLock { $0 } }
     func add(_ delta: Int) { count.withLock { $0 += delta } }
+}
+
+final class Flag: Sendable {
+    private let state: Mutex<Bool>
+    init(_ value: Bool) { state = Mutex(value) }
+    var value: Bool { state.withLock { $0 } }
+    func set(_ value: Bool) { state.withLock { $0 = value } }
 }
 
 /// Writes the journal of one execution under its fence.

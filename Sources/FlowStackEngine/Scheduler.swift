@@ -66,61 +66,97 @@ public struct Scheduler: Service {
     }
 
     /// One pass: fires every trigger whose due time has come. Returns the executions started.
+    ///
+    /// The due triggers are fired in groups of `group`: one read of their workflows, and one
+    /// transaction that moves them, records their fires and accepts their executions, with one
+    /// notice to the workers. A group whose transaction fails for a reason other than the
+    /// database being unreachable is fired again one trigger at a time, so one trigger that
+    /// fails (a definition that does not open, a refused insert) stops only itself: the due rows
+    /// come earliest first, and throwing here would stop every schedule behind it on every pass.
     @discardableResult
     public func fireDue() async throws -> [ExecutionRecord] {
-        let store = engine.store
-        let now = store.now
+        let now = engine.store.now
+        let due = try await engine.store.dueSchedules(at: now, limit: batch)
         var started: [ExecutionRecord] = []
-        for due in try await store.dueSchedules(at: now, limit: batch) {
-            // One trigger that fails (a definition that does not open, a refused insert) is
-            // logged and skipped: the due rows come earliest first, so throwing here would stop
-            // every schedule behind it on every pass.
+        for first in stride(from: 0, to: due.count, by: group) {
+            let triggers = Array(due[first..<min(first + group, due.count)])
             do {
-                if let inserted = try await fire(due, at: now) { started.append(inserted) }
+                started += try await fire(triggers, at: now)
+            } catch let error as DatabaseUnavailable {
+                // Nothing would get through: the next pass tries again.
+                if !started.isEmpty { engine.wake.yield() }
+                throw error
             } catch {
-                logger.warning(
-                    "a scheduled trigger failed",
-                    metadata: [
-                        "workflow": "\(due.workflowID)", "node": "\(due.node)",
-                        "error": "\(String(describing: type(of: error)))",
-                    ])
+                for trigger in triggers {
+                    do {
+                        started += try await fire([trigger], at: now)
+                    } catch {
+                        logger.warning(
+                            "a scheduled trigger failed",
+                            metadata: [
+                                "workflow": "\(trigger.workflowID)", "node": "\(trigger.node)",
+                                "error": "\(String(describing: type(of: error)))",
+                            ])
+                    }
+                }
             }
         }
         if !started.isEmpty { engine.wake.yield() }
         return started
     }
 
-    /// Fires one due trigger and moves it to its next due time; nil when nothing was started.
-    private func fire(_ due: Store.DueSchedule, at now: Date) async throws -> ExecutionRecord? {
+    /// Due triggers fired in one transaction at most.
+    public var group = 100
+
+    /// What firing one due trigger does.
+    private enum Step {
+        /// The workflow or its trigger is gone: its row goes too.
+        case drop(Store.DueSchedule)
+        /// Moved to `next`; an execution for the due time `fire`, unless it is nil (older than
+        /// the catch-up window).
+        case fire(Store.DueSchedule, next: Date?, fire: Date?, record: ExecutionRecord, timeZone: String)
+    }
+
+    /// Fires due triggers in one transaction and moves them to their next due times; returns the
+    /// executions started.
+    private func fire(_ due: [Store.DueSchedule], at now: Date) async throws -> [ExecutionRecord] {
         let store = engine.store
-        let workflow = try await store.workflow(id: due.workflowID)
-        let trigger = workflow.flatMap { $0.active ? Self.triggers(of: $0.definition).first { $0.node == due.node } : nil }
-        guard let workflow, let trigger else {
-            // The workflow or its trigger is gone: its row goes too.
-            try await store.write { db in
-                _ = try await store.moveSchedule(workflowID: due.workflowID, node: due.node, from: due.dueAt, to: nil, on: db)
-            }
-            return nil
+        let workflows = try await store.workflows(ids: Array(Set(due.map(\.workflowID))))
+        let steps: [Step] = due.map { due in
+            let workflow = workflows[due.workflowID]
+            let trigger = workflow.flatMap { $0.active ? Self.triggers(of: $0.definition).first { $0.node == due.node } : nil }
+            guard let workflow, let trigger else { return .drop(due) }
+            return .fire(
+                due,
+                next: trigger.rule.next(after: now, in: trigger.timeZone),
+                fire: trigger.rule.latest(from: max(due.dueAt, now.addingTimeInterval(-catchUpWindow)), upTo: now, in: trigger.timeZone),
+                record: ExecutionRecord(
+                    orgID: workflow.orgID, projectID: workflow.projectID, workflowID: workflow.id,
+                    versionID: workflow.versionID, mode: .schedule, triggerNode: trigger.node, createdAt: now),
+                timeZone: trigger.timeZone.identifier)
         }
-        let fire = trigger.rule.latest(from: max(due.dueAt, now.addingTimeInterval(-catchUpWindow)), upTo: now, in: trigger.timeZone)
-        let next = trigger.rule.next(after: now, in: trigger.timeZone)
-        let record = ExecutionRecord(
-            orgID: workflow.orgID, projectID: workflow.projectID, workflowID: workflow.id,
-            versionID: workflow.versionID, mode: .schedule, triggerNode: trigger.node, createdAt: now)
-        let inserted: ExecutionRecord? = try await store.write { db in
-            // Moved by another replica since it was read: that replica fires it.
-            guard try await store.moveSchedule(workflowID: workflow.id, node: trigger.node, from: due.dueAt, to: next, on: db) else {
-                return nil
+        return try await store.write { db in
+            var inserted: [ExecutionRecord] = []
+            for step in steps {
+                switch step {
+                case .drop(let due):
+                    _ = try await store.moveSchedule(workflowID: due.workflowID, node: due.node, from: due.dueAt, to: nil, on: db)
+                case .fire(let due, let next, let fire, let record, let timeZone):
+                    // Moved by another replica since it was read: that replica fires it.
+                    guard try await store.moveSchedule(workflowID: due.workflowID, node: due.node, from: due.dueAt, to: next, on: db),
+                        let fire,
+                        try await store.claimScheduleFire(
+                            workflowID: due.workflowID, node: due.node, dueAt: fire, executionID: record.id, on: db)
+                    else { continue }
+                    let item = Item(json: .object(["timestamp": .string(RFC3339.format(fire)), "timezone": .string(timeZone)]))
+                    inserted.append(
+                        try await store.insertExecution(
+                            record, start: .start(trigger: due.node, items: [item]), leaseOwner: nil, leaseUntil: nil, notify: false,
+                            on: db))
+                }
             }
-            guard let fire,
-                try await store.claimScheduleFire(workflowID: workflow.id, node: trigger.node, dueAt: fire, executionID: record.id, on: db)
-            else {
-                return nil
-            }
-            let item = Item(json: .object(["timestamp": .string(RFC3339.format(fire)), "timezone": .string(trigger.timeZone.identifier)]))
-            return try await store.insertExecution(
-                record, start: .start(trigger: trigger.node, items: [item]), leaseOwner: nil, leaseUntil: nil, on: db)
+            if !inserted.isEmpty { try await store.notifyQueued(on: db) }
+            return inserted
         }
-        return inserted
     }
 }

@@ -128,6 +128,11 @@ public final class PostgresStore: Database, @unchecked Sendable {
         }
     }
 
+    /// A pooled connection in autocommit mode, as `read`: the one statement is its own transaction.
+    public func writeSingleStatement<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+        try await read(body)
+    }
+
     public func write<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
         do {
             return try await DeadlineRunner.shared.run(within: timeouts.call) { [self] in

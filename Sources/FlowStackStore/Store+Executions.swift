@@ -149,9 +149,10 @@ extension Store {
 
     /// Accepts an execution with its first journal entry (the trigger's items). With `leaseOwner`
     /// the caller runs it at once and holds its lease (fence 1); otherwise it waits in the queue.
+    /// `notify: false` leaves telling the workers to the caller (`notifyQueued(on:)` once for many).
     public func insertExecution(
         _ record: ExecutionRecord, start: ExecutionEvent, replaying later: [ExecutionEvent] = [], leaseOwner: String?,
-        leaseUntil: Date?, on db: any SQLDatabase
+        leaseUntil: Date?, notify: Bool = true, on db: any SQLDatabase
     ) async throws -> ExecutionRecord {
         var inserted = record
         let now = self.now
@@ -187,7 +188,7 @@ extension Store {
                     \(bind: now.millisecondsSince1970))
             """
         ).run()
-        if leaseOwner == nil { try await notifyQueued(on: db) }
+        if leaseOwner == nil, notify { try await notifyQueued(on: db) }
         return inserted
     }
 
@@ -195,7 +196,7 @@ extension Store {
     public static let executionChannel = "flowstack_executions"
 
     /// Tells listening workers that an execution became claimable; delivered when the transaction commits.
-    func notifyQueued(on db: any SQLDatabase) async throws {
+    public func notifyQueued(on db: any SQLDatabase) async throws {
         guard database.kind == .postgres else { return }
         try await db.raw("SELECT pg_notify(\(literal: Self.executionChannel), '')").run()
     }
@@ -334,7 +335,7 @@ extension Store {
     public func claimExecutions(owner: String, limit: Int, leaseUntil: Date) async throws -> [ExecutionRecord] {
         let now = self.now.millisecondsSince1970
         let kind = database.kind
-        let rows = try await write { db in
+        let rows = try await database.writeSingleStatement { db in
             try await db.raw(
                 """
                 UPDATE executions SET status = 'running', fence = fence + 1, lease_owner = \(bind: owner),

@@ -68,14 +68,21 @@ extension Store {
         w.id, w.org_id, w.project_id, w.name, w.active, w.version_id, w.version, w.created_at, w.updated_at, v.definition_sealed
         """
 
-    private func workflow(from row: any SQLRow) throws -> StoredWorkflow {
+    /// `cachingDefinition`: the definition comes from, or goes into, the cache of opened versions.
+    private func workflow(from row: any SQLRow, cachingDefinition: Bool = false) throws -> StoredWorkflow {
         let orgID = try row.string("org_id")
         let versionID = try row.string("version_id")
+        let definition: Workflow
+        if cachingDefinition, let cached = versions.cached(orgID + "/" + versionID) {
+            definition = cached
+        } else {
+            definition = try openDefinition(try row.bytes("definition_sealed"), versionID: versionID, orgID: orgID)
+            if cachingDefinition { versions.insert(orgID + "/" + versionID, definition) }
+        }
         return StoredWorkflow(
             id: try row.string("id"), orgID: orgID, projectID: try row.string("project_id"), name: try row.string("name"),
             active: try row.int("active") != 0, versionID: versionID, version: Int(try row.int("version")),
-            definition: try openDefinition(try row.bytes("definition_sealed"), versionID: versionID, orgID: orgID),
-            createdAt: try row.date("created_at"), updatedAt: try row.date("updated_at"))
+            definition: definition, createdAt: try row.date("created_at"), updatedAt: try row.date("updated_at"))
     }
 
     public func insertWorkflow(orgID: String, projectID: String, definition: Workflow, creator: String?, on db: any SQLDatabase)
@@ -146,7 +153,31 @@ extension Store {
                 """
             ).first()
         }
-        return try row.map(workflow(from:))
+        return try row.map { try workflow(from: $0) }
+    }
+
+    /// The workflows among `ids` that exist, by id, for the scheduler's pass: one query, and each
+    /// definition opened once while the version is cached (the execution it starts reads the
+    /// same entry when it is claimed).
+    public func workflows(ids: [String]) async throws -> [String: StoredWorkflow] {
+        guard !ids.isEmpty else { return [:] }
+        let rows = try await read { db in
+            var query: SQLQueryString = """
+                SELECT \(unsafeRaw: Self.workflowColumns) FROM workflows w JOIN workflow_versions v ON v.id = w.version_id
+                WHERE w.id IN (
+                """
+            for (index, id) in ids.enumerated() {
+                query += index == 0 ? "\(bind: id)" : ", \(bind: id)"
+            }
+            query += ")"
+            return try await db.raw(query).all()
+        }
+        var found: [String: StoredWorkflow] = [:]
+        for row in rows {
+            let workflow = try workflow(from: row, cachingDefinition: true)
+            found[workflow.id] = workflow
+        }
+        return found
     }
 
     /// A page of a project's workflows, oldest first, after the cursor (a workflow id).
@@ -162,7 +193,7 @@ extension Store {
             query += " ORDER BY w.id LIMIT \(bind: limit)"
             return try await db.raw(query).all()
         }
-        return try rows.map(workflow(from:))
+        return try rows.map { try workflow(from: $0) }
     }
 
     /// Every workflow of an organization (current versions), for reports.
@@ -175,7 +206,7 @@ extension Store {
                 """
             ).all()
         }
-        return try rows.map(workflow(from:))
+        return try rows.map { try workflow(from: $0) }
     }
 
     public func workflowVersions(workflowID: String) async throws -> [WorkflowVersionInfo] {
@@ -265,7 +296,7 @@ extension Store {
                 """
             ).all()
         }
-        return try rows.map(workflow(from:))
+        return try rows.map { try workflow(from: $0) }
     }
 
     public func deleteWorkflow(id: String, on db: any SQLDatabase) async throws {
@@ -316,13 +347,15 @@ extension Store {
         public var dueAt: Date
     }
 
-    /// The triggers due at `now`, earliest first (through the index: nothing else is read).
+    /// The triggers due at `now`, earliest first (through the index: nothing else is read), in
+    /// one order for every replica, so replicas firing the same triggers in one transaction each
+    /// lock their rows in the same order.
     public func dueSchedules(at now: Date, limit: Int) async throws -> [DueSchedule] {
         try await read { db in
             try await db.raw(
                 """
                 SELECT workflow_id, node, next_due_at FROM schedules WHERE next_due_at <= \(bind: now.millisecondsSince1970)
-                ORDER BY next_due_at LIMIT \(bind: limit)
+                ORDER BY next_due_at, workflow_id, node LIMIT \(bind: limit)
                 """
             ).all().map {
                 DueSchedule(workflowID: try $0.string("workflow_id"), node: try $0.string("node"), dueAt: try $0.date("next_due_at"))

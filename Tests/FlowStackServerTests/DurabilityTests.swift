@@ -288,6 +288,46 @@ import Testing
         }
     }
 
+    @Test("two replicas firing the same 250 due triggers in groups start each exactly once", arguments: Backend.allCases)
+    func scheduleGroups(_ backend: Backend) async throws {
+        let app = try await TestApp.make(backend)
+        try await app.test(worker: false) { _ in
+            let store = app.store
+            let every10 = Workflow(
+                name: "Ten",
+                nodes: [WorkflowNode(name: "Every 10 s", type: ScheduleNode.descriptor.type, parameters: ["intervalSeconds": 10])],
+                edges: [])
+            let ids = try await store.write { db in
+                let user = try await store.insertUser(email: "o@example.com", name: "O", passwordHash: "x", on: db)
+                let org = try await store.insertOrganization(name: "Org", owner: user.id, on: db)
+                let project = try await store.insertProject(orgID: org.id, name: "P", description: "", creator: user.id, on: db)
+                var ids: [String] = []
+                for _ in 0..<250 {
+                    let workflow = try await store.insertWorkflow(
+                        orgID: org.id, projectID: project.id, definition: every10, creator: user.id, on: db)
+                    try await store.setWorkflowActive(
+                        id: workflow.id, active: true, webhooks: [], schedules: Scheduler.triggers(of: every10), on: db)
+                    ids.append(workflow.id)
+                }
+                return ids
+            }
+            app.clock.advance(by: 11)
+            let replicaA = Scheduler(engine: app.engine, logger: .init(label: "a"))
+            let replicaB = Scheduler(engine: app.engine, logger: .init(label: "b"))
+            async let firedA = replicaA.fireDue()
+            async let firedB = replicaB.fireDue()
+            let fired = try await firedA + firedB
+            #expect(fired.count == 250)
+            #expect(Set(fired.map(\.workflowID)) == Set(ids))
+            // Every trigger moved on: the next pass has nothing to do until the next due time.
+            #expect(try await store.dueSchedules(at: store.now, limit: 1_000).isEmpty)
+            let count = try await store.read { db in
+                try await db.raw("SELECT count(*) AS n FROM executions WHERE mode = 'schedule'").first()!.decode(column: "n", as: Int.self)
+            }
+            #expect(count == 250)
+        }
+    }
+
     @Test("the due times follow activation, saves and deletion; a pass reads only the triggers that are due", arguments: Backend.allCases)
     func scheduleTable(_ backend: Backend) async throws {
         let app = try await TestApp.make(backend)

@@ -23,6 +23,8 @@ private struct JSONByteParser {
     let maximumDepth: Int
     var index = 0
     var depth = 0
+    /// The latest object shapes made at each depth, for the next objects there to share.
+    var recentShapes: [[JSONShape]] = []
 
     init(bytes: [UInt8], maximumDepth: Int) {
         self.bytes = bytes
@@ -85,13 +87,21 @@ private struct JSONByteParser {
     private mutating func parseObject() throws(JSONParseError) -> JSONValue {
         try enter()
         index += 1
-        var object: [String: JSONValue] = [:]
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
             index += 1
             depth -= 1
-            return .object(object)
+            return .object(JSONObject())
         }
+        var keys: ContiguousArray<String> = []
+        var values: ContiguousArray<JSONValue> = []
+        // Room for as many members as the last object here had: no array grown past its size.
+        if depth - 1 < recentShapes.count, let last = recentShapes[depth - 1].last {
+            keys.reserveCapacity(last.keys.count)
+            values.reserveCapacity(last.keys.count)
+        }
+        // Finds repeated keys once an object has too many for a scan.
+        var seen: Set<String>?
         while true {
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
@@ -101,7 +111,17 @@ private struct JSONByteParser {
             index += 1
             skipWhitespace()
             let value = try parseValue()
-            if object[key] == nil { object[key] = value }
+            let repeated: Bool
+            if seen != nil {
+                repeated = !seen!.insert(key).inserted
+            } else {
+                repeated = keys.contains(key)
+                if keys.count >= 16 { seen = Set(keys + [key]) }
+            }
+            if !repeated {
+                keys.append(key)
+                values.append(value)
+            }
             skipWhitespace()
             guard index < bytes.count else { throw fail("unexpected end of input") }
             if bytes[index] == UInt8(ascii: ",") {
@@ -111,7 +131,10 @@ private struct JSONByteParser {
             guard bytes[index] == UInt8(ascii: "}") else { throw fail("expected ',' or '}'") }
             index += 1
             depth -= 1
-            return .object(object)
+            // The objects of one array usually have the same keys: they share one shape.
+            while recentShapes.count <= depth { recentShapes.append([]) }
+            let shape = JSONShape.interned(keys, recent: &recentShapes[depth])
+            return .object(JSONObject(shape: shape, values: values))
         }
     }
 

@@ -21,7 +21,7 @@ extension ScanValue {
         case .bool(let flag): self = .bool(flag)
         case .null: self = .null
         case .array(let elements): self = .array(elements.map(ScanValue.init))
-        case .object(let fields): self = .object(fields.mapValues(ScanValue.init))
+        case .object(let fields): self = .object(fields.dictionary.mapValues(ScanValue.init))
         }
     }
 }

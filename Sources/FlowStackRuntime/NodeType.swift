@@ -96,7 +96,8 @@ indirect enum CompiledParameter: Sendable {
     /// A template that does not parse: the error is thrown where the value is needed.
     case invalid(ExpressionError)
     case array([CompiledParameter])
-    case object([String: CompiledParameter])
+    /// The members in order, with the object's shape (kept for the resolved objects).
+    case object(JSONObject, [CompiledParameter])
 
     init(_ value: JSONValue, limits: ExpressionLimits) {
         switch value {
@@ -106,8 +107,8 @@ indirect enum CompiledParameter: Sendable {
             let compiled = items.map { CompiledParameter($0, limits: limits) }
             self = compiled.allSatisfy(\.isLiteral) ? .literal(value) : .array(compiled)
         case .object(let fields):
-            let compiled = fields.mapValues { CompiledParameter($0, limits: limits) }
-            self = compiled.values.allSatisfy(\.isLiteral) ? .literal(value) : .object(compiled)
+            let compiled = fields.values.map { CompiledParameter($0, limits: limits) }
+            self = compiled.allSatisfy(\.isLiteral) ? .literal(value) : .object(fields, compiled)
         default:
             self = .literal(value)
         }
@@ -124,7 +125,8 @@ indirect enum CompiledParameter: Sendable {
         case .template(let template): try template.evaluate(context)
         case .invalid(let error): throw error
         case .array(let items): .array(try items.map { try $0.resolve(context) })
-        case .object(let fields): .object(try fields.mapValues { try $0.resolve(context) })
+        case .object(let fields, let compiled):
+            .object(try fields.replacingValues { try compiled[$0].resolve(context) })
         }
     }
 }

@@ -74,11 +74,11 @@ extension CodeRequest {
     /// (absent optionals left out), built with `JSONValue`'s writer, which is several times faster
     /// on many items.
     public func jsonLine() -> [UInt8] {
-        var object: [String: JSONValue] = [
+        var object: JSONObject = [
             "code": .string(code),
             "mode": .string(mode.rawValue),
             "items": .array(items.map(\.jsonValue)),
-            "env": .object(env.mapValues(JSONValue.string)),
+            "env": .object(JSONObject(env.mapValues(JSONValue.string))),
             "timeLimitMs": .number(Double(timeLimitMs)),
             "maxOutputBytes": .number(Double(maxOutputBytes)),
             "maxLogBytes": .number(Double(maxLogBytes)),
@@ -149,8 +149,8 @@ extension CodeResponse {
 extension Item {
     /// The item as `Codable` writes it: `{"json": …}`, with `"binary"` when there is any.
     public var jsonValue: JSONValue {
-        var object: [String: JSONValue] = ["json": json]
-        if let binary { object["binary"] = .object(binary) }
+        var object: JSONObject = ["json": json]
+        if let binary { object["binary"] = .object(JSONObject(binary)) }
         return .object(object)
     }
 
@@ -159,7 +159,7 @@ extension Item {
         guard case .object(let fields) = jsonValue, let json = fields["json"] else { return nil }
         switch fields["binary"] {
         case nil, .null?: self.init(json: json)
-        case .object(let binary)?: self.init(json: json, binary: binary)
+        case .object(let binary)?: self.init(json: json, binary: binary.dictionary)
         default: return nil
         }
     }

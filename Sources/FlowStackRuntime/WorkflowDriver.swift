@@ -149,7 +149,8 @@ public struct WorkflowDriver: Sendable {
         var context = base
         // `$now` and a Wait's duration count from when the node starts, not from when the run did.
         context.now = Date()
-        context.nodeOutputs = machine.outputs.mapValues { $0.first?.map(\.json) ?? [] }
+        // The outputs' own arrays (shared, not copied): a node's items are not held twice.
+        context.nodeOutputs = machine.outputs.mapValues { $0.first ?? [] }
         return context
     }
 

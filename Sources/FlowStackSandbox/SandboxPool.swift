@@ -315,7 +315,7 @@ final class SandboxChild: @unchecked Sendable {
             terminate()
             throw SandboxError.unavailable("the sandbox process did not start")
         }
-        return value["protections"]?.objectValue ?? [:]
+        return value["protections"]?.objectValue?.dictionary ?? [:]
     }
 
     func run(_ request: CodeRequest, limits: SandboxLimits, broker: CodeBroker?) async -> Outcome {

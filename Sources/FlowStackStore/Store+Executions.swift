@@ -65,7 +65,7 @@ struct SealedEvent: Codable, Equatable, Sendable {
                 item.json.write(to: &out)
                 if let binary = item.binary {
                     out += #","binary":"#.utf8
-                    JSONValue.object(binary).write(to: &out)
+                    JSONValue.object(JSONObject(binary)).write(to: &out)
                 }
                 out.append(UInt8(ascii: "}"))
             }

@@ -53,17 +53,7 @@ struct Run: AsyncParsableCommand {
         let workflow = try loadWorkflow(file)
         var items = [Item(json: .object([:]))]
         if let input {
-            let data = input == "-" ? FileHandle.standardInput.readDataToEndOfFile() : FileManager.default.contents(atPath: input)
-            guard let data else { throw ValidationError("cannot read the input file \(input)") }
-            // The same strict parser as webhook bodies (not JSONDecoder): the same JSON is accepted
-            // everywhere, and a million items parse in seconds.
-            let value: JSONValue
-            do { value = try JSONValue(parsing: [UInt8](data)) } catch { throw ValidationError("the input is not valid JSON: \(error)") }
-            let values = value.arrayValue ?? [value]
-            guard values.allSatisfy({ $0.objectValue != nil }) else {
-                throw ValidationError("the input must be an object or an array of objects")
-            }
-            items = values.map { Item(json: $0) }
+            items = try Self.inputItems(input)
         }
         let result: RunResult
         do {
@@ -104,5 +94,54 @@ struct Run: AsyncParsableCommand {
         summary += "status: \(result.status.rawValue)" + (result.error.map { " — \($0)" } ?? "") + "\n"
         FileHandle.standardError.write(Data(summary.utf8))
         if result.status != .succeeded { throw ExitCode(1) }
+    }
+
+    /// The items of an input file (or standard input for "-"). The text is read into one buffer
+    /// and dropped once parsed, so a large input is in memory once as text, briefly, and once as items.
+    static func inputItems(_ input: String) throws -> [Item] {
+        let value: JSONValue
+        do {
+            let bytes: [UInt8]
+            if input == "-" {
+                bytes = try readAll(FileHandle.standardInput)
+            } else {
+                guard let file = FileHandle(forReadingAtPath: input) else { throw ValidationError("cannot read the input file \(input)") }
+                defer { try? file.close() }
+                bytes = try readAll(file)
+            }
+            // The same strict parser as webhook bodies (not JSONDecoder): the same JSON is accepted
+            // everywhere, and a million items parse in seconds.
+            do { value = try JSONValue(parsing: bytes) } catch { throw ValidationError("the input is not valid JSON: \(error)") }
+        }
+        let values = value.arrayValue ?? [value]
+        guard values.allSatisfy({ $0.objectValue != nil }) else {
+            throw ValidationError("the input must be an object or an array of objects")
+        }
+        return values.map { Item(json: $0) }
+    }
+
+    /// Everything left in `file`, appended to one byte array (no `Data` copy next to it).
+    private static func readAll(_ file: FileHandle) throws -> [UInt8] {
+        var bytes: [UInt8] = []
+        let descriptor = file.fileDescriptor
+        var status = stat()
+        if fstat(descriptor, &status) == 0, status.st_size > 0 { bytes.reserveCapacity(Int(status.st_size) + 1) }
+        while true {
+            // Into the room already reserved (a file's size and one byte to see its end), so the
+            // buffer never doubles at the end of a file.
+            let room = max(bytes.capacity - bytes.count, 1 << 16)
+            let start = bytes.count
+            bytes.append(contentsOf: repeatElement(0, count: room))
+            let count = bytes.withUnsafeMutableBytes { buffer in
+                read(descriptor, buffer.baseAddress! + start, room)
+            }
+            if count < 0 {
+                bytes.removeLast(room)
+                if errno == EINTR { continue }
+                throw ValidationError("cannot read the input: \(String(cString: strerror(errno)))")
+            }
+            bytes.removeLast(room - count)
+            if count == 0 { return bytes }
+        }
     }
 }

@@ -13,7 +13,9 @@ import Testing
 
     static let context = ExpressionContext(
         json: item, inputItems: [item, ["body": ["name": "Bob"]]], itemIndex: 0,
-        nodeOutputs: ["Webhook": [["method": "POST"], ["method": "GET"]], "Set Name": [["name": "Ada"]]],
+        nodeOutputs: [
+            "Webhook": [Item(json: ["method": "POST"]), Item(json: ["method": "GET"])], "Set Name": [Item(json: ["name": "Ada"])],
+        ],
         variables: ["REGION": "eu", "LIMIT": "10"],
         now: Date(timeIntervalSince1970: 1_800_000_000), executionID: "exe_1", workflowID: "wf_1", workflowName: "Greet"
     )

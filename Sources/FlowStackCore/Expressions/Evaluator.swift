@@ -85,7 +85,7 @@ final class Evaluator {
             for element in elements { values.append(try toJSON(try evaluate(element, scope: scope), at: 0)) }
             return try checkedArray(values, at: 0)
         case .object(let entries):
-            var object: [String: JSONValue] = [:]
+            var object: JSONObject = [:]
             for (key, valueNode) in entries {
                 let name: String
                 switch key {
@@ -124,7 +124,7 @@ final class Evaluator {
         case "$json": return .json(context.json)
         case "$input": return .namespace(.input)
         case "$node": return .namespace(.nodes)
-        case "$env": return .json(.object(context.variables.mapValues { .string($0) }))
+        case "$env": return .json(.object(JSONObject(context.variables.mapValues { .string($0) })))
         case "$now": return .date(context.now)
         case "$today":
             var calendar = Calendar(identifier: .gregorian)
@@ -214,9 +214,9 @@ final class Evaluator {
         case .node(let nodeName):
             let items = context.nodeOutputs[nodeName] ?? []
             switch name {
-            case "json": return .json(items.first ?? .object([:]))
+            case "json": return .json(items.first?.json ?? .object([:]))
             case "item":
-                let item = context.itemIndex < items.count ? items[context.itemIndex] : (items.first ?? .object([:]))
+                let item = context.itemIndex < items.count ? items[context.itemIndex].json : (items.first?.json ?? .object([:]))
                 return .json(.object(["json": item]))
             case "all", "first", "last": return .function(.method(receiver: .namespace(namespace), name: name))
             default: return .undefined
@@ -244,13 +244,12 @@ final class Evaluator {
             return try evaluate(body, scope: scope)
         case .method(let receiver, let name):
             if case .namespace(let namespace) = receiver {
-                let items: [JSONValue]
+                let wrapped: [JSONValue]
                 switch namespace {
-                case .input: items = context.inputItems
-                case .node(let nodeName): items = context.nodeOutputs[nodeName] ?? []
-                default: items = []
+                case .input: wrapped = context.inputItems.map { JSONValue.object(["json": $0]) }
+                case .node(let nodeName): wrapped = (context.nodeOutputs[nodeName] ?? []).map { JSONValue.object(["json": $0.json]) }
+                default: wrapped = []
                 }
-                let wrapped = items.map { JSONValue.object(["json": $0]) }
                 switch name {
                 case "all": return .json(.array(wrapped))
                 case "first": return wrapped.first.map(JSValue.json) ?? .undefined

@@ -9,8 +9,9 @@ public struct ExpressionContext: Sendable {
     public var inputItems: [JSONValue]
     /// The index of the current item (`$itemIndex`).
     public var itemIndex: Int
-    /// The output items of nodes that already ran, by node name (`$node["Name"]`, `$("Name")`).
-    public var nodeOutputs: [String: [JSONValue]]
+    /// The output items of nodes that already ran, by node name (`$node["Name"]`, `$("Name")`):
+    /// the nodes' own item arrays, not copies of them.
+    public var nodeOutputs: [String: [Item]]
     /// Project variables (`$env.NAME`); never the server's own environment.
     public var variables: [String: String]
     public var now: Date
@@ -35,7 +36,7 @@ public struct ExpressionContext: Sendable {
 
     public init(
         json: JSONValue = .object([:]), inputItems: [JSONValue]? = nil, itemIndex: Int = 0,
-        nodeOutputs: [String: [JSONValue]] = [:], variables: [String: String] = [:], now: Date = Date(),
+        nodeOutputs: [String: [Item]] = [:], variables: [String: String] = [:], now: Date = Date(),
         timeZone: TimeZone = TimeZone(identifier: "UTC")!, executionID: String = "", workflowID: String = "",
         workflowName: String = "", limits: ExpressionLimits = .init()
     ) {

@@ -407,7 +407,7 @@ enum Methods {
             guard case .json(.array(let entries)) = a0 else {
                 throw ExpressionError(.runtime, "Object.fromEntries needs an array of [key, value] pairs", at: position)
             }
-            var o: [String: JSONValue] = [:]
+            var o: JSONObject = [:]
             for entry in entries {
                 guard case .array(let pair) = entry, pair.count >= 1 else { continue }
                 let key = JSValue.json(pair[0]).asString
@@ -418,7 +418,7 @@ enum Methods {
             }
             return .json(.object(o))
         case "Object.assign":
-            var o: [String: JSONValue] = [:]
+            var o: JSONObject = [:]
             for arg in args { if case .json(.object(let more)) = arg { o.merge(more) { $1 } } }
             return .json(.object(o))
         case "Array.isArray":

@@ -72,7 +72,7 @@ public enum ConnectionSchema {
         -> ConnectionData
     {
         var result = existing ?? ConnectionData()
-        let given: [String: JSONValue]
+        let given: JSONObject
         switch data {
         case nil: given = [:]
         case .object(let fields)?: given = fields

@@ -101,12 +101,22 @@ public final class Redactor: Sendable {
         return Self.redact(value, list)
     }
 
+    /// Two keys redacted to the same text: the first one's value counts.
+    static func redact(_ fields: JSONObject, _ list: [String]) -> JSONObject {
+        var redacted = JSONObject()
+        for (key, value) in fields {
+            let key = redact(key, list)
+            if redacted[key] == nil { redacted[key] = redact(value, list) }
+        }
+        return redacted
+    }
+
     static func redact(_ value: JSONValue, _ list: [String]) -> JSONValue {
         switch value {
         case .string(let text): .string(redact(text, list))
         case .array(let elements): .array(elements.map { redact($0, list) })
         case .object(let fields):
-            .object(Dictionary(fields.map { (redact($0.key, list), redact($0.value, list)) }, uniquingKeysWith: { a, _ in a }))
+            .object(redact(fields, list))
         default: value
         }
     }

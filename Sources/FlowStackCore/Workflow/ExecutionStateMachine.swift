@@ -94,7 +94,12 @@ public struct ExecutionStateMachine: Codable, Sendable, Equatable {
         var inputs = Array(repeating: [Item](), count: inputCount(node))
         for edge in incoming(node) {
             guard let upstream = outputs[edge.from], edge.output < upstream.count else { continue }
-            inputs[edge.input] += upstream[edge.output]
+            // One edge into an input shares the upstream array instead of copying it.
+            if inputs[edge.input].isEmpty {
+                inputs[edge.input] = upstream[edge.output]
+            } else {
+                inputs[edge.input] += upstream[edge.output]
+            }
         }
         return inputs
     }

@@ -79,10 +79,10 @@ public struct CodeNode: NodeType {
                     connection.isEmpty
                     ? try await services.fetch(request)
                     : try await services.fetch(request, connection: connection, caller: caller)
-                var headers: [String: JSONValue] = [:]
+                var headers: JSONObject = [:]
                 for (name, value) in response.headers { headers[name.lowercased()] = .string(value) }
                 let text = String(decoding: response.body, as: UTF8.self)
-                var answer: [String: JSONValue] = [
+                var answer: JSONObject = [
                     "status": .number(Double(response.status)), "headers": .object(headers), "body": .string(text),
                 ]
                 let contentType = headers["content-type"]?.stringValue?.lowercased() ?? ""

@@ -98,7 +98,7 @@ public struct RespondToWebhookNode: NodeType {
         guard (200...599).contains(status), status == status.rounded() else {
             throw NodeError("statusCode must be an HTTP status from 200 to 599.", field: "statusCode")
         }
-        var headers: [String: JSONValue] = [:]
+        var headers: JSONObject = [:]
         if let given = try input.parameter("headers") {
             guard let object = given.objectValue else { throw NodeError("headers must be an object of strings.", field: "headers") }
             for (name, value) in object {

@@ -29,7 +29,7 @@ struct Pagination: Sendable {
     var maxRequests: Int
     var intervalMilliseconds: Int
     /// The unevaluated fields evaluated after each response.
-    var raw: [String: JSONValue]
+    var raw: JSONObject
 
     static let fields: Set<String> = [
         "mode", "nextUrl", "parameters", "complete", "statusCodes", "completeExpression", "maxRequests", "intervalMs",

@@ -235,8 +235,10 @@ public struct HTTPRequestNode: NodeType {
 
     /// `{statusCode, headers, body}`: the full response item, and `$response` in pagination.
     static func describe(_ response: OutboundResponse, body: JSONValue) -> JSONValue {
-        let headers = JSONValue.object(
-            Dictionary(response.headers.map { ($0.0.lowercased(), JSONValue.string($0.1)) }, uniquingKeysWith: { a, _ in a }))
+        // Of a repeated header the first value counts.
+        var fields = JSONObject()
+        for (name, value) in response.headers where fields[name.lowercased()] == nil { fields[name.lowercased()] = .string(value) }
+        let headers = JSONValue.object(fields)
         return .object(["statusCode": .number(Double(response.status)), "headers": headers, "body": body])
     }
 

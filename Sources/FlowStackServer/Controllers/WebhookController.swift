@@ -64,9 +64,7 @@ struct WebhookController {
                 "body": try parseBody(bytes, contentType: request.headers[.contentType]),
                 "headers": .object(visibleHeaders(request, hidden: credentialHeader.map { [$0.lowercased()] } ?? [])),
                 "query": .object(
-                    Dictionary(
-                        request.uri.queryParameters.map { (String($0.key), JSONValue.string(String($0.value))) },
-                        uniquingKeysWith: { a, _ in a })),
+                    JSONObject(firstOf: request.uri.queryParameters.map { (String($0.key), JSONValue.string(String($0.value))) })),
                 "method": .string(request.method.rawValue),
             ]))
         let respond = node.parameters["respond"]?.stringValue ?? "lastNode"
@@ -195,10 +193,7 @@ struct WebhookController {
         let item: JSONValue = .object([
             "body": try parseBody(Array(body.readableBytesView), contentType: request.headers[.contentType]),
             "headers": .object(visibleHeaders(request, hidden: [])),
-            "query": .object(
-                Dictionary(
-                    request.uri.queryParameters.map { (String($0.key), JSONValue.string(String($0.value))) },
-                    uniquingKeysWith: { a, _ in a })),
+            "query": .object(JSONObject(firstOf: request.uri.queryParameters.map { (String($0.key), JSONValue.string(String($0.value))) })),
             "method": .string(request.method.rawValue),
         ])
         guard try await api.engine.wakeUp(id, payload: item) else { throw notWaiting }
@@ -220,7 +215,7 @@ struct WebhookController {
         if type == "application/x-www-form-urlencoded" {
             var components = URLComponents()
             components.percentEncodedQuery = String(decoding: bytes, as: UTF8.self).replacingOccurrences(of: "+", with: "%20")
-            var fields: [String: JSONValue] = [:]
+            var fields: JSONObject = [:]
             for item in components.queryItems ?? [] { fields[item.name] = .string(item.value ?? "") }
             return .object(fields)
         }
@@ -236,9 +231,9 @@ struct WebhookController {
     }
 
     /// The request's headers without credentials (and without `hidden`).
-    private func visibleHeaders(_ request: Request, hidden extra: Set<String>) -> [String: JSONValue] {
+    private func visibleHeaders(_ request: Request, hidden extra: Set<String>) -> JSONObject {
         let hidden = extra.union(["authorization", "cookie", "proxy-authorization"])
-        var headers: [String: JSONValue] = [:]
+        var headers: JSONObject = [:]
         for field in request.headers where !hidden.contains(field.name.canonicalName) {
             headers[field.name.canonicalName] = .string(field.value)
         }

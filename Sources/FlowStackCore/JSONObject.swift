@@ -249,16 +249,21 @@ extension JSONObject: Codable {
 public final class JSONShape: @unchecked Sendable {
     /// Keys up to this many are found by a scan; larger shapes keep a hash index.
     static let scanLimit = 8
-    /// Shapes up to this many keys are shared through tables of successors; larger ones belong to
-    /// one object each (so objects with many distinct keys cannot fill the tables).
+    /// Shapes up to this many keys keep tables of successors; adding a key to a larger one gives
+    /// a shape of the object's own (so objects built key by key with many distinct keys cannot
+    /// fill the tables with ever longer shapes).
     static let shareLimit = 32
+    /// A parser shares the shapes of objects up to this many keys.
+    static let internLimit = 1_024
     /// Successors kept per shape at most.
     static let successorLimit = 32
 
     static let empty = JSONShape(keys: [], shared: true)
 
-    @usableFromInline private(set) var keys: ContiguousArray<String>
-    private var index: [String: Int]?
+    // Unchecked: changed only by the one object holding an unshared shape (see the type), so no
+    // access can overlap a change; the checks cost a call on every lookup.
+    @exclusivity(unchecked) @usableFromInline private(set) var keys: ContiguousArray<String>
+    @exclusivity(unchecked) private var index: [String: Int]?
     /// Whether other objects may hold this shape: then it never changes.
     let shared: Bool
     /// The shapes of one more key, by that key.
@@ -280,7 +285,9 @@ public final class JSONShape: @unchecked Sendable {
     @usableFromInline
     func position(of key: String) -> Int? {
         if let index { return index[key] }
-        return keys.firstIndex(of: key)
+        // The length first: for most keys that differ it answers without comparing their text.
+        let length = key.utf8.count
+        return keys.firstIndex { $0.utf8.count == length && $0 == key }
     }
 
     /// This shape with `key` added (a new key): a shared successor for small shapes.
@@ -308,15 +315,15 @@ public final class JSONShape: @unchecked Sendable {
     }
 
     /// The shared shape of `keys` for a parser: one of the recent shapes in `recent` when it has
-    /// the same keys, or a new one, remembered there.
+    /// the same keys, or a new one, remembered there (large objects of many keys each share theirs
+    /// too: a copy is made only when one of them gets a new key).
     static func interned(_ keys: ContiguousArray<String>, recent: inout [JSONShape]) -> JSONShape {
         if keys.isEmpty { return empty }
         for shape in recent where shape.keys == keys { return shape }
-        let shape = JSONShape(keys: keys, shared: keys.count <= shareLimit)
-        if shape.shared {
-            if recent.count >= 4 { recent.removeFirst() }
-            recent.append(shape)
-        }
+        guard keys.count <= internLimit else { return JSONShape(keys: keys, shared: false) }
+        let shape = JSONShape(keys: keys, shared: true)
+        if recent.count >= 4 { recent.removeFirst() }
+        recent.append(shape)
         return shape
     }
 }

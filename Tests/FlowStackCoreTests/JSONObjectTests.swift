@@ -74,6 +74,24 @@ import Testing
         #expect(copy["extra"] == true)
     }
 
+    @Test("large parsed objects with the same keys share them; a key added to one changes only that one")
+    func largeShared() throws {
+        let members = (0..<40).map { "\"k\($0)\":\($0)" }.joined(separator: ",")
+        let parsed = try #require(try JSONValue(parsing: Array("[{\(members)},{\(members)}]".utf8)).arrayValue)
+        var first = try #require(parsed[0].objectValue)
+        let second = try #require(parsed[1].objectValue)
+        #expect(first.sharesKeys(with: second))
+        first["extra"] = 1
+        first["k0"] = nil
+        #expect(first.count == 40)
+        #expect(first["extra"] == 1)
+        #expect(first["k39"] == 39)
+        #expect(second.count == 40)
+        #expect(second["extra"] == nil)
+        #expect(second["k0"] == 0)
+        #expect(!first.sharesKeys(with: second))
+    }
+
     @Test("many different keys added to the same small object: each result is right however many successors there are")
     func manySuccessors() {
         let base: JSONObject = ["id": 1]

@@ -257,6 +257,13 @@ public final class JSONShape: @unchecked Sendable {
     static let internLimit = 1_024
     /// Successors kept per shape at most.
     static let successorLimit = 32
+    /// Shapes kept in successor tables at most, over the whole process. Keys can come from
+    /// outside (a request's header and query names), and tables 32 wide and 32 deep would
+    /// otherwise grow without bound under requests with ever new names.
+    static let cachedLimit = 16_384
+    private static let cached = Atomic<Int>(0)
+    /// Shapes kept in successor tables now (for tests).
+    static var cachedCount: Int { cached.load(ordering: .relaxed) }
 
     static let empty = JSONShape(keys: [], shared: true)
 
@@ -298,9 +305,20 @@ public final class JSONShape: @unchecked Sendable {
         return successors.withLock { successors in
             if let next = successors[key] { return next }
             let next = JSONShape(keys: keys, shared: true)
-            if successors.count < Self.successorLimit { successors[key] = next }
+            if successors.count < Self.successorLimit, Self.reserveCachedSlot() { successors[key] = next }
             return next
         }
+    }
+
+    /// Counts one more shape in the successor tables, unless they hold `cachedLimit` already.
+    private static func reserveCachedSlot() -> Bool {
+        var count = cached.load(ordering: .relaxed)
+        while count < cachedLimit {
+            let (exchanged, original) = cached.compareExchange(expected: count, desired: count + 1, ordering: .relaxed)
+            if exchanged { return true }
+            count = original
+        }
+        return false
     }
 
     /// Adds `key` to this unshared shape, held by one object only.

@@ -1,6 +1,7 @@
-import FlowStackCore
 import Foundation
 import Testing
+
+@testable import FlowStackCore
 
 @Suite struct JSONObjectTests {
     @Test("members keep the order they were added in; a set replaces in place, a removal closes the gap")
@@ -101,6 +102,23 @@ import Testing
             #expect(Array(object.keys) == ["id", "field\(index)"])
             #expect(object["field\(index)"] == .number(Double(index)))
         }
+    }
+
+    @Test("keys from outside cannot grow the shared successor tables without bound")
+    func successorsBounded() {
+        // Three levels of 40 new names each: 40 + 1,600 + 64,000 successors without the bound.
+        for a in 0..<40 {
+            for b in 0..<40 {
+                for c in 0..<40 {
+                    var object = JSONObject()
+                    object["bound-a\(a)"] = 1
+                    object["bound-b\(b)"] = 2
+                    object["bound-c\(c)"] = 3
+                    #expect(object.count == 3)
+                }
+            }
+        }
+        #expect(JSONShape.cachedCount <= JSONShape.cachedLimit)
     }
 
     @Test("Codable round trip keeps the members")
